@@ -1,0 +1,62 @@
+"""The in-memory container every reader returns and every trainer starts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from liveshelf.schema import EVENT_COLUMNS
+
+
+@dataclass
+class Dataset:
+    """Frames in the schema's column layout (see :mod:`liveshelf.schema`).
+
+    ``events`` is required; the other frames are ``None`` when the source has none.
+    ``split`` is aligned with ``events`` ("train" / "valid" / "test") when the source
+    publishes its own split (UniSRec files, P5 leave-one-out); protocols use it as is.
+    Rows of ``events`` are sorted by (user, ts) with a stable tie order that keeps
+    the source's sequence order.
+    """
+
+    name: str
+    events: pd.DataFrame
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+    rooms: pd.DataFrame | None = None
+    shelf: pd.DataFrame | None = None
+    hosts: pd.DataFrame | None = None
+    split: pd.Series | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in EVENT_COLUMNS if c not in self.events.columns]
+        if missing:
+            raise ValueError(f"Dataset {self.name!r}: events frame lacks columns {missing}.")
+        if self.split is not None and len(self.split) != len(self.events):
+            raise ValueError(
+                f"Dataset {self.name!r}: split has {len(self.split)} rows, events {len(self.events)}."
+            )
+
+    @property
+    def n_users(self) -> int:
+        return int(self.events["user"].nunique())
+
+    @property
+    def n_items(self) -> int:
+        if self.items is not None:
+            return int(len(self.items))
+        return int(self.events["item"].dropna().nunique())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "events": int(len(self.events)),
+            "users": self.n_users,
+            "items": self.n_items,
+            "rooms": 0 if self.rooms is None else int(len(self.rooms)),
+            "shelf_slots": 0 if self.shelf is None else int(len(self.shelf)),
+            "event_types": self.events["type"].value_counts().to_dict(),
+        }

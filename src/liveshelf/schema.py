@@ -1,0 +1,165 @@
+"""Domain types of live commerce: users, items, hosts, rooms, shelf slots and events.
+
+Records at the boundaries are frozen dataclasses; bulk data travels as pandas/arrow
+frames whose columns are listed in ``*_COLUMNS`` below (the same names as the fields).
+
+Time: every timestamp is timezone-aware UTC. In frames the ``ts``/``start``/``end``
+columns are ``datetime64[us, UTC]``; :func:`to_epoch_seconds` turns them into float
+seconds for numeric work.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+class EventType(enum.StrEnum):
+    """What a viewer did. The order is the engagement funnel, weakest first."""
+
+    IMPRESSION = "impression"
+    ENTER = "enter"
+    LEAVE = "leave"
+    VIEW = "view"
+    CLICK = "click"
+    LIKE = "like"
+    COMMENT = "comment"
+    SHARE = "share"
+    FOLLOW = "follow"
+    CART = "cart"
+    GIFT = "gift"
+    PURCHASE = "purchase"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
+
+#: Default implicit-feedback weight of each event type (used by CF models and profiles).
+EVENT_WEIGHTS: dict[str, float] = {
+    "impression": 0.0,
+    "enter": 1.0,
+    "leave": 0.0,
+    "view": 1.0,
+    "click": 1.0,
+    "like": 1.5,
+    "comment": 1.5,
+    "share": 2.0,
+    "follow": 2.0,
+    "cart": 3.0,
+    "gift": 3.0,
+    "purchase": 5.0,
+}
+
+#: Event types that express positive interest in the item/room (used as training targets).
+POSITIVE_TYPES: frozenset[str] = frozenset(
+    {"enter", "view", "click", "like", "comment", "share", "follow", "cart", "gift", "purchase"}
+)
+
+GENDERS = ("f", "m", "other")
+SPENDING_TIERS = ("low", "mid", "high", "vip")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    gender: str | None = None
+    age_band: str | None = None  # e.g. "18-24"
+    region: str | None = None
+    spending_tier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: str
+    title: str = ""
+    description: str = ""
+    category: tuple[str, ...] = ()  # category path, broadest first
+    brand: str | None = None
+    price: float | None = None
+    rating: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    language: str | None = None  # "zh", "en", ...
+
+    def text(self) -> str:
+        """The item as one text: title, category path, brand, description."""
+        parts = [self.title, " > ".join(self.category), self.brand or "", self.description]
+        return ". ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    id: str
+    name: str = ""
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    host: str
+    title: str = ""
+    start: datetime | None = None
+    end: datetime | None = None  # None = still live
+
+
+@dataclass(frozen=True, slots=True)
+class ShelfSlot:
+    room: str
+    item: str
+    start: datetime
+    end: datetime | None = None  # None = still on the shelf
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    ts: datetime
+    user: str
+    type: str
+    room: str | None = None
+    item: str | None = None
+    value: float | None = None  # price paid, gift value, watch seconds ...
+    text: str | None = None  # comment text
+
+
+EVENT_COLUMNS = ("event_id", "ts", "user", "type", "room", "item", "value", "text")
+ITEM_COLUMNS = (
+    "id", "title", "description", "category", "brand", "price", "rating", "attributes", "language",
+)
+USER_COLUMNS = ("id", "gender", "age_band", "region", "spending_tier")
+ROOM_COLUMNS = ("id", "host", "title", "start", "end")
+SHELF_COLUMNS = ("room", "item", "start", "end", "pinned")
+HOST_COLUMNS = ("id", "name", "categories")
+
+TS_DTYPE = "datetime64[us, UTC]"
+
+
+def utc(ts: datetime | str | float | int) -> datetime:
+    """Coerce a datetime, ISO string or epoch seconds to an aware UTC datetime."""
+    if isinstance(ts, datetime):
+        return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+    if isinstance(ts, (int, float, np.integer, np.floating)):
+        return datetime.fromtimestamp(float(ts), tz=timezone.utc)
+    t = pd.Timestamp(ts)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+
+
+def to_epoch_seconds(values: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+    """Float epoch seconds (NaN for missing) from a datetime column."""
+    s = pd.to_datetime(pd.Series(values), utc=True)
+    return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def from_epoch_seconds(seconds: np.ndarray | pd.Series | list[float]) -> pd.Series:
+    """A ``datetime64[us, UTC]`` series from epoch seconds."""
+    arr = np.asarray(seconds, dtype=np.float64)
+    return pd.Series(pd.to_datetime(np.round(arr * 1e6).astype("int64"), unit="us", utc=True)).astype(TS_DTYPE)
+
+
+def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
