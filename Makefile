@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-slow bench lint install clean
+.PHONY: demo test test-slow bench bench-peer lint install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH)
+
+bench-peer: $(STAMP)
+	bash benchmarks/peer/run.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
