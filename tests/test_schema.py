@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -16,15 +16,15 @@ def test_epoch_round_trip_keeps_microseconds_and_missing():
     s = pd.Series(pd.to_datetime(["2026-11-01T10:00:00.123456Z", None], utc=True))
     sec = to_epoch_seconds(s)
     assert np.isnan(sec[1])
-    assert abs(sec[0] - datetime(2026, 11, 1, 10, 0, 0, 123456, tzinfo=timezone.utc).timestamp()) < 1e-6
+    assert abs(sec[0] - datetime(2026, 11, 1, 10, 0, 0, 123456, tzinfo=UTC).timestamp()) < 1e-6
     back = from_epoch_seconds(sec[:1])
     assert back.iloc[0] == s.iloc[0]
 
 
 def test_utc_accepts_naive_iso_and_epoch():
     assert utc("2026-11-01 10:00").tzinfo is not None
-    assert utc(0) == datetime(1970, 1, 1, tzinfo=timezone.utc)
-    assert utc(datetime(2026, 1, 1)).tzinfo == timezone.utc
+    assert utc(0) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert utc(datetime(2026, 1, 1)).tzinfo == UTC
 
 
 def test_item_text_joins_fields():

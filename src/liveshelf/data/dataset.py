@@ -17,8 +17,8 @@ class Dataset:
     ``events`` is required; the other frames are ``None`` when the source has none.
     ``split`` is aligned with ``events`` ("train" / "valid" / "test") when the source
     publishes its own split (UniSRec files, P5 leave-one-out); protocols use it as is.
-    Rows of ``events`` are sorted by (user, ts) with a stable tie order that keeps
-    the source's sequence order.
+    Rows of ``events`` are grouped by user, ``ts`` ascending within each user, with a
+    stable tie order that keeps the source's sequence order (user order is the reader's).
     """
 
     name: str
