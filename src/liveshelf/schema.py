@@ -161,5 +161,26 @@ def from_epoch_seconds(seconds: np.ndarray | pd.Series | list[float]) -> pd.Seri
     return pd.Series(pd.to_datetime(np.round(arr * 1e6).astype("int64"), unit="us", utc=True)).astype(TS_DTYPE)
 
 
+def host_categories(value: Any) -> list[str]:
+    """A host's category paths, main category first, from any frame representation.
+
+    Frames and files hold them as a JSON list string (``'["美妆 > 护肤", "服饰"]'``);
+    lists/tuples and a single plain path are accepted too.
+    """
+    import json
+
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v) for v in value if str(v)]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            return [str(v) for v in json.loads(text) if str(v)]
+        except ValueError:
+            pass
+    return [text] if text else []
+
+
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})

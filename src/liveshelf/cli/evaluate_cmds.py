@@ -1,3 +1,68 @@
-"""Commands: evaluate_cmds (filled in by its owner)."""
+"""``liveshelf evaluate``: fit and compare recommenders under one protocol, write results + report."""
 
-from liveshelf.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from liveshelf.cli.app import app
+
+
+@app.command("evaluate")
+def evaluate(
+    data: str = typer.Option(..., "--data", help="FORMAT:PATH (e.g. unisrec:/data/amazon-scientific) "
+                             "or store:HOMEDIR."),
+    model: str = typer.Option(..., "--model", help="Model name(s), comma separated (e.g. pop,itemknn,als)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="loo | temporal | live (default: live for "
+                                        "twitch/kuailive/store, else loo)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default results/<dataset>-<protocol>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for numpy/torch and models that take seed/random_state."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs, for models that accept 'epochs'."),
+    mask_history: bool = typer.Option(False, "--mask-history", help="Never rank items already in the history."),
+    param: list[str] | None = typer.Option(None, "--param", help="NAME.KEY=VALUE model parameter (repeatable)."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Test contexts scored per batch."),
+    target: str | None = typer.Option(None, "--target", help="What to recommend: item | host (default: host "
+                                      "under live, item otherwise; item under live = shelf items)."),
+) -> None:
+    """Evaluate recommenders; writes OUT/results.json, OUT/report.md and PNG plots."""
+    from rich.console import Console
+
+    from liveshelf.errors import LiveshelfError
+
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        from liveshelf.evaluation.report import LIVE_COLUMNS, MAIN_COLUMNS
+        from liveshelf.evaluation.runner import parse_params, run
+
+        names = [m.strip() for m in model.split(",") if m.strip()]
+        params = parse_params(param, names)
+        results = run(data, names, protocol=protocol, out=out, seed=seed, epochs=epochs,
+                      mask_history=mask_history, params=params, batch_size=batch_size, progress=True, target=target,
+                      log=lambda msg: err.print(f"[dim]{msg}[/]"))
+    except LiveshelfError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    from rich.table import Table
+
+    cols = LIVE_COLUMNS if results["protocol"] == "live" else MAIN_COLUMNS
+    table = Table(title=f"{results['dataset']} — {results['protocol']}")
+    table.add_column("model")
+    for c in (*cols, "coverage@10"):
+        table.add_column(c, justify="right")
+    table.add_column("fit s", justify="right")
+    for name, entry in results["models"].items():
+        m = entry["metrics"]
+        table.add_row(name, *[("–" if m.get(c) is None else f"{m[c]:.4f}") for c in (*cols, "coverage@10")],
+                      f"{entry['fit_seconds']:.1f}")
+    console = Console()
+    Console(width=max(console.width, 130)).print(table)  # never squeeze the metric names
+    out_dir = out if out is not None else Path("results") / _slug(results)
+    typer.echo(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")
+
+
+def _slug(results: dict) -> str:
+    from liveshelf.evaluation.runner import dataset_slug
+
+    return f"{dataset_slug(results['dataset'])}-{results['protocol']}"

@@ -24,14 +24,15 @@ Mapping to the schema:
   ``with_leave=True`` also a ``leave`` at ``timestamp + watch``); comment -> ``comment`` (``text``
   from a ``comment``/``content``/``comment_content``/``text`` column when the copy has one);
   like -> ``like``; gift -> ``gift`` with ``value`` = gift_price. Event ids ``"<file>:<row>"``.
-* hosts: streamer ids from room.csv (and streamer.csv), ``categories`` = the distinct
+* hosts: streamer ids from room.csv (and streamer.csv), ``categories`` = a JSON list string of the distinct
   live_content_category values of the host's rooms, most frequent first (ties by name), so
-  ``categories[0]`` is the host's main category.
+  its first entry is the host's main category (read it with ``schema.host_categories``).
 * users (when user.csv exists): ``gender`` M/F -> m/f, ``age`` range string -> ``age_band`` as given.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,8 @@ def _hosts(rooms: pd.DataFrame, streamer_file: Path) -> pd.DataFrame:
         extra = pd.read_csv(streamer_file, dtype={"streamer_id": str}, usecols=lambda c: c == "streamer_id")
         ids = np.union1d(ids.astype(str), extra["streamer_id"].astype(str).to_numpy()).astype(object)
     categories = cats.reindex(ids).to_numpy(dtype=object)
-    categories = np.array([c if isinstance(c, tuple) else () for c in categories] if len(ids) else [], dtype=object)
+    categories = np.array([json.dumps(list(c) if isinstance(c, tuple) else [], ensure_ascii=False)
+                           for c in categories] if len(ids) else [], dtype=object)
     return make_frame(HOST_COLUMNS, len(ids), id=ids, name="", categories=categories)
 
 

@@ -105,7 +105,7 @@ def read_twitch(path: str | Path, with_leave: bool = False, epoch: str = DEFAULT
                        end=from_epoch_seconds(epoch_s + streams["stop"].to_numpy() * float(STEP_SECONDS)))
     streamers = np.sort(log["streamer"].unique())
     hosts = make_frame(HOST_COLUMNS, len(streamers), id=streamers, name=streamers,
-                       categories=[()] * len(streamers))
+                       categories=["[]"] * len(streamers))
     meta = {"format": FORMAT, "path": str(path), "synthetic_ts": False, "step_seconds": STEP_SECONDS,
             "epoch": pd.Timestamp(epoch_s, unit="s", tz="UTC").isoformat(), "max_step": int(stop.max(initial=0)),
             "intervals": log}
