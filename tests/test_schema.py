@@ -30,3 +30,9 @@ def test_utc_accepts_naive_iso_and_epoch():
 def test_item_text_joins_fields():
     it = Item(id="i1", title="Serum", category=("Beauty", "Skin"), brand="Acme", description="30ml")
     assert it.text() == "Serum. Beauty > Skin. Acme. 30ml"
+
+
+def test_from_epoch_seconds_maps_missing_to_nat():
+    out = from_epoch_seconds([0.0, np.nan, np.inf])
+    assert out.iloc[0] == pd.Timestamp(0, tz="UTC")
+    assert out.iloc[1:].isna().all()

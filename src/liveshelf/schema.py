@@ -156,9 +156,13 @@ def to_epoch_seconds(values: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.nd
 
 
 def from_epoch_seconds(seconds: np.ndarray | pd.Series | list[float]) -> pd.Series:
-    """A ``datetime64[us, UTC]`` series from epoch seconds."""
+    """A ``datetime64[us, UTC]`` series from epoch seconds; NaN/inf become NaT."""
     arr = np.asarray(seconds, dtype=np.float64)
-    return pd.Series(pd.to_datetime(np.round(arr * 1e6).astype("int64"), unit="us", utc=True)).astype(TS_DTYPE)
+    ok = np.isfinite(arr)
+    micros = np.round(np.where(ok, arr, 0.0) * 1e6).astype("int64")
+    out = pd.Series(pd.to_datetime(micros, unit="us", utc=True)).astype(TS_DTYPE)
+    out[~ok] = pd.NaT
+    return out
 
 
 def host_categories(value: Any) -> list[str]:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from liveshelf.cli import evaluate_cmds, ingest_cmds, simulate_cmds  # noqa: F401  (registers commands)
+from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
+    demo_cmds,
+    evaluate_cmds,
+    ingest_cmds,
+    simulate_cmds,
+)
 from liveshelf.cli.app import app
 from liveshelf.errors import LiveshelfError
 
