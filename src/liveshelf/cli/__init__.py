@@ -12,6 +12,7 @@ from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     demo_cmds,
     evaluate_cmds,
     ingest_cmds,
+    models_cmds,
     simulate_cmds,
 )
 from liveshelf.cli.app import app
