@@ -1,7 +1,23 @@
-"""Text models: encoders (+ on-disk cache, Chinese fallback), fine-tuning, generation, grounding, Q&A."""
+"""Text models: encoders (+ on-disk cache, Chinese fallback), fine-tuning, generation, grounding, Q&A.
 
-from liveshelf.text.cache import EmbeddingCache
-from liveshelf.text.chinese import HashedTfidfEncoder
-from liveshelf.text.encoder import TextEncoder
+Names are imported lazily so ``import liveshelf.text.qa`` does not pay for torch.
+"""
 
-__all__ = ["EmbeddingCache", "HashedTfidfEncoder", "TextEncoder"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EmbeddingCache": "liveshelf.text.cache",
+    "HashedTfidfEncoder": "liveshelf.text.chinese",
+    "TextEncoder": "liveshelf.text.encoder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'liveshelf.text' has no attribute {name!r}")
