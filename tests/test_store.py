@@ -156,3 +156,18 @@ def test_stats_and_reopen(store, tmp_path):
         assert ro.count("rooms") == 3
     with pytest.raises(ConfigError, match="No event store at"):
         EventStore(tmp_path / "empty", read_only=True)
+
+
+def test_existing_event_ids_finds_only_stored_ids(tmp_path):
+    import pandas as pd
+
+    from liveshelf.data.ingest import Ingestor
+    from liveshelf.data.store import EventStore
+
+    with EventStore(tmp_path) as store:
+        Ingestor(store).ingest_events(pd.DataFrame({
+            "event_id": ["e1", "e2"], "ts": ["2026-11-01T10:00:00Z", "2026-11-01T10:01:00Z"],
+            "user": ["u1", "u1"], "type": ["view", "view"], "room": [None, None], "item": ["i1", "i2"],
+            "value": [None, None], "text": [None, None]}))
+        assert store.existing_event_ids(["e2", "e3", "e1"]) == {"e1", "e2"}
+        assert store.existing_event_ids([]) == set()

@@ -286,6 +286,20 @@ class EventStore:
 
     # ------------------------------------------------------------------ queries
 
+    def existing_event_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the store already holds (events a re-post must not apply twice)."""
+        if not ids:
+            return set()
+        con = self._conn()
+        with self._lock:
+            con.register("_ids", pa.table({"event_id": pa.array(list(ids), pa.string())}))
+            try:
+                rows = con.execute("SELECT DISTINCT e.event_id FROM events e SEMI JOIN _ids i USING (event_id)"
+                                   ).fetchall()
+            finally:
+                con.unregister("_ids")
+        return {r[0] for r in rows}
+
     def sequence(self, user: str, until: datetime | str | float | None = None,
                  limit: int | None = None) -> UserSequence:
         """One user's events with ``ts < until`` in time order (ties: ingest order).

@@ -1,0 +1,88 @@
+"""Command ``liveshelf serve``: the HTTP API (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from liveshelf.cli.app import app
+
+
+@app.command("serve")
+def serve_cmd(
+    home: Path | None = typer.Option(None, "--home", help="Folder of the event store and the model registry "
+                                     "(default: LIVESHELF_HOME or ~/.liveshelf)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes (> 1 needs --state redis://)."),
+    state: str | None = typer.Option(None, "--state", help="'memory' (default) or redis://host:port/db."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    model: str | None = typer.Option(None, "--model", help="Registry name of the served model (default 'default')."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve the API; the online state is rebuilt from the store at start (rooms, shelves, recent events).
+
+    API keys come from the environment (LIVESHELF_API_KEYS="k1,k2"), never from the command line.
+    """
+    import logging
+    import os
+    import secrets
+
+    import uvicorn
+    from rich.console import Console
+
+    from liveshelf.serving.settings import ServeSettings
+
+    overrides: dict[str, object] = {"workers": workers}
+    if home is not None:
+        overrides["home"] = home
+    if state is not None:
+        overrides["state"] = state
+    if model is not None:
+        overrides["model"] = model
+    try:
+        settings = ServeSettings(**overrides)
+    except ValueError as exc:
+        from liveshelf.errors import ConfigError
+
+        raise ConfigError(f"Invalid serve settings: {exc}") from exc
+    console = Console(stderr=True)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not settings.key_values():
+        console.print("[yellow]no API keys configured (LIVESHELF_API_KEYS): the API is read-only.[/]")
+    console.print(f"liveshelf serve: home={settings.home} state={settings.state.split('@')[-1]} "
+                  f"workers={workers} http://{host}:{port}/docs")
+    if workers == 1:
+        from liveshelf.serving.app import create_app
+
+        # uvicorn's access log would print raw paths (user ids); the app logs route templates instead
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+        return
+    # several workers share a Redis state: build it once here, then the workers start without rebuilding
+    import shutil
+    import tempfile
+
+    from liveshelf.data.store import EventStore
+    from liveshelf.serving.deps import warm_state
+    from liveshelf.serving.metrics import MULTIPROC_ENV
+    from liveshelf.serving.state import make_state
+
+    if settings.warm_start:
+        shared = make_state(settings.state, prefix=settings.state_prefix)
+        with EventStore(settings.home) as store:
+            counts = warm_state(shared, store, settings.warm_window_s)
+        shared.close()
+        console.print(f"state built: {counts}")
+    os.environ.update({"LIVESHELF_HOME": str(settings.home), "LIVESHELF_STATE": settings.state,
+                       "LIVESHELF_STATE_PREFIX": settings.state_prefix, "LIVESHELF_MODEL": settings.model,
+                       "LIVESHELF_WORKERS": str(workers), "LIVESHELF_WARM_START": "false"})
+    os.environ.setdefault("LIVESHELF_LOG_SALT", secrets.token_hex(16))  # one salt: log ids match across workers
+    own_dir = MULTIPROC_ENV not in os.environ
+    if own_dir:  # /metrics then sums over the workers
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="liveshelf-metrics-")
+    try:
+        uvicorn.run("liveshelf.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False)
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

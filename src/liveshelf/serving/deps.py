@@ -1,0 +1,379 @@
+"""What routes depend on, built once in the app's lifespan and reached through named dependencies.
+
+``StateDep``, ``PipelineDep``, ``ServicesDep`` ... are ``Annotated[..., Depends(...)]``;
+tests may swap any of them with ``app.dependency_overrides``. ``ReadAccess`` /
+``WriteAccess`` check the API key and take a rate-limit token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import Depends, HTTPException, Query, Request
+
+from liveshelf.data.store import EventStore
+from liveshelf.errors import ConfigError, NotFoundError, ValidationError
+from liveshelf.privacy.pseudonym import Pseudonymiser
+from liveshelf.serving.metrics import Metrics
+from liveshelf.serving.pipeline import Catalogue, Pipeline
+from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
+from liveshelf.serving.settings import ServeSettings
+from liveshelf.serving.state import OnlineState
+
+log = logging.getLogger("liveshelf.serving")
+
+
+# ------------------------------------------------------------------------------------ the store
+class StoreGateway:
+    """Access to the DuckDB event store.
+
+    One process (``shared=False``): the store stays open, calls are serialised by a lock.
+    Several workers (``shared=True``): DuckDB lets one process hold the file, so each call
+    opens it, works and closes it, retrying while another worker holds it.
+    """
+
+    def __init__(self, home: Path, shared: bool, wait_s: float = 30.0) -> None:
+        self.home = Path(home)
+        self.shared = shared
+        self.wait_s = wait_s
+        self._lock = threading.RLock()
+        self._store: EventStore | None = None
+
+    @contextmanager
+    def open(self) -> Iterator[EventStore]:
+        with self._lock:
+            if not self.shared:
+                if self._store is None or self._store.closed:
+                    self._store = EventStore(self.home)
+                yield self._store
+                return
+            store = self._open_retrying()
+            try:
+                yield store
+            finally:
+                store.close()
+
+    def _open_retrying(self) -> EventStore:
+        deadline = time.monotonic() + self.wait_s
+        pause = 0.005
+        while True:
+            try:
+                return EventStore(self.home)
+            except ConfigError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+
+    @staticmethod
+    def existing_event_ids(store: EventStore, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the store already holds (the events a re-post must not apply twice)."""
+        return store.existing_event_ids(ids)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+# ------------------------------------------------------------------------------------ models
+class ModelSlot:
+    """The production model of one registry name, or None while there is none (retried every ``poll_s``)."""
+
+    def __init__(self, home: Path, name: str, poll_s: float = 1.0) -> None:
+        from liveshelf.serving.registry import ModelHolder, ModelRegistry
+
+        self.name = name
+        self.poll_s = poll_s
+        self.registry = ModelRegistry(Path(home) / "models")
+        self.holder = ModelHolder(self.registry, name, poll_s=poll_s)
+        self._retry_at = 0.0
+
+    def current(self) -> tuple[str | None, Any]:
+        if self.holder.version is None and time.monotonic() < self._retry_at:
+            return None, None
+        try:
+            return self.holder.current()
+        except NotFoundError:
+            self._retry_at = time.monotonic() + self.poll_s
+            return None, None
+
+    def get(self) -> Any:
+        return self.current()[1]
+
+
+# ------------------------------------------------------------------------------------ catalogue sync
+class CatalogueSync:
+    """Keeps every worker's catalogue equal: a shared version counter in Redis (None: one process)."""
+
+    def __init__(self, url: str | None, prefix: str) -> None:
+        self._client = None
+        self._key = f"{prefix}catalogue:version"
+        if url is not None:
+            import redis
+
+            self._client = redis.Redis.from_url(url)
+        self.seen: int = self.remote()
+
+    @property
+    def shared(self) -> bool:
+        return self._client is not None
+
+    def remote(self) -> int:
+        if self._client is None:
+            return 0
+        v = self._client.get(self._key)
+        return int(v) if v is not None else 0
+
+    def bump(self) -> int:
+        if self._client is None:
+            return 0
+        return int(self._client.incr(self._key))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+# ------------------------------------------------------------------------------------ services
+@dataclass
+class Services:
+    settings: ServeSettings
+    state: OnlineState
+    store: StoreGateway
+    catalogue: Catalogue
+    pipeline: Pipeline
+    metrics: Metrics
+    keys: KeyRing
+    bucket: TokenBucket
+    pseudonymiser: Pseudonymiser | None
+    models: dict[str, ModelSlot]
+    sync: CatalogueSync
+    started: float = field(default_factory=time.time)
+    _sync_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def user_key(self, raw: str) -> str:
+        """The id a raw user id is stored under (its pseudonym when a key is set)."""
+        return self.pseudonymiser(raw) if self.pseudonymiser is not None else raw
+
+    def log_id(self, value: str | None) -> str:
+        return log_id(value, self.settings.log_salt.get_secret_value())
+
+    def model_version(self, role: str = "sequence") -> str | None:
+        slot = self.models.get(role)
+        if slot is None:
+            return None
+        version, _ = slot.current()
+        if version is not None:
+            self.metrics.set_model(role, slot.name, version)
+        return version
+
+    def sync_catalogue(self) -> None:
+        """Reload the catalogue when another worker changed it (shared state only)."""
+        remote = self.sync.remote()
+        hit = remote == self.sync.seen
+        self.metrics.cache_lookup("catalogue", hit)
+        if hit:
+            return
+        with self._sync_lock:
+            if remote != self.sync.seen:
+                with self.store.open() as store:
+                    frame = store.frame("items")
+                self.catalogue.replace(frame)
+                if len(frame):
+                    self.state.upsert_items(frame[["id", "category"]])
+                self.sync.seen = remote
+
+    def catalogue_changed(self) -> None:
+        new = self.sync.bump()
+        if self.sync.shared and new == self.sync.seen + 1:  # else another worker changed it too: reload
+            self.sync.seen = new
+
+    def close(self) -> None:
+        self.store.close()
+        self.sync.close()
+        self.state.close()
+
+
+def get_services(request: Request) -> Services:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise HTTPException(503, "The service is starting; retry in a moment.")
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_state(services: ServicesDep) -> OnlineState:
+    return services.state
+
+
+def get_pipeline(services: ServicesDep) -> Pipeline:
+    services.sync_catalogue()
+    return services.pipeline
+
+
+def get_settings(services: ServicesDep) -> ServeSettings:
+    return services.settings
+
+
+StateDep = Annotated[OnlineState, Depends(get_state)]
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+
+
+# ------------------------------------------------------------------------------------ access
+def _client_key(request: Request, services: Services, write: bool) -> str:
+    key = request.headers.get(API_KEY_HEADER)
+    required = write or services.settings.read_key_required
+    if key is None or key == "":
+        if required:
+            services.metrics.rejected.labels("no_key").inc()
+            if not services.keys:
+                raise HTTPException(401, "This route needs an API key, and the server has none configured. "
+                                         "Set LIVESHELF_API_KEYS and send one in the X-API-Key header.")
+            raise HTTPException(401, "Missing API key: send a configured key in the X-API-Key header.",
+                                headers={"WWW-Authenticate": "ApiKey"})
+        host = request.client.host if request.client else "unknown"
+        return f"anon:{host}"
+    if not services.keys.valid(key):
+        services.metrics.rejected.labels("bad_key").inc()
+        raise HTTPException(403, "The API key in the X-API-Key header is not valid.")
+    return f"key:{KeyRing.key_id(key)}"
+
+
+def _limit(services: Services, client: str, cost: float = 1.0) -> None:
+    wait = services.bucket.take(client, cost)
+    if wait > 0:
+        services.metrics.rejected.labels("rate").inc()
+        raise HTTPException(429, f"Rate limit: at most {services.settings.rate_per_s:g} requests/s per key "
+                                 f"(burst {services.settings.rate_burst}). Retry in {wait:.2f} s.",
+                            headers={"Retry-After": retry_after(wait)})
+
+
+def _log_name(services: Services, client: str) -> str:
+    """What logs show of a client: the key's id, or a salted hash of the address."""
+    return client if client.startswith("key:") else "anon:" + services.log_id(client)
+
+
+def read_access(request: Request, services: ServicesDep) -> str:
+    client = _client_key(request, services, write=False)
+    _limit(services, client)
+    request.state.client = _log_name(services, client)
+    return request.state.client
+
+
+def write_access(request: Request, services: ServicesDep) -> str:
+    client = _client_key(request, services, write=True)
+    _limit(services, client)
+    request.state.client = _log_name(services, client)
+    return request.state.client
+
+
+ReadAccess = Annotated[str, Depends(read_access)]
+WriteAccess = Annotated[str, Depends(write_access)]
+
+
+# ------------------------------------------------------------------------------------ parameters
+def parse_time(value: str | float | None, name: str) -> float:
+    """Epoch seconds from an ISO string or a number; ``None`` is now. Raises ValidationError naming ``name``."""
+    if value is None:
+        return time.time()
+    try:
+        if isinstance(value, (int, float)) or _is_number(value):
+            t = float(value)
+        else:
+            ts = pd.Timestamp(str(value))
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            t = ts.timestamp()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValidationError(f"The '{name}' parameter must be an ISO 8601 time or epoch seconds. "
+                              f"Got {str(value)[:64]!r} instead.", field=name, value=value) from exc
+    lo, hi = datetime(2000, 1, 1).timestamp(), datetime(2200, 1, 1).timestamp()
+    if not lo <= t <= hi:
+        raise ValidationError(f"The '{name}' parameter must lie between 2000 and 2200. Got {value!r} instead.",
+                              field=name, value=value)
+    return t
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def request_time(at: Annotated[str | None, Query(max_length=64, description="Request time (ISO 8601 or "
+                                                 "epoch seconds); default now. For replays and tests.")]
+                 = None) -> float:
+    return parse_time(at, "at")
+
+
+AtDep = Annotated[float, Depends(request_time)]
+K = Annotated[int, Query(ge=1, le=500, description="How many to return.")]
+
+
+# ------------------------------------------------------------------------------------ start-up
+def build_services(settings: ServeSettings, state: OnlineState | None = None) -> Services:
+    """Open the state and the store, load the catalogue, wire the pipeline (no request served yet)."""
+    from liveshelf.serving.state import make_state
+
+    home = Path(settings.home).expanduser()
+    if state is None:
+        state = make_state(settings.state, prefix=settings.state_prefix)
+    store = StoreGateway(home, shared=settings.workers > 1)
+    metrics = Metrics()
+    catalogue = Catalogue()
+    with store.open() as s:
+        items = s.frame("items")
+    catalogue.replace(items)
+    models = {"sequence": ModelSlot(home, settings.model)}
+    if settings.cf_model:
+        models["cf"] = ModelSlot(home, settings.cf_model)
+    pipeline = Pipeline(state, catalogue, settings, {role: slot.get for role, slot in models.items()},
+                        on_cache=metrics.cache_lookup)
+    pz = Pseudonymiser(settings.pseudonym_key.get_secret_value()) if (
+        settings.pseudonym_key is not None and settings.pseudonym_key.get_secret_value()) else None
+    sync = CatalogueSync(None if settings.state == "memory" else settings.state, settings.state_prefix)
+    return Services(settings=settings, state=state, store=store, catalogue=catalogue, pipeline=pipeline,
+                    metrics=metrics, keys=KeyRing(settings.key_values()),
+                    bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
+                    models=models, sync=sync)
+
+
+def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 50_000) -> dict[str, int]:
+    """Rebuild the online state from the store: items, rooms, shelf, then recent events (time order).
+
+    The state is cleared first, so a restart (or a shared Redis state) never counts an event twice.
+    Events replayed: those within ``window_s`` seconds before the newest stored one.
+    """
+    state.clear()
+    items = store.frame("items")
+    if len(items):
+        state.upsert_items(items[["id", "category"]])
+    rooms = store.frame("rooms")
+    if len(rooms):
+        state.upsert_rooms(rooms)
+    shelf = store.frame("shelf")
+    if len(shelf):
+        state.upsert_shelf(shelf)
+    events = store.training_frame()
+    if len(events):
+        since = events["ts"].max() - pd.Timedelta(seconds=window_s)
+        events = events[events["ts"] >= since].sort_values("ts", kind="stable")
+        for i in range(0, len(events), chunk):
+            state.apply_events(events.iloc[i:i + chunk])
+    log.info("state warmed: items=%d rooms=%d slots=%d events=%d", len(items), len(rooms), len(shelf), len(events))
+    return {"items": len(items), "rooms": len(rooms), "shelf": len(shelf), "events": len(events)}

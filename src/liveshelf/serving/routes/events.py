@@ -1,0 +1,69 @@
+"""``POST /v1/events``: validate, store (idempotent by event_id), update the online state, answer."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+from fastapi import APIRouter, HTTPException
+
+from liveshelf.data.ingest import Ingestor
+from liveshelf.data.validate import Rules, table_to_frame, validate
+from liveshelf.serving.deps import ServicesDep, WriteAccess
+from liveshelf.serving.schemas import EventsIn, EventsOut, RowError
+
+router = APIRouter(prefix="/v1", tags=["events"])
+log = logging.getLogger("liveshelf.serving")
+
+_STR_FIELDS = ("event_id", "user", "type", "room", "item", "text")
+
+
+def _ts_text(value: str | float | None) -> str | None:
+    """Timestamps travel as text (ISO or epoch seconds); the validator parses both."""
+    if value is None or isinstance(value, str):
+        return value
+    return repr(float(value)) if math.isfinite(value) else "not-a-time"
+
+
+def events_table(body: EventsIn) -> pa.Table:
+    rows = body.events
+    cols = {f: pa.array([getattr(e, f) for e in rows], pa.string()) for f in _STR_FIELDS}
+    cols["ts"] = pa.array([_ts_text(e.ts) for e in rows], pa.string())
+    cols["value"] = pa.array([e.value for e in rows], pa.float64())
+    return pa.table(cols)
+
+
+@router.post("/events", response_model=EventsOut, summary="Post a batch of events")
+def post_events(body: EventsIn, services: ServicesDep, client: WriteAccess) -> EventsOut:
+    """Validate every event (the ingest rules), store the new ones and apply them to the online state
+    before answering, so the next read sees them. Re-posting an event_id is a no-op (``duplicate``)."""
+    n = len(body.events)
+    if n > services.settings.max_events:
+        services.metrics.rejected.labels("batch").inc()
+        raise HTTPException(413, f"The 'events' list must hold at most {services.settings.max_events} events. "
+                                 f"Got {n} instead; split the batch.")
+    if n == 0:
+        return EventsOut(received=0, accepted=0, duplicate=0, rejected=0, applied=0, errors=[])
+    raw = events_table(body)
+    rules = Rules(now=datetime.now(UTC))  # one clock for both passes below
+    checked = validate("events", raw, rules, services.pseudonymiser)
+    with services.store.open() as store:
+        clean = checked.table
+        ids = clean.column("event_id").to_pylist()
+        known = services.store.existing_event_ids(store, ids)
+        report = Ingestor(store, pseudonymiser=services.pseudonymiser, rules=rules).ingest("events", raw)
+        fresh = clean.filter(pa.array([i not in known for i in ids], pa.bool_())) if known else clean
+        applied = services.state.apply_events(table_to_frame("events", fresh)) if fresh.num_rows else 0
+    m = services.metrics.events
+    m.labels("accepted").inc(report.accepted)
+    m.labels("duplicate").inc(report.duplicate)
+    m.labels("rejected").inc(report.rejected)
+    log.info("events client=%s received=%d accepted=%d duplicate=%d rejected=%d", client, n, report.accepted,
+             report.duplicate, report.rejected)
+    errors = [RowError(row=int(r.row), field=str(r.field), value=None if pd.isna(r.value) else str(r.value)[:200],
+                       reason=str(r.reason)) for r in checked.rejects.itertuples(index=False)]
+    return EventsOut(received=n, accepted=report.accepted, duplicate=report.duplicate, rejected=report.rejected,
+                     applied=int(applied), errors=errors[:1000])

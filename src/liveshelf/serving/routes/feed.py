@@ -1,0 +1,46 @@
+"""User resources: ``GET /v1/users/{user}/feed``, ``/profile`` and ``DELETE /v1/users/{user}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from liveshelf.serving.deps import AtDep, K, PipelineDep, ReadAccess, ServicesDep, WriteAccess
+from liveshelf.serving.schemas import DeleteOut, FeedOut, ProfileOut, Reason, RoomRec
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+log = logging.getLogger("liveshelf.serving")
+
+UserId = Annotated[str, Path(min_length=1, max_length=256, description="The viewer's id (as posted in events).")]
+
+
+@router.get("/{user}/feed", response_model=FeedOut, response_model_exclude_none=True, summary="Live rooms to show this viewer now")
+def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
+         k: K = 10) -> FeedOut:
+    """Only rooms live at the request time. An unknown viewer gets the trending rooms (``fallback``)."""
+    recs, known = pipeline.feed(services.user_key(user), at, k)
+    log.debug("feed user=%s rooms=%d known=%s", services.log_id(user), len(recs), known)
+    return FeedOut(user=user, at=at, model_version=services.model_version(), fallback=not known,
+                   rooms=[RoomRec(room=r.key, host=r.extra.get("host"), title=r.extra.get("title", ""),
+                                  shelf_size=r.extra.get("shelf_size", 0), score=r.score,
+                                  reasons=[Reason(**x) for x in r.reasons]) for r in recs])
+
+
+@router.get("/{user}/profile", response_model=ProfileOut, summary="The viewer's recent behaviour and interests")
+def profile(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess,
+            at: AtDep) -> ProfileOut:
+    """Sequence summary and top categories / brands / hosts with decayed weights (unknown: empty profile)."""
+    return ProfileOut(user=user, at=at, **pipeline.profile(services.user_key(user), at))
+
+
+@router.delete("/{user}", response_model=DeleteOut, summary="Forget a user everywhere")
+def delete_user(user: UserId, services: ServicesDep, _client: WriteAccess) -> DeleteOut:
+    """Purge the user's events and profile row from the store and their sequence and presence from the state."""
+    key = services.user_key(user)
+    with services.store.open() as store:
+        counts = store.delete_user(key)
+        services.state.delete_user(key)
+    log.info("deleted user=%s events=%d", services.log_id(user), counts["events"])
+    return DeleteOut(user=user, events=counts["events"], users=counts["users"], state=True)

@@ -1,0 +1,167 @@
+"""Room resources: the shelf ranked for a viewer, the next item for the audience, and room/shelf changes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from liveshelf.data.validate import Rules, table_to_frame, validate
+from liveshelf.errors import NotFoundError, ValidationError
+from liveshelf.serving.deps import (
+    AtDep,
+    K,
+    PipelineDep,
+    ReadAccess,
+    Services,
+    ServicesDep,
+    WriteAccess,
+    parse_time,
+)
+from liveshelf.serving.schemas import ItemRec, NextItemOut, Reason, RoomsIn, RoomsOut, ShelfOut, UpsertOut
+from liveshelf.serving.state.base import end_item_slots, unpin_slots
+
+router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
+log = logging.getLogger("liveshelf.serving")
+
+RoomId = Annotated[str, Path(min_length=1, max_length=256)]
+
+
+def _require_room(services: Services, room: str) -> dict[str, Any]:
+    info = services.state.room(room)
+    if info is None:
+        raise NotFoundError(f"Unknown room {room!r}: no room with this id was ever put. Create it with "
+                            "PUT /v1/rooms, or ask GET /v1/users/{user}/feed for live rooms.")
+    return info
+
+
+def _live(info: dict[str, Any], t: float) -> bool:
+    return info["start"] <= t and (info["end"] is None or t < info["end"])
+
+
+def _item_recs(services: Services, recs: list) -> list[ItemRec]:
+    out = []
+    for r in recs:
+        info = services.catalogue.get(r.key)
+        out.append(ItemRec(item=r.key, title=None if info is None else info.title, score=r.score,
+                           reasons=[Reason(**x) for x in r.reasons]))
+    return out
+
+
+@router.get("/{room}/shelf", response_model=ShelfOut, response_model_exclude_none=True, summary="The room's shelf ranked for a viewer")
+def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
+          user: Annotated[str | None, Query(min_length=1, max_length=256)] = None, k: K = 20) -> ShelfOut:
+    """Only items on the shelf at the request time; empty (``live: false``) once the room has ended."""
+    info = _require_room(services, room)
+    recs = pipeline.shelf(None if user is None else services.user_key(user), room, at, k)
+    return ShelfOut(room=room, user=user, at=at, live=_live(info, at), model_version=services.model_version(),
+                    items=_item_recs(services, recs))
+
+
+@router.get("/{room}/next-item", response_model=NextItemOut, response_model_exclude_none=True,
+            summary="What the host should present next")
+def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
+              k: K = 5) -> NextItemOut:
+    """The shelf ranked for the viewers in the room now (their mean blended score); trending when empty."""
+    info = _require_room(services, room)
+    recs, audience = pipeline.next_item(room, at, k)
+    items = _item_recs(services, recs)
+    return NextItemOut(room=room, at=at, live=_live(info, at), audience=audience,
+                       model_version=services.model_version(), item=items[0] if items else None, items=items)
+
+
+# ------------------------------------------------------------------------------------ writes
+def _times(rows: list[dict[str, Any]], fields: tuple[str, ...], default: float) -> list[dict[str, Any]]:
+    """Times as text for the validator (ISO kept, numbers as epoch seconds); missing start = request time."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("start") is None:
+            r["start"] = default
+        for f in fields:
+            v = r.get(f)
+            if v is not None and not isinstance(v, str):
+                r[f] = repr(float(v))
+        out.append(r)
+    return out
+
+
+def _checked(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows)
+    checked = validate(kind, table, Rules())
+    if checked.n_rejected:
+        first = checked.rejects.iloc[0]
+        raise ValidationError(f"{kind} row {int(first['row'])}: field '{first['field']}': {first['reason']} "
+                              f"({checked.n_rejected} bad row(s)). Nothing was written.",
+                              field=f"{kind}.{first['field']}", value=first["value"])
+    return table_to_frame(kind, checked.table)
+
+
+@router.put("", response_model=RoomsOut, summary="Create, update or end rooms and change shelves")
+@router.put("/", response_model=RoomsOut, include_in_schema=False)
+def put_rooms(body: RoomsIn, services: ServicesDep, _client: WriteAccess, at: AtDep) -> RoomsOut:
+    """``rooms`` and ``shelf`` rows are upserted (a slot's ``end`` takes the item off the shelf then);
+    ``actions`` end a room, remove an item or unpin it at ``at``. Changes take effect at once."""
+    fields = ("start", "end")
+    rooms = _checked("rooms", _times([r.model_dump() for r in body.rooms], fields, at)) if body.rooms else None
+    slots = _checked("shelf", _times([s.model_dump() for s in body.shelf], fields, at)) if body.shelf else None
+    new_rooms = set() if rooms is None else set(rooms["id"])
+    actions = []
+    for i, a in enumerate(body.actions):
+        t = parse_time(a.at, f"actions.{i}.at") if a.at is not None else at
+        if a.op != "end_room" and a.item is None:
+            raise ValidationError(f"actions.{i}: op {a.op!r} needs an 'item'. Add the item id.",
+                                  field=f"actions.{i}.item", value=None)
+        if a.room not in new_rooms:
+            _require_room(services, a.room)
+        actions.append((a.op, a.room, a.item, t))
+    out = RoomsOut(rooms=UpsertOut(), shelf=UpsertOut(), actions=0)
+    with services.store.open() as store:
+        if rooms is not None:
+            out.rooms = UpsertOut(**dict(zip(("inserted", "updated", "unchanged"),
+                                             store.upsert("rooms", rooms, source="api"), strict=True)))
+            services.state.upsert_rooms(rooms)
+        if slots is not None:
+            out.shelf = UpsertOut(**dict(zip(("inserted", "updated", "unchanged"),
+                                             store.upsert("shelf", slots, source="api"), strict=True)))
+            services.state.upsert_shelf(slots)
+        for op, room, item, t in actions:
+            _apply(services, store, op, room, item, t)
+            out.actions += 1
+    log.info("rooms put rooms=%d slots=%d actions=%d", len(body.rooms), len(body.shelf), out.actions)
+    return out
+
+
+def _apply(services: Services, store: Any, op: str, room: str, item: str | None, t: float) -> None:
+    """One action on the state, mirrored into the store so a restart serves the same answers."""
+    if op == "end_room":
+        info = services.state.room(room)
+        if info is None:
+            raise HTTPException(404, f"Unknown room {room!r}.")
+        services.state.end_room(room, t)
+        row = {"id": room, "host": info["host"], "title": info.get("title") or "", "start": info["start"],
+               "end": max(t, info["start"])}
+        store.upsert("rooms", _checked("rooms", _times([row], ("start", "end"), t)), source="api")
+        return
+    assert item is not None
+    shelf = store.frame("shelf")
+    mine = shelf[(shelf["room"] == room) & (shelf["item"] == item)]
+    from liveshelf.data.timeline import to_seconds_array
+
+    starts = to_seconds_array(mine["start"].to_numpy())
+    ends = to_seconds_array(mine["end"].to_numpy())
+    slots = [(item, float(s), None if pd.isna(e) else float(e), bool(p))
+             for s, e, p in zip(starts, ends, mine["pinned"].fillna(False), strict=True)]
+    if op == "remove_item":
+        services.state.end_slot(room, item, t)
+        rows = end_item_slots(slots, item, t)
+    else:
+        services.state.unpin(room, item, t)
+        rows = unpin_slots(slots, item, t)
+    if rows:
+        records = [{"room": room, "item": it, "start": s, "end": e, "pinned": p} for it, s, e, p in rows]
+        store.upsert("shelf", _checked("shelf", _times(records, ("start", "end"), t)), source="api")

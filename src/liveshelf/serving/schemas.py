@@ -1,0 +1,222 @@
+"""Request and response bodies of the HTTP API (pydantic; unknown fields are refused with 422).
+
+Row-level rules (event types, required item/room per type, time window, duplicate ids)
+are the ingest validator's (:mod:`liveshelf.data.validate`) and come back as per-row
+errors; these models only refuse what is not even the right shape.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+Time = Annotated[str | float, Field(description="ISO 8601 time or epoch seconds (UTC).")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------------------------ events
+class EventIn(_In):
+    event_id: str | None = Field(None, max_length=256)
+    ts: str | float | None = None
+    user: str | None = Field(None, max_length=256)
+    type: str | None = Field(None, max_length=32)
+    room: str | None = Field(None, max_length=256)
+    item: str | None = Field(None, max_length=256)
+    value: float | None = None
+    text: str | None = Field(None, max_length=10_000)
+
+
+class EventsIn(_In):
+    events: list[EventIn] = Field(..., description="At most 10,000 events (and 5 MB) per request.")
+
+
+class RowError(BaseModel):
+    row: int = Field(..., description="1-based position of the event in the request.")
+    field: str
+    value: str | None = None
+    reason: str
+
+
+class EventsOut(BaseModel):
+    received: int
+    accepted: int
+    duplicate: int
+    rejected: int
+    applied: int = Field(..., description="New events applied to the online state.")
+    errors: list[RowError]
+
+
+# ------------------------------------------------------------------------------------ catalogue
+class ItemIn(_In):
+    id: Id
+    title: str = Field(..., min_length=1, max_length=1000)
+    description: str | None = Field(None, max_length=20_000)
+    category: str | list[Annotated[str, Field(max_length=200)]] | None = None
+    brand: str | None = Field(None, max_length=200)
+    price: float | None = Field(None, ge=0)
+    rating: float | None = None
+    attributes: dict[str, Any] | None = None
+    language: str | None = Field(None, max_length=16)
+
+    @field_validator("category")
+    @classmethod
+    def _path(cls, value: str | list[str] | None) -> str | None:
+        return " > ".join(value) if isinstance(value, list) else value
+
+
+class ItemsIn(_In):
+    items: list[ItemIn] = Field(..., min_length=1, max_length=10_000)
+
+
+class ItemOut(BaseModel):
+    id: str
+    title: str
+    description: str = ""
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    rating: float | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    language: str | None = None
+
+
+class UpsertOut(BaseModel):
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class RoomIn(_In):
+    id: Id
+    host: Id
+    title: str | None = Field(None, max_length=1000)
+    start: Time | None = Field(None, description="Default: the request time.")
+    end: Time | None = Field(None, description="None while live; a time ends the room then.")
+
+
+class SlotIn(_In):
+    room: Id
+    item: Id
+    start: Time | None = Field(None, description="Default: the request time.")
+    end: Time | None = Field(None, description="None while on the shelf; a time takes the item off then.")
+    pinned: bool = False
+
+
+class RoomAction(_In):
+    op: Literal["end_room", "remove_item", "unpin"]
+    room: Id
+    item: Id | None = None
+    at: Time | None = Field(None, description="When it happens; default: the request time.")
+
+
+class RoomsIn(_In):
+    rooms: list[RoomIn] = Field(default_factory=list, max_length=10_000)
+    shelf: list[SlotIn] = Field(default_factory=list, max_length=100_000)
+    actions: list[RoomAction] = Field(default_factory=list, max_length=10_000)
+
+
+class RoomsOut(BaseModel):
+    rooms: UpsertOut
+    shelf: UpsertOut
+    actions: int
+
+
+# ------------------------------------------------------------------------------------ recommendations
+class Reason(BaseModel):
+    source: str = Field(..., description="repeat | sequence | cf | trending-in-room | similar-to | "
+                                         "profile-match | on-shelf | live-now")
+    score: float = Field(..., description="This source's share of the blended score.")
+    item: str | None = None
+    room: str | None = None
+    host: str | None = None
+    interest: str | None = None
+    shelf_item: str | None = None
+
+
+class RoomRec(BaseModel):
+    room: str
+    host: str | None
+    title: str = ""
+    shelf_size: int
+    score: float
+    reasons: list[Reason]
+
+
+class FeedOut(BaseModel):
+    user: str
+    at: float
+    model_version: str | None
+    fallback: bool = Field(..., description="True when the viewer is unknown and the feed is trending only.")
+    rooms: list[RoomRec]
+
+
+class ItemRec(BaseModel):
+    item: str
+    title: str | None = None
+    score: float
+    reasons: list[Reason]
+
+
+class ShelfOut(BaseModel):
+    room: str
+    user: str | None
+    at: float
+    live: bool
+    model_version: str | None
+    items: list[ItemRec]
+
+
+class NextItemOut(BaseModel):
+    room: str
+    at: float
+    live: bool
+    audience: int
+    model_version: str | None
+    item: ItemRec | None
+    items: list[ItemRec]
+
+
+class Weighted(BaseModel):
+    key: str
+    weight: float
+
+
+class ProfileOut(BaseModel):
+    user: str
+    at: float
+    events: int
+    first_ts: float | None
+    last_ts: float | None
+    event_types: dict[str, int]
+    recent_items: list[str]
+    top_categories: list[Weighted]
+    top_leaf_categories: list[Weighted]
+    top_brands: list[Weighted]
+    top_hosts: list[Weighted]
+    half_life_s: float
+
+
+class DeleteOut(BaseModel):
+    user: str
+    events: int
+    users: int
+    state: bool
+
+
+# ------------------------------------------------------------------------------------ admin
+class VersionOut(BaseModel):
+    name: str
+    version: str
+    model_type: str
+    created_at: str
+    production: bool
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromoteIn(_In):
+    version: Annotated[str, Field(pattern=r"^v\d{4,}$", max_length=32)]

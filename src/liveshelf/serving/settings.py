@@ -1,0 +1,114 @@
+"""Validated settings of the HTTP service (environment prefix ``LIVESHELF_``).
+
+>>> ServeSettings(home="/tmp/ls", state="redis://127.0.0.1:6379/14", api_keys="k1,k2")  # doctest: +SKIP
+
+Lists (``api_keys``, ``cors_origins``, ``blocked_items``) are read from the environment
+as JSON (``'["a","b"]'``) or comma-separated text (``a,b``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Candidate sources and the reason ``source`` each one writes.
+SOURCES: tuple[str, ...] = ("repeat", "sequence", "trending", "similar", "profile", "cf")
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "repeat": 1.0, "sequence": 1.0, "trending": 0.6, "similar": 0.5, "profile": 0.4, "cf": 0.5,
+}
+
+
+def _split(value: Any) -> Any:
+    """``"a, b"`` -> ``["a", "b"]``; JSON lists and real lists pass through."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return value
+
+
+class ServeSettings(BaseSettings):
+    """Everything ``liveshelf serve`` and :func:`liveshelf.serving.app.create_app` need."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVESHELF_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".liveshelf",
+                       description="Folder of the event store and the model registry.")
+    state: str = Field("memory", description="Online state: 'memory' or 'redis://host:port/db'.")
+    state_prefix: str = Field("liveshelf:", description="Key prefix of the Redis state.")
+    model: str = Field("default", description="Registry name of the model served as the 'sequence' source.")
+    cf_model: str | None = Field(None, description="Optional registry name of a second model ('cf' source).")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes; > 1 needs a Redis state.")
+    warm_start: bool = Field(True, description="Build the online state from the event store at start-up.")
+    warm_window_s: float = Field(7 * 86400.0, gt=0, description="Events replayed at start-up: this many "
+                                 "seconds before the newest stored event.")
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys accepted in the X-API-Key header (writes and admin need one).")
+    read_key_required: bool = Field(False, description="Require an API key for reads too.")
+    rate_per_s: float = Field(200.0, gt=0, description="Token-bucket refill rate per key (or per client).")
+    rate_burst: int = Field(400, ge=1, description="Token-bucket size per key (or per client).")
+    max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest accepted request body.")
+    max_events: int = Field(10_000, ge=1, description="Largest accepted events batch.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_salt: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(16)),
+                                description="Salt of the hashed ids written to logs.")
+    pseudonym_key: SecretStr | None = Field(None, description="HMAC key of user ids (as at ingest).")
+
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS),
+                                      description="Blend weight of each candidate source.")
+    mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only.")
+    host_cap: int = Field(2, ge=1, description="Most rooms of one host in one feed.")
+    brand_cap: int = Field(3, ge=1, description="Items of one brand in a row before others go first "
+                           "(the rest follow, none is hidden).")
+    blocked_items: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    history_len: int = Field(50, ge=1, le=1000, description="Recent events given to the model.")
+    profile_half_life_s: float = Field(7 * 86400.0, gt=0)
+    audience_limit: int = Field(200, ge=1, description="Most viewers aggregated for next-item.")
+    content_embedding: Literal["auto", "hashed", "encoder"] = Field(
+        "auto", description="Item vectors of the content index: 'auto' = the model's item embeddings when it "
+        "exposes item_embeddings(), else hashed TF-IDF of the item text; 'encoder' = liveshelf.text.encoder "
+        "(slower start; needs its model files).")
+    content_dim: int = Field(512, ge=16, le=65536, description="Width of the hashed TF-IDF item embedding.")
+    neighbours: int = Field(50, ge=1, le=1000, description="Content neighbours searched per recent item.")
+
+    @field_validator("api_keys", "cors_origins", "blocked_items", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown} in 'weights'; expected keys among {list(SOURCES)}")
+        bad = {k: v for k, v in value.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"'weights' must be numbers >= 0; got {bad}")
+        return {**{s: 0.0 for s in SOURCES}, **value} if value else dict(DEFAULT_WEIGHTS)
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"'state' must be 'memory' or a redis:// URL; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _workers_need_redis(self) -> ServeSettings:
+        if self.workers > 1 and self.state == "memory":
+            raise ValueError(f"'workers' > 1 (got {self.workers}) needs a shared state: pass "
+                             "--state redis://host:port/db (each worker would hold its own memory state).")
+        return self
+
+    def key_values(self) -> set[str]:
+        return {k.get_secret_value() for k in self.api_keys if k.get_secret_value()}
