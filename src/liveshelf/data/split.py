@@ -158,6 +158,7 @@ def to_train_data(index: EventIndex, train: np.ndarray, valid: np.ndarray | None
     timestamps = np.split(index.ts[train], cuts)
     types = np.split(index.types[train], cuts)
     valid_targets = None
+    valid_meta: dict[str, Any] = {}
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         vu = train_user[index.user[valid]]
@@ -167,11 +168,15 @@ def to_train_data(index: EventIndex, train: np.ndarray, valid: np.ndarray | None
         first = np.unique(vu, return_index=True)[1]  # events are sorted, so this is the earliest
         valid_targets = np.full(int(has.sum()), -1, dtype=np.int64)
         valid_targets[vu[first]] = vi[first]
+        # when each validation target happened (live models validate among what was available then)
+        valid_times = np.full(int(has.sum()), np.nan)
+        valid_times[vu[first]] = index.ts[valid][ok][first]
+        valid_meta["valid_times"] = valid_times
     data = TrainData(
         item_ids=index.item_ids, user_ids=index.user_ids[has], sequences=sequences, timestamps=timestamps,
         types=types, valid_targets=valid_targets, item_text=index.item_text,
         item_category=index.item_category, available=available,
-        meta={"dataset": index.name, "target": index.target, **index.meta, **(meta or {})},
+        meta={"dataset": index.name, "target": index.target, **index.meta, **valid_meta, **(meta or {})},
     )
     return data, train_user
 

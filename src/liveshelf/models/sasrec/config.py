@@ -1,0 +1,63 @@
+"""Hyper-parameters of the SASRec family, validated in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from liveshelf.errors import check_param
+
+
+@dataclass
+class SASRecConfig:
+    """Architecture and training settings of :class:`~liveshelf.models.sasrec.SASRec`.
+
+    Defaults are the usual SASRec settings with a full-softmax (cross-entropy) loss;
+    they reach the published figures on Amazon Scientific and Beauty (see
+    ``benchmarks/bench_sasrec.py``).
+    """
+
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 200
+    patience: int = 10
+    eval_every: int = 1
+    train_windows: str = "all"
+    seed: int = 0
+    device: str = "cpu"
+    n_threads: int = 2
+
+    def validate(self, where: str = "SASRec") -> SASRecConfig:
+        def positive_int(name: str) -> None:
+            v = getattr(self, name)
+            check_param(name, v, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                        "an int >= 1", where)
+
+        for name in ("hidden", "n_layers", "n_heads", "max_len", "batch_size", "epochs",
+                     "patience", "eval_every", "n_threads"):
+            positive_int(name)
+        check_param("hidden", self.hidden, self.hidden % self.n_heads == 0,
+                    f"a multiple of n_heads={self.n_heads}", where)
+        check_param("dropout", self.dropout, isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
+                    "a float in [0, 1)", where)
+        check_param("lr", self.lr, isinstance(self.lr, (int, float)) and self.lr > 0, "a float > 0", where)
+        check_param("weight_decay", self.weight_decay,
+                    isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+                    "a float >= 0", where)
+        check_param("train_windows", self.train_windows, self.train_windows in ("last", "all"),
+                    "'last' (the last max_len items of each user) or 'all' (every item, in "
+                    "windows of max_len)", where)
+        check_param("seed", self.seed, isinstance(self.seed, int), "an int", where)
+        check_param("device", self.device, isinstance(self.device, str) and
+                    self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+                    "'cpu', 'cuda', 'cuda:N' or 'mps'", where)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

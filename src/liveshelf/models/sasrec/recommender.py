@@ -1,0 +1,268 @@
+"""The SASRec recommender: data windows, full-softmax training, early stopping, scoring."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liveshelf.errors import ConfigError, NotFittedError
+from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.sasrec.config import SASRecConfig
+from liveshelf.models.sasrec.model import SASRecNet
+from liveshelf.models.trainer import Callback, EarlyStopping, ProgressBar, Trainer
+
+#: Length bucketing: windows are sorted by length within pools of this many batches.
+BUCKET_POOL = 16
+#: Contexts scored per forward pass.
+SCORE_BATCH = 1024
+
+
+class SASRec(BaseRecommender):
+    """Self-attentive sequential recommender trained with a full-softmax loss.
+
+    Every position of each training window predicts the next item (one forward per
+    window, causal attention). Training stops when validation NDCG@10 (context: the
+    user's training sequence, target: ``TrainData.valid_targets``) has not improved
+    for ``patience`` evaluations, and the best weights are restored.
+
+    Learned state: ``net_`` (the torch module), ``history_`` (one dict per epoch:
+    epoch, seconds, loss, ndcg@10, recall@10), ``best_epoch_``, ``fit_seconds_``.
+    """
+
+    name: ClassVar[str] = "sasrec"
+    config_class: ClassVar[type[SASRecConfig]] = SASRecConfig
+
+    def __init__(self, hidden: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
+                 dropout: float = 0.5, lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 256, epochs: int = 200, patience: int = 10, eval_every: int = 1,
+                 train_windows: str = "all", seed: int = 0, device: str = "cpu",
+                 n_threads: int = 2) -> None:
+        self.hidden = hidden
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.max_len = max_len
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.eval_every = eval_every
+        self.train_windows = train_windows
+        self.seed = seed
+        self.device = device
+        self.n_threads = n_threads
+
+    # ---- configuration ----------------------------------------------------------------
+    def _config(self) -> SASRecConfig:
+        return self.config_class(**self.get_params()).validate(type(self).__name__)
+
+    def _make_net(self, n_items: int, cfg: SASRecConfig) -> SASRecNet:
+        return SASRecNet(n_items, cfg)
+
+    # ---- fit --------------------------------------------------------------------------
+    def fit(self, data: TrainData, callbacks: list[Callback] | None = None) -> SASRec:
+        cfg = self._config()
+        if len(data.sequences) != data.n_users:
+            raise ConfigError(
+                f"TrainData.sequences must hold one sequence per user ({data.n_users} users); "
+                f"got {len(data.sequences)}. Build TrainData with aligned user_ids and sequences."
+            )
+        if data.n_items < 1:
+            raise ConfigError(f"{type(self).__name__}.fit needs at least one item; TrainData has 0.")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.n_threads)
+        try:
+            t0 = time.perf_counter()
+            torch.manual_seed(cfg.seed)
+            self._set_vocab(data)
+            self._prepare(data)
+            net = self._make_net(data.n_items, cfg).to(cfg.device)
+            windows = self._windows(data, cfg)
+            if not len(windows["tokens"]):
+                raise ConfigError(
+                    f"{type(self).__name__}.fit found no user with 2 or more training interactions; "
+                    "nothing to learn the next item from. Pass longer sequences."
+                )
+            rng = np.random.default_rng(cfg.seed)
+            opt = torch.optim.AdamW(self._param_groups(net, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            evaluate = self._validator(data, cfg)
+            stopper = EarlyStopping("ndcg@10", patience=cfg.patience) if evaluate else None
+            cbs: list[Callback] = [ProgressBar(cfg.epochs, desc=type(self).__name__)]
+            cbs += [stopper] if stopper else []
+            cbs += list(callbacks or [])
+            trainer = Trainer(
+                net, opt, loss_fn=self._loss,
+                batches=lambda epoch: self._batches(windows, cfg, rng),
+                evaluate=evaluate, epochs=cfg.epochs, eval_every=cfg.eval_every, callbacks=cbs,
+            ).fit()
+            net.eval()
+            self.net_ = net
+            self.history_ = trainer.history
+            self.best_epoch_ = stopper.best_epoch if stopper and stopper.best_state else trainer.epoch
+            self.fit_seconds_ = time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(threads)
+        return self
+
+    def _param_groups(self, net: SASRecNet, cfg: SASRecConfig) -> list[dict[str, Any]]:
+        """Optimiser parameter groups (one group, the configured ``lr``, by default)."""
+        return [{"params": list(net.parameters())}]
+
+    def _prepare(self, data: TrainData) -> None:
+        """Hook for subclasses: read side information before training."""
+
+    def _windows(self, data: TrainData, cfg: SASRecConfig) -> dict[str, np.ndarray]:
+        """Left-padded training windows: ``tokens`` and next-item ``targets`` (W, L).
+
+        ``targets`` is ``-1`` where there is nothing to predict (padding). With
+        ``train_windows='all'`` a sequence longer than ``max_len + 1`` gives several
+        windows, so every interaction is a target once; with ``'last'`` only the most
+        recent ``max_len`` targets are used.
+        """
+        L = cfg.max_len
+        spans = []
+        for u, seq in enumerate(data.sequences):
+            end = len(seq)
+            while end >= 2:
+                spans.append((u, max(0, end - L - 1), end))
+                if cfg.train_windows == "last":
+                    break
+                end -= L
+        tokens = np.zeros((len(spans), L), dtype=np.int64)
+        targets = np.full((len(spans), L), -1, dtype=np.int64)
+        users = np.zeros(len(spans), dtype=np.int64)
+        starts = np.zeros(len(spans), dtype=np.int64)
+        for w, (u, s, e) in enumerate(spans):
+            seq = np.asarray(data.sequences[u], dtype=np.int64)[s:e]
+            n = len(seq) - 1
+            tokens[w, L - n:] = seq[:-1] + 1
+            targets[w, L - n:] = seq[1:]
+            users[w], starts[w] = u, s
+        return {"tokens": tokens, "targets": targets, "users": users, "starts": starts,
+                "lengths": (tokens != 0).sum(1)}
+
+    def _batches(self, windows: dict[str, np.ndarray], cfg: SASRecConfig, rng: np.random.Generator):
+        """Shuffled batches of windows of similar length (cheap: padding columns are cut).
+
+        Windows are shuffled, sorted by length inside pools of ``BUCKET_POOL`` batches,
+        cut into batches, and the batches are shuffled again.
+        """
+        lengths = windows["lengths"]
+        order = rng.permutation(len(lengths))
+        pool = BUCKET_POOL * cfg.batch_size
+        batches = []
+        for p in range(0, len(order), pool):
+            chunk = order[p:p + pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size)]
+        for b in rng.permutation(len(batches)):
+            idx = batches[b]
+            yield self._batch(windows, idx, int(lengths[idx].max()), cfg)
+
+    def _batch(self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int,
+               cfg: SASRecConfig) -> dict[str, Any]:
+        return {
+            "tokens": torch.from_numpy(windows["tokens"][idx, -T:]).to(cfg.device),  # (B, T)
+            "targets": torch.from_numpy(windows["targets"][idx, -T:]).to(cfg.device),  # (B, T)
+        }
+
+    def _loss(self, net: SASRecNet, batch: dict[str, Any]) -> torch.Tensor:
+        h = net(batch["tokens"])  # (B, T, D)
+        keep = batch["targets"] >= 0  # (B, T)
+        logits = net.logits(h[keep])  # (N, I)
+        return F.cross_entropy(logits, batch["targets"][keep])
+
+    # ---- validation -------------------------------------------------------------------
+    def _validator(self, data: TrainData, cfg: SASRecConfig):
+        if data.valid_targets is None:
+            return None
+        targets = np.asarray(data.valid_targets, dtype=np.int64)
+        users = np.flatnonzero((targets >= 0) & np.array([len(s) > 0 for s in data.sequences]))
+        if not len(users):
+            return None
+        users = users[np.argsort([len(data.sequences[u]) for u in users], kind="stable")]  # less padding
+        contexts = [self._valid_context(data, int(u)) for u in users]
+        target = torch.from_numpy(targets[users])
+        candidates = self._valid_candidates(data, users)
+
+        def evaluate(net: SASRecNet) -> dict[str, float]:
+            ranks = []
+            for i in range(0, len(contexts), SCORE_BATCH):
+                scores = self._scores_tensor(net, contexts[i:i + SCORE_BATCH], cfg)  # (b, I)
+                t = target[i:i + SCORE_BATCH].to(scores.device)
+                ts = scores.gather(1, t[:, None])  # (b, 1)
+                above = scores > ts  # (b, I)
+                if candidates is not None:
+                    above &= candidates[i:i + SCORE_BATCH].to(scores.device)
+                ranks.append(above.sum(1).cpu())
+            rank = torch.cat(ranks).double()
+            hit = rank < 10
+            return {"ndcg@10": float((hit / torch.log2(rank + 2)).mean()), "recall@10": float(hit.double().mean())}
+
+        return evaluate
+
+    def _valid_context(self, data: TrainData, u: int) -> Context:
+        return data.context(u)
+
+    def _valid_candidates(self, data: TrainData, users: np.ndarray) -> torch.Tensor | None:
+        """Optional ``(n_valid, I)`` mask of the items each validation target is ranked among."""
+        return None
+
+    # ---- scoring ----------------------------------------------------------------------
+    def _context_tokens(self, contexts: list[Context], cfg_max_len: int) -> np.ndarray:
+        """Left-padded tokens ``(B, T)`` of the last ``max_len`` items of each context."""
+        n_items = len(self.item_ids_)
+        seqs = []
+        for c in contexts:
+            items = np.asarray(c.items, dtype=np.int64)
+            items = items[(items >= 0) & (items < n_items)][-cfg_max_len:]
+            seqs.append(items)
+        T = max(1, max(len(s) for s in seqs))
+        tokens = np.zeros((len(seqs), T), dtype=np.int64)
+        for b, s in enumerate(seqs):
+            if len(s):
+                tokens[b, T - len(s):] = s + 1
+        return tokens
+
+    def _scores_tensor(self, net: SASRecNet, contexts: list[Context], cfg: SASRecConfig) -> torch.Tensor:
+        tokens = torch.from_numpy(self._context_tokens(contexts, cfg.max_len)).to(cfg.device)
+        h = net(tokens)[:, -1]  # (B, D)
+        return net.logits(h)  # (B, I)
+
+    def _score_all(self, contexts: list[Context]) -> np.ndarray:
+        self._check_fitted()
+        cfg = self._config()
+        net = self.net_.to(cfg.device).eval()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.n_threads)
+        try:
+            order = np.argsort([min(len(c.items), cfg.max_len) for c in contexts], kind="stable")
+            out = np.zeros((len(contexts), self.n_items_), dtype=np.float32)
+            with torch.no_grad():
+                for i in range(0, len(contexts), SCORE_BATCH):
+                    idx = order[i:i + SCORE_BATCH]  # similar lengths together: less padding
+                    scores = self._scores_tensor(net, [contexts[j] for j in idx], cfg)
+                    out[idx] = scores.float().cpu().numpy()
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+    # ---- persistence ------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        cfg = self._config()
+        net = self._make_net(len(self.item_ids_), cfg)
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        self.net_ = net.to(cfg.device).eval()
+
+    def _check_fitted(self) -> None:
+        super()._check_fitted()
+        if getattr(self, "net_", None) is None:
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first.")

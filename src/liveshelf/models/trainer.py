@@ -1,0 +1,166 @@
+"""A small, model-agnostic training loop with callbacks (minGPT style).
+
+The trainer knows no specific model. It is given
+
+- ``module``: any ``torch.nn.Module``;
+- ``batches(epoch)``: an iterable of batches for one epoch (any objects);
+- ``loss_fn(module, batch)``: the scalar loss of one batch;
+- ``evaluate(module)``: a dict of validation metrics (optional);
+
+and fires callbacks at fixed points so early stopping, progress bars and logging hook
+in without touching the loop::
+
+    on_train_begin(trainer)
+    on_batch_end(trainer, loss)              # after each optimiser step
+    on_eval(trainer, metrics)                # after each evaluation
+    on_epoch_end(trainer, logs)              # logs: epoch, loss, train_seconds, seconds,
+                                             #       cpu_seconds (+ metrics)
+    on_train_end(trainer)
+
+A callback stops training by setting ``trainer.should_stop = True``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_batch_end(self, trainer: Trainer, loss: float) -> None: ...
+
+    def on_eval(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    """Run ``epochs`` passes of ``batches`` through ``loss_fn`` with ``optimizer``."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+        batches: Callable[[int], Iterable[Any]],
+        evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        epochs: int = 10,
+        eval_every: int = 1,
+        grad_clip: float | None = None,
+        callbacks: list[Callback] | None = None,
+    ) -> None:
+        self.module = module
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.batches = batches
+        self.evaluate = evaluate
+        self.epochs = epochs
+        self.eval_every = eval_every
+        self.grad_clip = grad_clip
+        self.callbacks = list(callbacks or [])
+        self.epoch = 0
+        self.should_stop = False
+        self.history: list[dict[str, Any]] = []
+
+    def _fire(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def fit(self) -> Trainer:
+        self._fire("on_train_begin")
+        for epoch in range(1, self.epochs + 1):
+            self.epoch = epoch
+            t0, c0 = time.perf_counter(), time.process_time()
+            self.module.train()
+            total, n = 0.0, 0
+            for batch in self.batches(epoch):
+                loss = self.loss_fn(self.module, batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+                self.optimizer.step()
+                value = float(loss.detach())
+                total, n = total + value, n + 1
+                self._fire("on_batch_end", value)
+            logs: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1),
+                                    "train_seconds": time.perf_counter() - t0}
+            if self.evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
+                self.module.eval()
+                with torch.no_grad():
+                    metrics = self.evaluate(self.module)
+                logs.update(metrics)
+                self._fire("on_eval", metrics)
+            logs["seconds"] = time.perf_counter() - t0
+            logs["cpu_seconds"] = time.process_time() - c0  # all threads; wall time lies on a shared machine
+            self.history.append(logs)
+            self._fire("on_epoch_end", logs)
+            if self.should_stop:
+                break
+        self._fire("on_train_end")
+        return self
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` evaluations; restore the best weights."""
+
+    def __init__(self, monitor: str = "ndcg@10", patience: int = 10, min_delta: float = 0.0) -> None:
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = -math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad = 0
+
+    def on_eval(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics[self.monitor]
+        if value > self.best + self.min_delta:
+            self.best, self.best_epoch, self.bad = value, trainer.epoch, 0
+            self.best_state = copy.deepcopy(trainer.module.state_dict())
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                trainer.should_stop = True
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.best_state is not None:
+            trainer.module.load_state_dict(self.best_state)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over epochs showing loss and the last metrics (hidden when not a tty)."""
+
+    def __init__(self, total: int, desc: str = "train", disable: bool | None = None) -> None:
+        self.total = total
+        self.desc = desc
+        self.disable = (not sys.stderr.isatty()) if disable is None else disable
+        self.bar = None
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc=self.desc, leave=False, disable=self.disable)
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self.bar is not None:
+            shown = {k: f"{v:.4f}" for k, v in logs.items() if k not in ("epoch",) and isinstance(v, float)}
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
