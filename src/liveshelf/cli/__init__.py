@@ -13,6 +13,7 @@ from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     evaluate_cmds,
     ingest_cmds,
     models_cmds,
+    sentiment_cmds,
     serve_cmds,
     simulate_cmds,
 )
