@@ -114,7 +114,7 @@ def create_app(settings: ServeSettings | None = None, *, state: OnlineState | No
         services = build_services(settings, state)
         if settings.warm_start:
             with services.store.open() as store:
-                warm_state(services.state, store, settings.warm_window_s)
+                warm_state(services.state, store, settings.warm_window_s, text=services.text)
         services.model_version()  # load the production model and build the content index before serving
         services.pipeline.content()
         app.state.services = services

@@ -28,6 +28,7 @@ from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
+from liveshelf.serving.text_services import TextServices
 
 log = logging.getLogger("liveshelf.serving")
 
@@ -159,6 +160,7 @@ class Services:
     pseudonymiser: Pseudonymiser | None
     models: dict[str, ModelSlot]
     sync: CatalogueSync
+    text: TextServices | None = None
     started: float = field(default_factory=time.time)
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -338,7 +340,9 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     catalogue = Catalogue()
     with store.open() as s:
         items = s.frame("items")
+        rooms = s.frame("rooms")
     catalogue.replace(items)
+    text = TextServices(items, rooms, backend=settings.text_backend) if settings.text else None
     models = {"sequence": ModelSlot(home, settings.model)}
     if settings.cf_model:
         models["cf"] = ModelSlot(home, settings.cf_model)
@@ -350,10 +354,11 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     return Services(settings=settings, state=state, store=store, catalogue=catalogue, pipeline=pipeline,
                     metrics=metrics, keys=KeyRing(settings.key_values()),
                     bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
-                    models=models, sync=sync)
+                    models=models, sync=sync, text=text)
 
 
-def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 50_000) -> dict[str, int]:
+def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 50_000,
+               text: TextServices | None = None) -> dict[str, int]:
     """Rebuild the online state from the store: items, rooms, shelf, then recent events (time order).
 
     The state is cleared first, so a restart (or a shared Redis state) never counts an event twice.
@@ -375,5 +380,7 @@ def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: in
         events = events[events["ts"] >= since].sort_values("ts", kind="stable")
         for i in range(0, len(events), chunk):
             state.apply_events(events.iloc[i:i + chunk])
+        if text is not None:
+            text.update_events(events)
     log.info("state warmed: items=%d rooms=%d slots=%d events=%d", len(items), len(rooms), len(shelf), len(events))
     return {"items": len(items), "rooms": len(rooms), "shelf": len(shelf), "events": len(events)}

@@ -160,6 +160,7 @@ class ItemRec(BaseModel):
     title: str | None = None
     score: float
     reasons: list[Reason]
+    pitch: dict[str, Any] | None = None
 
 
 class ShelfOut(BaseModel):
@@ -179,6 +180,29 @@ class NextItemOut(BaseModel):
     model_version: str | None
     item: ItemRec | None
     items: list[ItemRec]
+    pitch: dict[str, Any] | None = Field(
+        None, description="For the suggested item: a reason, three talking points for the host and a push line, "
+                          "with the backend that wrote them and the item facts they use.")
+
+
+class AskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=500, description="The viewer's question.")
+    item: str | None = Field(None, min_length=1, max_length=256,
+                             description="The item the viewer is looking at, if known (else the pinned item).")
+    lang: Literal["zh", "en"] | None = None
+
+
+class AskOut(BaseModel):
+    room: str
+    question: str
+    answer: str
+    lang: str
+    item: str | None
+    intent: str | None
+    known: bool = Field(description="False when the answer is 'I don't know' (nothing in the item's facts).")
+    source: str | None = None
+    facts_used: list[str] = []
 
 
 class Weighted(BaseModel):
@@ -199,6 +223,9 @@ class ProfileOut(BaseModel):
     top_brands: list[Weighted]
     top_hosts: list[Weighted]
     half_life_s: float
+    interests: dict[str, Any] | None = Field(
+        None, description="Decayed interest profile: category / brand / price-band shares, hosts, active hours, "
+                          "human-readable tags (zh, en). Null for a viewer with no interest events.")
 
 
 class DeleteOut(BaseModel):

@@ -47,6 +47,9 @@ class ServeSettings(BaseSettings):
     model: str = Field("default", description="Registry name of the model served as the 'sequence' source.")
     cf_model: str | None = Field(None, description="Optional registry name of a second model ('cf' source).")
     workers: int = Field(1, ge=1, le=64, description="Worker processes; > 1 needs a Redis state.")
+    text: bool = Field(True, description="Serve profiles, pitch texts and shelf Q&A (text intelligence).")
+    text_backend: str = Field("grounded", pattern="^(grounded|hf|openai)$",
+                              description="Generation backend for pitch texts (grounded needs no model).")
     warm_start: bool = Field(True, description="Build the online state from the event store at start-up.")
     warm_window_s: float = Field(7 * 86400.0, gt=0, description="Events replayed at start-up: this many "
                                  "seconds before the newest stored event.")

@@ -56,7 +56,10 @@ def post_events(body: EventsIn, services: ServicesDep, client: WriteAccess) -> E
         known = services.store.existing_event_ids(store, ids)
         report = Ingestor(store, pseudonymiser=services.pseudonymiser, rules=rules).ingest("events", raw)
         fresh = clean.filter(pa.array([i not in known for i in ids], pa.bool_())) if known else clean
-        applied = services.state.apply_events(table_to_frame("events", fresh)) if fresh.num_rows else 0
+        fresh_frame = table_to_frame("events", fresh) if fresh.num_rows else None
+        applied = services.state.apply_events(fresh_frame) if fresh_frame is not None else 0
+        if services.text is not None and fresh_frame is not None:
+            services.text.update_events(fresh_frame)
     m = services.metrics.events
     m.labels("accepted").inc(report.accepted)
     m.labels("duplicate").inc(report.duplicate)

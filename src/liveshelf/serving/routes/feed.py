@@ -32,7 +32,9 @@ def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: Re
 def profile(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess,
             at: AtDep) -> ProfileOut:
     """Sequence summary and top categories / brands / hosts with decayed weights (unknown: empty profile)."""
-    return ProfileOut(user=user, at=at, **pipeline.profile(services.user_key(user), at))
+    key = services.user_key(user)
+    interests = services.text.profile(key, at) if services.text is not None else None
+    return ProfileOut(user=user, at=at, interests=interests, **pipeline.profile(key, at))
 
 
 @router.delete("/{user}", response_model=DeleteOut, summary="Forget a user everywhere")
@@ -42,5 +44,7 @@ def delete_user(user: UserId, services: ServicesDep, _client: WriteAccess) -> De
     with services.store.open() as store:
         counts = store.delete_user(key)
         services.state.delete_user(key)
+        if services.text is not None:
+            services.text.delete_user(key)
     log.info("deleted user=%s events=%d", services.log_id(user), counts["events"])
     return DeleteOut(user=user, events=counts["events"], users=counts["users"], state=True)

@@ -50,6 +50,8 @@ def put_items(body: ItemsIn, services: ServicesDep, _client: WriteAccess) -> Ups
         inserted, updated, unchanged = store.upsert("items", checked.table, source="api")
         services.catalogue.upsert_frame(frame)
         services.state.upsert_items(frame[["id", "category"]])
+        if services.text is not None:
+            services.text.upsert_items(frame)
         services.catalogue_changed()
     log.info("items put rows=%d inserted=%d updated=%d", len(rows), inserted, updated)
     return UpsertOut(inserted=inserted, updated=updated, unchanged=unchanged)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -20,7 +20,17 @@ from liveshelf.serving.deps import (
     WriteAccess,
     parse_time,
 )
-from liveshelf.serving.schemas import ItemRec, NextItemOut, Reason, RoomsIn, RoomsOut, ShelfOut, UpsertOut
+from liveshelf.serving.schemas import (
+    AskIn,
+    AskOut,
+    ItemRec,
+    NextItemOut,
+    Reason,
+    RoomsIn,
+    RoomsOut,
+    ShelfOut,
+    UpsertOut,
+)
 from liveshelf.serving.state.base import end_item_slots, unpin_slots
 
 router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
@@ -52,24 +62,50 @@ def _item_recs(services: Services, recs: list) -> list[ItemRec]:
 
 @router.get("/{room}/shelf", response_model=ShelfOut, response_model_exclude_none=True, summary="The room's shelf ranked for a viewer")
 def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
-          user: Annotated[str | None, Query(min_length=1, max_length=256)] = None, k: K = 20) -> ShelfOut:
+          user: Annotated[str | None, Query(min_length=1, max_length=256)] = None, k: K = 20,
+          explain: Annotated[bool, Query(description="Attach a generated, fact-checked pitch (reason, talking "
+                                                     "points, push line) to the first 10 items.")] = False,
+          lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> ShelfOut:
     """Only items on the shelf at the request time; empty (``live: false``) once the room has ended."""
     info = _require_room(services, room)
-    recs = pipeline.shelf(None if user is None else services.user_key(user), room, at, k)
+    key = None if user is None else services.user_key(user)
+    recs = pipeline.shelf(key, room, at, k)
+    items = _item_recs(services, recs)
+    if explain and services.text is not None:
+        for rec in items[:10]:
+            rec.pitch = services.text.pitch(rec.item, key, room, at, lang=lang)
     return ShelfOut(room=room, user=user, at=at, live=_live(info, at), model_version=services.model_version(),
-                    items=_item_recs(services, recs))
+                    items=items)
 
 
 @router.get("/{room}/next-item", response_model=NextItemOut, response_model_exclude_none=True,
             summary="What the host should present next")
 def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
-              k: K = 5) -> NextItemOut:
+              k: K = 5, lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> NextItemOut:
     """The shelf ranked for the viewers in the room now (their mean blended score); trending when empty."""
     info = _require_room(services, room)
     recs, audience = pipeline.next_item(room, at, k)
     items = _item_recs(services, recs)
+    pitch = None
+    if items and services.text is not None:
+        pitch = services.text.pitch(items[0].item, None, room, at, lang=lang)
     return NextItemOut(room=room, at=at, live=_live(info, at), audience=audience,
-                       model_version=services.model_version(), item=items[0] if items else None, items=items)
+                       model_version=services.model_version(), item=items[0] if items else None, items=items,
+                       pitch=pitch)
+
+
+@router.post("/{room}/ask", response_model=AskOut, summary="Answer a viewer's question about the room's shelf")
+def ask(room: RoomId, body: AskIn, services: ServicesDep, _client: ReadAccess, at: AtDep) -> AskOut:
+    """Answers from the facts of the items on the shelf now (price, size, material, shipping ...);
+    ``known: false`` with a "don't know" answer rather than an invented fact."""
+    _require_room(services, room)
+    if services.text is None:
+        raise HTTPException(503, "Shelf Q&A is switched off on this server (LIVESHELF_TEXT=false).")
+    shelf = services.state.shelf(room, at)
+    if body.item is not None and body.item not in shelf:
+        raise NotFoundError(f"Item {body.item!r} is not on room {room!r}'s shelf now. "
+                            "Ask about an item of GET /v1/rooms/{room}/shelf.")
+    return AskOut(room=room, **services.text.ask(body.question, shelf, body.item, body.lang))
 
 
 # ------------------------------------------------------------------------------------ writes
@@ -125,6 +161,8 @@ def put_rooms(body: RoomsIn, services: ServicesDep, _client: WriteAccess, at: At
             out.rooms = UpsertOut(**dict(zip(("inserted", "updated", "unchanged"),
                                              store.upsert("rooms", rooms, source="api"), strict=True)))
             services.state.upsert_rooms(rooms)
+            if services.text is not None:
+                services.text.add_rooms(rooms)
         if slots is not None:
             out.shelf = UpsertOut(**dict(zip(("inserted", "updated", "unchanged"),
                                              store.upsert("shelf", slots, source="api"), strict=True)))
