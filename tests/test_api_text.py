@@ -104,3 +104,84 @@ def test_a_posted_purchase_moves_the_profile(served):
     after = client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(T0)}).json()["interests"]
     assert after["n_events"] == before["n_events"] + 20
     assert after["categories"] != before["categories"]
+
+
+# ------------------------------------------------------------------------------ live comments
+POSITIVE = ["质量很好，物流很快，非常满意", "很喜欢，已经回购了", "性价比高，推荐购买", "包装精美，味道不错",
+            "great quality, love it", "主播讲解很专业，下单了"]
+NEGATIVE = ["质量太差了，根本不能用，退货", "假货，骗人的，千万别买", "发货太慢，客服态度很差",
+            "收到就坏了，非常失望", "垃圾产品，差评"]
+
+
+@pytest.fixture(scope="module")
+def sentiment_dir(tmp_path_factory, shared_data):
+    """A sentiment model trained on a slice of real Chinese reviews."""
+    from liveshelf.data.formats.reviews import read_reviews
+    from liveshelf.monitor.sentiment import SentimentClassifier
+
+    reviews = read_reviews(shared_data / "online-shopping-10-cats").sample(4000, random_state=0)
+    model = SentimentClassifier(seed=0).fit(reviews["text"].tolist(), reviews["label"].to_numpy())
+    out = tmp_path_factory.mktemp("sentiment")
+    model.save(out)
+    return out
+
+
+def _comment_burst_scenario(template, frames, home, **settings):
+    """Calm chatter for 4 minutes, then a burst of angry comments about the room's top item."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from liveshelf.serving.app import create_app
+
+    shutil.copytree(template, home)
+    t0 = T0.timestamp()
+    room = _live_room_with_shelf(frames, t0)
+    app = create_app(api.make_settings(home, "memory", "x:", **settings))
+    with TestClient(app) as client:
+        base = client.get(f"/v1/rooms/{room}/shelf", params={"at": iso(T0), "k": 50}).json()["items"]
+        target = base[0]["item"]
+        events, n = [], 0
+        for bucket in range(8):  # calm: mostly positive chatter, 24 comments per 30 s bucket
+            for j in range(24):
+                text = NEGATIVE[j % len(NEGATIVE)] if j % 8 == 0 else POSITIVE[j % len(POSITIVE)]
+                events.append({"event_id": f"c{n}", "ts": iso(t0 + bucket * 30 + j), "user": f"v{j}",
+                               "type": "comment", "room": room, "text": text})
+                n += 1
+        for j in range(30):  # the burst: angry comments about the top item
+            events.append({"event_id": f"c{n}", "ts": iso(t0 + 8 * 30 + j), "user": f"w{j}", "type": "comment",
+                           "room": room, "item": target, "text": NEGATIVE[j % len(NEGATIVE)]})
+            n += 1
+        r = client.post("/v1/events", json={"events": events}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["accepted"] == n, r.text
+        later = iso(t0 + 10 * 30)
+        snap = client.get(f"/v1/rooms/{room}/comments", params={"at": later})
+        after = client.get(f"/v1/rooms/{room}/shelf", params={"at": later, "k": 50}).json()["items"]
+    return room, target, snap, after
+
+
+def test_negative_comment_burst_raises_an_alert_and_demotes_the_item(world_template, tmp_path, sentiment_dir):
+    template, frames = world_template
+    room, target, snap, after = _comment_burst_scenario(template, frames, tmp_path / "on",
+                                                        sentiment_model=sentiment_dir, comment_demotion=0.9)
+    snap = snap.json()
+    assert snap["volume"] > 0 and snap["negative_share"] > snap["baseline"]
+    assert snap["alerts"] and snap["alerts"][0]["room"] == room, snap
+    signal = snap["items"][target]
+    assert signal > 0.5
+    # the same traffic without comment monitoring: the item is scored higher by exactly the demotion factor
+    _, _, off_snap, plain = _comment_burst_scenario(template, frames, tmp_path / "off", comment_demotion=0.9)
+    assert off_snap.status_code == 503
+    demoted = next(it for it in after if it["item"] == target)
+    undemoted = next(it for it in plain if it["item"] == target)
+    assert any(reason["source"] == "comments-negative" for reason in demoted["reasons"])
+    assert demoted["score"] == pytest.approx(undemoted["score"] * (1 - 0.9 * signal), rel=1e-3)
+    others = {it["item"]: it["score"] for it in plain if it["item"] != target}
+    assert all(it["score"] == pytest.approx(others[it["item"]]) for it in after if it["item"] != target)
+
+
+def test_comments_route_says_when_monitoring_is_off(served):
+    client, frames, _ = served
+    room = _live_room_with_shelf(frames, T0.timestamp())
+    r = client.get(f"/v1/rooms/{room}/comments", params={"at": iso(T0)})
+    assert r.status_code == 503 and "sentiment" in r.json()["detail"]

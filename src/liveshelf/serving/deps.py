@@ -205,6 +205,8 @@ class Services:
         self.store.close()
         self.sync.close()
         self.state.close()
+        if self.text is not None:
+            self.text.close()
 
 
 def get_services(request: Request) -> Services:
@@ -342,7 +344,7 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
         items = s.frame("items")
         rooms = s.frame("rooms")
     catalogue.replace(items)
-    text = TextServices(items, rooms, backend=settings.text_backend) if settings.text else None
+    text = _text_services(settings, home, items, rooms) if settings.text else None
     models = {"sequence": ModelSlot(home, settings.model)}
     if settings.cf_model:
         models["cf"] = ModelSlot(home, settings.cf_model)
@@ -355,6 +357,20 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
                     metrics=metrics, keys=KeyRing(settings.key_values()),
                     bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
                     models=models, sync=sync, text=text)
+
+
+def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, rooms: pd.DataFrame) -> TextServices:
+    model_dir = settings.sentiment_model or (home / "sentiment")
+    sentiment = None
+    if (Path(model_dir) / "config.json").exists():
+        from liveshelf.monitor.sentiment import SentimentClassifier
+
+        sentiment = SentimentClassifier.load(model_dir)
+    elif settings.sentiment_model is not None:
+        raise NotFoundError(f"The 'sentiment_model' setting points to {model_dir}, which holds no model "
+                            "(no config.json). Train one with 'liveshelf sentiment train' or unset it.")
+    return TextServices(items, rooms, backend=settings.text_backend, sentiment_model=sentiment,
+                        alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion)
 
 
 def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 50_000,

@@ -129,7 +129,8 @@ class RoomsOut(BaseModel):
 # ------------------------------------------------------------------------------------ recommendations
 class Reason(BaseModel):
     source: str = Field(..., description="repeat | sequence | cf | trending-in-room | similar-to | "
-                                         "profile-match | on-shelf | live-now")
+                                         "profile-match | on-shelf | live-now | comments-negative "
+                                         "(a demotion: recent comments about the item turned negative)")
     score: float = Field(..., description="This source's share of the blended score.")
     item: str | None = None
     room: str | None = None
@@ -183,6 +184,16 @@ class NextItemOut(BaseModel):
     pitch: dict[str, Any] | None = Field(
         None, description="For the suggested item: a reason, three talking points for the host and a push line, "
                           "with the backend that wrote them and the item facts they use.")
+
+
+class CommentsOut(BaseModel):
+    room: str
+    volume: int = Field(description="Comments in the rolling window.")
+    negative_share: float | None
+    baseline: float = Field(description="The room's long-run negative share.")
+    keywords: list[str]
+    items: dict[str, float] = Field(description="Per item: demotion signal in [0, 1] from its comments.")
+    alerts: list[dict[str, Any]]
 
 
 class AskIn(BaseModel):

@@ -48,6 +48,12 @@ class ServeSettings(BaseSettings):
     cf_model: str | None = Field(None, description="Optional registry name of a second model ('cf' source).")
     workers: int = Field(1, ge=1, le=64, description="Worker processes; > 1 needs a Redis state.")
     text: bool = Field(True, description="Serve profiles, pitch texts and shelf Q&A (text intelligence).")
+    sentiment_model: Path | None = Field(
+        None, description="Folder of a sentiment model (liveshelf sentiment train); default <home>/sentiment "
+                          "when it exists. Without one, live comments are not monitored.")
+    alert_webhook: str | None = Field(None, description="URL that receives comment-spike alerts as JSON.")
+    comment_demotion: float = Field(0.5, ge=0, le=1, description="How strongly negative comments demote "
+                                                                  "an item on the shelf (0 = off).")
     text_backend: str = Field("grounded", pattern="^(grounded|hf|openai)$",
                               description="Generation backend for pitch texts (grounded needs no model).")
     warm_start: bool = Field(True, description="Build the online state from the event store at start-up.")

@@ -14,17 +14,56 @@ import numpy as np
 import pandas as pd
 
 from liveshelf.errors import NotFoundError
+from liveshelf.monitor.alerts import Alert, MemorySink, SpikeDetector
+from liveshelf.monitor.comments import Comment, CommentMonitor
 from liveshelf.profile import ProfileBuilder
 from liveshelf.text.facts import ItemFacts, facts_table
 from liveshelf.text.generate import GenerationRequest, make_generator
 from liveshelf.text.qa import ShelfQA
 
 
+class _BackgroundSink:
+    """Delivers alerts to a slow sink (a webhook) off the request thread."""
+
+    def __init__(self, sink: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sink = sink
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liveshelf-alerts")
+
+    def emit(self, alert: Alert) -> None:
+        self._pool.submit(self.sink.emit, alert)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 class TextServices:
+    """Profiles, pitches, shelf Q&A and (with a sentiment model) the live-comment monitor.
+
+    ``sentiment_model`` is a :class:`~liveshelf.monitor.sentiment.SentimentClassifier` (or any
+    ``predict_proba`` model); without one, comments are not monitored. ``alert_webhook`` receives
+    every spike alert as JSON (delivered off the request thread); alerts are also kept in memory
+    for the dashboard.
+    """
+
     def __init__(self, items: pd.DataFrame, rooms: pd.DataFrame | None = None, *,
                  backend: str = "grounded", backend_options: dict[str, Any] | None = None,
-                 half_life: float = 7 * 86_400.0) -> None:
+                 half_life: float = 7 * 86_400.0, sentiment_model: Any = None,
+                 alert_webhook: str | None = None, comment_demotion: float = 0.5) -> None:
         self._lock = threading.RLock()
+        self.alerts = MemorySink()
+        self._webhook: _BackgroundSink | None = None
+        self.monitor: CommentMonitor | None = None
+        self.comment_demotion = float(comment_demotion)
+        if sentiment_model is not None:
+            sinks: list[Any] = [self.alerts]
+            if alert_webhook:
+                from liveshelf.monitor.alerts import WebhookSink
+
+                self._webhook = _BackgroundSink(WebhookSink(alert_webhook))
+                sinks.append(self._webhook)
+            self.monitor = CommentMonitor(sentiment_model, detector=SpikeDetector(), sinks=sinks)
         self.profiles = ProfileBuilder(items, rooms if rooms is not None and len(rooms) else None,
                                        half_life=half_life)
         self.qa = ShelfQA(items)
@@ -42,7 +81,20 @@ class TextServices:
         if not len(events):
             return 0
         with self._lock:
-            return self.profiles.update(events)
+            n = self.profiles.update(events)
+            if self.monitor is not None:
+                self._monitor_comments(events)
+            return n
+
+    def _monitor_comments(self, events: pd.DataFrame) -> None:
+        mask = (events["type"] == "comment") & events["room"].notna() & events["text"].notna()
+        if not mask.any():
+            return
+        rows = events.loc[mask, ["room", "ts", "text", "item"]]
+        ts = pd.to_datetime(rows["ts"], utc=True)
+        seconds = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+        self.monitor.add([Comment(room=str(r), ts=float(t), text=str(x), item=None if pd.isna(i) else str(i))
+                          for r, t, x, i in zip(rows["room"], seconds, rows["text"], rows["item"], strict=True)])
 
     def upsert_items(self, items: pd.DataFrame) -> None:
         with self._lock:
@@ -54,6 +106,18 @@ class TextServices:
         with self._lock:
             self.profiles.add_rooms(rooms)
             self._remember_hosts(rooms)
+
+    def set_shelf(self, room: str, items: list[str]) -> None:
+        """Let the comment monitor find shelf items named in comment text (by title)."""
+        if self.monitor is None:
+            return
+        with self._lock:
+            names = {i: self.facts[i].title for i in items if i in self.facts and self.facts[i].title}
+            self.monitor.set_items(room, names)
+
+    def close(self) -> None:
+        if self._webhook is not None:
+            self._webhook.close()
 
     def delete_user(self, user: str) -> None:
         with self._lock:
@@ -69,6 +133,36 @@ class TextServices:
             if user not in self.profiles:
                 return None
             return self.profiles.profile(user, t).to_dict()
+
+    def comments(self, room: str, t: float | None = None, limit: int = 20) -> dict[str, Any] | None:
+        """The room's rolling comment sentiment, keywords, per-item demotion and recent alerts."""
+        if self.monitor is None:
+            return None
+        with self._lock:
+            if t is not None:
+                self.monitor.flush(t)
+            return {**self.monitor.snapshot(room), "alerts": self.alerts.recent(room, limit)}
+
+    def demote_by_comments(self, room: str, recs: list[Any]) -> list[Any]:
+        """Scale each recommendation's ``score`` by ``1 - demotion * item_signal`` (items whose recent
+        comments in this room turned negative sink) and re-sort; records get a ``comments`` reason."""
+        if self.monitor is None or not recs:
+            return recs
+        with self._lock:
+            signals = [self.monitor.item_signal(room, r.item) for r in recs]
+        if not any(signals):
+            return recs
+        for r, s in zip(recs, signals, strict=True):
+            if s > 0:
+                r.score = float(r.score) * (1.0 - self.comment_demotion * s)
+                r.reasons.append(self._reason(room, s))
+        return sorted(recs, key=lambda r: -r.score)
+
+    @staticmethod
+    def _reason(room: str, signal: float) -> Any:
+        from liveshelf.serving.schemas import Reason
+
+        return Reason(source="comments-negative", room=room, score=round(-signal, 4))
 
     def ask(self, question: str, shelf: list[str], pinned: str | None, lang: str | None) -> dict[str, Any]:
         with self._lock:

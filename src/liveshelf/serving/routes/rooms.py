@@ -23,6 +23,7 @@ from liveshelf.serving.deps import (
 from liveshelf.serving.schemas import (
     AskIn,
     AskOut,
+    CommentsOut,
     ItemRec,
     NextItemOut,
     Reason,
@@ -71,6 +72,8 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
     key = None if user is None else services.user_key(user)
     recs = pipeline.shelf(key, room, at, k)
     items = _item_recs(services, recs)
+    if services.text is not None:
+        items = services.text.demote_by_comments(room, items)
     if explain and services.text is not None:
         for rec in items[:10]:
             rec.pitch = services.text.pitch(rec.item, key, room, at, lang=lang)
@@ -86,12 +89,27 @@ def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _clien
     info = _require_room(services, room)
     recs, audience = pipeline.next_item(room, at, k)
     items = _item_recs(services, recs)
+    if services.text is not None:
+        items = services.text.demote_by_comments(room, items)
     pitch = None
     if items and services.text is not None:
         pitch = services.text.pitch(items[0].item, None, room, at, lang=lang)
     return NextItemOut(room=room, at=at, live=_live(info, at), audience=audience,
                        model_version=services.model_version(), item=items[0] if items else None, items=items,
                        pitch=pitch)
+
+
+@router.get("/{room}/comments", response_model=CommentsOut, summary="Live-comment sentiment and alerts")
+def comments(room: RoomId, services: ServicesDep, _client: ReadAccess, at: AtDep,
+             limit: Annotated[int, Query(ge=1, le=200)] = 20) -> CommentsOut:
+    """Rolling negative share, keywords of negative comments, per-item demotion signal and the recent
+    spike alerts of the room (needs a sentiment model: ``liveshelf sentiment train``)."""
+    _require_room(services, room)
+    snap = services.text.comments(room, at, limit) if services.text is not None else None
+    if snap is None:
+        raise HTTPException(503, "Comment monitoring is off: no sentiment model. Train one with "
+                                 "'liveshelf sentiment train --out <home>/sentiment' and restart the server.")
+    return CommentsOut(**snap)
 
 
 @router.post("/{room}/ask", response_model=AskOut, summary="Answer a viewer's question about the room's shelf")
