@@ -9,6 +9,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# models that cache (e.g. text embeddings under <home>/cache) must not write into the user's home
+if "LIVESHELF_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["LIVESHELF_HOME"] = tempfile.mkdtemp(prefix="liveshelf-test-home-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -28,6 +28,8 @@ FAST_PARAMS: dict[str, dict] = {
     "itemknn": {"k_neighbors": 10},
     "als": {"factors": 3, "iterations": 10},
     "bpr": {"factors": 8, "iterations": 200, "learning_rate": 0.05},
+    "textseq": {"epochs": 30, "hidden": 16, "n_layers": 1, "max_len": 10, "batch_size": 128, "lr": 0.01,
+                "dropout": 0.0},
 }
 GENERIC_FAST = {"epochs": 8, "hidden": 16, "hidden_size": 16, "n_layers": 1, "max_len": 10,
                 "batch_size": 128, "lr": 0.01, "dropout": 0.0}
@@ -35,7 +37,7 @@ GENERIC_FAST = {"epochs": 8, "hidden": 16, "hidden_size": 16, "n_layers": 1, "ma
 #: What each model is expected to know. "collaborative" (the default) must separate the
 #: groups; "sequential" must predict the next item of the cycle.
 KNOWN_ANSWER = {"pop": "popularity", "trending": "context_free", "repeat": "history",
-                "sasrec": "sequential", "livesasrec": "sequential"}
+                "sasrec": "sequential", "livesasrec": "sequential", "textseq": "sequential"}
 #: Models whose empty context falls back to plain popularity.
 POPULARITY_FALLBACK = {"pop", "repeat", "itemknn", "als", "bpr"}
 
@@ -61,7 +63,8 @@ def _data() -> TrainData:
             ts.append(t0 + 600.0 * np.arange(SEQ_LEN))
             users.append(f"u{g}_{j}")
     return TrainData(item_ids=np.array([f"i{i}" for i in range(2 * N_GROUP_ITEMS)]),
-                     user_ids=np.array(users), sequences=seqs, timestamps=ts)
+                     user_ids=np.array(users), sequences=seqs, timestamps=ts,
+                     item_text=[f"group {i // N_GROUP_ITEMS} item {i}" for i in range(2 * N_GROUP_ITEMS)])
 
 
 @cache
