@@ -245,6 +245,31 @@ class Ingestor:
         report.seconds = time.perf_counter() - t0
         return report
 
+    def ingest_checked(self, kind: str, checked: Validated, *, source: str = "<checked>",
+                       warnings: bool = True) -> IngestReport:
+        """Store one batch the caller already validated (``validate(kind, raw, self.rules, ...)``).
+
+        The same as :meth:`ingest` without reading and validating a second time (the API
+        validates once to answer per-row errors); ``warnings=False`` skips the event warnings.
+        """
+        check_kind(kind)
+        t0 = time.perf_counter()
+        meta = self._key_meta(kind)
+        report = IngestReport(kind=kind, source=source, rows=checked.n_rows, rejected=checked.n_rejected,
+                              rejects=checked.rejects, ignored_columns=checked.ignored_columns)
+        clean = checked.table
+        if kind == "events" and clean.num_rows and warnings:
+            report.warnings.update(self._event_warnings(clean))
+        if clean.num_rows:
+            if kind == "events":
+                report.inserted, report.duplicate = self.store.insert_events(clean, source=source, meta=meta)
+            else:
+                report.inserted, report.updated, report.duplicate = self.store.upsert(
+                    kind, clean, source=source, meta=meta)
+        report.accepted = report.inserted + report.updated
+        report.seconds = time.perf_counter() - t0
+        return report
+
     def _event_warnings(self, clean: pa.Table) -> dict[str, int]:
         """Accepted but suspicious: purchases of items never on any shelf (only when shelf data exists)."""
         shelf_items = self.store.shelf_item_ids()

@@ -117,6 +117,7 @@ def create_app(settings: ServeSettings | None = None, *, state: OnlineState | No
                 warm_state(services.state, store, settings.warm_window_s, text=services.text)
         services.model_version()  # load the production model and build the content index before serving
         services.pipeline.content()
+        services.pipeline.warm(time.time())  # the live snapshot, so the first request pays no build
         app.state.services = services
         try:
             yield

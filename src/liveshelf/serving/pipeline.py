@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,19 @@ ModelGetter = Callable[[], Any]
 
 #: How many of a room's item counters one shelf request reads (items beyond count as 0).
 TRENDING_SCAN = 1000
+
+#: Content rows at most this dense (share of non-zeros) are also kept sparse for neighbour search.
+SPARSE_DENSITY = 0.1
+
+#: Items whose neighbour search results one content index keeps (oldest dropped first).
+NEIGHBOUR_CACHE = 20_000
+
+#: Shelves whose mean content vector the feed keeps (all dropped when full).
+SHELF_VECTOR_CACHE = 50_000
+
+#: Up to this many candidates, ``similar`` is the direct cosine to the viewer's recent items
+#: (a shelf); above, a neighbour search over the content index.
+DIRECT_SIMILAR_MAX = 2000
 
 
 # ------------------------------------------------------------------------------------ catalogue
@@ -148,9 +161,20 @@ class ContentIndex:
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         self.vectors = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
         self.origin = origin
+        # item's neighbour search results, kept: a viewer's recent items change slowly between requests
+        self._nn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._nn_lock = threading.Lock()
         self.index = faiss.IndexFlatIP(self.vectors.shape[1])
         if len(self.ids):
             self.index.add(self.vectors)
+        # sparse rows (hashed TF-IDF): a sparse product finds the same neighbours in a fraction of the time
+        nnz = int(np.count_nonzero(self.vectors))
+        self.sparse = None
+        if self.vectors.size and nnz <= SPARSE_DENSITY * self.vectors.size:
+            from scipy.sparse import csr_matrix
+
+            self.sparse = csr_matrix(self.vectors)
+            self.sparse_t = csr_matrix(self.vectors.T)  # dims x items: a query touches only its dims' items
 
     def vector(self, item: str) -> np.ndarray | None:
         i = self.row.get(item)
@@ -165,15 +189,46 @@ class ContentIndex:
                 out[j] = self.vectors[i]
         return out
 
+    def similarities(self, cands: Sequence[str], items: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:
+        """Per candidate: the best cosine to one of ``items`` (0 when none is > 0) and that item.
+
+        A direct product over the candidates: for a small candidate set (a shelf) this costs
+        a fraction of a search over the whole index. An item is never similar to itself.
+        """
+        known = [it for it in dict.fromkeys(items) if it in self.row]
+        n = len(cands)
+        if not known or not n:
+            return np.zeros(n), [None] * n
+        sims = self.matrix(cands) @ self.vectors[[self.row[it] for it in known]].T
+        sims[np.asarray(cands, dtype=object)[:, None] == np.asarray(known, dtype=object)[None, :]] = -np.inf
+        best = sims.argmax(axis=1)
+        vals = sims[np.arange(n), best].astype(np.float64)
+        ok = vals > 0
+        return np.where(ok, vals, 0.0), [known[b] if o else None for b, o in zip(best.tolist(), ok.tolist(),
+                                                                                 strict=True)]
+
     def neighbours(self, items: Sequence[str], k: int) -> dict[str, tuple[float, str]]:
         """For every item near one of ``items``: (best cosine, the history item it is near)."""
         known = [it for it in items if it in self.row]
         if not known or not self.ids:
             return {}
-        q = self.vectors[[self.row[it] for it in known]]
-        sims, idx = self.index.search(q, min(k + 1, len(self.ids)))
+        kk = min(k + 1, len(self.ids))
+        found = {it: got for it in known if (got := self._nn.get((it, kk))) is not None}
+        todo = [it for it in known if it not in found]
+        if todo:
+            rows = [self.row[it] for it in todo]
+            if self.sparse is not None:
+                sims, idx = _top_k_sparse(self.sparse[rows] @ self.sparse_t, kk)
+            else:
+                sims, idx = self.index.search(self.vectors[rows], kk)
+            with self._nn_lock:
+                for it, srow, irow in zip(todo, sims, idx, strict=True):
+                    found[it] = self._nn[(it, kk)] = (srow, irow)
+                while len(self._nn) > NEIGHBOUR_CACHE:
+                    del self._nn[next(iter(self._nn))]  # oldest first
         out: dict[str, tuple[float, str]] = {}
-        for src, srow, irow in zip(known, sims, idx, strict=True):
+        for src in known:
+            srow, irow = found[src]
             for s, i in zip(srow.tolist(), irow.tolist(), strict=True):
                 if i < 0:
                     continue
@@ -183,6 +238,28 @@ class ContentIndex:
                 if it not in out or s > out[it][0]:
                     out[it] = (float(s), src)
         return out
+
+
+def _top_k_sparse(sims: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a sparse similarity matrix, its ``k`` largest positive entries, best first.
+
+    ``(values, columns)`` padded with ``(0, -1)``: what a flat index search over all items
+    returns once the entries ``<= 0`` (which the callers skip) are dropped.
+    """
+    sims = sims.tocsr()
+    vals = np.zeros((sims.shape[0], k), dtype=np.float32)
+    idx = np.full((sims.shape[0], k), -1, dtype=np.int64)
+    for r in range(sims.shape[0]):
+        lo, hi = sims.indptr[r], sims.indptr[r + 1]
+        d, c = sims.data[lo:hi], sims.indices[lo:hi]
+        pos = d > 0
+        d, c = d[pos], c[pos]
+        if len(d) > k:
+            part = np.argpartition(-d, k - 1)[:k]
+            d, c = d[part], c[part]
+        order = np.lexsort((c, -d))
+        vals[r, : len(d)], idx[r, : len(d)] = d[order], c[order]
+    return vals, idx
 
 
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[a-z0-9]+")
@@ -241,14 +318,21 @@ class ModelView:
         return self._context(items=items, ts=ts, types=types, user=user,
                              user_index=self.user_index.get(user or "", -1), room=room, time=t)
 
-    def scores(self, contexts: list[Any], items: Sequence[str]) -> np.ndarray:
-        """``(B, len(items))`` model scores; NaN for items outside the model's vocabulary."""
-        out = np.full((len(contexts), len(items)), np.nan, dtype=np.float64)
+    def columns(self, items: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in ``items`` of the items the model knows, and their model indices."""
         cols = [(j, self.item_index[it]) for j, it in enumerate(items) if it in self.item_index]
-        if not cols or not contexts:
+        return (np.asarray([c[0] for c in cols], dtype=np.int64), np.asarray([c[1] for c in cols], dtype=np.int64))
+
+    def scores(self, contexts: list[Any], items: Sequence[str],
+               cols: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``(B, len(items))`` model scores; NaN for items outside the model's vocabulary.
+
+        ``cols``: :meth:`columns` of ``items``, when the caller keeps them.
+        """
+        out = np.full((len(contexts), len(items)), np.nan, dtype=np.float64)
+        j_idx, cand = self.columns(items) if cols is None else cols
+        if not len(cand) or not contexts:
             return out
-        j_idx = np.asarray([c[0] for c in cols])
-        cand = np.asarray([c[1] for c in cols], dtype=np.int64)
         batch = getattr(self.model, "score_batch", None)
         if callable(batch):
             s = np.asarray(batch(contexts, cand), dtype=np.float64)
@@ -343,6 +427,8 @@ class Pipeline:
         self.on_cache = on_cache or (lambda name, hit: None)
         self._views: dict[str, ModelView] = {}
         self._content: tuple[tuple[int, int], ContentIndex] | None = None
+        self._live: _LiveSnapshot | None = None
+        self._items: _ItemTable | None = None
         self._lock = threading.Lock()
 
     # ---- cached derivations -----------------------------------------------------------------
@@ -398,7 +484,9 @@ class Pipeline:
         hosts: dict[str, float] = {}
         cats: dict[str, float] = {}
         brands: dict[str, float] = {}
-        room_host: dict[str, str | None] = {}
+        seq_rooms = list(dict.fromkeys(e[1] for e in seq if e[1] is not None))
+        room_host: dict[str, str | None] = {r: None if row is None else row.get("host")
+                                            for r, row in zip(seq_rooms, self.state.rooms(seq_rooms), strict=True)}
         recent: list[str] = []
         for item, room, ts, typ in seq:
             w = EVENT_WEIGHTS.get(str(typ), 1.0) * _decay(t - float(ts), hl)
@@ -413,9 +501,6 @@ class Pipeline:
                     if info.brand:
                         brands[info.brand] = brands.get(info.brand, 0.0) + w
             if room is not None:
-                if room not in room_host:
-                    r = self.state.room(room)
-                    room_host[room] = None if r is None else r.get("host")
                 h = room_host[room]
                 if h:
                     hosts[h] = hosts.get(h, 0.0) + w
@@ -459,7 +544,10 @@ class Pipeline:
                 continue
             src.put("repeat", np.asarray([v.item_weight.get(it, 0.0) for it in items]),
                     [{"item": it} for it in items])
-            if content is not None:
+            if content is not None and n <= DIRECT_SIMILAR_MAX:
+                sim, sim_of = content.similarities(items, v.recent_items)
+                src.put("similar", sim, [{"item": it} for it in sim_of])
+            elif content is not None:
                 near = content.neighbours(v.recent_items, self.settings.neighbours)
                 src.put("similar", np.asarray([near.get(it, (0.0, None))[0] for it in items]),
                         [{"item": near.get(it, (0.0, None))[1]} for it in items])
@@ -555,58 +643,101 @@ class Pipeline:
         return ranked, len(audience)
 
     # ---- feed --------------------------------------------------------------------------------
+    def live(self, t: float) -> _LiveSnapshot:
+        """The live layout at ``t`` with its derived arrays, cached while it provably holds.
+
+        Reused only for the same state ``live_version`` (every room / shelf write changes it),
+        catalogue version and content index, and only while ``t`` stays inside the interval in
+        which no room or shelf slot starts or ends, so an ended room or a removed item never
+        shows. A backend without a live version gets a fresh snapshot per request.
+        """
+        content = self.content()
+        version = self.state.live_version()
+        key = (version, self.catalogue.version, id(content))
+        with self._lock:
+            snap = self._live
+        hit = (snap is not None and version is not None and snap.key == key
+               and snap.layout.valid_from <= t < snap.layout.valid_until)
+        self.on_cache("live_layout", hit)
+        if hit:
+            assert snap is not None
+            return snap
+        tkey = (self.catalogue.version, id(content))
+        with self._lock:
+            table = self._items
+        if table is None or table.key != tkey:
+            table = _ItemTable(tkey, self.catalogue, content)
+        snap = _LiveSnapshot(key, self.state.live_layout(t), table)
+        with self._lock:
+            self._live, self._items = snap, table
+        return snap
+
+    def warm(self, t: float) -> None:
+        """Build what the first feed request would (content index, live snapshot), e.g. at start-up."""
+        self.live(t)
+
     def feed(self, user: str | None, t: float, k: int) -> tuple[list[Scored], bool]:
         """Live rooms for the viewer and whether the viewer is known (else: trending fallback).
 
         Host affinity, shelf-item scores and trending, then a per-host cap and MMR.
         """
         viewer = self.viewer(user, t)
-        rooms = list(self.state.live_rooms(t))
+        snap = self.live(t)
+        rooms, hosts = snap.layout.rooms, snap.hosts
         if not rooms:
             return [], viewer.known
-        info = [self.state.room(r) or {} for r in rooms]
-        hosts = [i.get("host") for i in info]
-        shelves = [list(self.state.shelf(r, t)) for r in rooms]
-        live = [j for j, r in enumerate(rooms) if info[j] and _live(info[j], t)]
-        rooms, hosts, shelves = [rooms[j] for j in live], [hosts[j] for j in live], [shelves[j] for j in live]
-        if not rooms:
-            return [], viewer.known
-        all_items = sorted({it for s in shelves for it in s})
-        item_src = self._item_sources([viewer], all_items, None, t)[0]
-        col = {it: j for j, it in enumerate(all_items)}
         n = len(rooms)
         src = _Sources(n)
-        src.put("trending", np.asarray([self.state.counter("room", r, t) for r in rooms]),
-                [{"room": r} for r in rooms])
+        src.put("trending", self.state.counters("room", rooms, t), _Lazy(n, lambda j: {"room": rooms[j]}))
         if viewer.known:
-            src.put("repeat", np.asarray([viewer.host_weight.get(h or "", 0.0) for h in hosts]),
-                    [{"host": h} for h in hosts])
-        for name in ("sequence", "cf", "similar", "profile"):
-            if name not in item_src.values:
-                continue
-            vals = item_src.values[name]
-            best, causes = np.full(n, np.nan), []
-            for j, shelf in enumerate(shelves):
-                cand = [(vals[col[it]], it) for it in shelf if np.isfinite(vals[col[it]])]
-                if not cand:
-                    causes.append({})
-                    continue
-                v, it = max(cand, key=lambda p: (p[0], p[1]))
-                best[j] = v
-                cause = dict(item_src.causes[name][col[it]])
-                causes.append({**cause, "shelf_item": it})
-            src.put(name, best, causes)
+            hw = viewer.host_weight
+            src.put("repeat", np.asarray([hw.get(h or "", 0.0) for h in hosts]) if hw else np.zeros(n),
+                    _Lazy(n, lambda j: {"host": hosts[j]}))
+            for name, (vals, cause) in self._feed_item_values(viewer, snap, t).items():
+                best, col = snap.best_per_room(vals)
+                src.put(name, best, _Lazy(n, _room_cause(cause, col, snap.items)))
         total, parts = self._blend(src)
-        content = self.content()
-        vectors = np.stack([_mean_unit(content.matrix(s), content.vectors.shape[1]) for s in shelves])
-        order = mmr(total, vectors, k, self.settings.mmr_lambda, groups=hosts, cap=self.settings.host_cap)
+        order = mmr(total, snap.vectors, k, self.settings.mmr_lambda, groups=hosts, cap=self.settings.host_cap,
+                    sim_row=snap.sim_row)
         out = []
         for j in order:
             reasons = self._reasons(parts, src.causes, j, {"source": "live-now", "score": 0.0, "room": rooms[j]})
             out.append(Scored(rooms[j], round(float(total[j]), 6), reasons,
-                              {"host": hosts[j], "title": info[live[j]].get("title") or "",
-                               "shelf_size": len(shelves[j])}))
+                              {"host": hosts[j], "title": snap.layout.info[j].get("title") or "",
+                               "shelf_size": len(snap.layout.shelves[j])}))
         return out, viewer.known
+
+    def _feed_item_values(self, v: Viewer, snap: _LiveSnapshot, t: float
+                          ) -> dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]]]]:
+        """Per item source, the raw values over the snapshot's items and each value's cause (lazy).
+
+        The same values as :meth:`_item_sources` computes, gathered with arrays.
+        """
+        items, n = snap.items, len(snap.items)
+        out: dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]]]] = {}
+        w = self.settings.weights
+        last = v.recent_items[0] if v.recent_items else None
+        for role in ("sequence", "cf"):
+            if w.get(role, 0.0) <= 0:
+                continue
+            view = self.view(role)
+            if view is None:
+                continue
+            ctx = view.context(v.user, v.seq, None, t)
+            out[role] = (view.scores([ctx], items, snap.columns(view))[0], lambda _c, last=last: {"item": last})
+        if w.get("similar", 0.0) > 0:
+            near = snap.content.neighbours(v.recent_items, self.settings.neighbours)
+            sim = np.zeros(n)
+            sim_of: dict[int, str] = {}
+            for it, (sv, of) in near.items():
+                c = snap.col.get(it)
+                if c is not None:
+                    sim[c] = sv
+                    sim_of[c] = of
+            out["similar"] = (sim, lambda c, sim_of=sim_of: {"item": sim_of.get(c)})
+        if w.get("profile", 0.0) > 0:
+            out["profile"] = snap.profile(v)
+        return out
 
     # ---- profile -----------------------------------------------------------------------------
     def profile(self, user: str, t: float, top: int = 5) -> dict[str, Any]:
@@ -634,9 +765,169 @@ class Pipeline:
         }
 
 
-def _live(room: dict[str, Any], t: float) -> bool:
-    end = room.get("end")
-    return room.get("start", math.inf) <= t and (end is None or t < end)
+class _Lazy:
+    """A read-only sequence whose item ``j`` is ``fn(j)``, computed when read (causes of the few shown)."""
+
+    def __init__(self, n: int, fn: Callable[[int], dict[str, Any]]) -> None:
+        self.n, self.fn = n, fn
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        return self.fn(j)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self.fn(j) for j in range(self.n))
+
+
+def _room_cause(cause: Callable[[int], dict[str, Any]], col: np.ndarray, items: list[str]
+                ) -> Callable[[int], dict[str, Any]]:
+    def at(j: int) -> dict[str, Any]:
+        c = int(col[j])
+        return {} if c < 0 else {**cause(c), "shelf_item": items[c]}
+    return at
+
+
+class _ItemTable:
+    """Per catalogue version and content index: each item's category-level ids and brand id, and
+    each shelf's mean unit content vector, kept across live snapshots (a shelf write then
+    rebuilds only what changed)."""
+
+    def __init__(self, key: tuple, catalogue: Catalogue, content: ContentIndex) -> None:
+        self.key, self.catalogue, self.content = key, catalogue, content
+        self.levels: dict[str, int] = {}
+        self.brands: dict[str, int] = {}
+        self._items: dict[str, tuple[list[int], int]] = {}
+        self._shelves: dict[tuple[str, ...], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def item(self, it: str) -> tuple[list[int], int]:
+        """(category-level ids, brand id or -1) of one item."""
+        got = self._items.get(it)
+        if got is None:
+            info = self.catalogue.get(it)
+            with self._lock:
+                if info is None:
+                    got = ([], -1)
+                else:
+                    lv = [self.levels.setdefault(x, len(self.levels)) for x in category_levels(info.category)]
+                    got = (lv, self.brands.setdefault(info.brand, len(self.brands)) if info.brand else -1)
+                self._items[it] = got
+        return got
+
+    def shelf_vector(self, shelf: list[str]) -> np.ndarray:
+        """The mean unit content vector of a shelf (zeros when empty)."""
+        key = tuple(shelf)
+        v = self._shelves.get(key)
+        if v is None:
+            v = _mean_unit(self.content.matrix(shelf), self.content.vectors.shape[1])
+            with self._lock:
+                if len(self._shelves) >= SHELF_VECTOR_CACHE:
+                    self._shelves.clear()
+                self._shelves[key] = v
+        return v
+
+
+class _LiveSnapshot:
+    """A :class:`LiveLayout` plus the arrays the feed scores with.
+
+    ``items`` are the distinct shelf items (sorted by id), ``grid`` the (rooms x longest
+    shelf) matrix of their positions (``len(items)`` pads), ``vectors`` each room's mean
+    unit content vector; per item its category-level and brand ids for the profile source.
+    """
+
+    def __init__(self, key: tuple, layout: Any, table: _ItemTable) -> None:
+        self.key, self.layout, self.content = key, layout, table.content
+        shelves = layout.shelves
+        self.hosts: list[str | None] = [row.get("host") for row in layout.info]
+        self.items: list[str] = sorted({it for sh in shelves for it in sh})
+        self.col = {it: j for j, it in enumerate(self.items)}
+        n = len(self.items)
+        width = max((len(sh) for sh in shelves), default=0)
+        self.grid = np.full((len(shelves), max(width, 1)), n, dtype=np.int64)
+        for j, sh in enumerate(shelves):
+            self.grid[j, : len(sh)] = [self.col[it] for it in sh]
+        dim = self.content.vectors.shape[1]
+        self.vectors = (np.stack([table.shelf_vector(sh) for sh in shelves]) if shelves
+                        else np.zeros((0, dim), dtype=np.float32))
+        # profile: item -> category-level ids (padded with -1) and brand id (-1: none)
+        rows = [table.item(it) for it in self.items]
+        self.brand_ids = np.asarray([b for _, b in rows], dtype=np.int64).reshape(n)
+        depth = max((len(lv) for lv, _ in rows), default=0)
+        self.level_ids = np.full((n, max(depth, 1)), -1, dtype=np.int64)
+        for j, (lv, _) in enumerate(rows):
+            if lv:
+                self.level_ids[j, : len(lv)] = lv
+        with table._lock:  # the table's vocabularies grow; this snapshot keeps its own copy
+            self._levels, self._brands = dict(table.levels), dict(table.brands)
+        self.level_names = list(self._levels)
+        self.brand_names = list(self._brands)
+        self._columns: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
+        self._sim_rows: dict[int, np.ndarray] = {}
+
+    def sim_row(self, i: int) -> np.ndarray:
+        """``vectors @ vectors[i]`` (room i's content similarity to every room), computed once per snapshot."""
+        row = self._sim_rows.get(i)
+        if row is None:
+            # einsum: no BLAS threads, which cost far more than this small product on a busy server
+            row = self._sim_rows[i] = np.einsum("ij,j->i", self.vectors, self.vectors[i])
+        return row
+
+    def columns(self, view: ModelView) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ModelView.columns` of the snapshot's items, kept per model view."""
+        got = self._columns.get(id(view))
+        if got is None or got[0] is not view:
+            got = (view, view.columns(self.items))
+            self._columns[id(view)] = got
+        return got[1]
+
+    def best_per_room(self, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per room: the best finite value over its shelf (NaN: none) and the item position holding it.
+
+        Ties go to the larger item id, as ``max`` over ``(value, item)`` pairs does.
+        """
+        ext = np.append(np.where(np.isfinite(vals), vals, np.nan), np.nan)
+        m = ext[self.grid]
+        has = ~np.all(np.isnan(m), axis=1)
+        best = np.full(len(m), np.nan)
+        best[has] = np.nanmax(m[has], axis=1)
+        at = np.where(m == best[:, None], self.grid, -1).max(axis=1)
+        return best, np.where(has, at, -1)
+
+    def profile(self, v: Viewer) -> tuple[np.ndarray, Callable[[int], dict[str, Any]]]:
+        """The ``profile`` source over the items (as :meth:`Pipeline._item_sources`) and its cause."""
+        n = len(self.items)
+        ctot = max(sum(w for c, w in v.category_weight.items() if ">" not in c), 1e-12)
+        btot = max(sum(v.brand_weight.values()), 1e-12)
+        lw = np.zeros(len(self.level_names) + 1)  # the last slot: padding (-1)
+        for c, w in v.category_weight.items():
+            i = self._levels.get(c)
+            if i is not None:
+                lw[i] = w / ctot
+        bw = np.zeros(len(self.brand_names) + 1)
+        for b, w in v.brand_weight.items():
+            i = self._brands.get(b)
+            if i is not None:
+                bw[i] = w / btot
+        if not n:
+            return np.zeros(0), lambda _c: {}
+        g = lw[self.level_ids]
+        lvl = g.argmax(axis=1)  # first level with the best weight, as the strict '>' scan
+        best = g[np.arange(n), lvl]
+        bv = bw[self.brand_ids]
+        use_brand = bv > best
+        value = np.where(use_brand, bv, best)
+        level_names, brand_names, level_ids, brand_ids = (self.level_names, self.brand_names, self.level_ids,
+                                                          self.brand_ids)
+
+        def cause(c: int) -> dict[str, Any]:
+            if use_brand[c]:
+                return {"interest": f"brand:{brand_names[brand_ids[c]]}"}
+            if best[c] > 0:
+                return {"interest": f"category:{level_names[level_ids[c, lvl[c]]]}"}
+            return {}
+        return value, cause
 
 
 def _mean_unit(m: np.ndarray, dim: int) -> np.ndarray:

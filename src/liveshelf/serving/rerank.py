@@ -7,7 +7,7 @@ the blended score, ``vectors`` unit-norm content embeddings (rows may be zero = 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,13 +50,17 @@ def allowed(items: Sequence[str], attributes: Sequence[dict[str, Any] | None], b
 
 
 def mmr(relevance: np.ndarray, vectors: np.ndarray | None, k: int, lam: float,
-        groups: Sequence[str | None] | None = None, cap: int | None = None, demote: bool = False) -> list[int]:
+        groups: Sequence[str | None] | None = None, cap: int | None = None, demote: bool = False,
+        sim_row: Callable[[int], np.ndarray] | None = None) -> list[int]:
     """Greedy maximal marginal relevance with an optional per-group cap.
 
     Picks ``argmax lam * rel_i - (1 - lam) * max_{j picked} sim(i, j)`` until ``k`` are
     picked or nothing is left; a candidate whose group already has ``cap`` picks is
     skipped (``demote``: kept aside and appended, in pick order, after the others).
     Ties break by lower index (the input order). Returns candidate indices.
+
+    ``sim_row(i)``, when given, returns ``vectors @ vectors[i]`` (e.g. from a cache kept across
+    requests over the same candidates), so a pick costs no product over all candidates.
     """
     n = len(relevance)
     rel = np.asarray(relevance, dtype=np.float64)
@@ -84,7 +88,7 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray | None, k: int, lam: float,
             counts[g] = counts.get(g, 0) + 1
         if use_sim:
             assert vectors is not None
-            max_sim = np.maximum(max_sim, vectors @ vectors[i])
+            max_sim = np.maximum(max_sim, vectors @ vectors[i] if sim_row is None else sim_row(i))
     if demote:
         picked += aside[: k - len(picked)]
     return picked

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,6 +400,31 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+# ---------------------------------------------------------------------------------- live layout
+@dataclass(frozen=True)
+class LiveLayout:
+    """The live rooms at one time, their rows and ordered shelves, and how long that holds.
+
+    ``valid_from <= t < valid_until`` bounds the times at which :meth:`OnlineState.live_rooms`
+    and :meth:`OnlineState.shelf` give the same answers (no room or slot starts or ends in
+    between), as long as no write happens (see :meth:`OnlineState.live_version`).
+    """
+
+    rooms: list[str]
+    info: list[dict[str, Any]]
+    shelves: list[list[str]]
+    valid_from: float
+    valid_until: float
+
+
+def validity(bounds: Iterable[float], t: float) -> tuple[float, float]:
+    """``[max bound <= t, min bound > t)`` over the finite ``bounds`` (``-inf`` / ``inf`` when none)."""
+    b = np.asarray([x for x in bounds if x is not None], dtype=np.float64)
+    b = b[np.isfinite(b)]
+    lo, hi = b[b <= t], b[b > t]
+    return (float(lo.max()) if len(lo) else -math.inf, float(hi.min()) if len(hi) else math.inf)
+
+
 # ---------------------------------------------------------------------------------- the contract
 class OnlineState(abc.ABC):
     """Per-user sequences, rooms, shelves, audiences and decayed counters, shared by requests.
@@ -519,6 +544,31 @@ class OnlineState(abc.ABC):
         check_kind(kind, scope, "counter")
         s = self._score(kind, str(key), scope)
         return 0.0 if s is None else float(decayed(s, to_seconds(t), self.half_life))
+
+    def counters(self, kind: str, keys: Sequence[str], t: TimeLike) -> np.ndarray:
+        """:meth:`counter` of many keys at once (not ``room_item``); backends read them in one go."""
+        return np.asarray([self.counter(kind, k, t) for k in keys], dtype=np.float64)
+
+    # ---- batch reads -------------------------------------------------------------------------
+    def rooms(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """:meth:`room` of many rooms at once."""
+        return [self.room(r) for r in ids]
+
+    def live_version(self) -> int | None:
+        """A number every room / shelf write changes (None: this backend keeps none).
+
+        With :meth:`live_layout` it lets a reader cache the live layout safely.
+        """
+        return None
+
+    def live_layout(self, t: TimeLike) -> LiveLayout:
+        """Live rooms at ``t`` with their rows and shelves, and the interval over which that holds."""
+        t = to_seconds(t)
+        rooms = self.live_rooms(t)
+        info = self.rooms(rooms)
+        keep = [j for j, row in enumerate(info) if row is not None and is_live(row, t)]
+        return LiveLayout([rooms[j] for j in keep], [info[j] for j in keep],  # type: ignore[misc]
+                          [self.shelf(rooms[j], t) for j in keep], t, float(np.nextafter(t, math.inf)))
 
     # ---- whole state -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -12,6 +12,7 @@ import heapq
 import math
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,16 @@ from liveshelf.errors import NotFoundError, ValidationError
 from liveshelf.serving.state.base import (
     COUNTER_KINDS,
     Batch,
+    LiveLayout,
     OnlineState,
     SeqEntry,
     audience_order,
     audience_updates,
     check_end_time,
+    check_kind,
     check_limit,
     counter_updates,
+    decayed,
     end_item_slots,
     end_room_slots,
     is_live,
@@ -40,6 +44,7 @@ from liveshelf.serving.state.base import (
     sequence_rows,
     slot_rows,
     unpin_slots,
+    validity,
 )
 
 Slot = tuple[str, float, float | None, bool]
@@ -123,9 +128,11 @@ class MemoryState(OnlineState):
         super().__init__(max_seq=max_seq, half_life=half_life, audience_ttl=audience_ttl,
                          sequence_types=sequence_types, dedupe_window=dedupe_window)
         self._lock = threading.RLock()
+        self._live_version = 0
         self._reset()
 
     def _reset(self) -> None:
+        self._live_version += 1
         self._seq: dict[str, deque[SeqEntry]] = {}
         self._aud: dict[str, dict[str, float]] = {}
         self._user_rooms: dict[str, set[str]] = {}
@@ -264,6 +271,7 @@ class MemoryState(OnlineState):
         with self._lock:
             for row in rows:
                 self._set_room(row)
+            self._live_version += 1
         return len(rows)
 
     def _require_room(self, room: str) -> dict[str, Any]:
@@ -282,11 +290,37 @@ class MemoryState(OnlineState):
             for item, start, end, pinned in end_room_slots(self._slot_list(room), t):
                 slots[(item, start)] = (end, pinned)
             self._aud.pop(room, None)
+            self._live_version += 1
 
     def room(self, room: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._rooms.get(room)
             return None if row is None else dict(row)
+
+    def rooms(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        with self._lock:
+            rows = [self._rooms.get(r) for r in ids]
+        return [None if row is None else dict(row) for row in rows]
+
+    def live_version(self) -> int | None:
+        return self._live_version
+
+    def live_layout(self, t: TimeLike) -> LiveLayout:
+        t = to_seconds(t)
+        with self._lock:
+            n = len(self._room_ids)
+            starts, ends = self._starts[:n], self._ends[:n]
+            rooms = self.live_rooms(t)
+            bounds = [starts, ends]
+            info, shelves = [], []
+            for r in rooms:
+                slots = self._slot_list(r)
+                bounds.append(np.asarray([s for _, s, _, _ in slots] + [e for _, _, e, _ in slots if e is not None],
+                                         dtype=np.float64))
+                info.append(dict(self._rooms[r]))
+                shelves.append(order_shelf(slots, t))
+        lo, hi = validity(np.concatenate(bounds).tolist() if bounds else [], t)
+        return LiveLayout(rooms, info, shelves, lo, hi)
 
     def live_rooms(self, t: TimeLike) -> list[str]:
         t = to_seconds(t)
@@ -311,12 +345,14 @@ class MemoryState(OnlineState):
                                       value=unknown[0])
             for room, item, start, end, pinned in rows:
                 self._shelf.setdefault(room, {})[(item, start)] = (end, pinned)
+            self._live_version += 1
         return len(rows)
 
     def _rewrite_slots(self, room: str, rows: list[Slot]) -> int:
         slots = self._shelf.setdefault(room, {})
         for item, start, end, pinned in rows:
             slots[(item, start)] = (end, pinned)
+        self._live_version += 1
         return len(rows)
 
     def unpin(self, room: str, item: str, t: TimeLike) -> int:
@@ -373,6 +409,20 @@ class MemoryState(OnlineState):
             if not rows:
                 return []
             return self._pairs.top(k, np.asarray(rows, dtype=np.int64), strip=len(scope or "") + 1)
+
+    def counters(self, kind: str, keys: Sequence[str], t: TimeLike) -> np.ndarray:
+        if kind == "room_item":
+            return super().counters(kind, keys, t)
+        check_kind(kind, None, "counters")
+        t = to_seconds(t)
+        with self._lock:
+            c = self._counters[kind]
+            rows = np.asarray([c.index.get(str(k), -1) for k in keys], dtype=np.int64)
+            s = np.where(rows >= 0, c.scores[np.maximum(rows, 0)] if len(c.scores) else -np.inf, -np.inf)
+        out = np.zeros(len(keys))
+        hit = np.isfinite(s)
+        out[hit] = decayed(s[hit], t, self.half_life)
+        return out
 
     def _score(self, kind: str, key: str, scope: str | None) -> float | None:
         with self._lock:

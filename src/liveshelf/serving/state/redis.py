@@ -13,6 +13,7 @@ key                             type         content
 ``room:<room>``                 hash         host, title, start, end ("" = live)
 ``room_host``                   hash         room -> host (one HMGET per event batch)
 ``rooms:start`` / ``rooms:end``  sorted set   room -> start / end (+inf while live)
+``live_version``                string       INCR'd by every room / shelf write and ``clear``
 ``shelf:<room>``                hash         ``item␟start`` -> ``end␟pinned``
 ``item_cat``                    hash         item -> category path
 ``cnt:<kind>``                  sorted set   key -> log-score (item, room, host, category)
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,13 +42,16 @@ from liveshelf.serving.state.base import (
     ANCHOR,
     COUNTER_KINDS,
     Batch,
+    LiveLayout,
     OnlineState,
     SeqEntry,
     audience_order,
     audience_updates,
     check_end_time,
+    check_kind,
     check_limit,
     counter_updates,
+    decayed,
     end_item_slots,
     end_room_slots,
     is_live,
@@ -57,9 +61,13 @@ from liveshelf.serving.state.base import (
     sequence_rows,
     slot_rows,
     unpin_slots,
+    validity,
 )
 
 SEP = "\x1f"
+#: Bumped by every room / shelf write (and ``clear``); not a state key, so ``clear`` keeps it
+#: and a reader's cached live layout can never match a number used before.
+_LIVE_VERSION = "live_version"
 _KINDS = frozenset({"seen", "meta", "seq", "aud", "urooms", "room", "room_host", "rooms", "shelf", "item_cat", "cnt"})
 Slot = tuple[str, float, float | None, bool]
 
@@ -402,11 +410,52 @@ class RedisState(OnlineState):
         pipe = self.r.pipeline(transaction=True)
         for row in rows:
             self._write_room(pipe, row)
+        self._bump(pipe)
         pipe.execute()
         return len(rows)
 
     def room(self, room: str) -> dict[str, Any] | None:
         return _decode_room(room, self.r.hgetall(self._k("room", room)))
+
+    def rooms(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for r in ids:
+            pipe.hgetall(self._k("room", r))
+        return [_decode_room(r, h) for r, h in zip(ids, pipe.execute(), strict=True)]
+
+    def _bump(self, pipe: Any) -> None:
+        """Queue the increment of the live version (in the write's own transaction)."""
+        pipe.incr(self._k(_LIVE_VERSION))
+
+    def live_version(self) -> int | None:
+        return int(self.r.get(self._k(_LIVE_VERSION)) or 0)
+
+    def live_layout(self, t: TimeLike) -> LiveLayout:
+        t = to_seconds(t)
+        rooms = self.live_rooms(t)
+        pipe = self.r.pipeline(transaction=False)
+        for key in (self._k("rooms", "start"), self._k("rooms", "end")):
+            pipe.zrevrangebyscore(key, _f(t), "-inf", start=0, num=1, withscores=True)
+            pipe.zrangebyscore(key, f"({_f(t)}", "+inf", start=0, num=1, withscores=True)
+        for r in rooms:
+            pipe.hgetall(self._k("room", r))
+            pipe.hgetall(self._k("shelf", r))
+        res = pipe.execute()
+        bounds = [float(sc) for part in res[:4] for _, sc in part]
+        info, shelves, keep = [], [], []
+        for j, r in enumerate(rooms):
+            row = _decode_room(r, res[4 + 2 * j])
+            if row is None or not is_live(row, t):
+                continue
+            slots = _decode_slots(res[5 + 2 * j])
+            bounds += [s for _, s, _, _ in slots] + [e for _, _, e, _ in slots if e is not None]
+            keep.append(r)
+            info.append(row)
+            shelves.append(order_shelf(slots, t))
+        lo, hi = validity(bounds, t)
+        return LiveLayout(keep, info, shelves, lo, hi)
 
     def _require_room(self, room: str) -> dict[str, Any]:
         row = self.room(room)
@@ -422,6 +471,7 @@ class RedisState(OnlineState):
         pipe = self.r.pipeline(transaction=True) if own else pipe
         if rows:
             pipe.hset(self._k("shelf", room), mapping={_slot_field(i, s): _slot_value(e, p) for i, s, e, p in rows})
+            self._bump(pipe)
         if own:
             pipe.execute()
         return len(rows)
@@ -434,6 +484,7 @@ class RedisState(OnlineState):
         self._write_room(pipe, {**row, "end": t})
         self._write_slots(room, end_room_slots(self._slots(room), t), pipe)
         pipe.delete(self._k("aud", room))
+        self._bump(pipe)
         pipe.execute()
 
     def live_rooms(self, t: TimeLike) -> list[str]:
@@ -510,6 +561,19 @@ class RedisState(OnlineState):
         rows = self.r.zrevrange(self._counter_key(kind, scope), 0, k - 1, withscores=True)
         return [(m, float(s)) for m, s in rows]
 
+    def counters(self, kind: str, keys: Sequence[str], t: TimeLike) -> np.ndarray:
+        if kind == "room_item":
+            return super().counters(kind, keys, t)
+        check_kind(kind, None, "counters")
+        out = np.zeros(len(keys))
+        if not len(keys):
+            return out
+        got = self.r.zmscore(self._counter_key(kind, None), [str(k) for k in keys])
+        s = np.asarray([-np.inf if x is None else float(x) for x in got], dtype=np.float64)
+        hit = np.isfinite(s)
+        out[hit] = decayed(s[hit], to_seconds(t), self.half_life)
+        return out
+
     def _score(self, kind: str, key: str, scope: str | None) -> float | None:
         s = self.r.zscore(self._counter_key(kind, scope), key)
         return None if s is None else float(s)
@@ -531,6 +595,7 @@ class RedisState(OnlineState):
                 batch = []
         if batch:
             self.r.unlink(*batch)
+        self.r.incr(self._k(_LIVE_VERSION))
         self._check_meta()
 
     def export(self) -> dict[str, Any]:
@@ -608,6 +673,7 @@ class RedisState(OnlineState):
                         pipe.zadd(self._k("cnt", "room_item", room), {m: float(s) for m, s in table.items()})
             elif tables:
                 pipe.zadd(self._k("cnt", kind), {m: float(s) for m, s in tables.items()})
+        self._bump(pipe)
         pipe.execute()
 
     def close(self) -> None:
