@@ -11,6 +11,7 @@ import sys
 from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     demo_cmds,
     evaluate_cmds,
+    finetune_cmds,
     ingest_cmds,
     models_cmds,
     sentiment_cmds,
