@@ -82,6 +82,24 @@ def test_unfitted_and_bad_params():
         SASRec(hidden=64, n_heads=3).fit(successor_data())
     with pytest.raises(ConfigError, match=r"'dropout' parameter of LiveSASRec must be a float in \[0, 1\)"):
         LiveSASRec(dropout=1.5).fit(successor_data())
+    with pytest.raises(ConfigError, match=r"'norm' parameter of SASRec must be 'pre'"):
+        SASRec(norm="mid").fit(successor_data())
+    with pytest.raises(ConfigError, match=r"'label_smoothing' parameter of SASRec must be a float in \[0, 1\)"):
+        SASRec(label_smoothing=1.0).fit(successor_data())
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_both_layer_norm_placements_learn_and_stay_causal(norm):
+    data = successor_data(n_users=120)
+    model = SASRec(**FAST, norm=norm, label_smoothing=0.1, epochs=12, patience=12, seed=0).fit(data)
+    assert max(h["ndcg@10"] for h in model.history_) > 0.8
+    a = torch.tensor([[0, 0, 3, 4, 5, 6]])
+    b = a.clone()
+    b[0, -1] = 20
+    with torch.no_grad():
+        ha, hb, hc = model.net_(a), model.net_(b), model.net_(a[:, 2:])
+    torch.testing.assert_close(ha[:, :-1], hb[:, :-1])
+    torch.testing.assert_close(ha[:, 2:], hc)
 
 
 class _Scripted(torch.nn.Module):
@@ -108,6 +126,19 @@ def test_early_stopping_restores_best_epoch():
     assert stopper.best_epoch == 2
     assert float(module.w.detach()) == pytest.approx(2.0)  # weights after epoch 2, not 4
     assert [h["ndcg@10"] for h in trainer.history] == [0.1, 0.5, 0.3, 0.2]
+
+
+def test_eval_first_lets_the_initial_weights_win():
+    module = _Scripted()
+    stopper = EarlyStopping("ndcg@10", patience=2)
+    scores = iter([0.7, 0.5, 0.6, 0.4])
+    trainer = Trainer(module, torch.optim.SGD(module.parameters(), lr=1.0),
+                      loss_fn=lambda m, b: -m.w.sum(), batches=lambda e: [None],
+                      evaluate=lambda m: {"ndcg@10": next(scores)}, epochs=5, eval_first=True,
+                      callbacks=[stopper]).fit()
+    assert [h["epoch"] for h in trainer.history] == [0, 1, 2]
+    assert stopper.best_epoch == 0
+    assert float(module.w.detach()) == 0.0  # the untrained weights were restored
 
 
 def test_sasrec_keeps_best_validation_weights():
@@ -171,6 +202,16 @@ def test_repeat_buckets_mark_last_occurrence():
     assert recency[0, 4].tolist() == [0, 0, 1 + 2, 1 + 1, 1]  # events since the last visit: 2, 1, 0
     assert decayed[0, 3].tolist() == pytest.approx([0, 0, 0.9, 0.81 + 1, 0])  # 0.9 ** events ago, summed
     assert (gap[0, 0] == 0).all()  # padding never counts
+
+
+def test_untrained_livesasrec_ranks_like_repeat():
+    data, available = live_data(n_users=40)
+    model = LiveSASRec(**FAST, epochs=1, seed=0).fit(data)
+    model._repeat_rate = 0.8  # the data's share of repeat interactions, as _prepare measures it
+    model.net_ = model._make_net(data.n_items, model._config()).eval()  # the initial weights
+    ctx = Context(items=np.array([3, 5, 3, 7, 3, 5]), ts=np.arange(6.0), time=10.0)
+    scores = model.score_batch([ctx])[0]
+    assert scores[3] > scores[5] > scores[7] > np.delete(scores, [3, 5, 7]).max()
 
 
 def test_livesasrec_softmax_over_available_items_only():

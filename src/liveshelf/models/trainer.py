@@ -11,6 +11,7 @@ and fires callbacks at fixed points so early stopping, progress bars and logging
 in without touching the loop::
 
     on_train_begin(trainer)
+    on_eval(trainer, metrics)                # epoch 0, before training, when eval_first
     on_batch_end(trainer, loss)              # after each optimiser step
     on_eval(trainer, metrics)                # after each evaluation
     on_epoch_end(trainer, logs)              # logs: epoch, loss, train_seconds, seconds,
@@ -60,6 +61,7 @@ class Trainer:
         eval_every: int = 1,
         grad_clip: float | None = None,
         callbacks: list[Callback] | None = None,
+        eval_first: bool = False,
     ) -> None:
         self.module = module
         self.optimizer = optimizer
@@ -70,6 +72,7 @@ class Trainer:
         self.eval_every = eval_every
         self.grad_clip = grad_clip
         self.callbacks = list(callbacks or [])
+        self.eval_first = eval_first
         self.epoch = 0
         self.should_stop = False
         self.history: list[dict[str, Any]] = []
@@ -78,8 +81,20 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
+    def _evaluate(self) -> dict[str, float]:
+        self.module.eval()
+        with torch.no_grad():
+            metrics = self.evaluate(self.module)
+        self._fire("on_eval", metrics)
+        return metrics
+
     def fit(self) -> Trainer:
         self._fire("on_train_begin")
+        if self.eval_first and self.evaluate is not None:  # epoch 0: the initial weights compete too
+            t0, c0 = time.perf_counter(), time.process_time()
+            metrics = self._evaluate()
+            self.history.append({"epoch": 0, "loss": math.nan, "train_seconds": 0.0, **metrics,
+                                 "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
         for epoch in range(1, self.epochs + 1):
             self.epoch = epoch
             t0, c0 = time.perf_counter(), time.process_time()
@@ -98,11 +113,7 @@ class Trainer:
             logs: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1),
                                     "train_seconds": time.perf_counter() - t0}
             if self.evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
-                self.module.eval()
-                with torch.no_grad():
-                    metrics = self.evaluate(self.module)
-                logs.update(metrics)
-                self._fire("on_eval", metrics)
+                logs.update(self._evaluate())
             logs["seconds"] = time.perf_counter() - t0
             logs["cpu_seconds"] = time.process_time() - c0  # all threads; wall time lies on a shared machine
             self.history.append(logs)

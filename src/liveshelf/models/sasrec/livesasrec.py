@@ -11,7 +11,10 @@
    learned vector and bias, and the decayed visit count ``s = sum 0.9 ** events ago``
    with a learned vector and weight. The score is
    ``h · e_i + b_i + h · (v_g + v_c + v_r + s v_s) + (a_g + a_c + a_r + s a_s)``.
-   Items never consumed keep ``h · e_i + b_i``. The item bias ``b_i`` (initialised to
+   Items never consumed keep ``h · e_i + b_i``. The constant terms start at
+   ``a_c = HISTORY_INIT`` and ``a_s = DECAYED_INIT``, so the untrained model ranks like the
+   ``repeat`` baseline, and validation runs before the first epoch too (``eval_first``):
+   training has to beat repeat on validation to replace those weights. The item bias ``b_i`` (initialised to
    centred log popularity) carries popularity, which a softmax over the available items
    alone does not otherwise learn. These few parameters train with ``10 x lr``.
 
@@ -45,6 +48,13 @@ DECAY = 0.9
 #: Learning-rate multiplier of the repeat/time and item-bias parameters: biases of a few
 #: units must be reached in a few hundred Adam steps.
 LIVE_LR_SCALE = 10.0
+#: Initial bonus of any history item and initial weight of its decayed visit count, times
+#: the training data's repeat rate (share of interactions whose item is already in the
+#: user's history): on data that repeats, the untrained model ranks like the ``repeat``
+#: baseline (history items first, by decayed count; new items by popularity through
+#: ``item_bias``); on data that never repeats it starts as plain SASRec.
+HISTORY_INIT = 8.0
+DECAYED_INIT = 8.0
 LIVE_PARAMS = ("gap_", "count_", "recency_", "decayed_", "item_bias")
 
 
@@ -61,7 +71,7 @@ class LiveSASRecConfig(SASRecConfig):
 
 
 class LiveSASRecNet(SASRecNet):
-    def __init__(self, n_items: int, cfg: LiveSASRecConfig) -> None:
+    def __init__(self, n_items: int, cfg: LiveSASRecConfig, repeat_rate: float = 1.0) -> None:
         super().__init__(n_items, cfg)
         # index 0 = "not in the history" and never used; zero init = plain SASRec at start
         self.gap_emb = nn.Embedding(cfg.n_time_buckets + 1, cfg.hidden)
@@ -78,6 +88,11 @@ class LiveSASRecNet(SASRecNet):
         for emb in (self.gap_emb, self.count_emb, self.recency_emb, self.gap_bias, self.count_bias,
                     self.recency_bias):
             nn.init.zeros_(emb.weight)
+        # start from the ``repeat`` baseline (every history item above every new item, history
+        # items ordered by their decayed visit count), as strongly as the data repeat
+        with torch.no_grad():
+            self.count_bias.weight[1:] = HISTORY_INIT * repeat_rate
+            self.decayed_bias.fill_(DECAYED_INIT * repeat_rate)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return super().logits(h) + self.item_bias  # (..., I)
@@ -134,23 +149,24 @@ class LiveSASRec(SASRec):
     """SASRec trained over the items available at each target's time, with repeat/time-gap scores."""
 
     name: ClassVar[str] = "livesasrec"
+    eval_first: ClassVar[bool] = True  # the repeat-like initial weights may be the best
     config_class: ClassVar[type[SASRecConfig]] = LiveSASRecConfig
 
     def __init__(self, hidden: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
-                 dropout: float = 0.5, lr: float = 1e-3, weight_decay: float = 0.0,
-                 batch_size: int = 256, epochs: int = 200, patience: int = 10, eval_every: int = 1,
+                 dropout: float = 0.5, norm: str = "post", label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 128, epochs: int = 200, patience: int = 10, eval_every: int = 1,
                  train_windows: str = "all", seed: int = 0, device: str = "cpu",
                  n_threads: int = 2,
                  n_time_buckets: int = 24) -> None:
         super().__init__(hidden=hidden, n_layers=n_layers, n_heads=n_heads, max_len=max_len,
-                         dropout=dropout, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                         dropout=dropout, norm=norm, label_smoothing=label_smoothing, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                          epochs=epochs, patience=patience, eval_every=eval_every,
                          train_windows=train_windows, seed=seed, device=device,
                          n_threads=n_threads)
         self.n_time_buckets = n_time_buckets
 
     def _make_net(self, n_items: int, cfg: SASRecConfig) -> LiveSASRecNet:
-        net = LiveSASRecNet(n_items, cfg)  # type: ignore[arg-type]
+        net = LiveSASRecNet(n_items, cfg, getattr(self, "_repeat_rate", 1.0))  # type: ignore[arg-type]
         log_pop = getattr(self, "_log_pop", None)
         if log_pop is not None and len(log_pop) == n_items:  # start from the popularity prior
             with torch.no_grad():
@@ -167,7 +183,7 @@ class LiveSASRec(SASRec):
         try:
             return super().fit(data, callbacks)
         finally:  # the availability oracle belongs to the data, not to the model
-            self._available, self._avail_cache, self._log_pop = None, {}, None
+            self._available, self._avail_cache, self._log_pop, self._repeat_rate = None, {}, None, 1.0
 
     # ---- training data ------------------------------------------------------------------
     def _prepare(self, data: TrainData) -> None:
@@ -175,6 +191,14 @@ class LiveSASRec(SASRec):
         self._avail_cache: dict[float, np.ndarray] = {}
         counts = np.bincount(np.concatenate([np.asarray(s, np.int64) for s in data.sequences] + [np.zeros(0, np.int64)]),
                              minlength=data.n_items)[:data.n_items]
+        repeats = steps = 0
+        for seq in data.sequences:
+            seq = np.asarray(seq, dtype=np.int64)
+            if len(seq) > 1:
+                _, first = np.unique(seq, return_index=True)
+                repeats += len(seq) - len(first)  # items seen before at their position
+                steps += len(seq) - 1
+        self._repeat_rate = repeats / steps if steps else 0.0
         log_pop = np.log1p(counts).astype(np.float32)
         self._log_pop = log_pop - log_pop.mean()
 
@@ -217,7 +241,7 @@ class LiveSASRec(SASRec):
         target = targets[keep]  # (N,)
         if self._available is not None:
             logits = logits.masked_fill(~self._available_mask(batch["query"][keep], target), UNAVAILABLE)
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, target, label_smoothing=self._smoothing)
 
     def _logits(self, net: LiveSASRecNet, h: torch.Tensor, tokens: torch.Tensor, times: torch.Tensor,
                 query: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

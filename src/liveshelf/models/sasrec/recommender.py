@@ -34,11 +34,13 @@ class SASRec(BaseRecommender):
     """
 
     name: ClassVar[str] = "sasrec"
+    #: Validate the initial weights too (epoch 0), so early stopping may keep them.
+    eval_first: ClassVar[bool] = False
     config_class: ClassVar[type[SASRecConfig]] = SASRecConfig
 
     def __init__(self, hidden: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
-                 dropout: float = 0.5, lr: float = 1e-3, weight_decay: float = 0.0,
-                 batch_size: int = 256, epochs: int = 200, patience: int = 10, eval_every: int = 1,
+                 dropout: float = 0.5, norm: str = "post", label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 128, epochs: int = 200, patience: int = 10, eval_every: int = 1,
                  train_windows: str = "all", seed: int = 0, device: str = "cpu",
                  n_threads: int = 2) -> None:
         self.hidden = hidden
@@ -46,6 +48,8 @@ class SASRec(BaseRecommender):
         self.n_heads = n_heads
         self.max_len = max_len
         self.dropout = dropout
+        self.norm = norm
+        self.label_smoothing = label_smoothing
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
@@ -80,6 +84,7 @@ class SASRec(BaseRecommender):
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed)
             self._set_vocab(data)
+            self._smoothing = float(cfg.label_smoothing)
             self._prepare(data)
             net = self._make_net(data.n_items, cfg).to(cfg.device)
             windows = self._windows(data, cfg)
@@ -99,11 +104,12 @@ class SASRec(BaseRecommender):
                 net, opt, loss_fn=self._loss,
                 batches=lambda epoch: self._batches(windows, cfg, rng),
                 evaluate=evaluate, epochs=cfg.epochs, eval_every=cfg.eval_every, callbacks=cbs,
+                eval_first=self.eval_first,
             ).fit()
             net.eval()
             self.net_ = net
             self.history_ = trainer.history
-            self.best_epoch_ = stopper.best_epoch if stopper and stopper.best_state else trainer.epoch
+            self.best_epoch_ = stopper.best_epoch if stopper and stopper.best_state is not None else trainer.epoch
             self.fit_seconds_ = time.perf_counter() - t0
         finally:
             torch.set_num_threads(threads)
@@ -175,7 +181,7 @@ class SASRec(BaseRecommender):
         h = net(batch["tokens"])  # (B, T, D)
         keep = batch["targets"] >= 0  # (B, T)
         logits = net.logits(h[keep])  # (N, I)
-        return F.cross_entropy(logits, batch["targets"][keep])
+        return F.cross_entropy(logits, batch["targets"][keep], label_smoothing=self._smoothing)
 
     # ---- validation -------------------------------------------------------------------
     def _validator(self, data: TrainData, cfg: SASRecConfig):
