@@ -273,7 +273,9 @@ class EventStore:
         out["loads"] = int(self._rows("SELECT count(*) FROM loads")[0][0])
         out["pseudonym_key_id"] = self.meta("pseudonym_key_id")
         out["path"] = str(self.path)
-        out["bytes"] = self.path.stat().st_size if self.path.exists() else 0
+        # the database file plus its write-ahead log (recent batches live there until a checkpoint)
+        wal = self.path.with_name(self.path.name + ".wal")
+        out["bytes"] = sum(p.stat().st_size for p in (self.path, wal) if p.exists())
         return out
 
     def shelf_item_ids(self) -> pa.Array:
