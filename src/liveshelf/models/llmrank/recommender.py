@@ -99,7 +99,8 @@ class LLMRank(BaseRecommender):
                     where)
 
     # ------------------------------------------------------------------------------ fit
-    def fit(self, data: TrainData) -> LLMRank:
+    def fit(self, data: TrainData, base_model: Any = None) -> LLMRank:
+        """Fit the base model (or take ``base_model``, already fitted on ``data``) and the cross-encoder."""
         from liveshelf.models.registry import create_model
         from liveshelf.text.finetune import FinetuneConfig, Finetuner
 
@@ -114,7 +115,13 @@ class LLMRank(BaseRecommender):
         params = dict(self.base_params or {})
         if "seed" in _init_params(self.base):
             params.setdefault("seed", self.seed)
-        self.base_model_ = create_model(self.base, **params).fit(data)
+        if base_model is not None:
+            if getattr(base_model, "name", None) != self.base or len(getattr(base_model, "item_ids_", ())) != data.n_items:
+                raise ConfigError(f"LLMRank.fit got a base_model that is not a {self.base!r} model fitted on these "
+                                  f"{data.n_items} items. Pass one fitted on the same TrainData, or none.")
+            self.base_model_ = base_model
+        else:
+            self.base_model_ = create_model(self.base, **params).fit(data)
         rng = np.random.default_rng(self.seed)
 
         contexts, positives = self._examples(data, rng)
