@@ -24,6 +24,11 @@ def evaluate(
     batch_size: int = typer.Option(512, "--batch-size", help="Test contexts scored per batch."),
     target: str | None = typer.Option(None, "--target", help="What to recommend: item | host (default: host "
                                       "under live, item otherwise; item under live = shelf items)."),
+    rerank: list[str] | None = typer.Option(None, "--rerank", help="Fair re-ranking sweep (repeatable): "
+                                            "fair:lambda=0,0.1,0.3 | cap:0.01,0.02 | calib:lambda=0.5,0.9; "
+                                            "adds results.json 'rerank' and tradeoff.png."),
+    rerank_candidates: int = typer.Option(100, "--rerank-candidates", help="Top-N candidates per case that "
+                                          "--rerank re-orders."),
 ) -> None:
     """Evaluate recommenders; writes OUT/results.json, OUT/report.md and PNG plots."""
     from rich.console import Console
@@ -39,7 +44,8 @@ def evaluate(
         params = parse_params(param, names)
         results = run(data, names, protocol=protocol, out=out, seed=seed, epochs=epochs,
                       mask_history=mask_history, params=params, batch_size=batch_size, progress=True, target=target,
-                      log=lambda msg: err.print(f"[dim]{msg}[/]"))
+                      log=lambda msg: err.print(f"[dim]{msg}[/]"), rerank=rerank,
+                      rerank_candidates=rerank_candidates)
     except LiveshelfError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -58,8 +64,25 @@ def evaluate(
                       f"{entry['fit_seconds']:.1f}")
     console = Console()
     Console(width=max(console.width, 130)).print(table)  # never squeeze the metric names
+    if results.get("rerank"):
+        _print_rerank(results["rerank"], Console(width=max(console.width, 130)))
     out_dir = out if out is not None else Path("results") / _slug(results)
     typer.echo(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")
+
+
+def _print_rerank(rerank: dict, console) -> None:
+    from rich.table import Table
+
+    cols = ("ndcg@10", "recall@10", "exposure_gini@10", "tail_share@10", "coverage@10", "ndcg_cost")
+    table = Table(title=f"fair re-ranking over the top {rerank['candidates']}")
+    table.add_column("model")
+    table.add_column("setting")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, rows in rerank["models"].items():
+        for r in rows:
+            table.add_row(name, r["label"], *[f"{r[c]:.4f}" for c in cols])
+    console.print(table)
 
 
 def _slug(results: dict) -> str:

@@ -2,7 +2,8 @@
 
 Reads the same dict that becomes ``results.json`` (see :mod:`liveshelf.evaluation.runner`).
 Plots use matplotlib's Agg backend: ``metrics.png`` (main metrics by model, bars) and
-``ndcg_by_history.png`` (NDCG@10 by user-history-length bucket, one line per model).
+``ndcg_by_history.png`` (NDCG@10 by user-history-length bucket, one line per model) and,
+after ``evaluate --rerank``, ``tradeoff.png`` (NDCG@10 vs exposure Gini per re-ranking setting).
 """
 
 from __future__ import annotations
@@ -152,9 +153,73 @@ def write_report(results: dict[str, Any], out_dir: Path | str) -> Path:
         lines += ["## Time", "", "| model | fit s | eval s |", "|---|---:|---:|"]
         lines += [f"| {n} | {_fmt(t['fit_seconds'], 2)} | {_fmt(t['eval_seconds'], 2)} |" for n, t in timing.items()]
         lines.append("")
+    if results.get("rerank"):
+        lines += rerank_section(results, out_dir)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
 
 
-__all__ = ["markdown_table", "plot_history", "plot_metrics", "write_report"]
+# ---------------------------------------------------------------------------------------
+# re-ranking trade-off (results["rerank"], written by ``evaluate --rerank``)
+# ---------------------------------------------------------------------------------------
+RERANK_COLUMNS = ("ndcg@10", "recall@10", "exposure_gini@10", "gini@10", "tail_share@10",
+                  "exposure_tail_share@10", "coverage@10", "disparity@10", "ndcg_cost")
+
+
+def plot_tradeoff(rerank: dict[str, Any], path: Path, title: str = "") -> Path:
+    """NDCG@10 against position-weighted exposure Gini, one line per model and re-ranking method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for j, (name, rows) in enumerate(rerank["models"].items()):
+        color = f"C{j}"
+        base = rows[0]
+        ax.scatter([base["exposure_gini@10"]], [base["ndcg@10"]], color=color, marker="*", s=120, zorder=3)
+        methods = list(dict.fromkeys(r["method"] for r in rows[1:]))
+        for m, style in zip(methods, ("-", "--", ":", "-."), strict=False):
+            pts = [base] + [r for r in rows[1:] if r["method"] == m]
+            ax.plot([r["exposure_gini@10"] for r in pts], [r["ndcg@10"] for r in pts], style, marker="o",
+                    color=color, label=f"{name} {m}")
+            for r in pts[1:]:
+                ax.annotate(f"{r['value']:g}", (r["exposure_gini@10"], r["ndcg@10"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("exposure Gini@10 (position-weighted; lower = fairer)")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title(title or "accuracy vs exposure fairness (★ = no re-ranking)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rerank_section(results: dict[str, Any], out_dir: Path) -> list[str]:
+    """Markdown lines for the trade-off table and ``tradeoff.png``."""
+    rr = results["rerank"]
+    plot_tradeoff(rr, out_dir / "tradeoff.png", f"accuracy vs exposure fairness — {results['dataset']}")
+    lines = [
+        "## Fair re-ranking trade-off",
+        "",
+        f"Each model's top {rr['candidates']} candidates per case re-ranked with "
+        f"{', '.join(rr['settings'])}; "
+        f"exposure discount `{rr['discount']}`, counted per {rr['exposure_on']}; long tail = {rr['tail']}; "
+        f"disparity = head/tail gap between exposure share and relevance share ({rr['relevance']}). "
+        "Ties in the model's order break by item index, so the `none` row can differ slightly from the "
+        "accuracy table (pessimistic ties). `ndcg_cost` = relative NDCG@10 loss against `none`.",
+        "",
+        "| model | setting | " + " | ".join(RERANK_COLUMNS) + " |",
+        "|---|---|" + "---:|" * len(RERANK_COLUMNS),
+    ]
+    for name, rows in rr["models"].items():
+        lines += [f"| {name} | {r['label']} | " + " | ".join(_fmt(r.get(c)) for c in RERANK_COLUMNS) + " |"
+                  for r in rows]
+    lines += ["", "![NDCG@10 vs exposure Gini](tradeoff.png)", ""]
+    return lines
+
+
+__all__ = ["markdown_table", "plot_history", "plot_metrics", "plot_tradeoff", "rerank_section",
+           "write_report"]

@@ -49,6 +49,9 @@ class ModelEvaluation:
     metrics: dict[str, float | None]
     per_case: dict[str, np.ndarray] = field(default_factory=dict)
     eval_seconds: float = 0.0
+    #: (items, scores), each (cases, N): the top-N candidates per case, best first (-1 / -inf padding);
+    #: kept only when ``evaluate_model(keep_candidates=N)`` (for re-ranking sweeps)
+    candidates: tuple[np.ndarray, np.ndarray] | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -56,9 +59,12 @@ class ModelEvaluation:
 # ---------------------------------------------------------------------------------------
 def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | None = None,
                    batch_size: int = 512, ties: str = "pessimistic", progress: bool = False,
-                   desc: str = "evaluate", diversity_basis: tuple[str, Any] | None = None
-                   ) -> ModelEvaluation:
-    """Score every test case of ``split`` with ``model.score_batch`` and compute metrics."""
+                   desc: str = "evaluate", diversity_basis: tuple[str, Any] | None = None,
+                   keep_candidates: int = 0) -> ModelEvaluation:
+    """Score every test case of ``split`` with ``model.score_batch`` and compute metrics.
+
+    ``keep_candidates=N`` also keeps each case's top-N items and scores (``.candidates``).
+    """
     ks = ks or ks_for(split.protocol)
     kmax = max(max(ks), BEYOND_K)
     cases = split.cases
@@ -66,6 +72,8 @@ def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | No
     t0 = time.perf_counter()
     ranks = np.zeros(len(cases), dtype=np.int64)
     top = np.full((len(cases), BEYOND_K), -1, dtype=np.int64)
+    cand_items = np.full((len(cases), keep_candidates), -1, dtype=np.int64) if keep_candidates else None
+    cand_scores = np.full((len(cases), keep_candidates), -np.inf) if keep_candidates else None
     bar = _progress(len(cases), desc, progress)
     for a in range(0, len(cases), batch_size):
         batch = cases[a:a + batch_size]
@@ -85,6 +93,11 @@ def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | No
         targets = np.array([c.target for c in batch], dtype=np.int64)
         ranks[a:a + len(batch)] = M.target_ranks(scores, targets, valid, ties=ties)
         top[a:a + len(batch)] = M.topk_indices(scores, kmax, valid)[:, :BEYOND_K]
+        if keep_candidates:  # for re-ranking sweeps (liveshelf.evaluation.fairness)
+            ci = M.topk_indices(scores, keep_candidates, valid)
+            cand_items[a:a + len(batch)] = ci
+            cand_scores[a:a + len(batch)] = np.where(
+                ci >= 0, scores[np.arange(len(batch))[:, None], np.maximum(ci, 0)], -np.inf)
         bar.update(len(batch))
     bar.close()
 
@@ -115,7 +128,8 @@ def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | No
     out[f"gini@{BEYOND_K}"] = M.exposure_gini(top, n_items)
     out[f"tail_share@{BEYOND_K}"] = M.tail_share(top, M.long_tail_mask(counts))
     per_case["rank"] = ranks
-    return ModelEvaluation(metrics=out, per_case=per_case, eval_seconds=time.perf_counter() - t0)
+    return ModelEvaluation(metrics=out, per_case=per_case, eval_seconds=time.perf_counter() - t0,
+                           candidates=None if cand_items is None else (cand_items, cand_scores))
 
 
 def diversity_basis_of(train: TrainData) -> tuple[str, Any] | None:
@@ -272,11 +286,14 @@ def dataset_slug(name: str) -> str:
 def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, out: Path | str | None = None,
         seed: int = 0, epochs: int | None = None, mask_history: bool = False,
         params: dict[str, dict[str, Any]] | None = None, batch_size: int = 512, progress: bool = True,
-        target: str | None = None, log: Any = None) -> dict[str, Any]:
+        target: str | None = None, log: Any = None, rerank: str | list[str] | None = None,
+        rerank_candidates: int = 100) -> dict[str, Any]:
     """Evaluate ``models`` on ``data``; write ``results.json`` + ``report.md`` + plots to ``out``.
 
     ``target`` overrides what is recommended (``"item"``, or ``"host"`` for live data;
-    default: hosts under ``live``, items otherwise).
+    default: hosts under ``live``, items otherwise). ``rerank`` (e.g. ``"fair:lambda=0,0.3"``,
+    see :mod:`liveshelf.rerank.spec`) re-ranks each model's top ``rerank_candidates`` per case
+    with every setting and adds ``results["rerank"]`` and a trade-off plot.
     """
     from liveshelf.evaluation.report import write_report
     from liveshelf.evaluation.significance import compare
@@ -291,6 +308,7 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
 
     for name in models:  # fail fast on unknown names, before loading data
         get_model_class(name)
+    settings = _rerank_settings(rerank, rerank_candidates)
     spec = data if isinstance(data, str) else None
     ds = load_data(data) if isinstance(data, str) else data
     protocol = protocol or default_protocol(spec, ds)
@@ -312,6 +330,7 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
     results: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "models": {}}
     per_case: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, dict[str, float]] = {}
+    rerank_rows: dict[str, list[dict[str, Any]]] = {}
     for name in models:
         seed_everything(seed)
         model = build_model(name, params.get(name, {}), seed=seed, epochs=epochs)
@@ -321,10 +340,14 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
         model.fit(split.train)
         fit_s = time.perf_counter() - t
         ev = evaluate_model(model, split, batch_size=batch_size, progress=progress, desc=f"evaluate {name}",
-                            diversity_basis=basis)
+                            diversity_basis=basis, keep_candidates=rerank_candidates if settings else 0)
+        if settings:
+            rerank_rows[name] = rerank_tradeoff(ev, split, settings, log=say, name=name)
         results["models"][name] = {"metrics": ev.metrics, "fit_seconds": round(fit_s, 4),
                                    "params": _jsonable(model.get_params() if hasattr(model, "get_params")
                                                        else params.get(name, {}))}
+        if getattr(model, "privacy_", None):  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
+            results["models"][name]["privacy"] = model.privacy_
         per_case[name] = ev.per_case
         timing[name] = {"fit_seconds": round(fit_s, 4), "eval_seconds": round(ev.eval_seconds, 4)}
         say(f"{name}: ndcg@10={ev.metrics['ndcg@10']:.4f} recall@10={ev.metrics['recall@10']:.4f} "
@@ -352,9 +375,54 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
             "ndcg@10": {n: history_buckets(lengths, per_case[n]["ndcg@10"])[2] for n in models},
         },
     })
+    if settings:
+        results["rerank"] = {"candidates": rerank_candidates, "k": BEYOND_K, "discount": RERANK_DISCOUNT,
+                             "exposure_on": "item", "tail": "all but the 20% most popular training items",
+                             "relevance": "test targets per item", "ties": "index",
+                             "settings": [s.label for s in settings], "models": rerank_rows}
     (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=2, allow_nan=False))
     write_report(results, out_dir)
     return results
+
+
+# ---------------------------------------------------------------------------------------
+# re-ranking sweep (--rerank): accuracy vs exposure fairness, see liveshelf.evaluation.fairness
+# ---------------------------------------------------------------------------------------
+RERANK_DISCOUNT = "log"
+
+
+def _rerank_settings(rerank: str | list[str] | None, candidates: int) -> list:
+    from liveshelf.rerank import parse_rerank
+
+    settings = parse_rerank(rerank)
+    if settings and not (isinstance(candidates, int) and candidates >= BEYOND_K):
+        raise ConfigError(f"The '--rerank-candidates' option must be an int >= {BEYOND_K} (the list length). "
+                          f"Got {candidates!r} instead.")
+    return settings
+
+
+def rerank_tradeoff(ev: ModelEvaluation, split: ProtocolSplit, settings: list, *, log: Any = None,
+                    name: str = "model") -> list[dict[str, Any]]:
+    """Trade-off rows of one model: its own top 10 (``none``) and every re-ranking setting.
+
+    ``ev`` must come from ``evaluate_model(..., keep_candidates=N)``; long tail = all but the 20 %
+    most popular training items (as ``tail_share@10``), relevance = test targets per item.
+    """
+    from liveshelf.evaluation.fairness import rerank_sweep
+
+    if ev.candidates is None:
+        raise ConfigError("rerank_tradeoff needs the candidates of each case; evaluate the model with "
+                          "evaluate_model(..., keep_candidates=N), N >= 10. Got an evaluation without them.")
+    say = log or (lambda msg: None)
+    n_items = split.n_items
+    train_items = np.concatenate(split.train.sequences) if split.train.sequences else np.zeros(0, np.int64)
+    tail = M.long_tail_mask(np.bincount(train_items, minlength=n_items)[:n_items])
+    relevance = np.bincount(split.targets(), minlength=n_items)[:n_items].astype(np.float64)
+    items, scores = ev.candidates
+    say(f"rerank {name} ({len(settings)} settings over the top {items.shape[1]}) ...")
+    return rerank_sweep(items, scores, split.targets(), settings, n_items=n_items, tail=tail,
+                        relevance=relevance, k=BEYOND_K, discount=RERANK_DISCOUNT,
+                        histories=[c.context.items for c in split.cases], progress=say)
 
 
 def _jsonable(value: Any) -> Any:
@@ -379,4 +447,4 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = ["ModelEvaluation", "build_model", "default_protocol", "diversity_basis_of", "evaluate_model",
-           "history_buckets", "ks_for", "load_data", "parse_params", "run"]
+           "history_buckets", "ks_for", "load_data", "parse_params", "rerank_tradeoff", "run"]
