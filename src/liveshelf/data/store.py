@@ -337,6 +337,21 @@ class EventStore:
             f"list(epoch_us(ts) / 1e6 {order}) AS ts, list(type {order}) AS types "
             f'FROM events {where} GROUP BY "user" ORDER BY "user"', params)
 
+    def room_events(self, rooms: Sequence[str], start: datetime | str | float, end: datetime | str | float,
+                    types: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Events of ``rooms`` with ``start <= ts < end`` (of ``types``), newest first; the ``limit`` newest."""
+        cols = ", ".join(_q(c) for c in EVENT_COLUMNS)
+        if not rooms or (types is not None and not types):
+            return self._frame(f"SELECT {cols} FROM events WHERE FALSE", (), ("ts",))
+        conds = [f"room IN ({', '.join('?' for _ in rooms)})", "ts >= ?", "ts < ?"]
+        params: list[Any] = [*rooms, _naive(start), _naive(end)]
+        if types is not None:
+            conds.append(f"type IN ({', '.join('?' for _ in types)})")
+            params += list(types)
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        return self._frame(f"SELECT {cols} FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC, seq DESC{tail}",
+                           params, ("ts",))
+
     def training_frame(self, until: datetime | str | float | None = None) -> pd.DataFrame:
         """Events with ``ts < until`` in schema columns, sorted by (user, ts, ingest order)."""
         where, params = ("WHERE ts < ?", [_naive(until)]) if until is not None else ("", [])
