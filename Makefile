@@ -21,12 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/liveshelf demo
 
-# The console's browser tests drive Debian's Chromium with Playwright; install it once if it is missing.
+# The console's browser tests drive Debian's Chromium with Playwright; install it (and CJK fonts, so
+# Chinese item titles render in screenshots) once if missing. Without them the browser tests skip.
 CHROMIUM ?= /usr/bin/chromium
 chromium:
-	@test -x $(CHROMIUM) || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
-	  || echo "chromium could not be installed: the browser tests will be skipped"; }
+	@test -x $(CHROMIUM) -a -d /usr/share/fonts/opentype/noto || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk \
+	  >/dev/null || echo "chromium could not be installed: the browser tests will be skipped"; }
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
