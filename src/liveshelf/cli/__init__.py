@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
+    ab_cmds,
     demo_cmds,
     evaluate_cmds,
     finetune_cmds,

@@ -23,6 +23,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from liveshelf.data.store import EventStore
 from liveshelf.errors import ConfigError, NotFoundError, ValidationError
 from liveshelf.privacy.pseudonym import Pseudonymiser
+from liveshelf.serving.experiments import ExperimentService
 from liveshelf.serving.metrics import Metrics
 from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
@@ -161,6 +162,7 @@ class Services:
     models: dict[str, ModelSlot]
     sync: CatalogueSync
     text: TextServices | None = None
+    experiments: ExperimentService | None = None  # A/B tests: serving/experiments.py
     started: float = field(default_factory=time.time)
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -207,6 +209,8 @@ class Services:
         self.state.close()
         if self.text is not None:
             self.text.close()
+        if self.experiments is not None:
+            self.experiments.close()
 
 
 def get_services(request: Request) -> Services:
@@ -353,10 +357,15 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     pz = Pseudonymiser(settings.pseudonym_key.get_secret_value()) if (
         settings.pseudonym_key is not None and settings.pseudonym_key.get_secret_value()) else None
     sync = CatalogueSync(None if settings.state == "memory" else settings.state, settings.state_prefix)
-    return Services(settings=settings, state=state, store=store, catalogue=catalogue, pipeline=pipeline,
-                    metrics=metrics, keys=KeyRing(settings.key_values()),
-                    bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
-                    models=models, sync=sync, text=text)
+    services = Services(settings=settings, state=state, store=store, catalogue=catalogue, pipeline=pipeline,
+                        metrics=metrics, keys=KeyRing(settings.key_values()),
+                        bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
+                        models=models, sync=sync, text=text)
+    # ---- A/B experiments (<home>/experiments): arm pipelines share the state and the catalogue
+    services.experiments = ExperimentService(home, state, catalogue, settings,
+                                             {role: slot.get for role, slot in models.items()},
+                                             services.model_version)
+    return services
 
 
 def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, rooms: pd.DataFrame) -> TextServices:

@@ -68,6 +68,8 @@ def post_events(body: EventsIn, services: ServicesDep, client: WriteAccess) -> E
         applied = services.state.apply_events(fresh_frame) if fresh_frame is not None else 0
         if services.text is not None and fresh_frame is not None:
             services.text.update_events(fresh_frame)
+        if services.experiments is not None:  # A/B outcome log (serving/experiments.py)
+            services.experiments.observe_events(fresh_frame)
     m = services.metrics.events
     m.labels("accepted").inc(report.accepted)
     m.labels("duplicate").inc(report.duplicate)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from liveshelf.serving.deps import AtDep, K, PipelineDep, ReadAccess, ServicesDep, WriteAccess
+from liveshelf.serving.experiments import FeedOutAB
 from liveshelf.serving.schemas import DeleteOut, FeedOut, ProfileOut, Reason, RoomRec
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -16,16 +17,22 @@ log = logging.getLogger("liveshelf.serving")
 UserId = Annotated[str, Path(min_length=1, max_length=256, description="The viewer's id (as posted in events).")]
 
 
-@router.get("/{user}/feed", response_model=FeedOut, response_model_exclude_none=True, summary="Live rooms to show this viewer now")
+@router.get("/{user}/feed", response_model=FeedOutAB, response_model_exclude_none=True, summary="Live rooms to show this viewer now")
 def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
          k: K = 10) -> FeedOut:
-    """Only rooms live at the request time. An unknown viewer gets the trending rooms (``fallback``)."""
-    recs, known = pipeline.feed(services.user_key(user), at, k)
+    """Only rooms live at the request time. An unknown viewer gets the trending rooms (``fallback``).
+    A viewer in a running A/B experiment is served by the arm's pipeline (``experiment`` names it)."""
+    key = services.user_key(user)
+    ab = services.experiments.assign("feed", key) if services.experiments is not None else None
+    recs, known = (ab.pipeline if ab is not None else pipeline).feed(key, at, k)
     log.debug("feed user=%s rooms=%d known=%s", services.log_id(user), len(recs), known)
-    return FeedOut(user=user, at=at, model_version=services.model_version(), fallback=not known,
-                   rooms=[RoomRec(room=r.key, host=r.extra.get("host"), title=r.extra.get("title", ""),
-                                  shelf_size=r.extra.get("shelf_size", 0), score=r.score,
-                                  reasons=[Reason(**x) for x in r.reasons]) for r in recs])
+    if ab is not None and services.experiments is not None:
+        services.experiments.expose(ab, key, at, "feed", None, [r.key for r in recs])
+    return FeedOutAB(user=user, at=at, model_version=ab.model_version() if ab is not None else services.model_version(),
+                     fallback=not known, experiment=None if ab is None else ab.tag(),
+                     rooms=[RoomRec(room=r.key, host=r.extra.get("host"), title=r.extra.get("title", ""),
+                                    shelf_size=r.extra.get("shelf_size", 0), score=r.score,
+                                    reasons=[Reason(**x) for x in r.reasons]) for r in recs])
 
 
 @router.get("/{user}/profile", response_model=ProfileOut, summary="The viewer's recent behaviour and interests")

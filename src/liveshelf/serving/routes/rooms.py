@@ -20,6 +20,7 @@ from liveshelf.serving.deps import (
     WriteAccess,
     parse_time,
 )
+from liveshelf.serving.experiments import ShelfOutAB
 from liveshelf.serving.schemas import (
     AskIn,
     AskOut,
@@ -61,24 +62,29 @@ def _item_recs(services: Services, recs: list) -> list[ItemRec]:
     return out
 
 
-@router.get("/{room}/shelf", response_model=ShelfOut, response_model_exclude_none=True, summary="The room's shelf ranked for a viewer")
+@router.get("/{room}/shelf", response_model=ShelfOutAB, response_model_exclude_none=True, summary="The room's shelf ranked for a viewer")
 def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
           user: Annotated[str | None, Query(min_length=1, max_length=256)] = None, k: K = 20,
           explain: Annotated[bool, Query(description="Attach a generated, fact-checked pitch (reason, talking "
                                                      "points, push line) to the first 10 items.")] = False,
           lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> ShelfOut:
-    """Only items on the shelf at the request time; empty (``live: false``) once the room has ended."""
+    """Only items on the shelf at the request time; empty (``live: false``) once the room has ended.
+    A viewer in a running A/B experiment is served by the arm's pipeline (``experiment`` names it)."""
     info = _require_room(services, room)
     key = None if user is None else services.user_key(user)
-    recs = pipeline.shelf(key, room, at, k)
+    ab = services.experiments.assign("shelf", key) if services.experiments is not None else None
+    recs = (ab.pipeline if ab is not None else pipeline).shelf(key, room, at, k)
     items = _item_recs(services, recs)
     if services.text is not None:
         items = services.text.demote_by_comments(room, items)
     if explain and services.text is not None:
         for rec in items[:10]:
             rec.pitch = services.text.pitch(rec.item, key, room, at, lang=lang)
-    return ShelfOut(room=room, user=user, at=at, live=_live(info, at), model_version=services.model_version(),
-                    items=items)
+    if ab is not None and services.experiments is not None and key is not None:
+        services.experiments.expose(ab, key, at, "shelf", room, [r.item for r in items])
+    return ShelfOutAB(room=room, user=user, at=at, live=_live(info, at), items=items,
+                      model_version=ab.model_version() if ab is not None else services.model_version(),
+                      experiment=None if ab is None else ab.tag())
 
 
 @router.get("/{room}/next-item", response_model=NextItemOut, response_model_exclude_none=True,
