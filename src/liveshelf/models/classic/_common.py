@@ -89,3 +89,66 @@ def check_number(name: str, value: object, lo: float, hi: float, where: str, *,
     right = ")" if hi_open else "]"
     hi_txt = "inf" if hi == np.inf else f"{hi:g}"
     check_param(name, value, ok, f"{kind} in {left}{lo:g}, {hi_txt}{right}", where)
+
+
+# ---- incremental updates ------------------------------------------------------------
+def extend_vocab(model: object, delta: TrainData) -> tuple[np.ndarray, np.ndarray]:
+    """Map ``delta``'s item and user indices into ``model``'s, appending ids it has not seen.
+
+    ``model`` must be fitted (``item_ids_`` / ``user_ids_``). New ids are appended in the
+    order of ``delta``'s vocabularies, so the indices the model already uses do not move.
+    Returns ``(item_map, user_map)``: ``item_map[j]`` is the model's index of ``delta``
+    item ``j`` (same for users).
+
+    >>> item_map, user_map = extend_vocab(model, delta)                      # doctest: +SKIP
+    """
+    maps = []
+    for attr, ids in (("item_ids_", delta.item_ids), ("user_ids_", delta.user_ids)):
+        old = np.asarray(getattr(model, attr), dtype=object)
+        new = np.asarray([str(x) for x in ids], dtype=object)
+        pos = {str(x): i for i, x in enumerate(old)}
+        out = np.empty(len(new), dtype=np.int64)
+        extra: list[str] = []
+        for j, x in enumerate(new.tolist()):
+            i = pos.get(x)
+            if i is None:
+                i = len(old) + len(extra)
+                pos[x] = i
+                extra.append(x)
+            out[j] = i
+        if extra:
+            setattr(model, attr, np.concatenate([old, np.asarray(extra, dtype=object)]))
+        maps.append(out)
+    return maps[0], maps[1]
+
+
+def delta_matrix(delta: TrainData, item_map: np.ndarray, user_map: np.ndarray, shape: tuple[int, int],
+                 use_event_weights: bool) -> sp.csr_matrix:
+    """``delta``'s (event-type weighted) interactions as a float64 CSR in the model's index space."""
+    x = delta.interaction_matrix(weights_or_none(use_event_weights)).tocoo()
+    m = sp.csr_matrix((x.data.astype(np.float64), (user_map[x.row], item_map[x.col])), shape=shape,
+                      dtype=np.float64)
+    m.sum_duplicates()
+    return m
+
+
+def grow(m: sp.spmatrix, shape: tuple[int, int]) -> sp.csr_matrix:
+    """``m`` as CSR with ``shape`` (at least as large), new rows and columns empty."""
+    m = sp.csr_matrix(m)
+    if m.shape != shape:
+        m = m.copy()
+        m.resize(shape)
+    return m
+
+
+def grow_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with zero rows (or zeros) appended up to length ``n``."""
+    if len(a) >= n:
+        return a
+    pad = np.zeros((n - len(a),) + a.shape[1:], dtype=a.dtype)
+    return np.concatenate([a, pad])
+
+
+def check_delta(delta: object, where: str) -> None:
+    check_param("delta", type(delta).__name__, isinstance(delta, TrainData),
+                "a TrainData of the new events (ids are matched to the model's vocabulary)", where)

@@ -17,11 +17,14 @@ class ALS(ImplicitMF):
 
     A context that is not the user's training row is folded in exactly: the user vector
     solves ``(YᵀY + λI + Yᵀ(C - I)Y) x = Yᵀ C p`` for the context's items, as
-    ``recalculate_user`` does. Fitting is deterministic for a given ``random_state``
+    ``recalculate_user`` does. :meth:`update` re-solves the users new events touch that
+    way, then the items they touch against the user factors (one ALS sweep restricted to
+    the touched rows). Fitting is deterministic for a given ``random_state``
     (users and items are solved independently, whatever ``num_threads``).
     """
 
     name = "als"
+    refold_touched_items = True
 
     def __init__(self, factors: int = 64, regularization: float = 1.0, alpha: float = 10.0,
                  iterations: int = 15, random_state: int = 0, num_threads: int = 2,
@@ -49,7 +52,15 @@ class ALS(ImplicitMF):
             num_threads=int(self.num_threads))
 
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
-        y = self.item_factors_.astype(np.float64)  # (n_items, F)
+        return self._solve(self.item_factors_, rows)
+
+    def _fold_in_items(self, cols: sp.csr_matrix) -> np.ndarray:
+        # the item step of ALS for one item, with the user factors fixed (the same normal equations)
+        return self._solve(self.user_factors_, cols)
+
+    def _solve(self, fixed: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
+        """Least-squares vectors ``(B, F)`` for ``rows`` ``(B, n)`` of counts against ``fixed`` ``(n, F)``."""
+        y = fixed.astype(np.float64)  # (n, F)
         f = y.shape[1]
         base = y.T @ y + float(self.regularization) * np.eye(f)  # (F, F)
         out = np.zeros((rows.shape[0], f), dtype=np.float32)

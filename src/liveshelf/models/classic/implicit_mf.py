@@ -7,12 +7,19 @@ vector to use:
 - the context is exactly the user's training row -> the learned user factors;
 - the context is empty -> popularity (scaled to [0, 1]);
 - otherwise (a new user, or new events since training) -> fold the context in.
+
+:meth:`ImplicitMF.update` is the cheap incremental step of continuous training: new
+events are added to the stored user × item matrix, the users they touch get their
+vectors re-solved against the item factors (the fold-in), then the items they touch
+against the user factors (``als``: one ALS sweep restricted to touched rows; ``bpr``:
+only items without earlier interactions, as zeros), and the popularity prior is
+recomputed. Untouched factors change only on the next full ``fit``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,7 +28,12 @@ from threadpoolctl import threadpool_limits
 from liveshelf.models.base import BaseRecommender, Context, TrainData
 from liveshelf.models.classic._common import (
     check_bool,
+    check_delta,
     context_matrix,
+    delta_matrix,
+    extend_vocab,
+    grow,
+    grow_rows,
     normalised,
     popularity,
     weights_or_none,
@@ -32,6 +44,9 @@ class ImplicitMF(BaseRecommender, ABC):
     """Base of ``als`` and ``bpr``; subclasses define the estimator and the fold-in."""
 
     use_event_weights: bool
+    #: ``update`` re-solves every item the new events touch (True), or only items without
+    #: earlier interactions (False: a fold-in that would overwrite learned item vectors).
+    refold_touched_items: ClassVar[bool] = False
 
     # ---- for subclasses -----------------------------------------------------------
     @abstractmethod
@@ -46,7 +61,39 @@ class ImplicitMF(BaseRecommender, ABC):
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         """User vectors ``(B, F)`` for context rows ``(B, n_items)`` (none of them empty)."""
 
+    def _fold_in_items(self, cols: sp.csr_matrix) -> np.ndarray:
+        """Item vectors ``(B, F)`` for items' user columns ``(B, n_users)`` (none empty); zeros by default."""
+        return np.zeros((cols.shape[0], self.item_factors_.shape[1]), dtype=np.float32)
+
     # ---- shared -------------------------------------------------------------------
+    def update(self, delta: TrainData) -> ImplicitMF:
+        """Add ``delta``'s events: re-solve the users (and items) they touch (see the module docs).
+
+        >>> model = create_model("als").fit(old).update(new)                   # doctest: +SKIP
+        """
+        self._check_fitted()
+        check_delta(delta, f"{self.name}.update")
+        old_counts = np.diff(sp.csc_matrix(self.train_).indptr)  # interactions per known item
+        item_map, user_map = extend_vocab(self, delta)
+        shape = (len(self.user_ids_), len(self.item_ids_))
+        dx = delta_matrix(delta, item_map, user_map, shape, self.use_event_weights)
+        train = sp.csr_matrix(grow(self.train_, shape) + dx.astype(np.float32), dtype=np.float32)
+        train.sort_indices()
+        self.train_ = train
+        self.user_factors_ = grow_rows(self.user_factors_, shape[0])
+        self.item_factors_ = grow_rows(self.item_factors_, shape[1])
+        users = np.unique(dx.nonzero()[0])
+        items = np.unique(dx.nonzero()[1])
+        if not self.refold_touched_items:  # only items that had no interaction (new or cold) get a vector
+            items = items[(items >= len(old_counts)) | (old_counts[np.minimum(items, len(old_counts) - 1)] == 0)]
+        with threadpool_limits(1, "blas"):
+            if len(users):  # the user half-step of one ALS sweep, restricted to the touched users ...
+                self.user_factors_[users] = self._fold_in(train[users])
+            if len(items):  # ... then the item half-step for the touched items
+                self.item_factors_[items] = self._fold_in_items(sp.csr_matrix(train.T)[items])
+        self.prior_ = normalised(np.asarray(train.sum(axis=0), dtype=np.float64).ravel())
+        return self
+
     def fit(self, data: TrainData) -> ImplicitMF:
         self._check_params()
         check_bool("use_event_weights", self.use_event_weights, self.name)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from liveshelf.errors import NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
 from liveshelf.models.classic._common import (
     check_bool,
+    check_delta,
     check_number,
     clean_context,
     event_weights,
+    extend_vocab,
+    grow_rows,
     normalised,
     popularity,
 )
@@ -45,7 +49,22 @@ class Repeat(BaseRecommender):
         check_number("prior_weight", self.prior_weight, 0.0, np.inf, "repeat", hi_open=True)
         check_bool("use_event_weights", self.use_event_weights, "repeat")
         self._set_vocab(data)
-        self.prior_ = normalised(popularity(data, self.use_event_weights))
+        self.counts_ = popularity(data, self.use_event_weights)
+        self.prior_ = normalised(self.counts_)
+        return self
+
+    def update(self, delta: TrainData) -> Repeat:
+        """Add ``delta``'s events to the popularity prior (the only learned state); equals a refit."""
+        self._check_fitted()
+        check_delta(delta, "repeat.update")
+        if getattr(self, "counts_", None) is None:
+            raise NotFittedError("This Repeat model was saved without its raw counts (an older artifact), so it "
+                                 "cannot be updated. Refit it with 'fit'.")
+        item_map, _ = extend_vocab(self, delta)
+        counts = grow_rows(np.asarray(self.counts_, dtype=np.float64), len(self.item_ids_))
+        np.add.at(counts, item_map, popularity(delta, self.use_event_weights))
+        self.counts_ = counts
+        self.prior_ = normalised(counts)
         return self
 
     def recency(self, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +86,11 @@ class Repeat(BaseRecommender):
         return out.astype(np.float32)  # (B, n_items)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"prior": self.prior_}
+        out = {"prior": self.prior_}
+        if getattr(self, "counts_", None) is not None:
+            out["counts"] = self.counts_
+        return out
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.prior_ = arrays["prior"]
+        self.counts_ = arrays.get("counts")

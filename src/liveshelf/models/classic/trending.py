@@ -6,7 +6,14 @@ import numpy as np
 
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.base import BaseRecommender, Context, TrainData
-from liveshelf.models.classic._common import check_bool, check_number, event_weights
+from liveshelf.models.classic._common import (
+    check_bool,
+    check_delta,
+    check_number,
+    event_weights,
+    extend_vocab,
+    grow_rows,
+)
 
 #: Request-time decay stops after this many half-lives. It is the same factor for every
 #: item, so the ranking does not change; the clip keeps scores representable in float32.
@@ -76,6 +83,25 @@ class Trending(BaseRecommender):
                           self.use_event_weights)
         self._add(items, times, w)
         return self
+
+    def update(self, delta: TrainData) -> Trending:
+        """:meth:`partial_fit` with the events of ``delta`` (matched by id; new items are appended).
+
+        ``delta`` must carry timestamps (epoch seconds): positions mean nothing across batches.
+        """
+        self._check_fitted()
+        check_delta(delta, "trending.update")
+        if delta.timestamps is None:
+            raise ConfigError("The 'delta' parameter of trending.update must carry timestamps (epoch seconds); "
+                              "got TrainData.timestamps=None. Build it from an events frame with 'ts'.")
+        item_map, _ = extend_vocab(self, delta)
+        self.values_ = grow_rows(np.asarray(self.values_, dtype=np.float64), len(self.item_ids_))
+        if not delta.sequences:
+            return self
+        items = item_map[np.concatenate(delta.sequences).astype(np.int64)]
+        ts = np.concatenate(delta.timestamps).astype(np.float64)
+        types = None if delta.types is None else np.concatenate(delta.types)
+        return self.partial_fit(items, ts, types)
 
     def _add(self, items: np.ndarray, times: np.ndarray, w: np.ndarray) -> None:
         decay = np.exp2(-(self.ref_time_ - times) / self.half_life)  # events after ref never happen here
