@@ -289,6 +289,14 @@ def test_delete_removes_a_user_everywhere(served):
     assert services.state.user_sequence(ACTIVE_USER) == []
     assert client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(t)}).json()["events"] == 0
     assert feed(client, ACTIVE_USER, t)["fallback"] is True
+    # the production model was trained on the user: marked stale, so the loop retrains without them
+    from liveshelf.privacy.deletion import LEDGER_FILE, privacy_dir, stale_versions
+
+    home = served[2]
+    production = services.model_version()
+    assert production is not None and production in stale_versions(home, services.settings.model)
+    ledger = (privacy_dir(home) / LEDGER_FILE).read_text()
+    assert '"events"' in ledger and ACTIVE_USER not in ledger
 
 
 # ------------------------------------------------------------------------------------ reasons, catalogue

@@ -133,7 +133,6 @@ def forget_user(home: Path | str, user: str | None = None, *, key: str | bytes |
     ``key`` is given, ``LIVESHELF_PSEUDONYM_KEY`` is used (unless ``use_settings_key=False``).
     """
     from liveshelf.data.store import EventStore
-    from liveshelf.serving.registry import ModelRegistry
 
     home = Path(home).expanduser()
     with EventStore(home) as store:
@@ -147,7 +146,19 @@ def forget_user(home: Path | str, user: str | None = None, *, key: str | bytes |
         counts = store.delete_user(stored)
     if state is not None:
         state.delete_user(stored)
+    return record_deletion(home, stored, counts, state=state is not None, registry_root=registry_root)
 
+
+def record_deletion(home: Path | str, stored: str, counts: dict[str, int], *, state: bool,
+                    registry_root: Path | str | None = None) -> ForgetReport:
+    """After a user's data left the store (and state): mark the model versions trained on them stale, log it.
+
+    :func:`forget_user` and the HTTP route ``DELETE /v1/users/{user}`` both end here, so a deletion
+    through either path makes the loop retrain without the user.
+    """
+    from liveshelf.serving.registry import ModelRegistry
+
+    home = Path(home).expanduser()
     reg = ModelRegistry(Path(registry_root) if registry_root is not None else home / "models")
     stale: dict[str, list[str]] = {}
     at = _now()
@@ -156,8 +167,8 @@ def forget_user(home: Path | str, user: str | None = None, *, key: str | bytes |
         if hit:
             mark_stale(home, name, hit, f"trained on a user deleted at {at}")
             stale[name] = hit
-    report = ForgetReport(stored_id=stored, events=counts["events"], users=counts["users"],
-                          state=state is not None, stale=stale)
+    report = ForgetReport(stored_id=stored, events=int(counts.get("events", 0)), users=int(counts.get("users", 0)),
+                          state=state, stale=stale)
     folder = privacy_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LEDGER_FILE, "a", encoding="utf-8") as fh:
@@ -165,4 +176,5 @@ def forget_user(home: Path | str, user: str | None = None, *, key: str | bytes |
     return report
 
 
-__all__ = ["ForgetReport", "forget_user", "mark_stale", "stale_versions", "stored_user_id", "trained_on"]
+__all__ = ["ForgetReport", "forget_user", "mark_stale", "record_deletion", "stale_versions", "stored_user_id",
+           "trained_on"]

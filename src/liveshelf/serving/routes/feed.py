@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from liveshelf.privacy.deletion import record_deletion
 from liveshelf.serving.deps import AtDep, K, PipelineDep, ReadAccess, ServicesDep, WriteAccess
 from liveshelf.serving.experiments import FeedOutAB
 from liveshelf.serving.schemas import DeleteOut, FeedOut, ProfileOut, Reason, RoomRec
@@ -53,5 +54,7 @@ def delete_user(user: UserId, services: ServicesDep, _client: WriteAccess) -> De
         services.state.delete_user(key)
         if services.text is not None:
             services.text.delete_user(key)
+    # models trained on the user are marked stale: the loop's next cycle retrains without them
+    record_deletion(services.store.home, key, counts, state=True)
     log.info("deleted user=%s events=%d", services.log_id(user), counts["events"])
     return DeleteOut(user=user, events=counts["events"], users=counts["users"], state=True)
