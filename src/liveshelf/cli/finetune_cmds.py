@@ -12,6 +12,10 @@ Data specs:
 early stopping. The run is saved to ``--out`` (adapters only for PEFT methods; ``--merge`` also
 writes a merged, plain Hugging Face folder to ``OUT/merged``) with ``metrics.json``; one JSON line
 with the held-out metrics goes to stdout, progress and the parameter / throughput summary to stderr.
+
+``--dp-epsilon X`` trains with DP-SGD (opacus) so the weights are (X, delta)-differentially private
+with respect to the training rows (delta = 1 / rows unless ``--dp-delta``); the achieved epsilon
+and delta go to the summary line and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ def finetune(
     valid_size: float = typer.Option(0.1, "--valid-size", help="Share of the rest used for early stopping."),
     merge: bool = typer.Option(False, "--merge", help="Also write a merged model to OUT/merged (LoRA/AdaLoRA/IA3)."),
     seed: int = typer.Option(0, "--seed"),
+    # differential privacy (DP-SGD with opacus; see liveshelf.text.finetune.private)
+    dp_epsilon: float | None = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this epsilon "
+                                            "(full, lora or adapter; off by default)."),
+    dp_delta: float | None = typer.Option(None, "--dp-delta", help="DP delta (default 1 / training rows)."),
+    dp_max_grad_norm: float = typer.Option(1.0, "--dp-max-grad-norm", help="DP per-example clipping bound."),
 ) -> None:
     """Fine-tune and report held-out metrics as one JSON line."""
     from liveshelf.errors import check_param
@@ -109,7 +118,8 @@ def finetune(
     config = FinetuneConfig(task=task, method=method, model=model, lr=lr, epochs=epochs, batch_size=batch_size,
                             grad_accum=grad_accum, max_length=max_length, r=r, alpha=alpha,
                             patience=patience or None, class_weights="balanced" if class_weights else None,
-                            bf16=bf16, seed=seed).validate()
+                            bf16=bf16, seed=seed, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+                            dp_max_grad_norm=dp_max_grad_norm).validate()
     frame = read_finetune_data(data, task)
     stratify = task != "generation"
     if limit is not None and limit < len(frame):
@@ -130,6 +140,8 @@ def finetune(
                     "n_test": len(test), "trainable_pct": ft.fit_stats_["trainable_pct"],
                     "examples_per_s": ft.fit_stats_["examples_per_s"],
                     "train_seconds": ft.fit_stats_["train_seconds"]})
+    if "privacy" in ft.fit_stats_:  # achieved (epsilon, delta) of a DP run
+        summary.update({k: ft.fit_stats_["privacy"][k] for k in ("dp_epsilon", "dp_delta")})
     (out / "metrics.json").write_text(json.dumps({"summary": summary, "report": report,
                                                   "fit_stats": ft.fit_stats_, "history": ft.history_},
                                                  indent=2, sort_keys=True, default=str))

@@ -19,6 +19,10 @@ in without touching the loop::
     on_train_end(trainer)
 
 A callback stops training by setting ``trainer.should_stop = True``.
+
+*How* a batch becomes a gradient is a :class:`TrainStrategy` (default: plain
+``loss.backward()`` in one process). Differential privacy
+(:class:`liveshelf.privacy.dp.DPStrategy`) and data-parallel scale-out plug in there.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -47,8 +52,68 @@ class Callback:
     def on_train_end(self, trainer: Trainer) -> None: ...
 
 
+class TrainStrategy:
+    """How the :class:`Trainer` turns batches into optimiser steps; this base class is plain training.
+
+    Four hooks, all no-ops here (so ``Trainer(..., strategy=TrainStrategy())`` trains bit-for-bit
+    like ``strategy=None``):
+
+    - ``setup(module, optimizer, batches, *, epochs, n_samples, batch_size, make_batch)`` runs once before
+      the first epoch and returns the ``(module, optimizer, batches)`` the loop uses: a strategy may
+      wrap the module (DDP), the optimiser (per-sample clipping and noise) or replace the batches
+      (Poisson sampling, sharding). ``epochs`` is the planned number of epochs, ``n_samples`` the
+      number of training examples, ``batch_size`` the nominal batch size and ``make_batch(indices)``
+      builds the batch of those examples (an int array), so a strategy can draw its own batches;
+      the last three may be ``None`` when the caller cannot say.
+    - ``backward(module, loss_fn, batch)`` computes the batch loss and leaves gradients where the
+      optimiser reads them; returns the loss (a tensor).
+    - ``finish(module)`` runs once after the last epoch (remove hooks, release workers).
+    - ``report()`` returns facts worth recording with the model (e.g. the achieved ε).
+
+    ``private = True`` marks a strategy with a formal privacy guarantee. A model that sees it must
+    then give a per-sample loss (computable on one example inside ``torch.func.vmap``: no shapes
+    that depend on the data), one sample per person, and make no choice from the data outside the
+    strategy (no early stopping on validation, no data-derived initialisation).
+
+    Example::
+
+        class Logged(TrainStrategy):
+            def backward(self, module, loss_fn, batch):
+                loss = super().backward(module, loss_fn, batch)
+                print(float(loss))
+                return loss
+
+        Trainer(net, opt, loss_fn, batches, epochs=2, strategy=Logged()).fit()
+    """
+
+    private: bool = False
+
+    def setup(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              batches: Callable[[int], Iterable[Any]], *, epochs: int, n_samples: int | None = None,
+              batch_size: int | None = None, make_batch: Callable[[np.ndarray], Any] | None = None,
+              ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
+        return module, optimizer, batches
+
+    def backward(self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+                 batch: Any) -> torch.Tensor:
+        loss = loss_fn(module, batch)
+        loss.backward()
+        return loss
+
+    def finish(self, module: torch.nn.Module) -> None:
+        return None
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+
 class Trainer:
-    """Run ``epochs`` passes of ``batches`` through ``loss_fn`` with ``optimizer``."""
+    """Run ``epochs`` passes of ``batches`` through ``loss_fn`` with ``optimizer``.
+
+    ``strategy`` (default :class:`TrainStrategy`) decides how a batch becomes a gradient;
+    ``n_samples``, ``batch_size`` and ``make_batch`` are passed to its ``setup``. After
+    ``fit``, ``strategy_report`` holds ``strategy.report()``.
+    """
 
     def __init__(
         self,
@@ -62,6 +127,10 @@ class Trainer:
         grad_clip: float | None = None,
         callbacks: list[Callback] | None = None,
         eval_first: bool = False,
+        strategy: TrainStrategy | None = None,
+        n_samples: int | None = None,
+        batch_size: int | None = None,
+        make_batch: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
         self.module = module
         self.optimizer = optimizer
@@ -76,6 +145,11 @@ class Trainer:
         self.epoch = 0
         self.should_stop = False
         self.history: list[dict[str, Any]] = []
+        self.strategy = strategy if strategy is not None else TrainStrategy()
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self.make_batch = make_batch
+        self.strategy_report: dict[str, Any] = {}
 
     def _fire(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
@@ -89,6 +163,10 @@ class Trainer:
         return metrics
 
     def fit(self) -> Trainer:
+        # the strategy's module/optimizer/batches train; ``self.module`` (evaluation, callbacks) stays
+        module, optimizer, batches = self.strategy.setup(
+            self.module, self.optimizer, self.batches, epochs=self.epochs, n_samples=self.n_samples,
+            batch_size=self.batch_size, make_batch=self.make_batch)
         self._fire("on_train_begin")
         if self.eval_first and self.evaluate is not None:  # epoch 0: the initial weights compete too
             t0, c0 = time.perf_counter(), time.process_time()
@@ -99,14 +177,14 @@ class Trainer:
             self.epoch = epoch
             t0, c0 = time.perf_counter(), time.process_time()
             self.module.train()
+            module.train()
             total, n = 0.0, 0
-            for batch in self.batches(epoch):
-                loss = self.loss_fn(self.module, batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+            for batch in batches(epoch):
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.strategy.backward(module, self.loss_fn, batch)
                 if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
-                self.optimizer.step()
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+                optimizer.step()
                 value = float(loss.detach())
                 total, n = total + value, n + 1
                 self._fire("on_batch_end", value)
@@ -120,6 +198,8 @@ class Trainer:
             self._fire("on_epoch_end", logs)
             if self.should_stop:
                 break
+        self.strategy.finish(module)
+        self.strategy_report = self.strategy.report()
         self._fire("on_train_end")
         return self
 

@@ -16,6 +16,10 @@ class SASRecConfig:
     0.5) with a full-softmax (cross-entropy) loss on every position, label smoothing 0.1
     and batch 128, chosen on validation NDCG@10 of Amazon Scientific: test NDCG@10 0.052,
     about 95% of the published 0.0553 (see ``benchmarks/bench_sasrec.py``).
+
+    ``dp_epsilon`` (``None`` = off) trains with DP-SGD to that ε at ``dp_delta`` (``None`` =
+    1 / number of users), clipping each user's gradient to ``dp_max_grad_norm``
+    (see :mod:`liveshelf.privacy.dp`).
     """
 
     hidden: int = 64
@@ -35,6 +39,9 @@ class SASRecConfig:
     seed: int = 0
     device: str = "cpu"
     n_threads: int = 2
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_max_grad_norm: float = 1.0
 
     def validate(self, where: str = "SASRec") -> SASRecConfig:
         def positive_int(name: str) -> None:
@@ -66,6 +73,18 @@ class SASRecConfig:
         check_param("device", self.device, isinstance(self.device, str) and
                     self.device.split(":")[0] in ("cpu", "cuda", "mps"),
                     "'cpu', 'cuda', 'cuda:N' or 'mps'", where)
+
+        def number(v: object) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        check_param("dp_epsilon", self.dp_epsilon,
+                    self.dp_epsilon is None or (number(self.dp_epsilon) and 0 < self.dp_epsilon < float("inf")),
+                    "None (no differential privacy) or a finite float > 0 (e.g. 8)", where)
+        check_param("dp_delta", self.dp_delta, self.dp_delta is None or (number(self.dp_delta) and 0 < self.dp_delta < 1),
+                    "None (1 / number of users) or a float in (0, 1)", where)
+        check_param("dp_max_grad_norm", self.dp_max_grad_norm,
+                    number(self.dp_max_grad_norm) and 0 < self.dp_max_grad_norm < float("inf"),
+                    "a finite float > 0 (per-user gradient clipping bound)", where)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,10 @@
    centred log popularity) carries popularity, which a softmax over the available items
    alone does not otherwise learn. These few parameters train with ``10 x lr``.
 
+With ``dp_epsilon`` (DP-SGD, see :class:`~liveshelf.models.sasrec.SASRec`) the popularity prior
+and the repeat rate are not read from the data (they would leak outside the privacy
+accountant): ``item_bias`` starts at 0 and the repeat terms at their data-free prior.
+
 Scoring uses ``ctx.items``, ``ctx.ts`` and ``ctx.time`` (the request time; the last
 history time when absent). Without timestamps, position ``i`` counts as second ``i``.
 """
@@ -36,7 +40,7 @@ from liveshelf.errors import check_param
 from liveshelf.models.base import Context, TrainData
 from liveshelf.models.sasrec.config import SASRecConfig
 from liveshelf.models.sasrec.model import SASRecNet
-from liveshelf.models.sasrec.recommender import SASRec
+from liveshelf.models.sasrec.recommender import SASRec, masked_cross_entropy
 
 #: Logit given to unavailable items (finite, so rows stay NaN-free in float32).
 UNAVAILABLE = -1e9
@@ -156,13 +160,15 @@ class LiveSASRec(SASRec):
                  dropout: float = 0.5, norm: str = "post", label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, epochs: int = 200, patience: int = 10, eval_every: int = 1,
                  train_windows: str = "all", seed: int = 0, device: str = "cpu",
-                 n_threads: int = 2,
+                 n_threads: int = 2, dp_epsilon: float | None = None, dp_delta: float | None = None,
+                 dp_max_grad_norm: float = 1.0,
                  n_time_buckets: int = 24) -> None:
         super().__init__(hidden=hidden, n_layers=n_layers, n_heads=n_heads, max_len=max_len,
                          dropout=dropout, norm=norm, label_smoothing=label_smoothing, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                          epochs=epochs, patience=patience, eval_every=eval_every,
                          train_windows=train_windows, seed=seed, device=device,
-                         n_threads=n_threads)
+                         n_threads=n_threads, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+                         dp_max_grad_norm=dp_max_grad_norm)
         self.n_time_buckets = n_time_buckets
 
     def _make_net(self, n_items: int, cfg: SASRecConfig) -> LiveSASRecNet:
@@ -179,9 +185,9 @@ class LiveSASRec(SASRec):
         rest = [p for p in net.parameters() if id(p) not in ids]
         return [{"params": rest}, {"params": live, "lr": cfg.lr * LIVE_LR_SCALE, "weight_decay": 0.0}]
 
-    def fit(self, data: TrainData, callbacks: list | None = None) -> LiveSASRec:
+    def fit(self, data: TrainData, callbacks: list | None = None, strategy: Any = None) -> LiveSASRec:
         try:
-            return super().fit(data, callbacks)
+            return super().fit(data, callbacks, strategy)
         finally:  # the availability oracle belongs to the data, not to the model
             self._available, self._avail_cache, self._log_pop, self._repeat_rate = None, {}, None, 1.0
 
@@ -189,6 +195,9 @@ class LiveSASRec(SASRec):
     def _prepare(self, data: TrainData) -> None:
         self._available = data.available
         self._avail_cache: dict[float, np.ndarray] = {}
+        if getattr(self, "_private", False):  # DP: no statistics of the private data outside DP-SGD
+            self._log_pop, self._repeat_rate = None, 1.0
+            return
         counts = np.bincount(np.concatenate([np.asarray(s, np.int64) for s in data.sequences] + [np.zeros(0, np.int64)]),
                              minlength=data.n_items)[:data.n_items]
         repeats = steps = 0
@@ -231,7 +240,21 @@ class LiveSASRec(SASRec):
         batch = super()._batch(windows, idx, T, cfg)
         batch["times"] = torch.from_numpy(windows["times"][idx, -T:]).to(cfg.device)  # (B, T)
         batch["query"] = torch.from_numpy(windows["query"][idx, -T:]).to(cfg.device)  # (B, T)
+        if getattr(self, "_private", False) and self._available is not None:  # vmap-safe loss needs it ready
+            batch["avail"] = self._window_availability(windows["query"][idx, -T:],
+                                                       windows["targets"][idx, -T:]).to(cfg.device)
         return batch
+
+    def _window_availability(self, query: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+        """``(B, T, I)`` True where the item is available at the position's target time (target always)."""
+        uniq, inv = np.unique(query, return_inverse=True)
+        rows = np.zeros((len(uniq), len(self.item_ids_)), dtype=bool)
+        for r, t in enumerate(uniq):
+            rows[r, self._available_at(float(t))] = True
+        mask = rows[inv.reshape(query.shape)]  # (B, T, I)
+        b, t = np.nonzero(targets >= 0)
+        mask[b, t, targets[b, t]] = True
+        return torch.from_numpy(mask)
 
     def _loss(self, net: LiveSASRecNet, batch: dict[str, Any]) -> torch.Tensor:
         tokens, targets = batch["tokens"], batch["targets"]  # (B, T)
@@ -242,6 +265,17 @@ class LiveSASRec(SASRec):
         if self._available is not None:
             logits = logits.masked_fill(~self._available_mask(batch["query"][keep], target), UNAVAILABLE)
         return F.cross_entropy(logits, target, label_smoothing=self._smoothing)
+
+    def _sample_loss(self, net: LiveSASRecNet, batch: dict[str, Any]) -> torch.Tensor:
+        """The DP loss of :meth:`_loss` on ``(B, T, I)`` logits (vmap-safe: no data-dependent shapes)."""
+        tokens = batch["tokens"]  # (B, T)
+        h = net(tokens)  # (B, T, D)
+        bonus = net.repeat_scores(repeat_buckets(tokens, batch["times"], batch["query"], self.n_time_buckets), h)
+        idx = (tokens - 1).clamp(min=0)[:, None, :].expand_as(bonus)  # (B, T, T) item of column j
+        logits = net.logits(h).scatter_add(2, idx, bonus)  # (B, T, I)
+        if "avail" in batch:
+            logits = logits.masked_fill(~batch["avail"], UNAVAILABLE)
+        return masked_cross_entropy(logits, batch["targets"], self._smoothing)
 
     def _logits(self, net: LiveSASRecNet, h: torch.Tensor, tokens: torch.Tensor, times: torch.Tensor,
                 query: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,12 +16,29 @@ from liveshelf.errors import ConfigError, NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
 from liveshelf.models.sasrec.config import SASRecConfig
 from liveshelf.models.sasrec.model import SASRecNet
-from liveshelf.models.trainer import Callback, EarlyStopping, ProgressBar, Trainer
+from liveshelf.models.trainer import Callback, EarlyStopping, ProgressBar, Trainer, TrainStrategy
 
 #: Length bucketing: windows are sorted by length within pools of this many batches.
 BUCKET_POOL = 16
 #: Contexts scored per forward pass.
 SCORE_BATCH = 1024
+#: File beside the weights that records the privacy guarantee of a DP-trained model.
+PRIVACY_FILE = "privacy.json"
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Mean over windows of each window's mean label-smoothed cross-entropy over its real targets.
+
+    ``logits (B, T, I)``, ``targets (B, T)`` with ``-1`` at padding. Written without shapes that
+    depend on the data, so it runs per example inside ``torch.func.vmap`` (DP-SGD); the smoothing
+    term is torch's: ``(1 - s) * nll + s * mean_i(-log p_i)``.
+    """
+    logp = F.log_softmax(logits, dim=-1)  # (B, T, I)
+    keep = (targets >= 0).to(logp.dtype)  # (B, T)
+    nll = -logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]  # (B, T)
+    per_pos = (1.0 - smoothing) * nll + smoothing * (-logp.mean(-1))  # (B, T)
+    per_window = (per_pos * keep).sum(-1) / keep.sum(-1).clamp(min=1.0)  # (B,)
+    return per_window.mean()
 
 
 class SASRec(BaseRecommender):
@@ -30,7 +50,19 @@ class SASRec(BaseRecommender):
     for ``patience`` evaluations, and the best weights are restored.
 
     Learned state: ``net_`` (the torch module), ``history_`` (one dict per epoch:
-    epoch, seconds, loss, ndcg@10, recall@10), ``best_epoch_``, ``fit_seconds_``.
+    epoch, seconds, loss, ndcg@10, recall@10), ``best_epoch_``, ``fit_seconds_``,
+    ``privacy_`` (``None``, or the DP guarantee: achieved ``dp_epsilon`` at ``dp_delta``, ...;
+    saved as ``privacy.json``).
+
+    Differential privacy: ``dp_epsilon=8`` (or ``fit(data, strategy=DPStrategy(8))``) trains
+    with DP-SGD (opacus) for exactly ``epochs`` epochs. Each user then gives one training window
+    (the last ``max_len + 1`` items), the loss is the per-window mean, and validation only logs
+    (no early stopping, which would choose weights from private data outside the accountant).
+
+    Example::
+
+        model = SASRec(hidden=32, epochs=20, dp_epsilon=8.0).fit(data)
+        model.privacy_["dp_epsilon"], model.privacy_["dp_delta"]
     """
 
     name: ClassVar[str] = "sasrec"
@@ -42,7 +74,8 @@ class SASRec(BaseRecommender):
                  dropout: float = 0.5, norm: str = "post", label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, epochs: int = 200, patience: int = 10, eval_every: int = 1,
                  train_windows: str = "all", seed: int = 0, device: str = "cpu",
-                 n_threads: int = 2) -> None:
+                 n_threads: int = 2, dp_epsilon: float | None = None, dp_delta: float | None = None,
+                 dp_max_grad_norm: float = 1.0) -> None:
         self.hidden = hidden
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -60,6 +93,9 @@ class SASRec(BaseRecommender):
         self.seed = seed
         self.device = device
         self.n_threads = n_threads
+        self.dp_epsilon = dp_epsilon
+        self.dp_delta = dp_delta
+        self.dp_max_grad_norm = dp_max_grad_norm
 
     # ---- configuration ----------------------------------------------------------------
     def _config(self) -> SASRecConfig:
@@ -68,9 +104,26 @@ class SASRec(BaseRecommender):
     def _make_net(self, n_items: int, cfg: SASRecConfig) -> SASRecNet:
         return SASRecNet(n_items, cfg)
 
+    def _strategy(self, cfg: SASRecConfig, strategy: TrainStrategy | None) -> TrainStrategy | None:
+        """The given strategy, or a :class:`~liveshelf.privacy.dp.DPStrategy` when ``dp_epsilon`` is set."""
+        if cfg.dp_epsilon is None:
+            return strategy
+        if strategy is not None:
+            raise ConfigError(f"{type(self).__name__} got both dp_epsilon={cfg.dp_epsilon} and a training "
+                              f"strategy ({type(strategy).__name__}); set dp_epsilon=None to use the strategy, "
+                              "or drop the strategy.")
+        from liveshelf.privacy.dp import DPStrategy
+
+        return DPStrategy(cfg.dp_epsilon, delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm, seed=cfg.seed)
+
     # ---- fit --------------------------------------------------------------------------
-    def fit(self, data: TrainData, callbacks: list[Callback] | None = None) -> SASRec:
+    def fit(self, data: TrainData, callbacks: list[Callback] | None = None,
+            strategy: TrainStrategy | None = None) -> SASRec:
+        """Train on ``data``; ``callbacks`` hook into the loop, ``strategy`` changes how steps are made
+        (e.g. :class:`~liveshelf.privacy.dp.DPStrategy`; built from ``dp_epsilon`` when that is set)."""
         cfg = self._config()
+        strategy = self._strategy(cfg, strategy)
+        self._private = bool(strategy is not None and strategy.private)
         if len(data.sequences) != data.n_users:
             raise ConfigError(
                 f"TrainData.sequences must hold one sequence per user ({data.n_users} users); "
@@ -87,7 +140,8 @@ class SASRec(BaseRecommender):
             self._smoothing = float(cfg.label_smoothing)
             self._prepare(data)
             net = self._make_net(data.n_items, cfg).to(cfg.device)
-            windows = self._windows(data, cfg)
+            # private: one window per user, so the guarantee covers a user's whole (used) history
+            windows = self._windows(data, dataclasses.replace(cfg, train_windows="last") if self._private else cfg)
             if not len(windows["tokens"]):
                 raise ConfigError(
                     f"{type(self).__name__}.fit found no user with 2 or more training interactions; "
@@ -96,23 +150,31 @@ class SASRec(BaseRecommender):
             rng = np.random.default_rng(cfg.seed)
             opt = torch.optim.AdamW(self._param_groups(net, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
             evaluate = self._validator(data, cfg)
-            stopper = EarlyStopping("ndcg@10", patience=cfg.patience) if evaluate else None
+            stopper = EarlyStopping("ndcg@10", patience=cfg.patience) if evaluate and not self._private else None
             cbs: list[Callback] = [ProgressBar(cfg.epochs, desc=type(self).__name__)]
             cbs += [stopper] if stopper else []
             cbs += list(callbacks or [])
+            lengths = windows["lengths"]
+
+            def make_batch(idx: np.ndarray) -> dict[str, Any]:
+                return self._batch(windows, idx, int(lengths[idx].max(initial=1)), cfg)
+
             trainer = Trainer(
-                net, opt, loss_fn=self._loss,
+                net, opt, loss_fn=self._sample_loss if self._private else self._loss,
                 batches=lambda epoch: self._batches(windows, cfg, rng),
                 evaluate=evaluate, epochs=cfg.epochs, eval_every=cfg.eval_every, callbacks=cbs,
-                eval_first=self.eval_first,
+                eval_first=self.eval_first, strategy=strategy, n_samples=len(lengths),
+                batch_size=cfg.batch_size, make_batch=make_batch,
             ).fit()
             net.eval()
             self.net_ = net
             self.history_ = trainer.history
             self.best_epoch_ = stopper.best_epoch if stopper and stopper.best_state is not None else trainer.epoch
             self.fit_seconds_ = time.perf_counter() - t0
+            self.privacy_ = trainer.strategy_report if self._private else None
         finally:
             torch.set_num_threads(threads)
+            self._private = False
         return self
 
     def _param_groups(self, net: SASRecNet, cfg: SASRecConfig) -> list[dict[str, Any]]:
@@ -182,6 +244,11 @@ class SASRec(BaseRecommender):
         keep = batch["targets"] >= 0  # (B, T)
         logits = net.logits(h[keep])  # (N, I)
         return F.cross_entropy(logits, batch["targets"][keep], label_smoothing=self._smoothing)
+
+    def _sample_loss(self, net: SASRecNet, batch: dict[str, Any]) -> torch.Tensor:
+        """The DP loss: mean over windows of each window's mean next-item loss (vmap-safe)."""
+        logits = net.logits(net(batch["tokens"]))  # (B, T, I)
+        return masked_cross_entropy(logits, batch["targets"], self._smoothing)
 
     # ---- validation -------------------------------------------------------------------
     def _validator(self, data: TrainData, cfg: SASRecConfig):
@@ -259,6 +326,20 @@ class SASRec(BaseRecommender):
         return out
 
     # ---- persistence ------------------------------------------------------------------
+    def save(self, path: Path | str) -> None:
+        """Config, vocabulary and weights; plus ``privacy.json`` (achieved ε, δ, ...) for a DP model."""
+        super().save(path)
+        privacy = getattr(self, "privacy_", None)
+        if privacy:
+            (Path(path) / PRIVACY_FILE).write_text(json.dumps(privacy, sort_keys=True, indent=2))
+
+    @classmethod
+    def load(cls, path: Path | str) -> SASRec:
+        model = super().load(path)
+        pfile = Path(path) / PRIVACY_FILE
+        model.privacy_ = json.loads(pfile.read_text()) if pfile.exists() else None
+        return model
+
     def _arrays(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
 

@@ -37,6 +37,14 @@ class FinetuneConfig:
     ``adapter_size`` is the bottleneck width of the ``adapter`` method. ``target_modules=None``
     picks them per architecture (see ``adapters.detect_target_modules``); a list names leaf modules,
     a string is a regular expression over full module names (peft semantics).
+
+    ``dp_epsilon`` (``None`` = off) trains with DP-SGD (opacus; Poisson batches of expected size
+    ``batch_size``, each example's gradient clipped to ``dp_max_grad_norm``, Gaussian noise) so the
+    trained weights are (``dp_epsilon``, ``dp_delta``)-differentially private with respect to the
+    training examples; ``dp_delta=None`` is 1 / (number of training examples). Supported with
+    ``full``, ``lora`` and ``adapter`` (layers opacus computes per-example gradients for), one
+    example per optimiser step group (``grad_accum=1``), no class weights and pointwise losses
+    (see :mod:`liveshelf.text.finetune.private`).
     """
 
     task: Task = "classification"
@@ -64,6 +72,9 @@ class FinetuneConfig:
     target_modules: list[str] | str | None = None
     adapter_size: int = 32
     device: str = "auto"
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_max_grad_norm: float = 1.0
 
     def validate(self) -> FinetuneConfig:
         where = "FinetuneConfig"
@@ -87,6 +98,10 @@ class FinetuneConfig:
                     f"one of {list(RANKING_LOSSES)}", where)
         check_param("device", self.device, self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
                     "'auto', 'cpu' or 'cuda[:N]'", where)
+        if self.dp_epsilon is not None or self.dp_delta is not None:
+            from liveshelf.text.finetune.private import validate_dp
+
+            validate_dp(self, where)
         return self
 
     @property

@@ -61,6 +61,7 @@ from liveshelf.text.finetune.data import (
     pad_batch,
 )
 from liveshelf.text.finetune.loop import FinetuneLoop, KeepBest
+from liveshelf.text.finetune.private import make_private, per_example_generation_loss
 from liveshelf.text.finetune.report import PeakMemory, classification_report, ranking_report
 
 ADAPTER_FILE = "bottleneck_adapter.safetensors"
@@ -247,6 +248,8 @@ class Finetuner:
                       f"({100 * trainable / total:.3f} %)")
             loop = self._make_loop(train, total_steps, valid_texts, valid_labels)
             loop.fit()
+            if self._dp is not None:
+                self._dp.finish(self.model_)
         keeper = next((cb for cb in loop.callbacks if isinstance(cb, KeepBest)), None)
         self.history_ = loop.history
         self.fit_stats_ = {
@@ -256,6 +259,10 @@ class Finetuner:
             "best_epoch": keeper.best_epoch if keeper else loop.epoch, "optimizer_steps": loop.step,
             "peak_mem_mb": mem.peak_mb, "peak_mem_how": mem.how, "bf16": self._use_bf16,
         }
+        if self._dp is not None:
+            privacy = self.fit_stats_["privacy"] = self._dp.report()
+            self._say("differential privacy: epsilon {dp_epsilon:.3f} at delta {dp_delta:.2e} "
+                      "(noise multiplier {dp_noise_multiplier:.3f}, {dp_steps} steps)".format(**privacy))
         self._say(f"{loop.examples:,} examples in {loop.train_seconds:.1f} s = "
                   f"{self.fit_stats_['examples_per_s']:.1f} examples/s; peak memory +{mem.peak_mb:.0f} MB ({mem.how})")
         self.model_.eval()
@@ -286,6 +293,9 @@ class Finetuner:
         if cfg.task == "generation":
             def gen_loss(module: torch.nn.Module, idx: np.ndarray) -> tuple[torch.Tensor, int]:
                 batch = self._batch([train["feats"][i] for i in idx])
+                if cfg.dp_epsilon is not None:  # DP: mean of per-example losses (see finetune.private)
+                    labels = batch.pop("labels")
+                    return per_example_generation_loss(module(**batch).logits, labels, IGNORE), len(idx)
                 return module(**batch).loss.float(), len(idx)
             return gen_loss
         if "pos" in train:
@@ -360,7 +370,11 @@ class Finetuner:
 
             metric, mode = cfg.monitor_metric
             callbacks.append(KeepBest(metric, mode, cfg.patience))
-        return FinetuneLoop(self.model_, optimizer, self._loss_fn(train), batches, epochs=cfg.epochs,
+        loss_fn = self._loss_fn(train)
+        self._dp = None
+        if cfg.dp_epsilon is not None:  # DP-SGD: Poisson batches, per-example clipping + noise (opacus)
+            self._dp, optimizer, batches, loss_fn = make_private(self.model_, optimizer, loss_fn, n, cfg)
+        return FinetuneLoop(self.model_, optimizer, loss_fn, batches, epochs=cfg.epochs,
                             grad_accum=cfg.grad_accum, scheduler=scheduler, evaluate=evaluate,
                             grad_clip=cfg.grad_clip, autocast=autocast, after_step=after_step,
                             callbacks=callbacks)
