@@ -11,6 +11,7 @@ import sys
 from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     ab_cmds,
     demo_cmds,
+    distributed_cmds,
     evaluate_cmds,
     finetune_cmds,
     ingest_cmds,
