@@ -371,6 +371,20 @@ def category_levels(path: str | None) -> list[str]:
     return [" > ".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+def level_shares(category_weight: dict[str, float]) -> dict[str, float]:
+    """Each category level's share among the viewer's levels of the same depth.
+
+    ``{"A": 3, "A > x": 2, "A > y": 1, "B": 1}`` -> A 0.75, B 0.25, A > x 0.67, A > y 0.33. The profile
+    source averages these over an item's levels, so items of one top category (a room's shelf) still
+    differ by sub-category, and a deeper match counts as much as a broad one.
+    """
+    totals: dict[int, float] = {}
+    for c, w in category_weight.items():
+        d = c.count(">")
+        totals[d] = totals.get(d, 0.0) + w
+    return {c: w / totals[c.count(">")] for c, w in category_weight.items() if totals[c.count(">")] > 0}
+
+
 # ------------------------------------------------------------------------------------ results
 @dataclass
 class Scored:
@@ -552,19 +566,20 @@ class Pipeline:
                 src.put("similar", np.asarray([near.get(it, (0.0, None))[0] for it in items]),
                         [{"item": near.get(it, (0.0, None))[1]} for it in items])
             prof, pcause = np.zeros(n), [{} for _ in range(n)]
-            ctot = max(sum(w for c, w in v.category_weight.items() if ">" not in c), 1e-12)
+            shares = level_shares(v.category_weight)
             btot = max(sum(v.brand_weight.values()), 1e-12)
             for j, info in enumerate(infos):
                 if info is None:
                     continue
-                best, cause = 0.0, {}
-                for level in category_levels(info.category):
-                    s = v.category_weight.get(level, 0.0) / ctot
-                    if s > best:
-                        best, cause = s, {"interest": f"category:{level}"}
-                if info.brand and v.brand_weight.get(info.brand, 0.0) / btot > best:
-                    best, cause = v.brand_weight[info.brand] / btot, {"interest": f"brand:{info.brand}"}
-                prof[j], pcause[j] = best, cause
+                levels = category_levels(info.category)
+                g = [shares.get(level, 0.0) for level in levels]
+                deep = max((d for d, x in enumerate(g) if x > 0), default=-1)  # the most specific match
+                b = v.brand_weight.get(info.brand, 0.0) / btot if info.brand else 0.0
+                prof[j] = (sum(g) / len(g) if g else 0.0) + b
+                if b > 0 and b > (g[deep] if deep >= 0 else 0.0):
+                    pcause[j] = {"interest": f"brand:{info.brand}"}
+                elif deep >= 0:
+                    pcause[j] = {"interest": f"category:{levels[deep]}"}
             src.put("profile", prof, pcause)
         return out
 
@@ -898,13 +913,13 @@ class _LiveSnapshot:
     def profile(self, v: Viewer) -> tuple[np.ndarray, Callable[[int], dict[str, Any]]]:
         """The ``profile`` source over the items (as :meth:`Pipeline._item_sources`) and its cause."""
         n = len(self.items)
-        ctot = max(sum(w for c, w in v.category_weight.items() if ">" not in c), 1e-12)
+        shares = level_shares(v.category_weight)
         btot = max(sum(v.brand_weight.values()), 1e-12)
         lw = np.zeros(len(self.level_names) + 1)  # the last slot: padding (-1)
-        for c, w in v.category_weight.items():
+        for c, x in shares.items():
             i = self._levels.get(c)
             if i is not None:
-                lw[i] = w / ctot
+                lw[i] = x
         bw = np.zeros(len(self.brand_names) + 1)
         for b, w in v.brand_weight.items():
             i = self._brands.get(b)
@@ -912,19 +927,21 @@ class _LiveSnapshot:
                 bw[i] = w / btot
         if not n:
             return np.zeros(0), lambda _c: {}
-        g = lw[self.level_ids]
-        lvl = g.argmax(axis=1)  # first level with the best weight, as the strict '>' scan
-        best = g[np.arange(n), lvl]
+        g = lw[self.level_ids]  # (n, depth); padding reads the zero slot
+        depth = np.maximum((self.level_ids >= 0).sum(axis=1), 1)
+        cols = np.arange(g.shape[1])[None, :]
+        lvl = np.where(g > 0, cols, -1).max(axis=1)  # the most specific matching level (-1: none)
+        best = np.where(lvl >= 0, g[np.arange(n), np.maximum(lvl, 0)], 0.0)
         bv = bw[self.brand_ids]
-        use_brand = bv > best
-        value = np.where(use_brand, bv, best)
+        use_brand = (bv > 0) & (bv > best)
+        value = g.sum(axis=1) / depth + bv
         level_names, brand_names, level_ids, brand_ids = (self.level_names, self.brand_names, self.level_ids,
                                                           self.brand_ids)
 
         def cause(c: int) -> dict[str, Any]:
             if use_brand[c]:
                 return {"interest": f"brand:{brand_names[brand_ids[c]]}"}
-            if best[c] > 0:
+            if lvl[c] >= 0:
                 return {"interest": f"category:{level_names[level_ids[c, lvl[c]]]}"}
             return {}
         return value, cause
