@@ -31,7 +31,7 @@ import numpy as np
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.base import BaseRecommender, Context, TrainData
 
-BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def history_text(texts: list[str], items: np.ndarray, n: int, words: int) -> str:
