@@ -180,28 +180,14 @@ def test_attribution_by_user_table():
 # ------------------------------------------------------------------------------------ end to end
 def _build_world(home: Path, n_users: int = 800):
     """A 3-day world with 30 hosts; events before t0 ingested, itemknn in production, the oracle registered."""
-    from liveshelf.data.ingest import Ingestor
     from liveshelf.data.simulate import simulate
-    from liveshelf.data.split import dataset_to_train_data
-    from liveshelf.data.store import EventStore
-    from liveshelf.experiment.online_sim import GroundTruthRanker, live_window
-    from liveshelf.models import create_model
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.experiment.online_sim import live_window, prepare_home
 
     world = simulate(n_users=n_users, n_hosts=30, days=3, seed=1, use_review_corpus=False)
     lo, hi = live_window(world, min_rooms=3)
     lo = max(lo, hi - 3 * 3600)
     t0 = lo + 0.3 * (hi - lo)
-    ds = world.dataset
-    with EventStore(home) as store:
-        ing = Ingestor(store)
-        for kind in ("items", "users", "hosts", "rooms", "shelf"):
-            ing.ingest(kind, getattr(ds, kind))
-        ing.ingest("events", ds.events[ds.events["ts"] < pd.Timestamp(t0, unit="s", tz="UTC")])
-        data = dataset_to_train_data(store.to_dataset())
-    reg = ModelRegistry(home / "models")
-    reg.promote("default", reg.register(create_model("itemknn").fit(data), name="default"))
-    reg.register(GroundTruthRanker(world.truth).fit(), name="oracle")
+    prepare_home(home, world, t0)
     return world, t0
 
 

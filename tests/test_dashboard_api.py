@@ -246,7 +246,8 @@ def test_viewer_burst_is_seeded_in_time_and_favours_the_focus():
 def test_models_list_registry_versions_with_the_served_one(console):
     client, _, _ = console
     models = client.get("/v1/dashboard/models").json()["models"]
-    assert [m["name"] for m in models] == ["default"]
+    assert [(m["role"], m["name"]) for m in models] == [("sequence", "default"), ("ranker", "ranker")]
+    assert models[1]["versions"] == [] and models[1]["serving"] is None  # no ranker yet: the hand blend ranks
     m = models[0]
     assert m["serving"] == "v0001"
     assert {v["version"]: (v["model_type"], v["production"]) for v in m["versions"]} == {

@@ -161,7 +161,10 @@ def test_specs_and_errors():
     assert [s.label for s in got] == ["fair:lambda=0", "fair:lambda=0.1", "cap:0.01", "calib:lambda=0.5"]
     assert parse_rerank(None) == []
     with pytest.raises(ConfigError, match="METHOD:VALUES with METHOD one of"):
-        parse_rerank("mmr:0.5")
+        parse_rerank("diverse:0.5")
+    assert [s.label for s in parse_rerank("mmr:1,0.5")] == ["mmr:lambda=1", "mmr:lambda=0.5"]
+    with pytest.raises(ConfigError, match=r"'lambda' values of '--rerank mmr' must be numbers in \[0, 1\]"):
+        parse_rerank("mmr:2")
     with pytest.raises(ConfigError,
                        match=r"'cap' values of '--rerank cap' must be shares in \(0, 1\]\. Got 2"):
         parse_rerank("cap:2")
@@ -262,3 +265,21 @@ def test_evaluate_rerank_cli_on_a_slice(sci_slice, tmp_path):
     bad = runner.invoke(app, ["evaluate", "--data", f"unisrec:{sci_slice}", "--model", "pop", "--rerank",
                               "fair:lambda=-1"])
     assert bad.exit_code == 2 and "must be numbers >= 0" in bad.output
+
+
+def test_mmr_offline_is_the_serving_step():
+    """``mmr:lambda=1`` keeps the model's lists; lower lambda diversifies the categories exactly as serving's mmr."""
+    from liveshelf.rerank import MMRDiversity
+    from liveshelf.rerank.diversity import mmr
+
+    rng = np.random.default_rng(3)
+    cats = rng.integers(0, 4, size=60)
+    items = np.stack([rng.permutation(60)[:20] for _ in range(30)])
+    scores = np.sort(rng.random((30, 20)), axis=1)[:, ::-1]  # best first
+    same = MMRDiversity(lam=1.0, groups=cats).rerank(items, scores, 10)
+    np.testing.assert_array_equal(same, items[:, :10])
+    div = MMRDiversity(lam=0.3, groups=cats).rerank(items, scores, 10)
+    n_cats = lambda lists: np.mean([len(set(cats[row])) for row in lists])  # noqa: E731
+    assert n_cats(div[:, :4]) > n_cats(same[:, :4])
+    onehot = np.eye(4)[cats[items[0]]]
+    assert div[0].tolist() == items[0][mmr(scores[0], onehot, 10, 0.3)].tolist()

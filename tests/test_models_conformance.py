@@ -32,6 +32,13 @@ FAST_PARAMS: dict[str, dict] = {
     "textseq": {"epochs": 30, "hidden": 16, "n_layers": 1, "max_len": 10, "batch_size": 128, "lr": 0.01,
                 "dropout": 0.0},
 }
+#: The two-stage families over cheap sources (a small SASRec among them).
+_FAST_SOURCES = {"sources": "pop,itemknn,sasrec",
+                 "source_params": {"itemknn": {"k_neighbors": 10},
+                                   "sasrec": {"epochs": 8, "hidden": 16, "n_layers": 1, "max_len": 10,
+                                              "batch_size": 128, "lr": 0.01, "dropout": 0.0}}}
+FAST_PARAMS["ranker"] = {**_FAST_SOURCES, "n_estimators": 50, "min_child_samples": 5}
+FAST_PARAMS["blend"] = dict(_FAST_SOURCES)
 GENERIC_FAST = {"epochs": 8, "hidden": 16, "hidden_size": 16, "n_layers": 1, "max_len": 10,
                 "batch_size": 128, "lr": 0.01, "dropout": 0.0}
 

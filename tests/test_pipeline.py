@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from liveshelf.rerank.diversity import mmr
+from liveshelf.rerank.rules import allowed, stock_of
 from liveshelf.serving.pipeline import Catalogue, ContentIndex, Pipeline, _normalise, hashed_tfidf
-from liveshelf.serving.rerank import allowed, mmr, stock_of
 from liveshelf.serving.settings import DEFAULT_WEIGHTS, ServeSettings
 from liveshelf.serving.state import MemoryState
 

@@ -17,6 +17,7 @@ from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     ingest_cmds,
     loop_cmds,
     models_cmds,
+    ranker_cmds,
     sentiment_cmds,
     serve_cmds,
     simulate_cmds,

@@ -83,6 +83,9 @@ def run(
     max_cycles: Annotated[int | None, typer.Option("--max-cycles", help="Stop after this many cycles.",
                                                    show_default=False)] = None,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between checks of the store.")] = 5.0,
+    ranker: Annotated[bool, typer.Option("--ranker/--no-ranker", help="Also retrain the serving ranker every cycle "
+                                         "(from exposures or events), gated per surface against the hand blend.")]
+    = False,
 ) -> None:
     """Watch the store; train, evaluate and gate candidates; promote the ones that pass."""
     from rich.console import Console
@@ -94,7 +97,7 @@ def run(
     console = Console(soft_wrap=True)
     try:
         config = LoopConfig(name=name, model=model, params=parse_params(param), mode=mode, every_events=every,
-                            interval_s=interval, refit_every=refit_every, eval_fraction=eval_fraction,
+                            interval_s=interval, refit_every=refit_every, eval_fraction=eval_fraction, ranker=ranker,
                             gate=GateConfig(metric=metric, margin=margin, relative=relative,
                                             min_coverage_ratio=min_coverage, latency_factor=latency_factor))
         loop = ContinuousLoop(_home(home), config, log=lambda m: console.print(m, highlight=False, markup=False))

@@ -152,14 +152,16 @@ def accuracy_metrics(lists: np.ndarray, targets: np.ndarray, k: int = 10) -> dic
 def rerank_sweep(items: np.ndarray, scores: np.ndarray, targets: np.ndarray, settings: list, *,
                  n_items: int, tail: np.ndarray, relevance: np.ndarray, k: int = 10, discount: str = "log",
                  groups: np.ndarray | None = None, histories: list[np.ndarray] | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                 progress: Callable[[str], None] | None = None,
+                 similar: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Accuracy + fairness of the model's own top-k (``none``) and of every re-ranking setting.
 
     ``items`` / ``scores``: (cases, N) top-N candidates per test case, best first (``-1``
     padding); ``targets``: (cases,) held-out items; ``settings``: from
     :func:`liveshelf.rerank.parse_rerank`. Exposure for ``fair`` / ``cap`` is counted per
     ``groups`` (None = per item); ``calib`` calibrates the head/tail mix (``tail``) towards
-    each case's history mix (``histories``, uniform without). Rows carry ``ndcg_cost``: the
+    each case's history mix (``histories``, uniform without); ``mmr`` (serving's diversity step) treats
+    items of one ``similar`` code (e.g. category; None = none alike) as similar. Rows carry ``ndcg_cost``: the
     relative NDCG@k loss against ``none``.
     """
     from liveshelf.rerank import build_reranker, history_target
@@ -185,7 +187,7 @@ def rerank_sweep(items: np.ndarray, scores: np.ndarray, targets: np.ndarray, set
     base = row("none", "none", None, items[:, :k], 0.0, {})
     rows.append(base)
     for s in settings:
-        on = tail.astype(np.int64) if s.method == "calib" else groups
+        on = tail.astype(np.int64) if s.method == "calib" else (similar if s.method == "mmr" else groups)
         r = build_reranker(s, groups=on, target=target_mix, discount=discount)
         t0 = time.perf_counter()
         lists = r.rerank(items, scores, k)

@@ -348,6 +348,8 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
                                                        else params.get(name, {}))}
         if getattr(model, "privacy_", None):  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
             results["models"][name]["privacy"] = model.privacy_
+        if getattr(model, "fit_info_", None):  # what the fit decided (e.g. skipped sources), as the model says
+            results["models"][name]["fit_info"] = model.fit_info_
         per_case[name] = ev.per_case
         timing[name] = {"fit_seconds": round(fit_s, 4), "eval_seconds": round(ev.eval_seconds, 4)}
         say(f"{name}: ndcg@10={ev.metrics['ndcg@10']:.4f} recall@10={ev.metrics['recall@10']:.4f} "
@@ -422,7 +424,8 @@ def rerank_tradeoff(ev: ModelEvaluation, split: ProtocolSplit, settings: list, *
     say(f"rerank {name} ({len(settings)} settings over the top {items.shape[1]}) ...")
     return rerank_sweep(items, scores, split.targets(), settings, n_items=n_items, tail=tail,
                         relevance=relevance, k=BEYOND_K, discount=RERANK_DISCOUNT,
-                        histories=[c.context.items for c in split.cases], progress=say)
+                        histories=[c.context.items for c in split.cases], progress=say,
+                        similar=None if split.train.item_category is None else np.asarray(split.train.item_category))
 
 
 def _jsonable(value: Any) -> Any:

@@ -42,7 +42,7 @@ BUCKETS = 10_000
 
 #: Pipeline settings an arm may override (ServeSettings fields).
 ARM_SETTINGS: tuple[str, ...] = ("weights", "mmr_lambda", "host_cap", "brand_cap", "blocked_items", "history_len",
-                                 "profile_half_life_s", "neighbours")
+                                 "profile_half_life_s", "neighbours", "use_ranker")
 
 #: Metrics computed per arm (see :func:`liveshelf.experiment.ab_report.user_table`).
 METRICS: tuple[str, ...] = ("ctr", "cart_rate", "conversion", "gmv_per_viewer", "watch_s_per_viewer")
@@ -248,15 +248,19 @@ class EventLog:
                 rows, self._buf = self._buf, []
             if not rows:
                 return 0
-            text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
+            self._write(rows)
             self.written += len(rows)
             return len(rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Write one batch (a subclass writes elsewhere, e.g. Parquet files)."""
+        text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -148,6 +148,12 @@ class LoopConfig:
     finetune_epochs: int = 3
     seed: int = 0
     gate: GateConfig = field(default_factory=GateConfig)
+    #: also retrain the serving ranker every cycle (``liveshelf.experiment.ranker_train``): from the exposure
+    #: log when it holds enough labelled requests, else from replayed events; promoted per surface only when
+    #: its held-out NDCG@5 is not below the hand blend's + ``ranker_margin``. Its decision joins the log.
+    ranker: bool = False
+    ranker_name: str = "ranker"
+    ranker_margin: float = 0.0
 
     def validate(self) -> LoopConfig:
         w = "LoopConfig"
@@ -326,6 +332,7 @@ class CycleResult:
     timings: dict[str, float]
     checks: dict[str, Any] = field(default_factory=dict)
     paired: dict[str, Any] = field(default_factory=dict)
+    ranker: dict[str, Any] | None = None  # the serving ranker's cycle (LoopConfig.ranker)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -536,11 +543,29 @@ class ContinuousLoop:
                      "cycle_s": round(time.perf_counter() - t_start, 4)})
         self._log_decision({"at": _now(), "name": cfg.name, "model": cfg.model, **result.as_dict(),
                             "gate": cfg.gate.as_dict()})
+        if cfg.ranker:  # after the sources: the ranker's rows are computed with the production models
+            result.ranker = self._ranker_cycle(cycle, trigger)
         self._save_state({"watermark": head.as_dict(), "cycles": cycle, "last_run_at": _now(),
                           "last_decision": result.decision, "last_version": version})
         self.say(f"cycle {cycle}: {result.decision} {version or '-'}"
                  + (f" ({'; '.join(result.reasons)})" if result.reasons else ""))
         return result
+
+    def _ranker_cycle(self, cycle: int, trigger: str) -> dict[str, Any]:
+        """Retrain, gate and (per surface) promote the serving ranker; the decision is logged like a model's."""
+        from liveshelf.experiment.ranker_train import train_ranker
+
+        cfg = self.config
+        try:
+            report = train_ranker(self.home, source="auto", margin=cfg.ranker_margin, name=cfg.ranker_name,
+                                  seed=cfg.seed, log=self.say).to_dict()
+        except LiveshelfError as exc:
+            report = {"version": None, "promoted": False, "reason": f"skipped: {exc}"}
+        decision = "promote" if report.get("promoted") else "refuse"
+        self._log_decision({"at": _now(), "name": cfg.ranker_name, "model": "liveranker", "cycle": cycle,
+                            "trigger": trigger, "decision": decision, **_jsonable(report)})
+        self.say(f"cycle {cycle}: ranker {decision} {report.get('version') or '-'} ({report.get('reason')})")
+        return report
 
     def _skip(self, cycle: int, trigger: str, window: dict[str, Any], state: dict[str, Any],
               t_start: float) -> CycleResult:

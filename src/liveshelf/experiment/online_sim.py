@@ -289,4 +289,59 @@ def live_window(world: World, min_rooms: int = 3) -> tuple[float, float]:
     return float(grid[best[0]]), float(grid[best[1]])
 
 
-__all__ = ["GroundTruthRanker", "OnlineSimulator", "SimStats", "live_window"]
+def live_times(world: World, lo: float, hi: float, n: int, *, min_rooms: int = 3) -> list[float]:
+    """``n`` times in ``[lo, hi)``, spread evenly over the minutes in which at least ``min_rooms`` rooms are live."""
+    rooms = world.dataset.rooms
+    start, end = to_seconds_array(rooms["start"]), to_seconds_array(rooms["end"])
+    grid = np.arange(lo, hi, 60.0)
+    live = ((start[None, :] <= grid[:, None]) & (grid[:, None] < end[None, :])).sum(1) >= min_rooms
+    ok = grid[live]
+    if not len(ok):
+        raise LiveshelfError(f"No minute in [{lo:.0f}, {hi:.0f}) has {min_rooms} live rooms in this world.")
+    return [float(ok[int(i)]) for i in np.linspace(0, len(ok) - 1, n).round().astype(int)]
+
+
+def prepare_home(home: Path, world: World, until: float, *, model: str = "itemknn", oracle: bool = True) -> None:
+    """A home for online simulation: the world's catalogue, hosts, rooms and shelves, its events before ``until``,
+    ``model`` trained on them and promoted as ``default``, and (``oracle``) the truth oracle registered."""
+    import pandas as pd
+
+    from liveshelf.data.ingest import Ingestor
+    from liveshelf.data.split import dataset_to_train_data
+    from liveshelf.data.store import EventStore
+    from liveshelf.models import create_model
+    from liveshelf.serving.registry import ModelRegistry
+
+    ds = world.dataset
+    with EventStore(home) as store:
+        ing = Ingestor(store)
+        for kind in ("items", "users", "hosts", "rooms", "shelf"):
+            ing.ingest(kind, getattr(ds, kind))
+        ing.ingest("events", ds.events[ds.events["ts"] < pd.Timestamp(until, unit="s", tz="UTC")])
+        data = dataset_to_train_data(store.to_dataset())
+    reg = ModelRegistry(Path(home) / "models")
+    reg.promote("default", reg.register(create_model(model).fit(data), name="default"))
+    if oracle:  # its own name: promoting it serves nothing unless a setting asks for model="oracle"
+        reg.promote("oracle", reg.register(GroundTruthRanker(world.truth).fit(), name="oracle"))
+
+
+def event_payloads(frame: Any) -> list[dict[str, Any]]:
+    """Schema event rows as ``POST /v1/events`` bodies (epoch-second times, missing values left out)."""
+    import pandas as pd
+
+    secs = to_seconds_array(frame["ts"].to_numpy())
+    out = []
+    cols = [c for c in ("event_id", "user", "type", "room", "item", "value", "text") if c in frame.columns]
+    for t, rec in zip(secs.tolist(), frame[cols].to_dict("records"), strict=True):
+        body = {"ts": round(float(t), 3)}
+        for c in cols:
+            v = rec[c]
+            if v is None or (not isinstance(v, str) and pd.isna(v)):
+                continue
+            body[c] = float(v) if c == "value" else str(v)
+        out.append(body)
+    return out
+
+
+__all__ = ["GroundTruthRanker", "OnlineSimulator", "SimStats", "event_payloads", "live_times", "live_window",
+           "prepare_home"]

@@ -8,7 +8,7 @@ from liveshelf.models.base import BaseRecommender, Context, Recommender, TrainDa
 from liveshelf.models.registry import available_models, create_model, load_model, register_model
 
 # Built-in families; each module calls register_model() when imported.
-_FAMILIES = ("classic", "sasrec", "textseq", "llmrank")
+_FAMILIES = ("classic", "sasrec", "textseq", "llmrank", "ranker")
 
 for _name in _FAMILIES:
     try:

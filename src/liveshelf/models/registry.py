@@ -13,20 +13,29 @@ from typing import Any
 from liveshelf.errors import RegistryError
 
 _MODELS: dict[str, type] = {}
+#: What each registered family is: "recommender" (the Recommender protocol: fit on TrainData, score
+#: item candidates; what ``liveshelf evaluate --model`` takes) or "ranker" (the serving ranker over
+#: feature rows). Every kind is saved, loaded and versioned the same way.
+_KINDS: dict[str, str] = {}
+KINDS: tuple[str, ...] = ("recommender", "ranker")
 
 
-def register_model(name: str, cls: type) -> None:
+def register_model(name: str, cls: type, kind: str = "recommender") -> None:
+    if kind not in KINDS:
+        raise RegistryError(f"register_model: kind must be one of {KINDS}; got {kind!r} for {name!r}.")
     if name in _MODELS and _MODELS[name] is not cls:
         raise RegistryError(
             f"A model named {name!r} is already registered by {_MODELS[name].__module__}; "
             f"pick another name in {cls.__module__}."
         )
     _MODELS[name] = cls
+    _KINDS[name] = kind
 
 
-def available_models() -> list[str]:
+def available_models(kind: str = "recommender") -> list[str]:
+    """Registered families of ``kind`` ("recommender" by default; ``"all"`` for every kind)."""
     _load_builtins()
-    return sorted(_MODELS)
+    return sorted(n for n in _MODELS if kind == "all" or _KINDS.get(n) == kind)
 
 
 def get_model_class(name: str) -> type:

@@ -3,6 +3,8 @@
 - :class:`ExposurePenalty` — ``relevance - λ · exposure_so_far`` (``fair:lambda=...``)
 - :class:`ExposureCap` — no item / group above a share of all exposure (``cap:...``)
 - :class:`Calibrated` — Steck calibration to a target group mix (``calib:lambda=...``)
+- :class:`MMRDiversity` — serving's MMR diversity step, offline (``mmr:lambda=...``); business rules
+  (:mod:`liveshelf.rerank.rules`) and :func:`mmr` itself are what the serving pipeline calls
 
 Every re-ranker has ``rerank(items, scores, k) -> (U, k)`` over a batch of users' candidates.
 
@@ -15,8 +17,9 @@ Every re-ranker has ``rerank(items, scores, k) -> (U, k)`` over a batch of users
 from liveshelf.rerank._base import DISCOUNTS, position_weights, scale_relevance
 from liveshelf.rerank.calibrated import Calibrated, history_target
 from liveshelf.rerank.cap import ExposureCap
+from liveshelf.rerank.diversity import MMRDiversity, mmr
 from liveshelf.rerank.penalty import ExposurePenalty
 from liveshelf.rerank.spec import METHODS, RerankSetting, build_reranker, parse_rerank
 
-__all__ = ["DISCOUNTS", "METHODS", "Calibrated", "ExposureCap", "ExposurePenalty", "RerankSetting",
-           "build_reranker", "history_target", "parse_rerank", "position_weights", "scale_relevance"]
+__all__ = ["DISCOUNTS", "METHODS", "Calibrated", "ExposureCap", "ExposurePenalty", "MMRDiversity", "RerankSetting",
+           "build_reranker", "history_target", "mmr", "parse_rerank", "position_weights", "scale_relevance"]

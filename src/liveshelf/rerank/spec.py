@@ -4,6 +4,7 @@
 ``fair:lambda=0,0.1,0.3,1``        :class:`~liveshelf.rerank.penalty.ExposurePenalty`, one per λ >= 0
 ``cap:0.01,0.02``                  :class:`~liveshelf.rerank.cap.ExposureCap`, one per cap share in (0, 1]
 ``calib:lambda=0.3,0.6,0.9``       :class:`~liveshelf.rerank.calibrated.Calibrated`, one per λ in [0, 1]
+``mmr:lambda=1,0.8,0.5``           :class:`~liveshelf.rerank.diversity.MMRDiversity` (serving's MMR), λ in [0, 1]
 =================================  ==============================================================
 
 The key is optional (``fair:0,0.1`` = ``fair:lambda=0,0.1``; ``cap:cap=0.01``).
@@ -23,6 +24,7 @@ METHODS: dict[str, tuple[str, str, Any]] = {
     "fair": ("lambda", "numbers >= 0", lambda v: v >= 0),
     "cap": ("cap", "shares in (0, 1]", lambda v: 0 < v <= 1),
     "calib": ("lambda", "numbers in [0, 1]", lambda v: 0 <= v <= 1),
+    "mmr": ("lambda", "numbers in [0, 1]", lambda v: 0 <= v <= 1),
 }
 
 
@@ -83,8 +85,11 @@ def build_reranker(setting: RerankSetting, *, groups: np.ndarray | None = None,
     ``fair`` / ``cap`` (None = items) and the mix ``calib`` calibrates with ``target``."""
     from liveshelf.rerank.calibrated import Calibrated
     from liveshelf.rerank.cap import ExposureCap
+    from liveshelf.rerank.diversity import MMRDiversity
     from liveshelf.rerank.penalty import ExposurePenalty
 
+    if setting.method == "mmr":  # groups: what counts as similar (e.g. categories)
+        return MMRDiversity(lam=setting.value, groups=groups)
     if setting.method == "fair":
         return ExposurePenalty(lam=setting.value, discount=discount, groups=groups)
     if setting.method == "cap":

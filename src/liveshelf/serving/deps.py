@@ -24,6 +24,7 @@ from liveshelf.data.store import EventStore
 from liveshelf.errors import ConfigError, NotFoundError, ValidationError
 from liveshelf.privacy.pseudonym import Pseudonymiser
 from liveshelf.serving.experiments import ExperimentService
+from liveshelf.serving.exposures import ExposureLog
 from liveshelf.serving.metrics import Metrics
 from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
@@ -163,6 +164,7 @@ class Services:
     sync: CatalogueSync
     text: TextServices | None = None
     experiments: ExperimentService | None = None  # A/B tests: serving/experiments.py
+    exposures: ExposureLog | None = None  # every answer, with its ranking features: serving/exposures.py
     started: float = field(default_factory=time.time)
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -211,6 +213,17 @@ class Services:
             self.text.close()
         if self.experiments is not None:
             self.experiments.close()
+        if self.exposures is not None:
+            self.exposures.close()
+
+    def log_exposure(self, surface: str, user: str | None, room: str | None, t: float, ranked: Any,
+                     ab: Any = None) -> None:
+        """Buffer one answer in the exposure log (no-op when logging is off)."""
+        if self.exposures is None:
+            return
+        self.exposures.log(surface, user, room, t, ranked,
+                           model_version=ab.model_version() if ab is not None else self.model_version(),
+                           arm=None if ab is None else ab.arm, experiment=None if ab is None else ab.experiment)
 
 
 def get_services(request: Request) -> Services:
@@ -352,8 +365,9 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     models = {"sequence": ModelSlot(home, settings.model)}
     if settings.cf_model:
         models["cf"] = ModelSlot(home, settings.cf_model)
+    models["ranker"] = ModelSlot(home, settings.ranker_model)
     pipeline = Pipeline(state, catalogue, settings, {role: slot.get for role, slot in models.items()},
-                        on_cache=metrics.cache_lookup)
+                        on_cache=metrics.cache_lookup, ranker_version=lambda: models["ranker"].current()[0])
     pz = Pseudonymiser(settings.pseudonym_key.get_secret_value()) if (
         settings.pseudonym_key is not None and settings.pseudonym_key.get_secret_value()) else None
     sync = CatalogueSync(None if settings.state == "memory" else settings.state, settings.state_prefix)
@@ -364,7 +378,10 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     # ---- A/B experiments (<home>/experiments): arm pipelines share the state and the catalogue
     services.experiments = ExperimentService(home, state, catalogue, settings,
                                              {role: slot.get for role, slot in models.items()},
-                                             services.model_version)
+                                             services.model_version,
+                                             ranker_version=lambda: models["ranker"].current()[0])
+    if settings.log_exposures:
+        services.exposures = ExposureLog(home, sample=settings.exposure_sample)
     return services
 
 

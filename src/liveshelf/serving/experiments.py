@@ -115,7 +115,9 @@ class ExperimentService:
 
     def __init__(self, home: Path, state: Any, catalogue: Catalogue, settings: ServeSettings,
                  production: dict[str, Callable[[], Any]], production_version: Callable[[], str | None],
-                 *, poll_s: float = 1.0, flush_s: float = 0.5) -> None:
+                 *, poll_s: float = 1.0, flush_s: float = 0.5,
+                 ranker_version: Callable[[], str | None] | None = None) -> None:
+        self.ranker_version = ranker_version
         self.store = ExperimentStore(home)
         self.home = Path(home)
         self.state, self.catalogue, self.settings = state, catalogue, settings
@@ -168,7 +170,8 @@ class ExperimentService:
                 pinned = _PinnedModel(self.home, arm.model, arm.version)
                 models = {**self.production, "sequence": pinned.get}
                 version = pinned.current_version
-            out[arm.name] = (Pipeline(self.state, self.catalogue, settings, models), version)
+            out[arm.name] = (Pipeline(self.state, self.catalogue, settings, models,
+                                      ranker_version=self.ranker_version), version)
         return out
 
     @property

@@ -129,9 +129,10 @@ class RoomsOut(BaseModel):
 # ------------------------------------------------------------------------------------ recommendations
 class Reason(BaseModel):
     source: str = Field(..., description="repeat | sequence | cf | trending-in-room | similar-to | "
-                                         "profile-match | on-shelf | live-now | comments-negative "
+                                         "profile-match | context | on-shelf | live-now | comments-negative "
                                          "(a demotion: recent comments about the item turned negative)")
-    score: float = Field(..., description="This source's share of the blended score.")
+    score: float = Field(..., description="This source's part of the score: its share of the hand blend, or the "
+                                          "learned ranker's contributions of the source's features.")
     item: str | None = None
     room: str | None = None
     host: str | None = None
@@ -153,6 +154,8 @@ class FeedOut(BaseModel):
     at: float
     model_version: str | None
     fallback: bool = Field(..., description="True when the viewer is unknown and the feed is trending only.")
+    ranked_by: str | None = Field(None, description="What decided the order: 'ranker@<version>' (the promoted "
+                                  "learned ranker) or 'hand-blend' (the cold-start fallback).")
     rooms: list[RoomRec]
 
 
@@ -170,6 +173,8 @@ class ShelfOut(BaseModel):
     at: float
     live: bool
     model_version: str | None
+    ranked_by: str | None = Field(None, description="What decided the order: 'ranker@<version>' (the promoted "
+                                  "learned ranker) or 'hand-blend' (the cold-start fallback).")
     items: list[ItemRec]
 
 
@@ -179,6 +184,8 @@ class NextItemOut(BaseModel):
     live: bool
     audience: int
     model_version: str | None
+    ranked_by: str | None = Field(None, description="What decided the order: 'ranker@<version>' (the promoted "
+                                  "learned ranker) or 'hand-blend' (the cold-start fallback).")
     item: ItemRec | None
     items: list[ItemRec]
     pitch: dict[str, Any] | None = Field(

@@ -73,7 +73,18 @@ class ServeSettings(BaseSettings):
     pseudonym_key: SecretStr | None = Field(None, description="HMAC key of user ids (as at ingest).")
 
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS),
-                                      description="Blend weight of each candidate source.")
+                                      description="Hand-blend weight of each candidate source (the cold-start "
+                                                  "fallback when no learned ranker is promoted).")
+    use_ranker: bool = Field(True, description="Rank with the promoted learned ranker when there is one "
+                             "(False: always the hand blend, e.g. as the control arm of an A/B test).")
+    ranker_model: str = Field("ranker", description="Registry name of the learned ranker; while it has no "
+                              "production version the hand blend ranks (and the answers say so).")
+    log_exposures: bool = Field(True, description="Log every feed / shelf / next-item answer as exposures "
+                                "(with the ranking features) under <home>/exposures.")
+    log_features: bool = Field(True, description="Compute the ranking features also when the hand blend ranks, "
+                               "so exposures carry them (needed to train a ranker from exposures).")
+    exposure_sample: float = Field(1.0, ge=0.0, le=1.0, description="Share of requests whose exposures are "
+                                   "logged (sampled by a hash of the request id).")
     mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only.")
     host_cap: int = Field(2, ge=1, description="Most rooms of one host in one feed.")
     brand_cap: int = Field(3, ge=1, description="Items of one brand in a row before others go first "

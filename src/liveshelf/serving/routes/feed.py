@@ -25,12 +25,14 @@ def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: Re
     A viewer in a running A/B experiment is served by the arm's pipeline (``experiment`` names it)."""
     key = services.user_key(user)
     ab = services.experiments.assign("feed", key) if services.experiments is not None else None
-    recs, known = (ab.pipeline if ab is not None else pipeline).feed(key, at, k)
+    ranked = (ab.pipeline if ab is not None else pipeline).rank_feed(key, at, k)
+    recs, known = ranked.recs, ranked.known
     log.debug("feed user=%s rooms=%d known=%s", services.log_id(user), len(recs), known)
     if ab is not None and services.experiments is not None:
         services.experiments.expose(ab, key, at, "feed", None, [r.key for r in recs])
+    services.log_exposure("feed", key, None, at, ranked, ab)
     return FeedOutAB(user=user, at=at, model_version=ab.model_version() if ab is not None else services.model_version(),
-                     fallback=not known, experiment=None if ab is None else ab.tag(),
+                     fallback=not known, experiment=None if ab is None else ab.tag(), ranked_by=ranked.ranked_by,
                      rooms=[RoomRec(room=r.key, host=r.extra.get("host"), title=r.extra.get("title", ""),
                                     shelf_size=r.extra.get("shelf_size", 0), score=r.score,
                                     reasons=[Reason(**x) for x in r.reasons]) for r in recs])

@@ -73,8 +73,8 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
     info = _require_room(services, room)
     key = None if user is None else services.user_key(user)
     ab = services.experiments.assign("shelf", key) if services.experiments is not None else None
-    recs = (ab.pipeline if ab is not None else pipeline).shelf(key, room, at, k)
-    items = _item_recs(services, recs)
+    ranked = (ab.pipeline if ab is not None else pipeline).rank_shelf(key, room, at, k)
+    items = _item_recs(services, ranked.recs)
     if services.text is not None:
         items = services.text.demote_by_comments(room, items)
     if explain and services.text is not None:
@@ -82,7 +82,8 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
             rec.pitch = services.text.pitch(rec.item, key, room, at, lang=lang)
     if ab is not None and services.experiments is not None and key is not None:
         services.experiments.expose(ab, key, at, "shelf", room, [r.item for r in items])
-    return ShelfOutAB(room=room, user=user, at=at, live=_live(info, at), items=items,
+    services.log_exposure("shelf", key, room, at, ranked, ab)
+    return ShelfOutAB(room=room, user=user, at=at, live=_live(info, at), items=items, ranked_by=ranked.ranked_by,
                       model_version=ab.model_version() if ab is not None else services.model_version(),
                       experiment=None if ab is None else ab.tag())
 
@@ -93,15 +94,17 @@ def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _clien
               k: K = 5, lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> NextItemOut:
     """The shelf ranked for the viewers in the room now (their mean blended score); trending when empty."""
     info = _require_room(services, room)
-    recs, audience = pipeline.next_item(room, at, k)
-    items = _item_recs(services, recs)
+    ranked = pipeline.rank_next_item(room, at, k)
+    audience = ranked.audience
+    items = _item_recs(services, ranked.recs)
+    services.log_exposure("next-item", None, room, at, ranked)
     if services.text is not None:
         items = services.text.demote_by_comments(room, items)
     pitch = None
     if items and services.text is not None:
         pitch = services.text.pitch(items[0].item, None, room, at, lang=lang)
     return NextItemOut(room=room, at=at, live=_live(info, at), audience=audience,
-                       model_version=services.model_version(), item=items[0] if items else None, items=items,
+                       model_version=services.model_version(), ranked_by=ranked.ranked_by, item=items[0] if items else None, items=items,
                        pitch=pitch)
 
 

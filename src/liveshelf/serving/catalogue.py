@@ -1,0 +1,95 @@
+"""Item attributes by id, as the serving path reads them (thread-safe, versioned)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from liveshelf.rerank.rules import parse_attributes
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    id: str
+    title: str = ""
+    description: str = ""
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    rating: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    language: str | None = None
+
+    def text(self) -> str:
+        return ". ".join(p for p in (self.title, self.category or "", self.brand or "", self.description) if p)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "description": self.description, "category": self.category,
+                "brand": self.brand, "price": self.price, "rating": self.rating,
+                "attributes": dict(self.attributes), "language": self.language}
+
+
+def _opt(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v
+
+
+class Catalogue:
+    """Item attributes by id (thread-safe). ``version`` grows with every change."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, ItemInfo] = {}
+        self._lock = threading.Lock()
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, item: str) -> ItemInfo | None:
+        return self._items.get(item)
+
+    @staticmethod
+    def _infos(frame: pd.DataFrame) -> list[ItemInfo]:
+        rows = []
+        for rec in frame.to_dict("records"):
+            price, rating = _opt(rec.get("price")), _opt(rec.get("rating"))
+            rows.append(ItemInfo(
+                id=str(rec["id"]), title=str(_opt(rec.get("title")) or ""),
+                description=str(_opt(rec.get("description")) or ""), category=_opt(rec.get("category")),
+                brand=_opt(rec.get("brand")), price=None if price is None else float(price),
+                rating=None if rating is None else float(rating),
+                attributes=parse_attributes(_opt(rec.get("attributes"))), language=_opt(rec.get("language"))))
+        return rows
+
+    def upsert_frame(self, frame: pd.DataFrame) -> int:
+        """Insert or replace items from a schema items frame."""
+        rows = self._infos(frame)
+        with self._lock:
+            items = dict(self._items)
+            items.update((r.id, r) for r in rows)
+            self._items = items  # one reference swap: readers see the old or the new catalogue
+            self.version += 1
+        return len(rows)
+
+    def replace(self, frame: pd.DataFrame) -> int:
+        """Replace the whole catalogue at once."""
+        rows = self._infos(frame)
+        with self._lock:
+            self._items = {r.id: r for r in rows}
+            self.version += 1
+        return len(rows)
+
+    def ids(self) -> list[str]:
+        return list(self._items)
+
+
+__all__ = ["Catalogue", "ItemInfo"]

@@ -1,0 +1,194 @@
+"""The live layout at one time with the arrays the feed scores with (cached while it provably holds)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from liveshelf.serving.catalogue import Catalogue
+from liveshelf.serving.content import ContentIndex
+from liveshelf.serving.viewer import ModelView, Viewer, category_levels, level_shares
+
+#: Shelves whose mean content vector the feed keeps (all dropped when full).
+SHELF_VECTOR_CACHE = 50_000
+
+
+class Lazy:
+    """A read-only sequence whose item ``j`` is ``fn(j)``, computed when read (causes of the few shown)."""
+
+    def __init__(self, n: int, fn: Callable[[int], dict[str, Any]]) -> None:
+        self.n, self.fn = n, fn
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        return self.fn(j)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self.fn(j) for j in range(self.n))
+
+
+def room_cause(cause: Callable[[int], dict[str, Any]], col: np.ndarray, items: list[str]
+                ) -> Callable[[int], dict[str, Any]]:
+    def at(j: int) -> dict[str, Any]:
+        c = int(col[j])
+        return {} if c < 0 else {**cause(c), "shelf_item": items[c]}
+    return at
+
+
+class ItemTable:
+    """Per catalogue version and content index: each item's category-level ids and brand id, and
+    each shelf's mean unit content vector, kept across live snapshots (a shelf write then
+    rebuilds only what changed)."""
+
+    def __init__(self, key: tuple, catalogue: Catalogue, content: ContentIndex) -> None:
+        self.key, self.catalogue, self.content = key, catalogue, content
+        self.levels: dict[str, int] = {}
+        self.brands: dict[str, int] = {}
+        self._items: dict[str, tuple[list[int], int]] = {}
+        self._shelves: dict[tuple[str, ...], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def item(self, it: str) -> tuple[list[int], int]:
+        """(category-level ids, brand id or -1) of one item."""
+        got = self._items.get(it)
+        if got is None:
+            info = self.catalogue.get(it)
+            with self._lock:
+                if info is None:
+                    got = ([], -1)
+                else:
+                    lv = [self.levels.setdefault(x, len(self.levels)) for x in category_levels(info.category)]
+                    got = (lv, self.brands.setdefault(info.brand, len(self.brands)) if info.brand else -1)
+                self._items[it] = got
+        return got
+
+    def shelf_vector(self, shelf: list[str]) -> np.ndarray:
+        """The mean unit content vector of a shelf (zeros when empty)."""
+        key = tuple(shelf)
+        v = self._shelves.get(key)
+        if v is None:
+            v = mean_unit(self.content.matrix(shelf), self.content.vectors.shape[1])
+            with self._lock:
+                if len(self._shelves) >= SHELF_VECTOR_CACHE:
+                    self._shelves.clear()
+                self._shelves[key] = v
+        return v
+
+
+class LiveSnapshot:
+    """A :class:`LiveLayout` plus the arrays the feed scores with.
+
+    ``items`` are the distinct shelf items (sorted by id), ``grid`` the (rooms x longest
+    shelf) matrix of their positions (``len(items)`` pads), ``vectors`` each room's mean
+    unit content vector; per item its category-level and brand ids for the profile source.
+    """
+
+    def __init__(self, key: tuple, layout: Any, table: ItemTable) -> None:
+        self.key, self.layout, self.content = key, layout, table.content
+        shelves = layout.shelves
+        self.hosts: list[str | None] = [row.get("host") for row in layout.info]
+        self.items: list[str] = sorted({it for sh in shelves for it in sh})
+        self.col = {it: j for j, it in enumerate(self.items)}
+        n = len(self.items)
+        width = max((len(sh) for sh in shelves), default=0)
+        self.grid = np.full((len(shelves), max(width, 1)), n, dtype=np.int64)
+        for j, sh in enumerate(shelves):
+            self.grid[j, : len(sh)] = [self.col[it] for it in sh]
+        dim = self.content.vectors.shape[1]
+        self.vectors = (np.stack([table.shelf_vector(sh) for sh in shelves]) if shelves
+                        else np.zeros((0, dim), dtype=np.float32))
+        # profile: item -> category-level ids (padded with -1) and brand id (-1: none)
+        rows = [table.item(it) for it in self.items]
+        self.brand_ids = np.asarray([b for _, b in rows], dtype=np.int64).reshape(n)
+        depth = max((len(lv) for lv, _ in rows), default=0)
+        self.level_ids = np.full((n, max(depth, 1)), -1, dtype=np.int64)
+        for j, (lv, _) in enumerate(rows):
+            if lv:
+                self.level_ids[j, : len(lv)] = lv
+        with table._lock:  # the table's vocabularies grow; this snapshot keeps its own copy
+            self._levels, self._brands = dict(table.levels), dict(table.brands)
+        self.level_names = list(self._levels)
+        self.brand_names = list(self._brands)
+        self._columns: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
+        self._sim_rows: dict[int, np.ndarray] = {}
+
+    def sim_row(self, i: int) -> np.ndarray:
+        """``vectors @ vectors[i]`` (room i's content similarity to every room), computed once per snapshot."""
+        row = self._sim_rows.get(i)
+        if row is None:
+            # einsum: no BLAS threads, which cost far more than this small product on a busy server
+            row = self._sim_rows[i] = np.einsum("ij,j->i", self.vectors, self.vectors[i])
+        return row
+
+    def columns(self, view: ModelView) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ModelView.columns` of the snapshot's items, kept per model view."""
+        got = self._columns.get(id(view))
+        if got is None or got[0] is not view:
+            got = (view, view.columns(self.items))
+            self._columns[id(view)] = got
+        return got[1]
+
+    def best_per_room(self, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per room: the best finite value over its shelf (NaN: none) and the item position holding it.
+
+        Ties go to the larger item id, as ``max`` over ``(value, item)`` pairs does.
+        """
+        ext = np.append(np.where(np.isfinite(vals), vals, np.nan), np.nan)
+        m = ext[self.grid]
+        has = ~np.all(np.isnan(m), axis=1)
+        best = np.full(len(m), np.nan)
+        best[has] = np.nanmax(m[has], axis=1)
+        at = np.where(m == best[:, None], self.grid, -1).max(axis=1)
+        return best, np.where(has, at, -1)
+
+    def profile(self, v: Viewer) -> tuple[np.ndarray, Callable[[int], dict[str, Any]]]:
+        """The ``profile`` source over the items (as :meth:`Pipeline._item_sources`) and its cause."""
+        n = len(self.items)
+        shares = level_shares(v.category_weight)
+        btot = max(sum(v.brand_weight.values()), 1e-12)
+        lw = np.zeros(len(self.level_names) + 1)  # the last slot: padding (-1)
+        for c, x in shares.items():
+            i = self._levels.get(c)
+            if i is not None:
+                lw[i] = x
+        bw = np.zeros(len(self.brand_names) + 1)
+        for b, w in v.brand_weight.items():
+            i = self._brands.get(b)
+            if i is not None:
+                bw[i] = w / btot
+        if not n:
+            return np.zeros(0), lambda _c: {}
+        g = lw[self.level_ids]  # (n, depth); padding reads the zero slot
+        depth = np.maximum((self.level_ids >= 0).sum(axis=1), 1)
+        cols = np.arange(g.shape[1])[None, :]
+        lvl = np.where(g > 0, cols, -1).max(axis=1)  # the most specific matching level (-1: none)
+        best = np.where(lvl >= 0, g[np.arange(n), np.maximum(lvl, 0)], 0.0)
+        bv = bw[self.brand_ids]
+        use_brand = (bv > 0) & (bv > best)
+        value = g.sum(axis=1) / depth + bv
+        level_names, brand_names, level_ids, brand_ids = (self.level_names, self.brand_names, self.level_ids,
+                                                          self.brand_ids)
+
+        def cause(c: int) -> dict[str, Any]:
+            if use_brand[c]:
+                return {"interest": f"brand:{brand_names[brand_ids[c]]}"}
+            if lvl[c] >= 0:
+                return {"interest": f"category:{level_names[level_ids[c, lvl[c]]]}"}
+            return {}
+        return value, cause
+
+
+def mean_unit(m: np.ndarray, dim: int) -> np.ndarray:
+    if not len(m):
+        return np.zeros(dim, dtype=np.float32)
+    v = m.mean(axis=0)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+__all__ = ["ItemTable", "Lazy", "LiveSnapshot", "mean_unit", "room_cause"]
