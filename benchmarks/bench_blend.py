@@ -128,14 +128,14 @@ def _add(a, b):
     return a
 
 
-def evaluate(home: Path, world, times: list[float], world_name: str) -> list[dict]:
+def evaluate(home: Path, world, times: list[float], world_name: str, settings: dict | None = None) -> list[dict]:
     """Top-3 true preference of the shelf under each setting at ``times`` (the world's events posted up to each)."""
     from fastapi.testclient import TestClient
 
     from liveshelf.serving.app import create_app
 
     rows = []
-    for setting, over in SETTINGS.items():
+    for setting, over in (SETTINGS if settings is None else settings).items():
         top, mean, by = [], [], set()
         with TestClient(create_app(_settings(home, **over))) as client:
             for t in times:
@@ -168,6 +168,23 @@ def _rooms_at(world, t: float) -> list[str]:
     live = set(rooms["id"].astype(str)[(rs <= t) & ((t < re_) | np.isnan(re_))])
     sizes = on[on["room"].astype(str).isin(live)].groupby("room")["item"].nunique()
     return [str(r) for r in sizes.sort_values(ascending=False, kind="stable").index[:EVAL_ROOMS]]
+
+
+def predict_timing(model, n: int = 200, repeats: int = 2000) -> dict:
+    """Milliseconds of one predict call (and one contributions call) over ``n`` candidates, one thread."""
+    from liveshelf.serving.features import ITEM_FEATURES
+
+    X = np.random.default_rng(0).normal(size=(n, len(ITEM_FEATURES)))
+    out = {"candidates": n}
+    for what, fn in (("predict", model.predict), ("contributions", model.contributions)):
+        ms = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn("item", X)
+            ms.append((time.perf_counter() - t) * 1e3)
+        out[f"{what}_p50_ms"] = round(float(np.percentile(ms, 50)), 4)
+        out[f"{what}_p99_ms"] = round(float(np.percentile(ms, 99)), 4)
+    return out
 
 
 def post_until(home: Path, world, lo: float, hi: float) -> None:
@@ -260,7 +277,17 @@ def main() -> None:
             raise SystemExit(f"the ranker was refused on every surface: {report.reason}")
         times_a = live_times(world_a, d0 + 2 * DAY, d0 + 3 * DAY, EVAL_TIMES + 2)[1:-1]
         post_until(home_a, world_a, d0 + 2 * DAY, times_a[0])
-        rows += evaluate(home_a, world_a, times_a[:1], "A (trained on its day 2)")
+        rows += evaluate(home_a, world_a, times_a[:1], "A (trained on its days 1-2)")
+        # how the ranker treats the position bias of its logged clicks (default: LightGBM's unbiased lambdarank)
+        variants = {}
+        for mode in ("feature", "none"):
+            rep = train_ranker(home_a, source="exposures", seed=0, params={"position": mode}, name=f"ranker-{mode}",
+                               margin=-1.0)  # promoted whatever its held-out figure: it is measured below
+            extra[f"ranker_position_{mode}"] = rep.surfaces.get("item", {}).get("ndcg@5")
+            variants[f"ranker (position {'as a feature' if mode == 'feature' else 'ignored'})"] = {
+                "ranker_model": f"ranker-{mode}"}
+        rows += evaluate(home_a, world_a, times_a[:1], "A (trained on its days 1-2)", variants)
+        extra["ranker_predict_ms"] = predict_timing(ModelRegistry(home_a / "models").load("ranker"))
         # ---- world B: never trained on
         world_b = simulate(n_users=N_USERS, n_hosts=40, days=3, seed=7, en_share=0.6, interest_alpha=0.5,
                            use_review_corpus=False)

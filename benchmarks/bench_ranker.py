@@ -17,6 +17,8 @@ Environment:
     RANKER_MAX_USERS  keep at most this many users of each multi-behaviour data set (default: 0 = all)
     RANKER_PARAMS     JSON object of HybridRanker settings overriding SETTINGS
     RANKER_SASREC     JSON object of SASRec / TextSeq settings overriding the source defaults
+    RANKER_CACHE      folder: fitted sources are saved there and reloaded on the next run (same data,
+                      seed and settings are the caller's responsibility; fit_seconds then is the original fit's)
 
 Rows of data sets not rerun are kept from the previous ``results/ranker.json``.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import common
 import numpy as np
@@ -34,6 +37,7 @@ from liveshelf.data.formats import load_dataset
 from liveshelf.evaluation.protocols import loo
 from liveshelf.evaluation.runner import evaluate_model, seed_everything
 from liveshelf.evaluation.significance import compare
+from liveshelf.models import load_model
 from liveshelf.models.ranker import BlendRecommender, HybridRanker
 from liveshelf.models.ranker.sources import build_source, skip_reason
 
@@ -91,11 +95,19 @@ def run_dataset(name: str, max_users: int, params: dict, seq_params: dict) -> li
         if reason:
             rows.append({"dataset": name, "model": src, "skipped": reason})
             continue
-        seed_everything(SEED)
-        t0 = time.perf_counter()
-        sp = seq_params if src in ("sasrec", "textseq") else {}
-        fitted[src] = build_source(src, sp, SEED).fit(train)
-        fit_s = time.perf_counter() - t0
+        cached = Path(os.environ["RANKER_CACHE"]) / name / src if os.environ.get("RANKER_CACHE") else None
+        if cached is not None and (cached / "config.json").exists():
+            fitted[src] = load_model(cached)
+            fit_s = json.loads((cached / "fit_seconds.json").read_text())["fit_seconds"]
+        else:
+            seed_everything(SEED)
+            t0 = time.perf_counter()
+            sp = seq_params if src in ("sasrec", "textseq") else {}
+            fitted[src] = build_source(src, sp, SEED).fit(train)
+            fit_s = time.perf_counter() - t0
+            if cached is not None:
+                fitted[src].save(cached)
+                (cached / "fit_seconds.json").write_text(json.dumps({"fit_seconds": fit_s}))
         add(src, fitted[src], fit_s, fit_s)
     src_total = sum(r["fit_seconds"] for r in rows if "fit_seconds" in r)
     names = list(fitted)

@@ -361,7 +361,7 @@ def test_keys_limits_and_validation(world_template, tmp_path, caplog):
     with TestClient(create_app(settings)) as client, caplog.at_level("DEBUG", logger="liveshelf"):
         ev = {"event_id": "s1", "ts": iso(T0), "user": secret_user, "type": "like", "item": "i0000001"}
         assert client.post("/v1/events", json={"events": [ev]}).status_code == 401
-        assert client.post("/v1/events", json={"events": [ev]}, headers={"X-API-Key": "nope"}).status_code == 403
+        assert client.post("/v1/events", json={"events": [ev]}, headers={"X-API-Key": "nope"}).status_code == 401
         assert client.post("/v1/events", json={"events": [ev]}, headers=AUTH).status_code == 200
         assert client.post("/v1/events", json={"events": [ev] * 4}, headers=AUTH).status_code == 413
         big = {"events": [{**ev, "text": "x" * 9000}] * 3}

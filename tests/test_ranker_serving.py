@@ -14,7 +14,7 @@ from liveshelf.experiment.online_sim import live_times, prepare_home
 from liveshelf.experiment.ranker_train import Replay, tables_from_exposures, train_ranker
 from liveshelf.models.ranker.live import LiveRanker, RankTable
 from liveshelf.serving.app import create_app
-from liveshelf.serving.exposures import label_exposures, read_exposures
+from liveshelf.serving.exposures import join_outcomes, label_exposures, read_exposures
 from liveshelf.serving.features import FEATURE_SOURCE, ITEM_FEATURES, ROOM_FEATURES
 from liveshelf.serving.settings import ServeSettings
 
@@ -138,11 +138,16 @@ def test_labels_join_outcomes_within_the_window():
     ev = pd.DataFrame({"user": ["u", "u", "u", "u", "v", "u", "w"],
                        "type": ["click", "purchase", "click", "cart", "click", "enter", "enter"],
                        "room": ["r1"] * 6 + ["r2"], "item": ["a", "a", "b", "c", "a", None, None],
-                       "ts": [110.0, 130.0, 99.0, 5000.0, 100.0, 60.0, 10.0]})
+                       "ts": [110.0, 130.0, 99.0, 5000.0, 100.0, 60.0, 10.0], "value": [None] * 7})
     # a: click + purchase -> 3; b: click before the exposure -> 0; c: cart outside 1800 s -> 0;
     # v's click at the exposure time itself (not after) -> 0; room r1: entered, then a purchase in it -> 3;
     # room r2: entered only -> 1
     np.testing.assert_array_equal(label_exposures(ex, ev, window_s=1800), [3, 0, 0, 0, 3, 1])
+    ev2 = pd.concat([ev, pd.DataFrame({"user": ["w"], "type": ["leave"], "room": ["r2"], "item": [None], "ts": [300.0],
+                                       "value": [290.0]})], ignore_index=True)
+    out = join_outcomes(ex, ev2, window_s=1800)
+    assert out["clicks"].tolist() == [1, 0, 0, 0, 2, 0] and out["purchases"].tolist() == [1, 0, 0, 0, 1, 0]
+    assert out["watch_s"].tolist() == [0, 0, 0, 0, 0, 290.0]
 
 
 def _table(rng, queries=120, n=8):
@@ -214,7 +219,8 @@ def test_trained_ranker_serves_with_reasons_from_its_contributions(world_home, t
         pipe = client.app.state.services.pipeline
         ranked = pipe.rank_shelf(user, rooms[0], t0, 50)
         ranker = pipe.ranker("item")
-        (scores, parts), = pipe._learned(ranker, [ranked.rows])
+        scores = pipe._learned(ranker, [ranked.rows])[0]
+        parts = pipe.contributions(ranker, [ranked.rows], np.arange(len(ranked.rows.keys)))
         bias = ranker.contributions("item", ranked.rows.X)[:, -1]
         np.testing.assert_allclose(sum(parts.values()) + bias, scores, rtol=1e-6, atol=1e-6)
         col = {k: j for j, k in enumerate(ranked.rows.keys)}
@@ -227,6 +233,8 @@ def test_trained_ranker_serves_with_reasons_from_its_contributions(world_home, t
 
                 assert rec["reasons"][0]["source"] == REASON_NAMES[positive[0][1]]
                 assert rec["reasons"][0]["score"] == pytest.approx(positive[0][0], abs=1e-5)
+        nxt = client.get(f"/v1/rooms/{rooms[0]}/next-item", params={"at": t0, "k": 3}).json()
+        assert nxt["ranked_by"] == "ranker@v0001" and nxt["items"] and all(r["reasons"] for r in nxt["items"])
         # the hand blend still serves when asked (an A/B control arm), and says so
     with TestClient(create_app(_settings(home, use_ranker=False))) as client:
         body = client.get(f"/v1/rooms/{rooms[0]}/shelf", params={"user": user, "at": t0, "k": 5}).json()

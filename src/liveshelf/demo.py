@@ -370,7 +370,7 @@ class ServerThread:
         import uvicorn
 
         self.sock = sock
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
+        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
                                        name="liveshelf-demo-server")

@@ -48,15 +48,18 @@ def serve_cmd(
         raise ConfigError(f"Invalid serve settings: {exc}") from exc
     console = Console(stderr=True)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not settings.key_values():
-        console.print("[yellow]no API keys configured (LIVESHELF_API_KEYS): the API is read-only.[/]")
+    if not settings.any_keys():
+        console.print("[yellow]no API keys configured (LIVESHELF_API_KEYS): the API and the console are "
+                      "read-only.[/]")
     console.print(f"liveshelf serve: home={settings.home} state={settings.state.split('@')[-1]} "
                   f"workers={workers} http://{host}:{port}/docs")
     if workers == 1:
         from liveshelf.serving.app import create_app
 
-        # uvicorn's access log would print raw paths (user ids); the app logs route templates instead
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+        # uvicorn's access log would print raw paths (user ids); the app logs route templates instead.
+        # proxy_headers off: the app trusts X-Forwarded-For only from LIVESHELF_TRUSTED_PROXIES
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
+                    proxy_headers=False)
         return
     # several workers share a Redis state: build it once here, then the workers start without rebuilding
     import shutil
@@ -82,7 +85,7 @@ def serve_cmd(
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="liveshelf-metrics-")
     try:
         uvicorn.run("liveshelf.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False)
+                    log_level=log_level, access_log=False, proxy_headers=False)
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

@@ -352,6 +352,19 @@ class EventStore:
         return self._frame(f"SELECT {cols} FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC, seq DESC{tail}",
                            params, ("ts",))
 
+    def max_seq(self) -> int:
+        """The ingest order of the newest stored event (-1 when there is none)."""
+        return int(self._rows("SELECT coalesce(max(seq), -1) FROM events")[0][0])
+
+    def events_after(self, seq: int, limit: int | None = None) -> tuple[pd.DataFrame, int]:
+        """Events stored after ingest order ``seq`` (schema columns, in ingest order; the first ``limit``) and
+        the seq of the last one returned (``seq`` itself when none): what a view of the store catches up on."""
+        cols = ", ".join(_q(c) for c in EVENT_COLUMNS)
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        frame = self._frame(f"SELECT {cols}, seq FROM events WHERE seq > ? ORDER BY seq{tail}", [int(seq)], ("ts",))
+        last = int(frame["seq"].iloc[-1]) if len(frame) else int(seq)
+        return frame.drop(columns=["seq"]), last
+
     def training_frame(self, until: datetime | str | float | None = None) -> pd.DataFrame:
         """Events with ``ts < until`` in schema columns, sorted by (user, ts, ingest order)."""
         where, params = ("WHERE ts < ?", [_naive(until)]) if until is not None else ("", [])

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from liveshelf.errors import DataFormatError
+from liveshelf.names import ID_BAD_RE2, ID_RULE
 from liveshelf.privacy.pseudonym import Pseudonymiser
 from liveshelf.schema import (
     EVENT_COLUMNS,
@@ -97,7 +98,13 @@ _MAX_EPOCH_S = 1e11  # year ~5138; larger numbers are not epoch seconds
 
 @dataclass(frozen=True)
 class Rules:
-    """Cleaning thresholds. ``now`` defaults to the wall clock at validation time."""
+    """Cleaning thresholds. ``now`` defaults to the wall clock at validation time.
+
+    ``max_future`` is how far past ``now`` a timestamp may lie (files: a day of clock skew; the
+    HTTP API passes its ``max_future_skew_s`` setting). Amounts (``value``, ``price``) are finite,
+    >= 0 and at most ``max_value`` / ``max_price``; the ``value`` of a room event (``room_types``:
+    watch seconds) is at most ``max_watch_s``.
+    """
 
     min_ts: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_future: timedelta = timedelta(days=1)
@@ -106,6 +113,9 @@ class Rules:
     room_types: frozenset[str] = frozenset({"enter", "leave"})
     rating_min: float = 0.0
     rating_max: float = 5.0
+    max_value: float = 1e9
+    max_price: float = 1e9
+    max_watch_s: float = 7 * 86400.0
 
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         now = pd.Timestamp(self.now) if self.now is not None else pd.Timestamp.now(tz="UTC")
@@ -423,6 +433,14 @@ class _Problems:
         self.add(ok & (us > hi.value // 1000), fld, f"timestamp more than {_fmt_delta(rules.max_future)} in the "
                                                     f"future (after {hi:%Y-%m-%dT%H:%M:%SZ})")
 
+    def printable(self, a: pa.Array, fld: str) -> None:
+        """Reject ids holding control, NUL or bidirectional override characters."""
+        self.add(_np(pc.match_substring_regex(a, ID_BAD_RE2)), fld, f"'{fld}' must hold {ID_RULE}")
+
+    def at_most(self, v: np.ndarray, limit: float, fld: str, what: str, mask: np.ndarray | None = None) -> None:
+        over = ~np.isnan(v) & (v > limit)
+        self.add(over if mask is None else over & mask, fld, f"{what} too large; expected at most {limit:g}")
+
     def duplicates(self, key: pa.Array, fld: str, label: str) -> None:
         """Reject repeated keys among rows still good; the first occurrence is kept."""
         rows = np.flatnonzero(~self.bad)
@@ -465,12 +483,14 @@ _Col = Callable[[str], pa.Array]
 
 
 def _events(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> dict[str, pa.Array]:
-    eid, user = _as_str(col("event_id")), _as_str(col("user"))
+    eid, user = raw_eid, raw_user = _as_str(col("event_id")), _as_str(col("user"))
+    room, item = _as_str(col("room")), _as_str(col("item"))
     if pz is not None:
         eid, user = pz.map_array(eid, "event"), pz.map_array(user, "user")
         p.shown.update(event_id=eid, user=user)
+    for fld, ids in (("event_id", raw_eid), ("user", raw_user), ("room", room), ("item", item)):
+        p.printable(ids, fld)  # the ids as given (a pseudonym would hide the bad character)
     typ = pc.utf8_lower(_as_str(col("type")))
-    room, item = _as_str(col("room")), _as_str(col("item"))
     us, ts_missing, ts_bad = _as_ts(col("ts"))
     value, value_bad = _as_num(col("value"))
 
@@ -488,6 +508,8 @@ def _events(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> 
           _typed_reason(typ, "event type '{type}' requires an item or a room"))
     p.add(value_bad, "value", "value is not a number")
     p.add(value < 0, "value", "negative value; expected a price / amount >= 0")
+    p.at_most(value, rules.max_value, "value", "value", ~room_types)
+    p.at_most(value, rules.max_watch_s, "value", "watch time (seconds) of a room event", room_types)
     p.duplicates(eid, "event_id", "event_id")
     return {"event_id": eid, "ts": _ts_array(us, ts_missing | ts_bad), "user": user, "type": typ,
             "room": room, "item": item, "value": pa.array(value, mask=np.isnan(value)),
@@ -500,9 +522,11 @@ def _items(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     rating, rating_bad = _as_num(col("rating"))
     attrs, attrs_bad = _as_attributes(col("attributes"))
     p.required(iid, "id")
+    p.printable(iid, "id")
     p.add(_missing(title), "title", "item without title; every item needs a non-empty title")
     p.add(price_bad, "price", "price is not a number")
     p.add(price < 0, "price", "negative price; expected a price >= 0")
+    p.at_most(price, rules.max_price, "price", "price")
     p.add(rating_bad, "rating", "rating is not a number")
     p.add((rating < rules.rating_min) | (rating > rules.rating_max), "rating",
           f"rating out of range; expected a number in [{rules.rating_min:g}, {rules.rating_max:g}]")
@@ -544,6 +568,8 @@ def _rooms(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     rid, host = _as_str(col("id")), _as_str(col("host"))
     p.required(rid, "id")
     p.required(host, "host")
+    p.printable(rid, "id")
+    p.printable(host, "host")
     start, end = _interval(col, p, rules, "room")
     p.duplicates(rid, "id", "room id")
     return {"id": rid, "host": host, "title": pc.fill_null(_as_text(col("title")), ""),
@@ -555,6 +581,8 @@ def _shelf(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     pinned, pinned_bad = _as_bool(col("pinned"))
     p.required(room, "room")
     p.required(item, "item")
+    p.printable(room, "room")
+    p.printable(item, "item")
     start, end = _interval(col, p, rules, "shelf slot")
     p.add(pinned_bad, "pinned", "pinned is not a boolean; expected true/false/1/0")
     key = pc.binary_join_element_wise(pc.fill_null(room, ""), pc.fill_null(item, ""),

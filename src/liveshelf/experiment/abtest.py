@@ -305,7 +305,9 @@ class ExperimentStore:
         self.root = self.home / "experiments"
 
     def folder(self, name: str) -> Path:
-        return self.root / name
+        from liveshelf.names import safe_name
+
+        return self.root / safe_name(name, "name")
 
     def exists(self, name: str) -> bool:
         return (self.folder(name) / self.FILE).is_file()
@@ -319,7 +321,7 @@ class ExperimentStore:
         path = self.folder(name) / self.FILE
         if not path.is_file():
             have = self.names()
-            raise NotFoundError(f"No experiment {name!r} under {self.root} (experiments: {have or 'none'}). "
+            raise NotFoundError(f"No experiment {name!r} (experiments: {have or 'none'}). "
                                 "Create it with 'liveshelf ab create'.")
         return Experiment.from_dict(json.loads(path.read_text()))
 

@@ -37,6 +37,7 @@ from liveshelf.serving.routes import ROUTERS
 from liveshelf.serving.security import BodyLimitMiddleware
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
+from liveshelf.serving.sync import state_errors
 
 log = logging.getLogger("liveshelf.serving")
 
@@ -67,6 +68,15 @@ def _install_handlers(app: FastAPI) -> None:
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in exc.errors()[:50]]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # a dependency is down (the online state): a clear 503 within the state's timeout, never a 500
+        return JSONResponse({"detail": "The online state is unavailable right now; retry shortly. Events posted "
+                                       "meanwhile are stored and applied once it answers again."},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    for exc_type in state_errors():
+        app.add_exception_handler(exc_type, unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -115,6 +125,8 @@ def create_app(settings: ServeSettings | None = None, *, state: OnlineState | No
         if settings.warm_start:
             with services.store.open() as store:
                 warm_state(services.state, store, settings.warm_window_s, text=services.text)
+        services.state_sync.catch_up()  # without a warm start: adopt the shared state's sync point, or start now
+        services.state_sync.start()  # catches up what a failed state write left behind; rebuilds a lost state
         services.model_version()  # load the production model and build the content index before serving
         services.pipeline.content()
         services.pipeline.warm(time.time())  # the live snapshot, so the first request pays no build

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from liveshelf.errors import check_param
+from liveshelf.names import is_safe_name
 
 #: Comment buckets (of the monitor's ``bucket_s``, 30 s by default) in a room card's sparkline.
 SPARK_BUCKETS = 10
@@ -417,7 +418,8 @@ def experiments(home: Path) -> dict[str, Any]:
         d = _finite(_as_dict(entry))
         name = str(d.get("name", ""))
         folder = experiments_root(home) / name
-        pngs = sorted(p.name for p in folder.glob("*.png")) if SAFE_NAME.match(name) and folder.is_dir() else []
+        safe = is_safe_name(name) and SAFE_NAME.match(name)
+        pngs = sorted(p.name for p in folder.glob("*.png")) if safe and folder.is_dir() else []
         summary = {k: v for k, v in d.items() if k not in ("folder", "reports")}  # no server paths
         rows.append({"name": name, "summary": summary, "reports": [p for p in pngs if SAFE_NAME.match(p)]})
     return {"available": True, "experiments": rows}
@@ -430,7 +432,8 @@ def report_path(home: Path, name: str, file: str) -> Path | None:
     end in ``.png`` and the resolved path must stay inside the experiments folder, so a
     request can never read another file.
     """
-    if not (SAFE_NAME.match(name) and SAFE_NAME.match(file) and file.lower().endswith(".png")):
+    if not (is_safe_name(name) and is_safe_name(file) and SAFE_NAME.match(name) and SAFE_NAME.match(file)
+            and file.lower().endswith(".png")):
         return None
     root = experiments_root(home).resolve()
     path = (root / name / file).resolve()

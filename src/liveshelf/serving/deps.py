@@ -30,6 +30,7 @@ from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
+from liveshelf.serving.sync import StateSync, rebuild_state
 from liveshelf.serving.text_services import TextServices
 
 log = logging.getLogger("liveshelf.serving")
@@ -125,7 +126,8 @@ class CatalogueSync:
         if url is not None:
             import redis
 
-            self._client = redis.Redis.from_url(url)
+            # the same short timeouts as the state: a frozen Redis answers 503 quickly, never hangs a request
+            self._client = redis.Redis.from_url(url, socket_timeout=1.5, socket_connect_timeout=1.5)
         self.seen: int = self.remote()
 
     @property
@@ -165,6 +167,7 @@ class Services:
     text: TextServices | None = None
     experiments: ExperimentService | None = None  # A/B tests: serving/experiments.py
     exposures: ExposureLog | None = None  # every answer, with its ranking features: serving/exposures.py
+    state_sync: StateSync | None = None  # keeps the online state caught up with the store: serving/sync.py
     started: float = field(default_factory=time.time)
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -215,6 +218,8 @@ class Services:
             self.experiments.close()
         if self.exposures is not None:
             self.exposures.close()
+        if self.state_sync is not None:
+            self.state_sync.stop()
 
     def log_exposure(self, surface: str, user: str | None, room: str | None, t: float, ranked: Any,
                      ab: Any = None) -> None:
@@ -372,7 +377,7 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
         settings.pseudonym_key is not None and settings.pseudonym_key.get_secret_value()) else None
     sync = CatalogueSync(None if settings.state == "memory" else settings.state, settings.state_prefix)
     services = Services(settings=settings, state=state, store=store, catalogue=catalogue, pipeline=pipeline,
-                        metrics=metrics, keys=KeyRing(settings.key_values()),
+                        metrics=metrics, keys=KeyRing.from_settings(settings),
                         bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
                         models=models, sync=sync, text=text)
     # ---- A/B experiments (<home>/experiments): arm pipelines share the state and the catalogue
@@ -382,6 +387,8 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
                                              ranker_version=lambda: models["ranker"].current()[0])
     if settings.log_exposures:
         services.exposures = ExposureLog(home, sample=settings.exposure_sample)
+    services.state_sync = StateSync(state, store, window_s=settings.warm_window_s, text=text,
+                              rebuild_missing=settings.warm_start)
     return services
 
 
@@ -399,30 +406,7 @@ def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, roo
                         alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion)
 
 
-def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 50_000,
+def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 5_000,
                text: TextServices | None = None) -> dict[str, int]:
-    """Rebuild the online state from the store: items, rooms, shelf, then recent events (time order).
-
-    The state is cleared first, so a restart (or a shared Redis state) never counts an event twice.
-    Events replayed: those within ``window_s`` seconds before the newest stored one.
-    """
-    state.clear()
-    items = store.frame("items")
-    if len(items):
-        state.upsert_items(items[["id", "category"]])
-    rooms = store.frame("rooms")
-    if len(rooms):
-        state.upsert_rooms(rooms)
-    shelf = store.frame("shelf")
-    if len(shelf):
-        state.upsert_shelf(shelf)
-    events = store.training_frame()
-    if len(events):
-        since = events["ts"].max() - pd.Timedelta(seconds=window_s)
-        events = events[events["ts"] >= since].sort_values("ts", kind="stable")
-        for i in range(0, len(events), chunk):
-            state.apply_events(events.iloc[i:i + chunk])
-        if text is not None:
-            text.update_events(events)
-    log.info("state warmed: items=%d rooms=%d slots=%d events=%d", len(items), len(rooms), len(shelf), len(events))
-    return {"items": len(items), "rooms": len(rooms), "shelf": len(shelf), "events": len(events)}
+    """Rebuild the online state from the store (see :func:`liveshelf.serving.sync.rebuild_state`)."""
+    return rebuild_state(state, store, window_s, chunk=chunk, text=text)

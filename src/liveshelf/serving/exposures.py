@@ -10,8 +10,8 @@ Rows are buffered and written by a background thread (the A/B code's
 :class:`~liveshelf.experiment.abtest.EventLog`), each batch as one Parquet file under
 ``<home>/exposures/date=YYYY-MM-DD/`` - never on the request path. A request is logged with
 probability ``exposure_sample`` (decided by a hash of its request id, so all rows of a request go
-together). :func:`read_exposures` reads them back; :func:`label_exposures` joins the outcomes
-(click, cart, purchase; for rooms: enter) that followed within an attribution window.
+together). :func:`read_exposures` reads them back; :func:`join_outcomes` joins the outcomes
+(click, cart, purchase; for rooms: enter and watch time) that followed within an attribution window.
 
 >>> log = ExposureLog(home, sample=1.0)                                        # doctest: +SKIP
 >>> log.log("shelf", user, room, t, ranked, model_version="v0003")            # doctest: +SKIP
@@ -138,17 +138,19 @@ ITEM_GRADES: dict[str, int] = {"click": 1, "cart": 2, "purchase": 3}
 ROOM_GRADES: dict[str, int] = {"enter": 1, "click": 2, "cart": 2, "purchase": 3}
 
 
-def label_exposures(exposures: pd.DataFrame, events: pd.DataFrame, *, window_s: float = 1800.0) -> np.ndarray:
-    """The graded outcome of each exposure row: the best outcome event of the same viewer on the candidate
-    (items: ``item == candidate``; rooms: ``room == candidate``) within ``(ts, ts + window_s]``.
-
-    ``events``: schema event columns (``ts`` as datetimes or epoch seconds). Rows without a viewer get 0.
-    """
+def join_outcomes(exposures: pd.DataFrame, events: pd.DataFrame, *, window_s: float = 1800.0) -> pd.DataFrame:
+    """What followed each exposure row within ``(ts, ts + window_s]``, by the same viewer on the candidate
+    (items: ``item == candidate``; rooms: ``room == candidate``): ``grade`` (the best outcome, see
+    :data:`ITEM_GRADES` / :data:`ROOM_GRADES`), ``clicks``, ``carts``, ``purchases`` and ``watch_s`` (seconds
+    of ``leave`` events in the room: rooms only). One row per exposure, in its order; rows without a viewer
+    get zeros. ``events``: schema event columns (``ts`` as datetimes or epoch seconds)."""
     n = len(exposures)
-    out = np.zeros(n, dtype=np.int64)
+    out = pd.DataFrame({"grade": np.zeros(n, dtype=np.int64), "clicks": np.zeros(n, dtype=np.int64),
+                        "carts": np.zeros(n, dtype=np.int64), "purchases": np.zeros(n, dtype=np.int64),
+                        "watch_s": np.zeros(n)})
     if not n or not len(events):
         return out
-    ev = events[["user", "type", "room", "item", "ts"]].copy()
+    ev = events[["user", "type", "room", "item", "ts", "value"]].copy()
     ev["t"] = to_seconds_array(ev["ts"].to_numpy())
     ex = exposures[["user", "surface", "candidate", "ts"]].reset_index(drop=True)
     ex["row"] = np.arange(n)
@@ -157,16 +159,29 @@ def label_exposures(exposures: pd.DataFrame, events: pd.DataFrame, *, window_s: 
         if not len(part):
             continue
         key = "room" if is_room else "item"
-        e = ev[ev["type"].isin(list(grades))][["user", key, "type", "t"]].rename(columns={key: "candidate"})
+        types = [*grades, "leave"] if is_room else list(grades)
+        e = ev[ev["type"].isin(types)][["user", key, "type", "t", "value"]].rename(columns={key: "candidate"})
         e = e.dropna(subset=["candidate"])
-        e["grade"] = e["type"].map(grades).astype(np.int64)
         m = part.merge(e, on=["user", "candidate"], how="inner")
         m = m[(m["t"] > m["ts"]) & (m["t"] <= m["ts"] + window_s)]
-        if len(m):
-            best = m.groupby("row")["grade"].max()
-            out[best.index.to_numpy()] = best.to_numpy()
+        if not len(m):
+            continue
+        m["grade"] = m["type"].map(grades).fillna(0).astype(np.int64)
+        g = m.groupby("row")
+        rows = g.size().index.to_numpy()
+        out.loc[rows, "grade"] = g["grade"].max().to_numpy()
+        for col, typ in (("clicks", "click"), ("carts", "cart"), ("purchases", "purchase")):
+            out.loc[rows, col] = g["type"].apply(lambda s, typ=typ: int((s == typ).sum())).to_numpy()
+        if is_room:
+            watch = pd.to_numeric(m["value"], errors="coerce").where(m["type"] == "leave", 0.0).fillna(0.0)
+            out.loc[rows, "watch_s"] = watch.groupby(m["row"]).sum().to_numpy()
     return out
 
 
-__all__ = ["FEATURE_SETS", "ITEM_GRADES", "ROOM_GRADES", "SURFACE_SET", "ExposureLog", "label_exposures",
+def label_exposures(exposures: pd.DataFrame, events: pd.DataFrame, *, window_s: float = 1800.0) -> np.ndarray:
+    """The graded outcome of each exposure row (:func:`join_outcomes`' ``grade``)."""
+    return join_outcomes(exposures, events, window_s=window_s)["grade"].to_numpy()
+
+
+__all__ = ["FEATURE_SETS", "ITEM_GRADES", "ROOM_GRADES", "SURFACE_SET", "ExposureLog", "join_outcomes", "label_exposures",
            "read_exposures"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,9 @@ REASON_NAMES: dict[str, str] = {
 
 #: How many of a room's item counters one shelf request reads (items beyond count as 0).
 TRENDING_SCAN = 1000
+
+#: next-item with the learned ranker: the reasons average the contributions over this many viewers.
+EXPLAIN_VIEWERS = 20
 
 #: Up to this many candidates, ``similar`` is the direct cosine to the viewer's recent items
 #: (a shelf); above, a neighbour search over the content index.
@@ -218,11 +222,12 @@ class Pipeline:
         return total, parts
 
     @staticmethod
-    def _reasons(parts: dict[str, np.ndarray], causes: dict[str, list[dict[str, Any]]], j: int,
+    def _reasons(parts: dict[str, float], causes: dict[str, Any], j: int,
                  fallback: dict[str, Any]) -> list[dict[str, Any]]:
-        rs = [{"source": REASON_NAMES[name], "score": round(float(p[j]), 6), **(causes[name][j] if name in causes
-                                                                                else {})}
-              for name, p in parts.items() if p[j] >= 1e-3]
+        """Reasons of candidate ``j`` from its per-source parts (largest first; none above 1e-3: ``fallback``)."""
+        rs = [{"source": REASON_NAMES[name], "score": round(float(v), 6), **(causes[name][j] if name in causes
+                                                                              else {})}
+              for name, v in parts.items() if v >= 1e-3]
         rs.sort(key=lambda r: -r["score"])
         return rs or [fallback]
 
@@ -242,38 +247,43 @@ class Pipeline:
         version = self.ranker_version() if self.ranker_version is not None else None
         return f"ranker@{version}" if version else "ranker"
 
-    def _learned(self, ranker: Any, rows: list[FeatureRows]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Ranker scores of each request's rows (one predict call for all) and per-source contributions.
-
-        A source's part is the sum of the ranker's contributions (``pred_contrib``) of its features, so
-        the reasons name what moved the order; the bias term belongs to no source.
-        """
+    def _learned(self, ranker: Any, rows: list[FeatureRows]) -> list[np.ndarray]:
+        """Ranker scores of each request's rows: one predict call for all."""
         X = np.concatenate([r.X for r in rows]) if rows else np.zeros((0, 0))
         if not len(X):
-            return [(np.zeros(0), {}) for _ in rows]
-        surface = rows[0].surface
-        scores = ranker.predict(surface, X)
-        contrib = ranker.contributions(surface, X)[:, :-1]
+            return [np.zeros(0) for _ in rows]
+        scores = ranker.predict(rows[0].surface, X).astype(np.float64)
+        bounds = np.cumsum([0] + [len(r.X) for r in rows])
+        return [scores[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def contributions(self, ranker: Any, rows: list[FeatureRows], cols: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-source parts of the ranker's score of candidates ``cols``, averaged over ``rows`` (viewers).
+
+        A source's part is the sum of the ranker's contributions (``pred_contrib``) of its features, so
+        the reasons name what moved the order; the hand-blend feature's part goes to the sources it blends,
+        by their share; the bias term belongs to no source. Computed only for the candidates shown
+        (one LightGBM call), as explaining costs far more than scoring.
+        """
+        cols = np.asarray(cols, dtype=np.int64)
+        if not len(cols) or not rows:
+            return {}
+        X = np.concatenate([r.X[cols] for r in rows])
+        contrib = ranker.contributions(rows[0].surface, X)[:, :-1]
         names = rows[0].names
         groups: dict[str, list[int]] = {}
         for f, name in enumerate(names):
             groups.setdefault(FEATURE_SOURCE[name], []).append(f)
         blend_cols = groups.pop("blend", [])
         col = {n: f for f, n in enumerate(names)}
-        out, lo = [], 0
-        for r in rows:
-            hi = lo + len(r.X)
-            parts = {src: contrib[lo:hi, cols].sum(axis=1) for src, cols in groups.items()}
-            if blend_cols:  # the hand-blend feature's part goes to the sources it blends, by their share
-                share = {s: DEFAULT_WEIGHTS.get(s, 0.0) * np.nan_to_num(r.X[:, col[f"src_{s}_norm"]])
-                         for s in parts if f"src_{s}_norm" in col}
-                total = sum(share.values(), np.zeros(hi - lo))
-                hb = contrib[lo:hi, blend_cols].sum(axis=1)
-                for s, v in share.items():
-                    parts[s] = parts[s] + np.divide(hb * v, total, out=np.zeros(hi - lo), where=total > 0)
-            out.append((scores[lo:hi].astype(np.float64), parts))
-            lo = hi
-        return out
+        parts = {src: contrib[:, fs].sum(axis=1) for src, fs in groups.items()}
+        if blend_cols:
+            share = {src: DEFAULT_WEIGHTS.get(src, 0.0) * np.nan_to_num(X[:, col[f"src_{src}_norm"]])
+                     for src in parts if f"src_{src}_norm" in col}
+            total = sum(share.values(), np.zeros(len(X)))
+            hb = contrib[:, blend_cols].sum(axis=1)
+            for src, v in share.items():
+                parts[src] = parts[src] + np.divide(hb * v, total, out=np.zeros(len(X)), where=total > 0)
+        return {src: v.reshape(len(rows), len(cols)).mean(axis=0) for src, v in parts.items()}
 
     # ---- shelf -------------------------------------------------------------------------------
     def shelf(self, user: str | None, room: str, t: float, k: int) -> list[Scored]:
@@ -291,15 +301,20 @@ class Pipeline:
         if ranker is None and not self.settings.log_features:
             src = self.item_sources([viewer], items, room, t)[0]
             total, parts = self._blend(src)
-            return Ranked(self._rerank_items(items, total, parts, src.causes, k, fallback), None,
+            return Ranked(self._rerank_items(items, total, _arrays(parts), src.causes, k, fallback), None,
                           self.ranked_by(None))
         rows = item_features(self, [viewer], items, room, t)[0]
-        total, parts = self._learned(ranker, [rows])[0] if ranker is not None else self._blend(rows.sources)
-        recs = self._rerank_items(items, total, parts, rows.sources.causes, k, fallback)
+        if ranker is not None:
+            total = self._learned(ranker, [rows])[0]
+            explain = partial(self.contributions, ranker, [rows])
+        else:
+            total, parts = self._blend(rows.sources)
+            explain = _arrays(parts)
+        recs = self._rerank_items(items, total, explain, rows.sources.causes, k, fallback)
         return Ranked(recs, rows, self.ranked_by(ranker))
 
-    def _rerank_items(self, items: list[str], total: np.ndarray, parts: dict[str, np.ndarray],
-                      causes: dict[str, list[dict[str, Any]]], k: int, fallback: dict[str, Any],
+    def _rerank_items(self, items: list[str], total: np.ndarray, explain: Callable[[np.ndarray], dict[str, np.ndarray]],
+                      causes: dict[str, Any], k: int, fallback: dict[str, Any],
                       diversify: bool = True) -> list[Scored]:
         infos = [self.catalogue.get(it) for it in items]
         ok = allowed(items, [None if i is None else i.attributes for i in infos], set(self.settings.blocked_items))
@@ -311,11 +326,11 @@ class Pipeline:
         order = mmr(total[keep], vectors, k, self.settings.mmr_lambda if diversify else 1.0,
                     groups=brands if diversify else None, cap=self.settings.brand_cap if diversify else None,
                     demote=True)
-        out = []
-        for o in order:
-            j = int(keep[o])
-            out.append(Scored(items[j], round(float(total[j]), 6), self._reasons(parts, causes, j, fallback)))
-        return out
+        shown = keep[np.asarray(order, dtype=np.int64)]
+        parts = explain(shown)
+        return [Scored(items[j], round(float(total[j]), 6),
+                       self._reasons({name: p[r] for name, p in parts.items()}, causes, int(j), fallback))
+                for r, j in enumerate(shown)]
 
     # ---- next item ---------------------------------------------------------------------------
     def next_item(self, room: str, t: float, k: int) -> tuple[list[Scored], int]:
@@ -324,7 +339,11 @@ class Pipeline:
         return ranked.recs, ranked.audience
 
     def rank_next_item(self, room: str, t: float, k: int) -> Ranked:
-        """:meth:`next_item` with the audience's mean feature rows and what ranked it."""
+        """:meth:`next_item` with the audience's mean feature rows and what ranked it.
+
+        With the learned ranker, the reasons average the contributions over at most ``EXPLAIN_VIEWERS``
+        viewers of the audience (explaining is the costly part).
+        """
         items = list(self.state.shelf(room, t))
         ranker = self.ranker("item")
         if not items:
@@ -337,20 +356,29 @@ class Pipeline:
         else:
             rows = item_features(self, viewers, items, room, t)
             sources = [r.sources for r in rows]
-        scored = self._learned(ranker, rows) if ranker is not None and rows is not None else \
-            [self._blend(src) for src in sources]
         total = np.zeros(len(items))
-        parts: dict[str, np.ndarray] = {}
         votes: dict[str, list[dict[str, dict[str, Any]]]] = {}
-        for src, (tot, prt) in zip(sources, scored, strict=True):
-            total += tot / len(sources)
-            for name, p in prt.items():
-                parts[name] = parts.get(name, np.zeros(len(items))) + p / len(sources)
-                if name in src.causes:
-                    votes.setdefault(name, []).append({it: c for it, c, v in zip(items, src.causes[name], p,
-                                                                                 strict=True) if v > 0})
+        if ranker is not None and rows is not None:
+            for src, tot in zip(sources, self._learned(ranker, rows), strict=True):
+                total += tot / len(sources)
+                for name, values in src.values.items():  # a viewer's cause counts where its source has a value
+                    if name in src.causes:
+                        votes.setdefault(name, []).append({it: c for it, c, v in zip(items, src.causes[name], values,
+                                                                                     strict=True) if v > 0})
+            explain = partial(self.contributions, ranker, rows[:EXPLAIN_VIEWERS])
+        else:
+            parts: dict[str, np.ndarray] = {}
+            for src in sources:
+                tot, prt = self._blend(src)
+                total += tot / len(sources)
+                for name, p in prt.items():
+                    parts[name] = parts.get(name, np.zeros(len(items))) + p / len(sources)
+                    if name in src.causes:
+                        votes.setdefault(name, []).append({it: c for it, c, v in zip(items, src.causes[name], p,
+                                                                                     strict=True) if v > 0})
+            explain = _arrays(parts)
         causes = {name: [majority([vote.get(it) for vote in votes[name]]) for it in items] for name in votes}
-        recs = self._rerank_items(items, total, parts, causes, k, {"source": "on-shelf", "score": 0.0, "room": room},
+        recs = self._rerank_items(items, total, explain, causes, k, {"source": "on-shelf", "score": 0.0, "room": room},
                                   diversify=False)
         mean_rows = None
         if rows is not None:
@@ -430,13 +458,19 @@ class Pipeline:
         else:
             rows = room_features(self, viewer, snap, t)
             src = rows.sources
-        total, parts = self._learned(ranker, [rows])[0] if ranker is not None and rows is not None \
-            else self._blend(src)
+        if ranker is not None and rows is not None:
+            total = self._learned(ranker, [rows])[0]
+            explain = partial(self.contributions, ranker, [rows])
+        else:
+            total, blend_parts = self._blend(src)
+            explain = _arrays(blend_parts)
         order = mmr(total, snap.vectors, k, self.settings.mmr_lambda,
                     groups=hosts, cap=self.settings.host_cap, sim_row=snap.sim_row)
+        parts = explain(np.asarray(order, dtype=np.int64))
         out = []
-        for j in order:
-            reasons = self._reasons(parts, src.causes, j, {"source": "live-now", "score": 0.0, "room": rooms[j]})
+        for r, j in enumerate(order):
+            reasons = self._reasons({name: p[r] for name, p in parts.items()}, src.causes, j,
+                                    {"source": "live-now", "score": 0.0, "room": rooms[j]})
             out.append(Scored(rooms[j], round(float(total[j]), 6), reasons,
                               {"host": hosts[j], "title": snap.layout.info[j].get("title") or "",
                                "shelf_size": len(snap.layout.shelves[j])}))
@@ -477,6 +511,11 @@ class Pipeline:
     def profile(self, user: str, t: float, top: int = 5) -> dict[str, Any]:
         """Recent sequence summary and decayed top categories / brands / hosts."""
         return profile_summary(self.viewer(user, t), top, self.settings.profile_half_life_s)
+
+
+def _arrays(parts: dict[str, np.ndarray]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The parts of the shown candidates, from parts already computed for every candidate (the hand blend)."""
+    return lambda shown: {name: p[shown] for name, p in parts.items()}
 
 
 __all__ = ["REASON_NAMES", "Catalogue", "ContentIndex", "ItemInfo", "ModelView", "Pipeline", "Ranked", "Scored",

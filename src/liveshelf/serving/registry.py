@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from liveshelf.errors import ConfigError, NotFoundError
+from liveshelf.names import is_safe_name
 from liveshelf.serving.state.base import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,9 @@ class ModelRegistry:
 
     # ---- paths and locks ---------------------------------------------------------------------
     def _dir(self, name: str) -> Path:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.match(name) or not is_safe_name(name):
             raise ConfigError(f"The 'name' parameter of the model registry must be 1-64 letters, digits, '_', "
-                              f"'.' or '-' (not starting with a symbol). Got {name!r} instead.")
+                              f"'.' or '-' (not starting with a symbol, no '..'). Got {name!r} instead.")
         return self.root / name
 
     @contextlib.contextmanager
@@ -170,7 +171,7 @@ class ModelRegistry:
         if version not in known:
             if not known:
                 names = self.names()
-                raise NotFoundError(f"No model named {name!r} in the registry at '{self.root}'. Known models: "
+                raise NotFoundError(f"No model named {name!r} in the registry. Known models: "
                                     f"{', '.join(names) if names else 'none (register one first)'}.")
             raise NotFoundError(f"Model {name!r} has no version {version!r}. Known versions: {', '.join(known)}.")
         return self._dir(name) / version

@@ -1,22 +1,92 @@
 """Request and response bodies of the HTTP API (pydantic; unknown fields are refused with 422).
 
-Row-level rules (event types, required item/room per type, time window, duplicate ids)
-are the ingest validator's (:mod:`liveshelf.data.validate`) and come back as per-row
-errors; these models only refuse what is not even the right shape.
+Row-level rules (event types, required item/room per type, time window, duplicate ids,
+printable ids, bounded amounts) are the ingest validator's (:mod:`liveshelf.data.validate`)
+and come back as per-row errors; these models only refuse what is not even the right shape.
+
+Response models with required nullable fields derive from :class:`_Out`: routes that drop
+unset optional fields (``response_model_exclude_none``) still send those fields, ``null``
+included, as the published schema says (the others stay plain models: no serializer call per
+reason or item). :func:`responses` documents the error answers of an operation.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
-Id = Annotated[str, Field(min_length=1, max_length=256)]
+from liveshelf.names import ID_PATTERN, ID_RULE, is_printable_id, safe_name
+
+
+def _printable(value: str | None) -> str | None:
+    if value is not None and not is_printable_id(value):
+        raise ValueError(f"must hold {ID_RULE}; got {value[:64]!r}")
+    return value
+
+
+#: Validators of ids and of names that become paths (clear 422 messages) and the pattern that documents ids.
+Printable = AfterValidator(_printable)
+SafeName = AfterValidator(lambda value: safe_name(value, "name"))
+ID_DOC = {"pattern": ID_PATTERN}
+
+Id = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable]
 Time = Annotated[str | float, Field(description="ISO 8601 time or epoch seconds (UTC).")]
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    """A response body whose required fields are always sent, also when ``None`` is excluded."""
+
+    @model_serializer(mode="wrap")
+    def _required_present(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if info.exclude_none and isinstance(data, dict):
+            for name, f in type(self).model_fields.items():
+                if f.is_required() and not f.exclude:
+                    data.setdefault((f.serialization_alias or f.alias or name) if info.by_alias else name, None)
+        return data
+
+
+# ------------------------------------------------------------------------------------ errors
+class ErrorOut(BaseModel):
+    detail: str = Field(description="What went wrong and how to fix it.")
+
+
+_ERRORS: dict[int, str] = {
+    400: "The request cannot be served as asked (the message says why).",
+    401: "No API key, or an unknown one (send a configured key in X-API-Key).",
+    403: "The key may not call this route (another role), or the Host / Origin header is not allowed.",
+    404: "The named resource does not exist.",
+    409: "The request conflicts with the resource's current state.",
+    413: "The request body (or the batch) is too large.",
+    429: "Too many requests (rate limit, or too many unknown keys from this address); see Retry-After.",
+    503: "The service is starting or a dependency is unavailable; retry later (see Retry-After when sent).",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: each code with its :class:`ErrorOut` body and meaning."""
+    return {code: {"model": ErrorOut, "description": _ERRORS[code]} for code in codes}
+
+
+#: The error answers of reads, of writes and of a request body (400: not parseable, 413: too large);
+#: every route that reaches the services can answer 503 (starting, or a dependency is down).
+READ = (401, 429, 503)
+WRITE = (401, 403, 429, 503)
+BODY = (400, 413)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -58,7 +128,7 @@ class ItemIn(_In):
     description: str | None = Field(None, max_length=20_000)
     category: str | list[Annotated[str, Field(max_length=200)]] | None = None
     brand: str | None = Field(None, max_length=200)
-    price: float | None = Field(None, ge=0)
+    price: float | None = Field(None, ge=0, le=1e9)
     rating: float | None = None
     attributes: dict[str, Any] | None = None
     language: str | None = Field(None, max_length=16)
@@ -140,7 +210,7 @@ class Reason(BaseModel):
     shelf_item: str | None = None
 
 
-class RoomRec(BaseModel):
+class RoomRec(_Out):
     room: str
     host: str | None
     title: str = ""
@@ -149,7 +219,7 @@ class RoomRec(BaseModel):
     reasons: list[Reason]
 
 
-class FeedOut(BaseModel):
+class FeedOut(_Out):
     user: str
     at: float
     model_version: str | None
@@ -167,7 +237,7 @@ class ItemRec(BaseModel):
     pitch: dict[str, Any] | None = None
 
 
-class ShelfOut(BaseModel):
+class ShelfOut(_Out):
     room: str
     user: str | None
     at: float
@@ -178,7 +248,7 @@ class ShelfOut(BaseModel):
     items: list[ItemRec]
 
 
-class NextItemOut(BaseModel):
+class NextItemOut(_Out):
     room: str
     at: float
     live: bool
@@ -193,7 +263,7 @@ class NextItemOut(BaseModel):
                           "with the backend that wrote them and the item facts they use.")
 
 
-class CommentsOut(BaseModel):
+class CommentsOut(_Out):
     room: str
     volume: int = Field(description="Comments in the rolling window.")
     negative_share: float | None
@@ -206,12 +276,13 @@ class CommentsOut(BaseModel):
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=500, description="The viewer's question.")
-    item: str | None = Field(None, min_length=1, max_length=256,
-                             description="The item the viewer is looking at, if known (else the pinned item).")
+    item: Annotated[str | None, Printable] = Field(
+        None, min_length=1, max_length=256, json_schema_extra=ID_DOC,
+        description="The item the viewer is looking at, if known (else the pinned item).")
     lang: Literal["zh", "en"] | None = None
 
 
-class AskOut(BaseModel):
+class AskOut(_Out):
     room: str
     question: str
     answer: str
@@ -228,7 +299,7 @@ class Weighted(BaseModel):
     weight: float
 
 
-class ProfileOut(BaseModel):
+class ProfileOut(_Out):
     user: str
     at: float
     events: int

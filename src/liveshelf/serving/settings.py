@@ -2,18 +2,27 @@
 
 >>> ServeSettings(home="/tmp/ls", state="redis://127.0.0.1:6379/14", api_keys="k1,k2")  # doctest: +SKIP
 
-Lists (``api_keys``, ``cors_origins``, ``blocked_items``) are read from the environment
-as JSON (``'["a","b"]'``) or comma-separated text (``a,b``).
+Lists (``api_keys``, ``ingest_keys``, ``admin_keys``, ``delete_keys``, ``cors_origins``,
+``allowed_hosts``, ``trusted_proxies``, ``blocked_items``) are read from the environment as
+JSON (``'["a","b"]'``) or comma-separated text (``a,b``).
+
+Key roles: ``api_keys`` open every route; ``ingest_keys`` the data writes (``POST /v1/events``,
+``PUT /v1/items``, ``PUT /v1/rooms``, the console's simulate), ``admin_keys`` the model admin
+routes, ``delete_keys`` ``DELETE /v1/users/{user}``. Any configured key opens the reads.
 """
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from liveshelf.data.validate import Rules
 
 #: Candidate sources and the reason ``source`` each one writes.
 SOURCES: tuple[str, ...] = ("repeat", "sequence", "trending", "similar", "profile", "cf")
@@ -60,8 +69,29 @@ class ServeSettings(BaseSettings):
     warm_window_s: float = Field(7 * 86400.0, gt=0, description="Events replayed at start-up: this many "
                                  "seconds before the newest stored event.")
 
+    max_future_skew_s: float = Field(300.0, ge=0, le=86400.0, description="Posted events may lie at most this "
+                                     "many seconds past the server's clock (clock skew); later ones are rejected.")
+
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Keys accepted in the X-API-Key header (writes and admin need one).")
+        default_factory=list, description="Full-access keys of the X-API-Key header (every write, admin and "
+                                          "deletion route).")
+    ingest_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys for data writes only: events, items, rooms, console simulate.")
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys for the model admin routes only (/v1/admin/...).")
+    delete_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys for user deletion only (DELETE /v1/users/{user}).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]", "testserver"],
+        description="Host names write requests may address (the Host header, port ignored; '*' = any, "
+                    "'*.example.com' = its subdomains). An Origin header, when sent, must be one of "
+                    "'cors_origins' or name an allowed host. Guards writes against DNS rebinding.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses or networks (CIDR) of reverse proxies whose "
+                                          "X-Forwarded-For header names the client; from anyone else it is ignored.")
+    auth_fail_rate_per_s: float = Field(0.2, gt=0, description="Failed-key attempts an address regains per "
+                                        "second (its bucket of 'auth_fail_burst'); past it, 429.")
+    auth_fail_burst: int = Field(10, ge=1, description="Failed-key attempts an address may make at once.")
     read_key_required: bool = Field(False, description="Require an API key for reads too.")
     rate_per_s: float = Field(200.0, gt=0, description="Token-bucket refill rate per key (or per client).")
     rate_burst: int = Field(400, ge=1, description="Token-bucket size per key (or per client).")
@@ -100,10 +130,28 @@ class ServeSettings(BaseSettings):
     content_dim: int = Field(512, ge=16, le=65536, description="Width of the hashed TF-IDF item embedding.")
     neighbours: int = Field(50, ge=1, le=1000, description="Content neighbours searched per recent item.")
 
-    @field_validator("api_keys", "cors_origins", "blocked_items", mode="before")
+    @field_validator("api_keys", "ingest_keys", "admin_keys", "delete_keys", "cors_origins", "allowed_hosts",
+                     "trusted_proxies", "blocked_items", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [h.strip().lower() for h in value if h.strip()]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for v in value:
+            try:
+                ipaddress.ip_network(v.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"'trusted_proxies' must hold IP addresses or CIDR networks; got {v!r}") from exc
+        return [v.strip() for v in value]
 
     @field_validator("weights")
     @classmethod
@@ -130,5 +178,18 @@ class ServeSettings(BaseSettings):
                              "--state redis://host:port/db (each worker would hold its own memory state).")
         return self
 
-    def key_values(self) -> set[str]:
-        return {k.get_secret_value() for k in self.api_keys if k.get_secret_value()}
+    def key_values(self, role: str = "api") -> set[str]:
+        """The non-empty keys of one role: 'api' (full access), 'ingest', 'admin' or 'delete'."""
+        keys = {"api": self.api_keys, "ingest": self.ingest_keys, "admin": self.admin_keys,
+                "delete": self.delete_keys}[role]
+        return {k.get_secret_value() for k in keys if k.get_secret_value()}
+
+    def any_keys(self) -> bool:
+        """Some key of any role is configured (else the API is read-only)."""
+        return any(self.key_values(role) for role in ("api", "ingest", "admin", "delete"))
+
+    def event_rules(self, now: datetime | None = None) -> Rules:
+        """The ingest rules of posted events: timestamps at most ``max_future_skew_s`` past ``now``."""
+        from liveshelf.data.validate import Rules
+
+        return Rules(now=now or datetime.now(UTC), max_future=timedelta(seconds=self.max_future_skew_s))

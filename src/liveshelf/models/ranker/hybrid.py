@@ -20,8 +20,9 @@ validation target (``TrainData.valid_targets``). Without validation targets, eac
 training item is held out instead: the sources and item statistics are fitted without it for
 learning and refitted on all of ``data`` for scoring (``refit_sources``). A target outside the
 union is never injected: its query has no positive and is dropped. ``valid_share`` of the
-queries (by seeded permutation) early-stop the booster. Only ``data`` is read: nothing of a
-split's test cases can reach the ranker.
+queries (by seeded permutation) early-stop the booster (NDCG@``stop_ndcg_at`` over the candidates,
+patience ``early_stopping_rounds``; ``None`` trains all ``n_estimators`` trees). Only ``data``
+is read: nothing of a split's test cases can reach the ranker.
 
 Scoring: candidates get ``ranker score`` shifted above every other item; the rest keep the
 popularity order below, so the full ranking stays meaningful. Artifacts: ``config.json`` +
@@ -169,7 +170,8 @@ class HybridRanker(BaseRecommender):
     def __init__(self, sources: str | list[str] = "pop,itemknn,sasrec,textseq",
                  source_params: dict[str, dict[str, Any]] | None = None, top_n: int = 100,
                  n_estimators: int = 300, learning_rate: float = 0.03, num_leaves: int = 31,
-                 min_child_samples: int = 50, early_stopping_rounds: int | None = 100, valid_share: float = 0.1,
+                 min_child_samples: int = 50, early_stopping_rounds: int | None = 100, stop_ndcg_at: int = 10,
+                 valid_share: float = 0.1,
                  max_queries: int | None = None, refit_sources: bool = True, batch_size: int = 256,
                  exclude_features: list[str] | None = None, seed: int = 0, n_threads: int = 1) -> None:
         self.sources = sources
@@ -180,6 +182,7 @@ class HybridRanker(BaseRecommender):
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.early_stopping_rounds = early_stopping_rounds
+        self.stop_ndcg_at = stop_ndcg_at
         self.valid_share = valid_share
         self.max_queries = max_queries
         self.refit_sources = refit_sources
@@ -198,6 +201,8 @@ class HybridRanker(BaseRecommender):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
         check_param("top_n", self.top_n, is_int(self.top_n) and self.top_n >= 1, "an int >= 1", where)
+        check_param("stop_ndcg_at", self.stop_ndcg_at, is_int(self.stop_ndcg_at) and self.stop_ndcg_at >= 1,
+                    "an int >= 1", where)
         check_param("valid_share", self.valid_share, isinstance(self.valid_share, (int, float))
                     and 0 <= self.valid_share < 0.5, "a float in [0, 0.5)", where)
         check_param("max_queries", self.max_queries, self.max_queries is None or (
@@ -215,7 +220,8 @@ class HybridRanker(BaseRecommender):
     def _booster_template(self) -> LambdaRanker:
         return LambdaRanker(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
                             num_leaves=self.num_leaves, min_child_samples=self.min_child_samples, seed=self.seed,
-                            n_threads=self.n_threads, early_stopping_rounds=self.early_stopping_rounds)
+                            n_threads=self.n_threads, early_stopping_rounds=self.early_stopping_rounds,
+                            eval_at=[int(self.stop_ndcg_at)])
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, data: TrainData, sources: dict[str, Any] | None = None) -> HybridRanker:

@@ -1,4 +1,4 @@
-"""Admin routes (API key required): the served models' versions, promotion and rollback."""
+"""Admin routes (an admin or full-access API key): the served models' versions, promotion and rollback."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from liveshelf.errors import NotFoundError
-from liveshelf.serving.deps import ModelSlot, Services, ServicesDep, WriteAccess
-from liveshelf.serving.schemas import PromoteIn, VersionOut
+from liveshelf.serving.access import AdminAccess
+from liveshelf.serving.deps import ModelSlot, Services, ServicesDep
+from liveshelf.serving.schemas import BODY, WRITE, PromoteIn, VersionOut, responses
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 log = logging.getLogger("liveshelf.serving")
@@ -31,8 +32,9 @@ def _out(info) -> VersionOut:
                       production=info.production, metrics=info.metrics)
 
 
-@router.get("/models", response_model=list[VersionOut], summary="Registered versions of the served models")
-def list_models(services: ServicesDep, _client: WriteAccess) -> list[VersionOut]:
+@router.get("/models", response_model=list[VersionOut], summary="Registered versions of the served models",
+            responses=responses(*WRITE))
+def list_models(services: ServicesDep, _client: AdminAccess) -> list[VersionOut]:
     out = []
     for slot in services.models.values():
         if slot.registry.versions(slot.name):
@@ -40,8 +42,9 @@ def list_models(services: ServicesDep, _client: WriteAccess) -> list[VersionOut]
     return out
 
 
-@router.post("/models/{name}/promote", response_model=VersionOut, summary="Serve another version")
-def promote(name: ModelName, body: PromoteIn, services: ServicesDep, _client: WriteAccess) -> VersionOut:
+@router.post("/models/{name}/promote", response_model=VersionOut, summary="Serve another version",
+             responses=responses(*WRITE, *BODY, 404))
+def promote(name: ModelName, body: PromoteIn, services: ServicesDep, _client: AdminAccess) -> VersionOut:
     """Hot swap: requests in flight finish on the old model; this worker swaps now, others within a second."""
     slot = _slot(services, name)
     info = slot.registry.promote(name, body.version)
@@ -50,8 +53,9 @@ def promote(name: ModelName, body: PromoteIn, services: ServicesDep, _client: Wr
     return _out(info)
 
 
-@router.post("/models/{name}/rollback", response_model=VersionOut, summary="Serve the previous version")
-def rollback(name: ModelName, services: ServicesDep, _client: WriteAccess) -> VersionOut:
+@router.post("/models/{name}/rollback", response_model=VersionOut, summary="Serve the previous version",
+             responses=responses(*WRITE, 404))
+def rollback(name: ModelName, services: ServicesDep, _client: AdminAccess) -> VersionOut:
     slot = _slot(services, name)
     info = slot.registry.rollback(name)
     slot.holder.refresh()

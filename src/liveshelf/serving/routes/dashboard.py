@@ -16,8 +16,9 @@ JSON (all take ``at``, ISO 8601 or epoch seconds, default now, so a stored day c
 * ``GET  /v1/dashboard/experiments/{name}/reports/{file}``  one report PNG.
 
 The viewer view uses the public ``/v1/users/{user}/profile`` and ``/feed``. Reads need what
-every read needs (``ReadAccess``). ``simulate`` writes events: with API keys configured it
-needs one; without keys (the development set-up) it is accepted from this machine only.
+every read needs (``ReadAccess``). ``simulate`` writes events, so it needs what every data write
+needs (``IngestAccess``): an ingest or full-access key, an allowed ``Host`` / ``Origin``; with no
+key configured it is refused like every other write.
 """
 
 from __future__ import annotations
@@ -27,25 +28,29 @@ import random
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from liveshelf.dashboard.server import static_dir
 from liveshelf.errors import NotFoundError, ValidationError
 from liveshelf.serving import console
-from liveshelf.serving.deps import (
-    AtDep,
-    PipelineDep,
-    ReadAccess,
-    Services,
-    ServicesDep,
-    read_access,
-    write_access,
-)
+from liveshelf.serving.access import IngestAccess, ReadAccess, guard
+from liveshelf.serving.deps import AtDep, PipelineDep, Services, ServicesDep
 from liveshelf.serving.routes import events as event_routes
 from liveshelf.serving.routes import rooms as room_routes
-from liveshelf.serving.schemas import EventIn, EventsIn, EventsOut, ItemRec
+from liveshelf.serving.schemas import (
+    BODY,
+    ID_DOC,
+    READ,
+    WRITE,
+    EventIn,
+    EventsIn,
+    EventsOut,
+    ItemRec,
+    Printable,
+    responses,
+)
 
 router = APIRouter(tags=["dashboard"])
 log = logging.getLogger("liveshelf.serving")
@@ -60,9 +65,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 POLL_MS = 2000
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
-RoomId = Annotated[str, Path(min_length=1, max_length=256)]
+RoomId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable]
 SafeName = Annotated[str, Path(pattern=console.SAFE_NAME.pattern)]
 
 
@@ -222,18 +226,8 @@ def _snapshot(view: RoomView) -> dict[str, Any]:
             "next_item": None if view.next_item is None else view.next_item.item}
 
 
-def simulate_access(request: Request, services: ServicesDep) -> str:
-    """Synthetic events are writes: an API key when keys are configured; else only from this machine."""
-    if services.keys:
-        return write_access(request, services)
-    host = request.client.host if request.client else ""
-    if host not in LOOPBACK:
-        raise HTTPException(403, "Simulated viewers write events: without API keys configured they are accepted "
-                                 "from this machine only. Set LIVESHELF_API_KEYS and send one in X-API-Key.")
-    return read_access(request, services)
-
-
-SimulateAccess = Annotated[str, Depends(simulate_access)]
+#: Synthetic events are writes: the same key, Host and Origin rules as ``POST /v1/events``.
+SimulateAccess = IngestAccess
 
 
 # ------------------------------------------------------------------------------------ the page
@@ -252,18 +246,20 @@ def asset(name: Annotated[str, Path(max_length=32)]) -> FileResponse:
 
 
 # ------------------------------------------------------------------------------------ JSON
-@router.get("/v1/dashboard/config", response_model=ConsoleConfig, summary="What the console needs to start")
-def config(services: ServicesDep) -> ConsoleConfig:
+@router.get("/v1/dashboard/config", response_model=ConsoleConfig, summary="What the console needs to start",
+            responses=responses(503))
+def config(request: Request, services: ServicesDep) -> ConsoleConfig:
     from liveshelf import __version__
 
     monitor = getattr(services.text, "monitor", None) if services.text is not None else None
-    return ConsoleConfig(version=__version__, keys=bool(services.keys),
+    return ConsoleConfig(version=__version__, keys=bool(guard(request, services).keys),
                          read_key_required=services.settings.read_key_required, comments=monitor is not None,
                          text=services.text is not None, model=services.settings.model, poll_ms=POLL_MS,
                          server_time=time.time())
 
 
-@router.get("/v1/dashboard/rooms", response_model=RoomsView, summary="Rooms live now with audience and GMV")
+@router.get("/v1/dashboard/rooms", response_model=RoomsView, summary="Rooms live now with audience and GMV",
+            responses=responses(*READ))
 def rooms(request: Request, services: ServicesDep, _client: ReadAccess, at: AtDep) -> RoomsView:
     """Most viewers first; each with its GMV so far and a comment sparkline (volume, negative share)."""
     sentiment = _sentiment(request, services)
@@ -272,7 +268,8 @@ def rooms(request: Request, services: ServicesDep, _client: ReadAccess, at: AtDe
                      data_until=None if cards else _data_until(request, services))
 
 
-@router.get("/v1/dashboard/rooms/{room}", response_model=RoomView, summary="One room for the console")
+@router.get("/v1/dashboard/rooms/{room}", response_model=RoomView, summary="One room for the console",
+            responses=responses(*READ, 404))
 def room(request: Request, room: RoomId, pipeline: PipelineDep, services: ServicesDep, client: ReadAccess,
          at: AtDep, k: Annotated[int, Query(ge=1, le=500)] = 50,
          comments: Annotated[int, Query(ge=1, le=200)] = 40) -> RoomView:
@@ -282,7 +279,7 @@ def room(request: Request, room: RoomId, pipeline: PipelineDep, services: Servic
 
 
 @router.post("/v1/dashboard/rooms/{room}/simulate", response_model=SimulateOut,
-             summary="Simulate viewers entering a room")
+             summary="Simulate viewers entering a room", responses=responses(*WRITE, *BODY, 404))
 def simulate(request: Request, room: RoomId, body: SimulateIn, pipeline: PipelineDep, services: ServicesDep,
              client: SimulateAccess, at: AtDep, k: Annotated[int, Query(ge=1, le=500)] = 50) -> SimulateOut:
     """``viewers`` synthetic viewers enter in the minute before ``at``, view, click, cart, buy and comment;
@@ -308,19 +305,21 @@ def simulate(request: Request, room: RoomId, body: SimulateIn, pipeline: Pipelin
                        changes=console.changes(_snapshot(before), _snapshot(after)))
 
 
-@router.get("/v1/dashboard/models", summary="Registry versions of the served models")
+@router.get("/v1/dashboard/models", summary="Registry versions of the served models", responses=responses(*READ))
 def models(services: ServicesDep, _client: ReadAccess) -> dict[str, Any]:
     """Per served model: every version with its offline metrics, the one served now, recent promotions."""
     return {"models": console.model_versions(services.models)}
 
 
-@router.get("/v1/dashboard/experiments", response_model=ExperimentsView, summary="A/B experiments")
+@router.get("/v1/dashboard/experiments", response_model=ExperimentsView, summary="A/B experiments",
+            responses=responses(*READ))
 def experiments(services: ServicesDep, _client: ReadAccess) -> ExperimentsView:
     return ExperimentsView(**console.experiments(services.settings.home))
 
 
 @router.get("/v1/dashboard/experiments/{name}/reports/{file}", summary="One experiment report chart (PNG)",
-            response_class=FileResponse)
+            response_class=FileResponse,
+            responses={200: {"content": {"image/png": {}}, "description": "The chart."}, **responses(*READ, 404)})
 def report(name: SafeName, file: SafeName, services: ServicesDep, _client: ReadAccess) -> FileResponse:
     path = console.report_path(services.settings.home, name, file)
     if path is None:

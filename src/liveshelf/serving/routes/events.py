@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -12,9 +11,11 @@ import pyarrow as pa
 from fastapi import APIRouter, HTTPException
 
 from liveshelf.data.ingest import Ingestor
-from liveshelf.data.validate import Rules, table_to_frame, validate
-from liveshelf.serving.deps import ServicesDep, WriteAccess
-from liveshelf.serving.schemas import EventsIn, EventsOut, RowError
+from liveshelf.data.validate import table_to_frame, validate
+from liveshelf.serving.access import IngestAccess
+from liveshelf.serving.deps import ServicesDep
+from liveshelf.serving.schemas import BODY, WRITE, EventsIn, EventsOut, RowError, responses
+from liveshelf.serving.sync import StateUnavailable
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = logging.getLogger("liveshelf.serving")
@@ -43,10 +44,12 @@ def events_table(body: EventsIn) -> pa.Table:
     return pa.table(cols)
 
 
-@router.post("/events", response_model=EventsOut, summary="Post a batch of events")
-def post_events(body: EventsIn, services: ServicesDep, client: WriteAccess) -> EventsOut:
+@router.post("/events", response_model=EventsOut, summary="Post a batch of events", responses=responses(*WRITE, *BODY))
+def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> EventsOut:
     """Validate every event (the ingest rules), store the new ones and apply them to the online state
-    before answering, so the next read sees them. Re-posting an event_id is a no-op (``duplicate``)."""
+    before answering, so the next read sees them. Re-posting an event_id is a no-op (``duplicate``).
+    The store is the source of truth: when the online state cannot be reached the events are still
+    stored (``accepted``; ``applied`` 0) and the state applies them as soon as it answers again."""
     n = len(body.events)
     if n > services.settings.max_events:
         services.metrics.rejected.labels("batch").inc()
@@ -55,7 +58,7 @@ def post_events(body: EventsIn, services: ServicesDep, client: WriteAccess) -> E
     if n == 0:
         return EventsOut(received=0, accepted=0, duplicate=0, rejected=0, applied=0, errors=[])
     raw = events_table(body)
-    rules = Rules(now=datetime.now(UTC))  # one clock for both passes below
+    rules = services.settings.event_rules()  # one clock for both passes below; the allowed future skew
     checked = validate("events", raw, rules, services.pseudonymiser)
     with services.store.open() as store:
         clean = checked.table
@@ -65,7 +68,20 @@ def post_events(body: EventsIn, services: ServicesDep, client: WriteAccess) -> E
             "events", checked, source="<arrow>", warnings=False)  # validated once, above
         fresh = clean.filter(pa.array([i not in known for i in ids], pa.bool_())) if known else clean
         fresh_frame = table_to_frame("events", fresh) if fresh.num_rows else None
-        applied = services.state.apply_events(fresh_frame) if fresh_frame is not None else 0
+        applied = 0
+        if services.state_sync is not None:  # the state catches up with the store (this batch and anything missed)
+            head = store.max_seq()
+            services.state_sync.stored(head)
+            try:
+                services.state_sync.catch_up(store)
+                # this batch is in the state once the state's seq reached it (whoever applied it: this request,
+                # the sync thread or another worker)
+                seq = services.state_sync.status.state_seq
+                applied = fresh.num_rows if seq is not None and seq >= head else 0
+            except StateUnavailable:  # stored and acknowledged; the sync thread applies it once the state answers
+                log.warning("events stored; the online state is unavailable and will catch up")
+        elif fresh_frame is not None:
+            applied = services.state.apply_events(fresh_frame)
         if services.text is not None and fresh_frame is not None:
             services.text.update_events(fresh_frame)
         if services.experiments is not None:  # A/B outcome log (serving/experiments.py)

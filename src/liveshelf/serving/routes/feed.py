@@ -8,17 +8,31 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from liveshelf.privacy.deletion import record_deletion
-from liveshelf.serving.deps import AtDep, K, PipelineDep, ReadAccess, ServicesDep, WriteAccess
+from liveshelf.serving.access import DeleteAccess, ReadAccess
+from liveshelf.serving.deps import AtDep, K, PipelineDep, ServicesDep
 from liveshelf.serving.experiments import FeedOutAB
-from liveshelf.serving.schemas import DeleteOut, FeedOut, ProfileOut, Reason, RoomRec
+from liveshelf.serving.schemas import (
+    ID_DOC,
+    READ,
+    WRITE,
+    DeleteOut,
+    FeedOut,
+    Printable,
+    ProfileOut,
+    Reason,
+    RoomRec,
+    responses,
+)
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 log = logging.getLogger("liveshelf.serving")
 
-UserId = Annotated[str, Path(min_length=1, max_length=256, description="The viewer's id (as posted in events).")]
+UserId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC,
+                             description="The viewer's id (as posted in events)."), Printable]
 
 
-@router.get("/{user}/feed", response_model=FeedOutAB, response_model_exclude_none=True, summary="Live rooms to show this viewer now")
+@router.get("/{user}/feed", response_model=FeedOutAB, response_model_exclude_none=True,
+            summary="Live rooms to show this viewer now", responses=responses(*READ))
 def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
          k: K = 10) -> FeedOut:
     """Only rooms live at the request time. An unknown viewer gets the trending rooms (``fallback``).
@@ -38,7 +52,8 @@ def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: Re
                                     reasons=[Reason(**x) for x in r.reasons]) for r in recs])
 
 
-@router.get("/{user}/profile", response_model=ProfileOut, summary="The viewer's recent behaviour and interests")
+@router.get("/{user}/profile", response_model=ProfileOut, summary="The viewer's recent behaviour and interests",
+            responses=responses(*READ))
 def profile(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess,
             at: AtDep) -> ProfileOut:
     """Sequence summary and top categories / brands / hosts with decayed weights (unknown: empty profile)."""
@@ -47,8 +62,9 @@ def profile(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client:
     return ProfileOut(user=user, at=at, interests=interests, **pipeline.profile(key, at))
 
 
-@router.delete("/{user}", response_model=DeleteOut, summary="Forget a user everywhere")
-def delete_user(user: UserId, services: ServicesDep, _client: WriteAccess) -> DeleteOut:
+@router.delete("/{user}", response_model=DeleteOut, summary="Forget a user everywhere",
+               responses=responses(*WRITE))
+def delete_user(user: UserId, services: ServicesDep, _client: DeleteAccess) -> DeleteOut:
     """Purge the user's events and profile row from the store and their sequence and presence from the state."""
     key = services.user_key(user)
     with services.store.open() as store:

@@ -11,15 +11,27 @@ from fastapi import APIRouter, Path
 
 from liveshelf.data.validate import Rules, table_to_frame, validate
 from liveshelf.errors import NotFoundError, ValidationError
-from liveshelf.serving.deps import ReadAccess, ServicesDep, WriteAccess
-from liveshelf.serving.schemas import ItemOut, ItemsIn, UpsertOut
+from liveshelf.serving.access import IngestAccess, ReadAccess
+from liveshelf.serving.deps import ServicesDep
+from liveshelf.serving.schemas import (
+    BODY,
+    ID_DOC,
+    READ,
+    WRITE,
+    ItemOut,
+    ItemsIn,
+    Printable,
+    UpsertOut,
+    responses,
+)
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 log = logging.getLogger("liveshelf.serving")
 
 
-@router.get("/{item}", response_model=ItemOut, summary="One catalogue item")
-def get_item(item: Annotated[str, Path(min_length=1, max_length=256)], services: ServicesDep,
+@router.get("/{item}", response_model=ItemOut, summary="One catalogue item", responses=responses(*READ, 404))
+def get_item(item: Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable],
+             services: ServicesDep,
              _client: ReadAccess) -> ItemOut:
     services.sync_catalogue()
     info = services.catalogue.get(item)
@@ -28,9 +40,10 @@ def get_item(item: Annotated[str, Path(min_length=1, max_length=256)], services:
     return ItemOut(**info.as_dict())
 
 
-@router.put("", response_model=UpsertOut, summary="Insert or replace catalogue items")
+@router.put("", response_model=UpsertOut, summary="Insert or replace catalogue items",
+            responses=responses(*WRITE, *BODY))
 @router.put("/", response_model=UpsertOut, include_in_schema=False)
-def put_items(body: ItemsIn, services: ServicesDep, _client: WriteAccess) -> UpsertOut:
+def put_items(body: ItemsIn, services: ServicesDep, _client: IngestAccess) -> UpsertOut:
     """All or nothing: a bad row answers 422 naming it, and nothing is written.
     An ``attributes.stock`` of 0 keeps the item out of recommendations."""
     rows = []

@@ -10,35 +10,40 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from liveshelf.data.validate import Rules, table_to_frame, validate
 from liveshelf.errors import NotFoundError, ValidationError
+from liveshelf.serving.access import IngestAccess, ReadAccess
 from liveshelf.serving.deps import (
     AtDep,
     K,
     PipelineDep,
-    ReadAccess,
     Services,
     ServicesDep,
-    WriteAccess,
     parse_time,
 )
 from liveshelf.serving.experiments import ShelfOutAB
 from liveshelf.serving.schemas import (
+    BODY,
+    ID_DOC,
+    READ,
+    WRITE,
     AskIn,
     AskOut,
     CommentsOut,
     ItemRec,
     NextItemOut,
+    Printable,
     Reason,
     RoomsIn,
     RoomsOut,
     ShelfOut,
     UpsertOut,
+    responses,
 )
 from liveshelf.serving.state.base import end_item_slots, unpin_slots
 
 router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
 log = logging.getLogger("liveshelf.serving")
 
-RoomId = Annotated[str, Path(min_length=1, max_length=256)]
+RoomId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable]
 
 
 def _require_room(services: Services, room: str) -> dict[str, Any]:
@@ -62,9 +67,11 @@ def _item_recs(services: Services, recs: list) -> list[ItemRec]:
     return out
 
 
-@router.get("/{room}/shelf", response_model=ShelfOutAB, response_model_exclude_none=True, summary="The room's shelf ranked for a viewer")
+@router.get("/{room}/shelf", response_model=ShelfOutAB, response_model_exclude_none=True,
+            summary="The room's shelf ranked for a viewer", responses=responses(*READ, 404))
 def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
-          user: Annotated[str | None, Query(min_length=1, max_length=256)] = None, k: K = 20,
+          user: Annotated[str | None, Query(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable] = None,
+          k: K = 20,
           explain: Annotated[bool, Query(description="Attach a generated, fact-checked pitch (reason, talking "
                                                      "points, push line) to the first 10 items.")] = False,
           lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> ShelfOut:
@@ -89,7 +96,7 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
 
 
 @router.get("/{room}/next-item", response_model=NextItemOut, response_model_exclude_none=True,
-            summary="What the host should present next")
+            summary="What the host should present next", responses=responses(*READ, 404))
 def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
               k: K = 5, lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> NextItemOut:
     """The shelf ranked for the viewers in the room now (their mean blended score); trending when empty."""
@@ -108,7 +115,8 @@ def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _clien
                        pitch=pitch)
 
 
-@router.get("/{room}/comments", response_model=CommentsOut, summary="Live-comment sentiment and alerts")
+@router.get("/{room}/comments", response_model=CommentsOut, summary="Live-comment sentiment and alerts",
+            responses=responses(*READ, 404))
 def comments(room: RoomId, services: ServicesDep, _client: ReadAccess, at: AtDep,
              limit: Annotated[int, Query(ge=1, le=200)] = 20) -> CommentsOut:
     """Rolling negative share, keywords of negative comments, per-item demotion signal and the recent
@@ -121,7 +129,8 @@ def comments(room: RoomId, services: ServicesDep, _client: ReadAccess, at: AtDep
     return CommentsOut(**snap)
 
 
-@router.post("/{room}/ask", response_model=AskOut, summary="Answer a viewer's question about the room's shelf")
+@router.post("/{room}/ask", response_model=AskOut, summary="Answer a viewer's question about the room's shelf",
+             responses=responses(*READ, *BODY, 404))
 def ask(room: RoomId, body: AskIn, services: ServicesDep, _client: ReadAccess, at: AtDep) -> AskOut:
     """Answers from the facts of the items on the shelf now (price, size, material, shipping ...);
     ``known: false`` with a "don't know" answer rather than an invented fact."""
@@ -164,9 +173,10 @@ def _checked(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table_to_frame(kind, checked.table)
 
 
-@router.put("", response_model=RoomsOut, summary="Create, update or end rooms and change shelves")
+@router.put("", response_model=RoomsOut, summary="Create, update or end rooms and change shelves",
+            responses=responses(*WRITE, *BODY, 404))
 @router.put("/", response_model=RoomsOut, include_in_schema=False)
-def put_rooms(body: RoomsIn, services: ServicesDep, _client: WriteAccess, at: AtDep) -> RoomsOut:
+def put_rooms(body: RoomsIn, services: ServicesDep, _client: IngestAccess, at: AtDep) -> RoomsOut:
     """``rooms`` and ``shelf`` rows are upserted (a slot's ``end`` takes the item off the shelf then);
     ``actions`` end a room, remove an item or unpin it at ``at``. Changes take effect at once."""
     fields = ("start", "end")

@@ -16,11 +16,13 @@ events are exact too, and ranking counters by value at any ``T`` is ranking by `
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -451,6 +453,7 @@ class OnlineState(abc.ABC):
         self.audience_ttl = float(audience_ttl)
         self.sequence_types = types
         self.dedupe_window = float(dedupe_window)
+        self._sync_lock = threading.Lock()
 
     # ---- events ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -460,6 +463,33 @@ class OnlineState(abc.ABC):
         Events whose ``event_id`` was applied before (within ``dedupe_window`` seconds of event
         time before the batch's latest event) are skipped, so a retried post counts once.
         """
+
+    # ---- sync with the store ------------------------------------------------------------------
+    # The state is a view of the event store that always catches up: it records the store's ingest
+    # order (``seq``) it has applied up to, and an ``epoch`` set when it was (re)built from the store.
+    # A state that lost its data (a Redis restarted empty) has no epoch, and is rebuilt.
+    @abc.abstractmethod
+    def sync_point(self) -> tuple[str | None, int | None]:
+        """``(epoch, seq)``: the build this state belongs to and the last store seq applied (None: unknown)."""
+
+    @abc.abstractmethod
+    def mark_synced(self, epoch: str, seq: int) -> None:
+        """Record that the state holds the store's events up to ``seq`` (a (re)build named ``epoch``)."""
+
+    @abc.abstractmethod
+    def apply_synced(self, events: pd.DataFrame, seq: int) -> int:
+        """Apply store events (their ``seq`` above the state's and at most ``seq``) and move the state's seq to
+        ``seq`` in one atomic step, so a crash or a lost connection leaves both or neither. No event-id
+        de-duplication: the seq is what makes a retry count once. Returns the events applied."""
+
+    @contextlib.contextmanager
+    def sync_lock(self, timeout_s: float = 10.0, ttl_s: float = 30.0) -> Iterator[None]:
+        """Held while catching the state up; a shared backend makes it a lock across workers."""
+        with self._sync_lock:
+            yield
+
+    def keep_sync_lock(self) -> None:  # noqa: B027  (a no-op here: an in-process lock does not expire)
+        """Extend the sync lock while a long catch-up or rebuild holds it (a shared backend's lock expires)."""
 
     @abc.abstractmethod
     def user_sequence(self, user: str, limit: int | None = None) -> list[SeqEntry]:

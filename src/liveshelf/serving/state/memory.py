@@ -148,18 +148,39 @@ class MemoryState(OnlineState):
         self._pair_rows: dict[str, list[int]] = {}  # room -> its rows in _pairs
         self._seen: dict[str, float] = {}  # event id -> ts, within dedupe_window
         self._seen_heap: list[tuple[float, str]] = []
+        self._epoch: str | None = None  # sync with the store: see OnlineState.sync_point
+        self._synced_seq: int | None = None
 
     def __repr__(self) -> str:
         return (f"MemoryState(users={len(self._seq)}, rooms={len(self._rooms)}, "
                 f"items={len(self._counters['item'])})")
 
+    # ---- sync with the store ------------------------------------------------------------------
+    def sync_point(self) -> tuple[str | None, int | None]:
+        with self._lock:
+            return self._epoch, self._synced_seq
+
+    def mark_synced(self, epoch: str, seq: int) -> None:
+        with self._lock:
+            self._epoch, self._synced_seq = str(epoch), int(seq)
+
+    def apply_synced(self, events: pd.DataFrame, seq: int) -> int:
+        with self._lock:  # re-entrant: the whole apply and the seq move are one step for readers
+            if self._synced_seq is not None and int(seq) <= self._synced_seq:
+                return 0
+            n = self._apply(prepare_events(events), dedupe=False)
+            self._synced_seq = int(seq)
+            return n
+
     # ---- events ------------------------------------------------------------------------------
     def apply_events(self, events: pd.DataFrame) -> int:
-        batch = prepare_events(events)
+        return self._apply(prepare_events(events), dedupe=True)
+
+    def _apply(self, batch: Batch, dedupe: bool) -> int:
         if not len(batch):
             return 0
         with self._lock:
-            if self.dedupe_window > 0:
+            if dedupe and self.dedupe_window > 0:
                 batch = self._dedupe(batch)
                 if not len(batch):
                     return 0

@@ -18,6 +18,8 @@ key                             type         content
 ``item_cat``                    hash         item -> category path
 ``cnt:<kind>``                  sorted set   key -> log-score (item, room, host, category)
 ``cnt:room_item:<room>``        sorted set   item -> log-score
+``sync``                        hash         ``epoch`` and ``seq``: the store events applied (catch-up)
+``sync_lock``                   string       held by the worker catching up (expires)
 ==============================  ===========  =============================================
 
 One ``apply_events`` call is one MULTI/EXEC transaction of two Lua scripts (sequences and
@@ -31,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -68,7 +71,8 @@ SEP = "\x1f"
 #: Bumped by every room / shelf write (and ``clear``); not a state key, so ``clear`` keeps it
 #: and a reader's cached live layout can never match a number used before.
 _LIVE_VERSION = "live_version"
-_KINDS = frozenset({"seen", "meta", "seq", "aud", "urooms", "room", "room_host", "rooms", "shelf", "item_cat", "cnt"})
+_KINDS = frozenset({"seen", "meta", "seq", "aud", "urooms", "room", "room_host", "rooms", "shelf", "item_cat", "cnt",
+                    "sync"})
 Slot = tuple[str, float, float | None, bool]
 
 # Log-add counter increments; the same arithmetic as base.log_add. KEYS: sorted sets; ARGV: per
@@ -229,7 +233,7 @@ class RedisState(OnlineState):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "liveshelf:", *,
                  max_seq: int = 200, half_life: float = 3600.0, audience_ttl: float = 600.0,
-                 sequence_types: Any = None, dedupe_window: float = 86_400.0, socket_timeout: float = 5.0,
+                 sequence_types: Any = None, dedupe_window: float = 86_400.0, socket_timeout: float = 1.5,
                  client: Any = None) -> None:
         super().__init__(max_seq=max_seq, half_life=half_life, audience_ttl=audience_ttl,
                          sequence_types=sequence_types, dedupe_window=dedupe_window)
@@ -277,6 +281,54 @@ class RedisState(OnlineState):
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
         yield from self.r.scan_iter(match=escaped + pattern, count=1000)
 
+    # ---- sync with the store ------------------------------------------------------------------
+    def sync_point(self) -> tuple[str | None, int | None]:
+        epoch, seq = self.r.hmget(self._k("sync"), ["epoch", "seq"])
+        return epoch, None if seq is None else int(seq)
+
+    def mark_synced(self, epoch: str, seq: int) -> None:
+        self.r.hset(self._k("sync"), mapping={"epoch": str(epoch), "seq": str(int(seq))})
+
+    def apply_synced(self, events: pd.DataFrame, seq: int) -> int:
+        _, current = self.sync_point()
+        if current is not None and int(seq) <= current:
+            return 0
+        batch = prepare_events(events)
+        if len(batch):
+            self._apply_batch(batch, synced=int(seq))
+        else:
+            self.r.hset(self._k("sync"), "seq", str(int(seq)))
+        return len(batch)
+
+    @contextmanager
+    def sync_lock(self, timeout_s: float = 10.0, ttl_s: float = 5.0) -> Iterator[None]:
+        """Held by the one worker catching the shared state up (others wait), released on exit.
+
+        It expires after ``ttl_s`` unless :meth:`keep_sync_lock` extends it (the holder does between steps),
+        so a lock taken by a request whose client gave up - e.g. queued on a frozen Redis - frees itself soon.
+        """
+        import secrets
+        import time
+
+        key, token = self._k("sync_lock"), secrets.token_hex(8)
+        until = time.monotonic() + timeout_s
+        while not self.r.set(key, token, nx=True, px=int(ttl_s * 1000)):
+            if time.monotonic() > until:
+                raise self._redis.TimeoutError(f"the state's sync lock was held for over {timeout_s:g} s")
+            time.sleep(0.005)
+        self._lock_token, self._lock_ttl = token, ttl_s
+        try:
+            yield
+        finally:
+            self._lock_token = None
+            if self.r.get(key) == token:
+                self.r.delete(key)
+
+    def keep_sync_lock(self) -> None:
+        token = getattr(self, "_lock_token", None)
+        if token is not None and self.r.get(self._k("sync_lock")) == token:
+            self.r.pexpire(self._k("sync_lock"), int(self._lock_ttl * 1000))
+
     # ---- events ------------------------------------------------------------------------------
     def apply_events(self, events: pd.DataFrame) -> int:
         batch = prepare_events(events)
@@ -306,7 +358,7 @@ class RedisState(OnlineState):
             raise
         return len(batch)
 
-    def _apply_batch(self, batch: Batch) -> None:
+    def _apply_batch(self, batch: Batch, synced: int | None = None) -> None:
         rooms = sorted({r for r in batch.rooms.tolist() if r is not None})
         items = sorted({i for i in batch.items.tolist() if i is not None})
         read = self.r.pipeline(transaction=False)
@@ -356,6 +408,8 @@ class RedisState(OnlineState):
             self._apply(keys=keys, args=args, client=pipe)
         if c_keys:
             self._merge(keys=c_keys, args=c_args, client=pipe)
+        if synced is not None:  # the store seq moves in the same transaction as the events it covers
+            pipe.hset(self._k("sync"), "seq", str(synced))
         pipe.execute()
 
     def user_sequence(self, user: str, limit: int | None = None) -> list[SeqEntry]:
