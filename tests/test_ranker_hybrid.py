@@ -209,3 +209,14 @@ def test_lambda_ranker_errors():
         r.predict(X[:, :2])
     with pytest.raises(NotFittedError, match="not fitted yet"):
         LambdaRanker().predict(X)
+
+
+def test_lambda_ranker_min_rounds_delays_early_stopping():
+    X, y, group = _table()
+    kw = {"n_estimators": 60, "min_child_samples": 5, "early_stopping_rounds": 3}
+    plain = LambdaRanker(**kw).fit(X, y, group, feature_names=["a", "b", "c"], eval_set=_table(1))
+    delayed = LambdaRanker(**kw, min_rounds=25).fit(X, y, group, feature_names=["a", "b", "c"], eval_set=_table(1))
+    assert delayed.best_iteration_ >= 25 and delayed.get_params()["min_rounds"] == 25
+    assert "min_rounds" not in plain.get_params()  # unset: the serving ranker's saved config is unchanged
+    with pytest.raises(ConfigError, match="'min_trees' parameter of HybridRanker"):
+        create_model("ranker", **{**CHEAP, "min_trees": 0}).fit(_data())

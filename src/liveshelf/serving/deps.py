@@ -30,7 +30,7 @@ from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
-from liveshelf.serving.sync import StateSync, rebuild_state
+from liveshelf.serving.sync import CATCH_UP_CHUNK, StateSync, rebuild_state
 from liveshelf.serving.text_services import TextServices
 
 log = logging.getLogger("liveshelf.serving")
@@ -406,7 +406,7 @@ def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, roo
                         alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion)
 
 
-def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = 5_000,
+def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = CATCH_UP_CHUNK,
                text: TextServices | None = None) -> dict[str, int]:
     """Rebuild the online state from the store (see :func:`liveshelf.serving.sync.rebuild_state`)."""
     return rebuild_state(state, store, window_s, chunk=chunk, text=text)

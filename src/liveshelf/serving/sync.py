@@ -31,8 +31,12 @@ import pandas as pd
 
 log = logging.getLogger("liveshelf.serving")
 
-#: Events applied per catch-up / rebuild step (one state transaction each, well inside the state's timeout).
-CATCH_UP_CHUNK = 5_000
+#: Events applied per catch-up / rebuild step: one state transaction each, small enough to answer well inside
+#: the state's socket timeout on a busy machine (a rebuild that timed out would start over).
+CATCH_UP_CHUNK = 1_000
+
+#: How long a request waits for this process's sync step (a rebuild may run) before answering without it.
+REQUEST_WAIT_S = 2.0
 
 
 class StateUnavailable(Exception):
@@ -126,12 +130,16 @@ class StateSync:
         self._errors = state_errors()
 
     # ---- the one step -------------------------------------------------------------------------
-    def catch_up(self, store: Any = None) -> int:
+    def catch_up(self, store: Any = None, wait_s: float | None = None) -> int:
         """Apply every stored event the state lacks (rebuilding a state that lost its data); returns the number
-        applied. ``store``: an open store (e.g. the request's own), else the gateway opens one. Raises
-        :class:`StateUnavailable` when the state cannot be reached."""
+        applied. ``store``: an open store (e.g. the request's own), else the gateway opens one. ``wait_s``: how
+        long to wait for a step already running in this process (None: as long as it takes). Raises
+        :class:`StateUnavailable` when the state cannot be reached or the wait runs out."""
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise StateUnavailable("The online state is being caught up (or rebuilt) from the store; stored "
+                                   "events are applied when it is done.")
         try:
-            with self._lock, self.state.sync_lock():
+            with self.state.sync_lock(timeout_s=10.0 if wait_s is None else wait_s):
                 if store is not None:
                     return self._step(store)
                 with self.gateway.open() as opened:
@@ -140,11 +148,13 @@ class StateSync:
             self._failed(exc)
             raise StateUnavailable(f"The online state is unavailable ({type(exc).__name__}); stored events are "
                                    "applied once it answers again.") from exc
+        finally:
+            self._lock.release()
 
     def stored(self, seq: int) -> None:
         """This process stored events up to ``seq``: the sync thread catches up to it if a write failed."""
-        with self._lock:
-            self._known_head = max(seq, self._known_head if self._known_head is not None else seq)
+        head = self._known_head
+        self._known_head = seq if head is None else max(seq, head)  # one assignment: no lock needed
 
     def _due(self) -> bool:
         """Whether the background thread must open the store: the state lost its data, lags behind what this

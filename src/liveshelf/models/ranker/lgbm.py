@@ -30,13 +30,16 @@ class LambdaRanker:
 
     ``label_gain`` is the gain of each label value (default LightGBM's ``2**l - 1``);
     ``early_stopping_rounds`` stops on the NDCG of ``eval_set`` when given; ``extra`` are
-    passed to LightGBM as they are (e.g. ``feature_fraction=0.8``).
+    passed to LightGBM as they are (e.g. ``feature_fraction=0.8``). ``min_rounds`` (default None:
+    plain early stopping) trains at least that many trees before early stopping may stop, and
+    picks the best iteration among those >= ``min_rounds``: on a small, noisy validation set the
+    NDCG of the first few trees can win by chance.
     """
 
     def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 31,
                  min_child_samples: int = 20, seed: int = 0, n_threads: int = 1,
                  label_gain: list[float] | None = None, early_stopping_rounds: int | None = None,
-                 **extra: Any) -> None:
+                 min_rounds: int | None = None, **extra: Any) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -45,6 +48,7 @@ class LambdaRanker:
         self.n_threads = n_threads
         self.label_gain = label_gain
         self.early_stopping_rounds = early_stopping_rounds
+        self.min_rounds = min_rounds
         self.extra = extra
         self.booster_: Any = None
         self.feature_names_: list[str] | None = None
@@ -55,7 +59,8 @@ class LambdaRanker:
         return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
                 "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples, "seed": self.seed,
                 "n_threads": self.n_threads, "label_gain": self.label_gain,
-                "early_stopping_rounds": self.early_stopping_rounds, **self.extra}
+                "early_stopping_rounds": self.early_stopping_rounds,
+                **({"min_rounds": self.min_rounds} if self.min_rounds is not None else {}), **self.extra}
 
     def _validate(self) -> None:
         where = "LambdaRanker"
@@ -81,6 +86,8 @@ class LambdaRanker:
             "None or a list of >= 2 gains >= 0", where)
         check_param("early_stopping_rounds", self.early_stopping_rounds, self.early_stopping_rounds is None or (
             is_int(self.early_stopping_rounds) and self.early_stopping_rounds >= 1), "None or an int >= 1", where)
+        check_param("min_rounds", self.min_rounds, self.min_rounds is None or (
+            is_int(self.min_rounds) and self.min_rounds >= 1), "None or an int >= 1", where)
 
     def _lgb_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -146,13 +153,18 @@ class LambdaRanker:
                 raise ConfigError(f"LambdaRanker.fit: eval_set has {vx.shape[1]} features, training {X.shape[1]}. "
                                   "Build both with the same feature function.")
             valid_sets = [lgb.Dataset(vx, label=vy, group=vg, feature_name=names, reference=train)]
-            if self.early_stopping_rounds:
+            if self.early_stopping_rounds and self.min_rounds:
+                callbacks.append(_MinRoundsStopping(int(self.early_stopping_rounds), int(self.min_rounds)))
+            elif self.early_stopping_rounds:
                 callbacks.append(lgb.early_stopping(int(self.early_stopping_rounds), first_metric_only=True,
                                                     verbose=False))
         self.booster_ = lgb.train(params, train, num_boost_round=int(self.n_estimators), valid_sets=valid_sets,
                                   valid_names=["valid"] if valid_sets else None, callbacks=callbacks)
         self.feature_names_ = names
         best = int(self.booster_.best_iteration or 0)
+        picked = [c.best_iter for c in callbacks if isinstance(c, _MinRoundsStopping)]
+        if picked and picked[0] > 0:
+            best = picked[0]
         self.best_iteration_ = best if best > 0 else int(self.booster_.current_iteration())
         return self
 
@@ -221,6 +233,30 @@ class LambdaRanker:
         """The booster in LightGBM's text format (what :meth:`save` writes)."""
         self._check_fitted()
         return str(self.booster_.model_to_string(num_iteration=self.best_iteration_))
+
+
+class _MinRoundsStopping:
+    """Early stopping on the first validation metric that neither stops nor picks before ``min_rounds``."""
+
+    order = 30
+
+    def __init__(self, patience: int, min_rounds: int) -> None:
+        self.patience = patience
+        self.min_rounds = min_rounds
+        self.best_iter = 0  # 1-based; 0 = none yet
+        self.best_score = -np.inf
+
+    def __call__(self, env: Any) -> None:
+        import lightgbm as lgb
+
+        it = env.iteration + 1  # trees so far
+        if not env.evaluation_result_list or it < self.min_rounds:
+            return
+        score = float(env.evaluation_result_list[0][2])
+        if score > self.best_score:
+            self.best_score, self.best_iter = score, it
+        elif it - self.best_iter >= self.patience:
+            raise lgb.callback.EarlyStopException(self.best_iter - 1, env.evaluation_result_list)
 
 
 __all__ = ["LambdaRanker"]

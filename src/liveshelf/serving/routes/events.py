@@ -15,7 +15,7 @@ from liveshelf.data.validate import table_to_frame, validate
 from liveshelf.serving.access import IngestAccess
 from liveshelf.serving.deps import ServicesDep
 from liveshelf.serving.schemas import BODY, WRITE, EventsIn, EventsOut, RowError, responses
-from liveshelf.serving.sync import StateUnavailable
+from liveshelf.serving.sync import REQUEST_WAIT_S, StateUnavailable
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = logging.getLogger("liveshelf.serving")
@@ -73,7 +73,7 @@ def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> 
             head = store.max_seq()
             services.state_sync.stored(head)
             try:
-                services.state_sync.catch_up(store)
+                services.state_sync.catch_up(store, wait_s=REQUEST_WAIT_S)
                 # this batch is in the state once the state's seq reached it (whoever applied it: this request,
                 # the sync thread or another worker)
                 seq = services.state_sync.status.state_seq
