@@ -267,7 +267,7 @@ class GroundTruthRanker:
         return cls(GroundTruth.load(Path(path))).fit()
 
 
-register_model(GroundTruthRanker.name, GroundTruthRanker)
+register_model(GroundTruthRanker.name, GroundTruthRanker, kind="simulation")
 
 
 def live_window(world: World, min_rooms: int = 3) -> tuple[float, float]:

@@ -14,10 +14,11 @@ from liveshelf.errors import RegistryError
 
 _MODELS: dict[str, type] = {}
 #: What each registered family is: "recommender" (the Recommender protocol: fit on TrainData, score
-#: item candidates; what ``liveshelf evaluate --model`` takes) or "ranker" (the serving ranker over
-#: feature rows). Every kind is saved, loaded and versioned the same way.
+#: item candidates; what ``liveshelf evaluate --model`` takes), "ranker" (the serving ranker over
+#: feature rows) or "simulation" (the simulator's truth oracle: it needs the simulated world, not
+#: training data). Every kind is saved, loaded and versioned the same way.
 _KINDS: dict[str, str] = {}
-KINDS: tuple[str, ...] = ("recommender", "ranker")
+KINDS: tuple[str, ...] = ("recommender", "ranker", "simulation")
 
 
 def register_model(name: str, cls: type, kind: str = "recommender") -> None:
