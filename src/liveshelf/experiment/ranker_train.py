@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from liveshelf.errors import ConfigError, check_param
-from liveshelf.models.ranker.live import LiveRanker, RankTable
+from liveshelf.models.ranker.live import LiveRanker, RankTable, query_bounds
 from liveshelf.serving.exposures import FEATURE_SETS, label_exposures, read_exposures
 from liveshelf.serving.features import ITEM_FEATURES, ITEM_SOURCES, ROOM_SOURCES, item_features
 from liveshelf.serving.settings import DEFAULT_WEIGHTS
@@ -283,7 +283,7 @@ def evaluate_tables(model: LiveRanker, tests: dict[str, RankTable], *, weights: 
 
     out = {}
     for surface, test in tests.items():
-        useful = np.asarray([test.y[a:b].max() > 0 for a, b in _bounds(test.group)])
+        useful = np.asarray([test.y[a:b].max() > 0 for a, b in query_bounds(test.group)])
         test = test.take_queries(useful)
         if not test.queries:
             continue
@@ -296,11 +296,6 @@ def evaluate_tables(model: LiveRanker, tests: dict[str, RankTable], *, weights: 
                         "hand-blend": float(np.nanmean(b)), "trending": float(np.nanmean(tr))},
                         "ranker_vs_blend": sig}
     return out
-
-
-def _bounds(group: np.ndarray) -> list[tuple[int, int]]:
-    ends = np.cumsum(group)
-    return list(zip((ends - group).tolist(), ends.tolist(), strict=True))
 
 
 # ------------------------------------------------------------------------------------ the whole run
@@ -373,7 +368,7 @@ def train_ranker(home: Path | str, *, source: str = "auto", window_s: float = 18
 
 
 def _labelled_queries(t: RankTable) -> int:
-    return int(sum(t.y[a:b].max() > 0 for a, b in _bounds(t.group)))
+    return int(sum(t.y[a:b].max() > 0 for a, b in query_bounds(t.group)))
 
 
 def _gate(model: LiveRanker, test: dict[str, RankTable], figures: dict[str, dict[str, Any]],

@@ -1,8 +1,8 @@
 """What routes depend on, built once in the app's lifespan and reached through named dependencies.
 
 ``StateDep``, ``PipelineDep``, ``ServicesDep`` ... are ``Annotated[..., Depends(...)]``;
-tests may swap any of them with ``app.dependency_overrides``. ``ReadAccess`` /
-``WriteAccess`` check the API key and take a rate-limit token.
+tests may swap any of them with ``app.dependency_overrides``. Who may call a route (keys by role,
+rate limits, Host / Origin) is decided in :mod:`liveshelf.serving.access`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from liveshelf.serving.experiments import ExperimentService
 from liveshelf.serving.exposures import ExposureLog
 from liveshelf.serving.metrics import Metrics
 from liveshelf.serving.pipeline import Catalogue, Pipeline
-from liveshelf.serving.security import API_KEY_HEADER, KeyRing, TokenBucket, log_id, retry_after
+from liveshelf.serving.security import KeyRing, TokenBucket, log_id
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
 from liveshelf.serving.sync import CATCH_UP_CHUNK, StateSync, rebuild_state
@@ -257,58 +257,6 @@ def get_settings(services: ServicesDep) -> ServeSettings:
 StateDep = Annotated[OnlineState, Depends(get_state)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
-
-
-# ------------------------------------------------------------------------------------ access
-def _client_key(request: Request, services: Services, write: bool) -> str:
-    key = request.headers.get(API_KEY_HEADER)
-    required = write or services.settings.read_key_required
-    if key is None or key == "":
-        if required:
-            services.metrics.rejected.labels("no_key").inc()
-            if not services.keys:
-                raise HTTPException(401, "This route needs an API key, and the server has none configured. "
-                                         "Set LIVESHELF_API_KEYS and send one in the X-API-Key header.")
-            raise HTTPException(401, "Missing API key: send a configured key in the X-API-Key header.",
-                                headers={"WWW-Authenticate": "ApiKey"})
-        host = request.client.host if request.client else "unknown"
-        return f"anon:{host}"
-    if not services.keys.valid(key):
-        services.metrics.rejected.labels("bad_key").inc()
-        raise HTTPException(403, "The API key in the X-API-Key header is not valid.")
-    return f"key:{KeyRing.key_id(key)}"
-
-
-def _limit(services: Services, client: str, cost: float = 1.0) -> None:
-    wait = services.bucket.take(client, cost)
-    if wait > 0:
-        services.metrics.rejected.labels("rate").inc()
-        raise HTTPException(429, f"Rate limit: at most {services.settings.rate_per_s:g} requests/s per key "
-                                 f"(burst {services.settings.rate_burst}). Retry in {wait:.2f} s.",
-                            headers={"Retry-After": retry_after(wait)})
-
-
-def _log_name(services: Services, client: str) -> str:
-    """What logs show of a client: the key's id, or a salted hash of the address."""
-    return client if client.startswith("key:") else "anon:" + services.log_id(client)
-
-
-def read_access(request: Request, services: ServicesDep) -> str:
-    client = _client_key(request, services, write=False)
-    _limit(services, client)
-    request.state.client = _log_name(services, client)
-    return request.state.client
-
-
-def write_access(request: Request, services: ServicesDep) -> str:
-    client = _client_key(request, services, write=True)
-    _limit(services, client)
-    request.state.client = _log_name(services, client)
-    return request.state.client
-
-
-ReadAccess = Annotated[str, Depends(read_access)]
-WriteAccess = Annotated[str, Depends(write_access)]
 
 
 # ------------------------------------------------------------------------------------ parameters

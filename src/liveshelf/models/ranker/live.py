@@ -126,7 +126,7 @@ class LiveRanker:
             raise ConfigError(f"LiveRanker.fit takes tables for the surfaces {SURFACES}; got {sorted(tables)}.")
         self.rankers_, self.names_, self.info_ = {}, {}, {}
         for surface, table in tables.items():
-            useful = np.asarray([table.y[a:b].max() > table.y[a:b].min() for a, b in _bounds(table.group)])
+            useful = np.asarray([table.y[a:b].max() > table.y[a:b].min() for a, b in query_bounds(table.group)])
             if useful.sum() < 2:
                 raise ConfigError(f"The {surface!r} ranker needs at least 2 queries whose candidates earned "
                                   f"different outcomes; got {int(useful.sum())} of {table.queries}. Log more "
@@ -227,11 +227,12 @@ class LiveRanker:
         return model
 
 
-def _bounds(group: np.ndarray) -> list[tuple[int, int]]:
+def query_bounds(group: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` row bounds of each query from its size."""
     ends = np.cumsum(group)
     return list(zip((ends - group).tolist(), ends.tolist(), strict=True))
 
 
 register_model(LiveRanker.name, LiveRanker, kind="ranker")
 
-__all__ = ["GRADES", "POSITION_MODES", "SURFACES", "LiveRanker", "RankTable"]
+__all__ = ["GRADES", "POSITION_MODES", "SURFACES", "LiveRanker", "RankTable", "query_bounds"]
