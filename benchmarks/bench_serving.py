@@ -94,7 +94,7 @@ def world_frames(now: pd.Timestamp, seed: int = SEED) -> dict[str, pd.DataFrame]
     hosts = pd.DataFrame({"id": host_ids, "name": [f"host {h}" for h in range(n_hosts)],
                           "categories": [json.dumps([p.split(" > ")[0]], ensure_ascii=False)
                                          for p in np.asarray(lv.path_zh, dtype=object)[room_cat]]})
-    start = now - pd.Timedelta(hours=1)
+    start = now - pd.Timedelta(days=3)  # before every event: the ranker replays them on live shelves
     rooms = pd.DataFrame({"id": room_ids, "host": host_ids, "title": [f"直播 {r}" for r in range(N_ROOMS)],
                           "start": pd.Series([start] * N_ROOMS), "end": pd.Series([pd.NaT] * N_ROOMS,
                                                                                   dtype="datetime64[us, UTC]")})
@@ -160,7 +160,7 @@ def build_home(folder: Path) -> dict[str, Any]:
 
 
 def cached_home() -> Path:
-    key = f"u{N_USERS}-i{N_ITEMS}-r{N_ROOMS}-s{SHELF_PER_ROOM}-e{N_EVENTS}-seed{SEED}-v1"
+    key = f"u{N_USERS}-i{N_ITEMS}-r{N_ROOMS}-s{SHELF_PER_ROOM}-e{N_EVENTS}-seed{SEED}-v2"
     folder = Path(tempfile.gettempdir()) / "liveshelf-bench" / f"serving-{key}"
     if not (folder / "targets.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
