@@ -249,10 +249,14 @@ def test_audience_enter_leave_ttl_prune_and_room_end(make):
     state.apply_events(events([(40, "u9", "enter", "r1", None)]))
     state.apply_events(events([(20, "u9", "view", "r1", "i1")]))  # a late event never moves last-seen back
     assert state.audience("r1", T0 + 85) == ["u9", "u1"]
+    rooms = ["r1", "r2", "nowhere"]
+    for t in (T0 + 10, T0 + 64, T0 + 65, T0 + 85):  # the batch read agrees with the per-room one
+        assert state.audience_sizes(rooms, t).tolist() == [float(len(state.audience(r, t))) for r in rooms]
     assert state.prune(T0 + 95) == 2  # u2 (seen at 5) and u1 (seen at 30)
     assert state.audience("r1", T0 + 40) == ["u9"]
     state.end_room("r1", T0 + 100)
     assert state.audience("r1", T0 + 99) == []
+    assert state.audience_sizes(["r1"], T0 + 99).tolist() == [0.0]  # ended: no audience
 
 
 def test_delete_user_forgets_sequence_and_audience_but_not_others(make):

@@ -540,6 +540,10 @@ class OnlineState(abc.ABC):
     def audience(self, room: str, t: TimeLike) -> list[str]:
         """Viewers in ``room`` at ``t``: entered, not left, seen within ``audience_ttl``; latest first."""
 
+    def audience_sizes(self, rooms: Sequence[str], t: TimeLike) -> np.ndarray:
+        """How many viewers each of ``rooms`` has at ``t`` (``len(audience(room, t))``, in one call)."""
+        return np.asarray([len(self.audience(r, t)) for r in rooms], dtype=np.float64)
+
     @abc.abstractmethod
     def prune(self, t: TimeLike) -> int:
         """Drop audience entries older than ``t - audience_ttl``; returns how many."""

@@ -403,6 +403,18 @@ class MemoryState(OnlineState):
                 return []
             return audience_order(self._aud.get(room, {}).items(), t, self.audience_ttl)
 
+    def audience_sizes(self, rooms: Sequence[str], t: TimeLike) -> np.ndarray:
+        t = to_seconds(t)
+        cutoff = t - self.audience_ttl
+        out = np.zeros(len(rooms))
+        with self._lock:
+            aud, info = self._aud, self._rooms
+            for j, r in enumerate(rooms):
+                members = aud.get(r)
+                if members and is_live(info.get(r), t):
+                    out[j] = sum(1 for s in members.values() if s > cutoff)
+        return out
+
     def prune(self, t: TimeLike) -> int:
         cutoff = to_seconds(t) - self.audience_ttl
         removed = 0

@@ -597,6 +597,23 @@ class RedisState(OnlineState):
             return []
         return audience_order(members, t, self.audience_ttl)
 
+    def audience_sizes(self, rooms: Sequence[str], t: TimeLike) -> np.ndarray:
+        t = to_seconds(t)
+        if not len(rooms):
+            return np.zeros(0)
+        pipe = self.r.pipeline(transaction=False)
+        for r in rooms:
+            pipe.hmget(self._k("room", r), "start", "end")
+            pipe.zcount(self._k("aud", r), f"({_f(t - self.audience_ttl)}", "+inf")
+        got = pipe.execute()
+        out = np.zeros(len(rooms))
+        for j in range(len(rooms)):
+            (start, end), n = got[2 * j], got[2 * j + 1]
+            if start is not None and not (float(start) <= t and (end in (None, b"", "") or t < float(end))):
+                continue  # a room that is not live has no audience
+            out[j] = float(n)
+        return out
+
     def prune(self, t: TimeLike) -> int:
         cutoff = _f(to_seconds(t) - self.audience_ttl)
         keys = list(self._scan("aud:*"))
