@@ -272,29 +272,42 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
 
 # ------------------------------------------------------------------------------------ rooms
 def room_features(p: Pipeline, viewer: Viewer, snap: Any, t: float) -> FeatureRows:
-    """Rows of :data:`ROOM_FEATURES` for the viewer over the live rooms of ``snap`` (a live snapshot)."""
-    rooms, hosts = snap.layout.rooms, snap.hosts
+    """Rows of :data:`ROOM_FEATURES` for the viewer over the live rooms of ``snap`` (a live snapshot).
+
+    Column-wise over all rooms: what does not depend on the viewer comes from the snapshot's arrays.
+    """
+    rooms = snap.layout.rooms
     n = len(rooms)
     src = p.room_sources(viewer, snap, t, every=True)
+    if not n:
+        return FeatureRows("room", ROOM_FEATURES, [], np.zeros((0, len(ROOM_FEATURES))), src)
     cols = _source_columns(src, ROOM_SOURCES, n)
     state = p.state
-    room_trend = state.counters("room", rooms, t) if n else np.zeros(0)
-    uniq_hosts = sorted({h for h in hosts if h})
-    host_trend = dict(zip(uniq_hosts, state.counters("host", uniq_hosts, t), strict=True)) if uniq_hosts else {}
-    htot = sum(viewer.host_weight.values())
-    X = np.empty((n, len(ROOM_FEATURES) - len(cols) - 1))
-    for j, (h, info) in enumerate(zip(hosts, snap.layout.info, strict=True)):
-        start = info.get("start")
-        X[j] = (_log1p(float(room_trend[j])), _log1p(host_trend.get(h, 0.0)) if h else math.nan,
-                (viewer.host_weight.get(h, 0.0) / htot if htot > 0 else 0.0) if h else math.nan,
-                _log1p(float(len(snap.layout.shelves[j]))),
-                _log1p(t - float(start)) if start is not None else math.nan,
-                _log1p(float(len(state.audience(rooms[j], t)))),
-                math.log1p(len(viewer.seq)), 1.0 if viewer.known else 0.0)
-    blend = _hand_blend(np.column_stack(cols), _source_block("src_", ROOM_SOURCES), ROOM_SOURCES) if n \
-        else np.zeros(0)
-    full = np.column_stack([*cols, blend, X]) if n else np.zeros((0, len(ROOM_FEATURES)))
-    return FeatureRows("room", ROOM_FEATURES, list(rooms), full.astype(np.float64), src)
+    hosts = snap.host_names
+    host_trend = np.append(state.counters("host", hosts, t) if hosts else np.zeros(0), np.nan)
+    hw, htot = viewer.host_weight, sum(viewer.host_weight.values())
+    affinity = np.append(np.asarray([hw.get(h, 0.0) / htot for h in hosts]) if htot > 0 else np.zeros(len(hosts)),
+                         np.nan)
+    hi = snap.host_index  # -1 (no host) reads the NaN slot
+    with np.errstate(invalid="ignore"):
+        age = np.log1p(np.maximum(t - snap.starts, 0.0))
+    audience = snap.audience_sizes(state, t, p.settings.room_stats_ttl_s)
+    X = np.column_stack([
+        *cols, _hand_blend(np.column_stack(cols), _source_block("src_", ROOM_SOURCES), ROOM_SOURCES),
+        _log1p_array(src.values["trending"]),  # the room's decayed counter, as room_sources read it
+        _log1p_array(host_trend[hi]), affinity[hi],
+        np.log1p(snap.shelf_sizes), age, np.log1p(audience),
+        np.full(n, math.log1p(len(viewer.seq))), np.full(n, 1.0 if viewer.known else 0.0)])
+    return FeatureRows("room", ROOM_FEATURES, list(rooms), X.astype(np.float64), src)
+
+
+def _log1p_array(x: np.ndarray) -> np.ndarray:
+    """:func:`_log1p` element-wise: NaN stays NaN, negatives count as 0."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    ok = np.isfinite(x)
+    out[ok] = np.log1p(np.maximum(x[ok], 0.0))
+    return out
 
 
 __all__ = ["FEATURE_SOURCE", "ITEM_FEATURES", "ITEM_SOURCES", "ROOM_FEATURES", "ROOM_SOURCES", "FeatureRows",

@@ -114,6 +114,22 @@ class LiveSnapshot:
             self._levels, self._brands = dict(table.levels), dict(table.brands)
         self.level_names = list(self._levels)
         self.brand_names = list(self._brands)
+        # per room, what the room features read without the viewer (feed: no Python loop over rooms)
+        self.host_names: list[str] = sorted({h for h in self.hosts if h})
+        hidx = {h: i for i, h in enumerate(self.host_names)}
+        self.host_index = np.asarray([hidx[h] if h else -1 for h in self.hosts], dtype=np.int64)
+        self.starts = np.asarray([np.nan if row.get("start") is None else float(row["start"]) for row in layout.info],
+                                 dtype=np.float64)
+        self.shelf_sizes = np.asarray([len(sh) for sh in shelves], dtype=np.float64)
+        self._audience: tuple[float, np.ndarray] | None = None
+        # each room's largest item position (-1: empty shelf)
+        self.room_last = np.where(self.grid < n, self.grid, -1).max(axis=1) if len(shelves) else np.zeros(0, np.int64)
+        # items share few category paths: the profile source is computed per path, then gathered per item
+        if n:
+            self.paths, self.path_of = np.unique(self.level_ids, axis=0, return_inverse=True)
+            self.path_of = self.path_of.reshape(n)
+        else:
+            self.paths, self.path_of = self.level_ids[:0], np.zeros(0, np.int64)
         self._columns: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
         self._sim_rows: dict[int, np.ndarray] = {}
 
@@ -124,6 +140,19 @@ class LiveSnapshot:
             # einsum: no BLAS threads, which cost far more than this small product on a busy server
             row = self._sim_rows[i] = np.einsum("ij,j->i", self.vectors, self.vectors[i])
         return row
+
+    def audience_sizes(self, state: Any, t: float, ttl_s: float) -> np.ndarray:
+        """Each live room's audience size at ``t`` (``state.audience_sizes``), reused for ``ttl_s`` seconds.
+
+        The size changes with every enter / leave and as viewers time out; a feed may see it up to
+        ``ttl_s`` old (0: read every time). A request for an earlier time than the cached one reads again.
+        """
+        got = self._audience
+        if got is not None and got[0] <= t < got[0] + ttl_s:
+            return got[1]
+        sizes = state.audience_sizes(self.layout.rooms, t)
+        self._audience = (t, sizes)
+        return sizes
 
     def columns(self, view: ModelView) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`ModelView.columns` of the snapshot's items, kept per model view."""
@@ -145,6 +174,66 @@ class LiveSnapshot:
         best[has] = np.nanmax(m[has], axis=1)
         at = np.where(m == best[:, None], self.grid, -1).max(axis=1)
         return best, np.where(has, at, -1)
+
+    def best_per_room_sparse(self, vals: np.ndarray, nz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`best_per_room` of ``vals`` that are finite everywhere and 0 outside the positions ``nz``.
+
+        Only the rooms holding one of ``nz`` are scanned; every other room's best is 0, held (ties go
+        to the larger item id) by its largest item position, as the dense scan would find.
+        """
+        best = np.where(self.room_last >= 0, 0.0, np.nan)
+        at = self.room_last.copy()
+        if len(nz):
+            mark = np.zeros(len(self.items) + 1, dtype=bool)  # the last slot: padding
+            mark[nz] = True
+            rooms = np.flatnonzero(mark[self.grid].any(axis=1))
+            if len(rooms):
+                ext = np.append(vals, np.nan)
+                m = ext[self.grid[rooms]]
+                sub = np.nanmax(m, axis=1)
+                best[rooms] = sub
+                at[rooms] = np.where(m == sub[:, None], self.grid[rooms], -1).max(axis=1)
+        return best, at
+
+    def profile_sparse(self, v: Viewer) -> tuple[np.ndarray, Callable[[int], dict[str, Any]], np.ndarray]:
+        """:meth:`profile` plus the positions where it is not 0; computed once per category path, not per item."""
+        n = len(self.items)
+        shares = level_shares(v.category_weight)
+        btot = max(sum(v.brand_weight.values()), 1e-12)
+        lw = np.zeros(len(self.level_names) + 1)  # the last slot: padding (-1)
+        for c, x in shares.items():
+            i = self._levels.get(c)
+            if i is not None:
+                lw[i] = x
+        bw = np.zeros(len(self.brand_names) + 1)
+        for b, w in v.brand_weight.items():
+            i = self._brands.get(b)
+            if i is not None:
+                bw[i] = w / btot
+        if not n:
+            return np.zeros(0), lambda _c: {}, np.zeros(0, np.int64)
+        g = lw[self.paths]  # (paths, depth)
+        depth = np.maximum((self.paths >= 0).sum(axis=1), 1)
+        cols = np.arange(g.shape[1])[None, :]
+        lc = np.where(g > 0, cols, -1).max(axis=1)
+        best = np.where(lc >= 0, g[np.arange(len(g)), np.maximum(lc, 0)], 0.0)
+        pv = g.sum(axis=1) / depth
+        bv = bw[self.brand_ids]
+        value = pv[self.path_of] + bv
+        use_brand = (bv > 0) & (bv > best[self.path_of])
+        return value, self._profile_cause(lc[self.path_of], use_brand), np.flatnonzero(value)
+
+    def _profile_cause(self, lvl: np.ndarray, use_brand: np.ndarray) -> Callable[[int], dict[str, Any]]:
+        level_names, brand_names, level_ids, brand_ids = (self.level_names, self.brand_names, self.level_ids,
+                                                          self.brand_ids)
+
+        def cause(c: int) -> dict[str, Any]:
+            if use_brand[c]:
+                return {"interest": f"brand:{brand_names[brand_ids[c]]}"}
+            if lvl[c] >= 0:
+                return {"interest": f"category:{level_names[level_ids[c, lvl[c]]]}"}
+            return {}
+        return cause
 
     def profile(self, v: Viewer) -> tuple[np.ndarray, Callable[[int], dict[str, Any]]]:
         """The ``profile`` source over the items (as :meth:`Pipeline._item_sources`) and its cause."""

@@ -436,8 +436,8 @@ class Pipeline:
             hw = viewer.host_weight
             src.put("repeat", np.asarray([hw.get(h or "", 0.0) for h in hosts]) if hw else np.zeros(n),
                     Lazy(n, lambda j: {"host": hosts[j]}))
-            for name, (vals, cause) in self._feed_item_values(viewer, snap, t, every).items():
-                best, col = snap.best_per_room(vals)
+            for name, (vals, cause, nz) in self._feed_item_values(viewer, snap, t, every).items():
+                best, col = snap.best_per_room(vals) if nz is None else snap.best_per_room_sparse(vals, nz)
                 src.put(name, best, Lazy(n, room_cause(cause, col, snap.items)))
         return src
 
@@ -477,13 +477,14 @@ class Pipeline:
         return Ranked(out, rows, self.ranked_by(ranker), known=viewer.known)
 
     def _feed_item_values(self, v: Viewer, snap: LiveSnapshot, t: float, every: bool = False
-                          ) -> dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]]]]:
-        """Per item source, the raw values over the snapshot's items and each value's cause (lazy).
+                          ) -> dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]], np.ndarray | None]]:
+        """Per item source, the raw values over the snapshot's items, each value's cause (lazy) and,
+        for a source that is 0 almost everywhere, the positions where it is not (else None).
 
         The same values as :meth:`_item_sources` computes, gathered with arrays.
         """
         items, n = snap.items, len(snap.items)
-        out: dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]]]] = {}
+        out: dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]], np.ndarray | None]] = {}
         last = v.recent_items[0] if v.recent_items else None
         for role in ("sequence", "cf"):
             if not self._on(role, every):
@@ -492,7 +493,7 @@ class Pipeline:
             if view is None:
                 continue
             ctx = view.context(v.user, v.seq, None, t)
-            out[role] = (view.scores([ctx], items, snap.columns(view))[0], lambda _c, last=last: {"item": last})
+            out[role] = (view.scores([ctx], items, snap.columns(view))[0], lambda _c, last=last: {"item": last}, None)
         if self._on("similar", every):
             near = snap.content.neighbours(v.recent_items, self.settings.neighbours)
             sim = np.zeros(n)
@@ -502,9 +503,10 @@ class Pipeline:
                 if c is not None:
                     sim[c] = sv
                     sim_of[c] = of
-            out["similar"] = (sim, lambda c, sim_of=sim_of: {"item": sim_of.get(c)})
+            out["similar"] = (sim, lambda c, sim_of=sim_of: {"item": sim_of.get(c)},
+                              np.fromiter(sim_of, dtype=np.int64, count=len(sim_of)))
         if self._on("profile", every):
-            out["profile"] = snap.profile(v)
+            out["profile"] = snap.profile_sparse(v)
         return out
 
     # ---- profile -----------------------------------------------------------------------------
