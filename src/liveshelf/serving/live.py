@@ -167,13 +167,12 @@ class LiveSnapshot:
 
         Ties go to the larger item id, as ``max`` over ``(value, item)`` pairs does.
         """
-        ext = np.append(np.where(np.isfinite(vals), vals, np.nan), np.nan)
+        ext = np.append(np.where(np.isfinite(vals), vals, -np.inf), -np.inf)  # -inf: no value (and padding)
         m = ext[self.grid]
-        has = ~np.all(np.isnan(m), axis=1)
-        best = np.full(len(m), np.nan)
-        best[has] = np.nanmax(m[has], axis=1)
-        at = np.where(m == best[:, None], self.grid, -1).max(axis=1)
-        return best, np.where(has, at, -1)
+        best = m.max(axis=1) if m.shape[1] else np.full(len(m), -np.inf)
+        has = best > -np.inf
+        at = np.where(m == best[:, None], self.grid, -1).max(axis=1) if m.shape[1] else np.full(len(m), -1)
+        return np.where(has, best, np.nan), np.where(has, at, -1)
 
     def best_per_room_sparse(self, vals: np.ndarray, nz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`best_per_room` of ``vals`` that are finite everywhere and 0 outside the positions ``nz``.
@@ -188,9 +187,9 @@ class LiveSnapshot:
             mark[nz] = True
             rooms = np.flatnonzero(mark[self.grid].any(axis=1))
             if len(rooms):
-                ext = np.append(vals, np.nan)
+                ext = np.append(vals, -np.inf)  # padding
                 m = ext[self.grid[rooms]]
-                sub = np.nanmax(m, axis=1)
+                sub = m.max(axis=1)
                 best[rooms] = sub
                 at[rooms] = np.where(m == sub[:, None], self.grid[rooms], -1).max(axis=1)
         return best, at

@@ -3,6 +3,7 @@ served model sees the viewer's sequence (:class:`ModelView`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,11 +82,17 @@ def _decay(age: float, half_life: float) -> float:
     return math.pow(2.0, -max(age, 0.0) / half_life)
 
 
-def category_levels(path: str | None) -> list[str]:
+def category_levels(path: str | None) -> tuple[str, ...]:
+    """``"A > b > c"`` -> ``("A", "A > b", "A > b > c")`` (memoised: a catalogue has few distinct paths)."""
     if not path:
-        return []
-    parts = [p.strip() for p in str(path).split(">") if p.strip()]
-    return [" > ".join(parts[: i + 1]) for i in range(len(parts))]
+        return ()
+    return _levels(str(path))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _levels(path: str) -> tuple[str, ...]:
+    parts = [p.strip() for p in path.split(">") if p.strip()]
+    return tuple(" > ".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def level_shares(category_weight: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,122 @@
+"""The feed's column-wise pieces of the live snapshot equal the straightforward per-item / per-room versions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from liveshelf.serving.live import LiveSnapshot
+from liveshelf.serving.viewer import category_levels, level_shares
+
+
+def _reference_best(grid: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per room: the best finite value (NaN: none) and its item position, ties to the larger position."""
+    n = len(vals)
+    best, at = np.full(len(grid), np.nan), np.full(len(grid), -1)
+    for r, row in enumerate(grid):
+        pairs = [(float(vals[c]), int(c)) for c in row if c < n and np.isfinite(vals[c])]
+        if pairs:
+            best[r], at[r] = max(pairs)
+    return best, at
+
+
+def _random_grid(rng: np.random.Generator, n: int, rooms: int, width: int) -> np.ndarray:
+    grid = np.full((rooms, width), n)
+    for r in range(rooms):
+        k = int(rng.integers(0, min(width, n) + 1))
+        grid[r, :k] = rng.choice(n, size=k, replace=False)
+    return grid
+
+
+def test_best_per_room_matches_a_per_room_scan():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        grid = _random_grid(rng, n, int(rng.integers(1, 10)), int(rng.integers(1, 6)))
+        vals = rng.choice([0.0, 1.0, 2.0, np.nan, np.inf, -np.inf, -1.0, 0.5], size=n)
+        snap = SimpleNamespace(grid=grid)
+        best, at = LiveSnapshot.best_per_room(snap, vals)
+        want_best, want_at = _reference_best(grid, vals)
+        np.testing.assert_array_equal(best, want_best)
+        np.testing.assert_array_equal(at, want_at)
+
+
+def test_sparse_best_per_room_equals_the_dense_scan_for_sources_zero_elsewhere():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        grid = _random_grid(rng, n, int(rng.integers(1, 10)), int(rng.integers(1, 6)))
+        vals = np.zeros(n)
+        nz = rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False)
+        vals[nz] = rng.choice([0.25, 1.0, 3.0], size=len(nz))
+        snap = SimpleNamespace(grid=grid, items=list(range(n)),
+                               room_last=np.where(grid < n, grid, -1).max(axis=1))
+        best, at = LiveSnapshot.best_per_room_sparse(snap, vals, np.flatnonzero(vals))
+        want_best, want_at = _reference_best(grid, vals)
+        np.testing.assert_array_equal(best, want_best)
+        np.testing.assert_array_equal(at, want_at)
+
+
+def _reference_profile(snap: LiveSnapshot, v) -> tuple[np.ndarray, list[dict]]:
+    """The profile source item by item: mean share over the item's category levels + its brand share."""
+    shares = level_shares(v.category_weight)
+    btot = max(sum(v.brand_weight.values()), 1e-12)
+    values, causes = [], []
+    for it in snap.items:
+        info = snap.content_catalogue.get(it)
+        levels = category_levels(info.category)
+        g = [shares.get(level, 0.0) for level in levels]
+        deep = max((d for d, x in enumerate(g) if x > 0), default=-1)
+        b = v.brand_weight.get(info.brand, 0.0) / btot if info.brand else 0.0
+        values.append((sum(g) / len(g) if g else 0.0) + b)
+        if b > 0 and b > (g[deep] if deep >= 0 else 0.0):
+            causes.append({"interest": f"brand:{info.brand}"})
+        elif deep >= 0:
+            causes.append({"interest": f"category:{levels[deep]}"})
+        else:
+            causes.append({})
+    return np.asarray(values), causes
+
+
+@pytest.fixture(scope="module")
+def live_pipeline():
+    from liveshelf.data.simulate import simulate
+    from liveshelf.experiment.online_sim import live_times
+    from liveshelf.serving.pipeline import Catalogue, Pipeline
+    from liveshelf.serving.settings import ServeSettings
+    from liveshelf.serving.state import MemoryState
+
+    sim = simulate(n_users=200, n_hosts=8, days=1, seed=4, use_review_corpus=False)
+    world = sim.dataset
+    state = MemoryState()
+    state.upsert_items(world.items)
+    state.upsert_rooms(world.rooms)
+    state.upsert_shelf(world.shelf)
+    state.apply_events(world.events.sort_values("ts", kind="stable"))
+    catalogue = Catalogue()
+    catalogue.replace(world.items)
+    pipe = Pipeline(state, catalogue, ServeSettings(text=False))
+    start = float(pd.Timestamp(world.rooms["start"].min()).timestamp())
+    t = live_times(sim, start, start + 86400, 3, min_rooms=3)[1]  # a minute with several rooms live
+    return pipe, world, t
+
+
+def test_profile_per_category_path_equals_the_per_item_source(live_pipeline):
+    pipe, world, t = live_pipeline
+    snap = pipe.live(t)
+    assert snap.items, "the world should have live shelves an hour after the first room starts"
+    snap.content_catalogue = pipe.catalogue
+    users = world.events["user"].astype(str).value_counts().index[:40].tolist()  # the most active viewers
+    checked = 0
+    for u in users:
+        v = pipe.viewer(u, t)
+        value, cause, nz = snap.profile_sparse(v)
+        want, want_causes = _reference_profile(snap, v)
+        np.testing.assert_allclose(value, want, rtol=0, atol=1e-12)
+        assert nz.tolist() == np.flatnonzero(want).tolist()
+        assert [cause(c) for c in range(len(want))] == want_causes
+        checked += int(len(nz) > 0)
+    assert checked >= 20
