@@ -234,42 +234,6 @@ class LiveSnapshot:
             return {}
         return cause
 
-    def profile(self, v: Viewer) -> tuple[np.ndarray, Callable[[int], dict[str, Any]]]:
-        """The ``profile`` source over the items (as :meth:`Pipeline._item_sources`) and its cause."""
-        n = len(self.items)
-        shares = level_shares(v.category_weight)
-        btot = max(sum(v.brand_weight.values()), 1e-12)
-        lw = np.zeros(len(self.level_names) + 1)  # the last slot: padding (-1)
-        for c, x in shares.items():
-            i = self._levels.get(c)
-            if i is not None:
-                lw[i] = x
-        bw = np.zeros(len(self.brand_names) + 1)
-        for b, w in v.brand_weight.items():
-            i = self._brands.get(b)
-            if i is not None:
-                bw[i] = w / btot
-        if not n:
-            return np.zeros(0), lambda _c: {}
-        g = lw[self.level_ids]  # (n, depth); padding reads the zero slot
-        depth = np.maximum((self.level_ids >= 0).sum(axis=1), 1)
-        cols = np.arange(g.shape[1])[None, :]
-        lvl = np.where(g > 0, cols, -1).max(axis=1)  # the most specific matching level (-1: none)
-        best = np.where(lvl >= 0, g[np.arange(n), np.maximum(lvl, 0)], 0.0)
-        bv = bw[self.brand_ids]
-        use_brand = (bv > 0) & (bv > best)
-        value = g.sum(axis=1) / depth + bv
-        level_names, brand_names, level_ids, brand_ids = (self.level_names, self.brand_names, self.level_ids,
-                                                          self.brand_ids)
-
-        def cause(c: int) -> dict[str, Any]:
-            if use_brand[c]:
-                return {"interest": f"brand:{brand_names[brand_ids[c]]}"}
-            if lvl[c] >= 0:
-                return {"interest": f"category:{level_names[level_ids[c, lvl[c]]]}"}
-            return {}
-        return value, cause
-
 
 def mean_unit(m: np.ndarray, dim: int) -> np.ndarray:
     if not len(m):
