@@ -28,42 +28,57 @@ class ContentIndex:
     """
 
     def __init__(self, ids: Sequence[str], vectors: np.ndarray, origin: str) -> None:
-        import faiss
-
-        faiss.omp_set_num_threads(1)
-
         self.ids = list(ids)
         self.row = {it: i for i, it in enumerate(self.ids)}
         v = np.ascontiguousarray(vectors, dtype=np.float32)
         norms = np.linalg.norm(v, axis=1, keepdims=True)
-        self.vectors = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+        v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+        self.dim = int(v.shape[1]) if v.ndim == 2 else 0
         self.origin = origin
         # item's neighbour search results, kept: a viewer's recent items change slowly between requests
         self._nn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._nn_lock = threading.Lock()
-        self.index = faiss.IndexFlatIP(self.vectors.shape[1])
-        if len(self.ids):
-            self.index.add(self.vectors)
-        # sparse rows (hashed TF-IDF): a sparse product finds the same neighbours in a fraction of the time
-        nnz = int(np.count_nonzero(self.vectors))
-        self.sparse = None
-        if self.vectors.size and nnz <= SPARSE_DENSITY * self.vectors.size:
+        # sparse rows (hashed TF-IDF): kept sparse only - a sparse product finds the same neighbours in a fraction
+        # of the time, and neither a dense copy nor a faiss index is held (memory); dense rows: a faiss index
+        self.sparse = self.sparse_t = self.index = None
+        self.vectors: np.ndarray | None = None
+        if v.size and int(np.count_nonzero(v)) <= SPARSE_DENSITY * v.size:
             from scipy.sparse import csr_matrix
 
-            self.sparse = csr_matrix(self.vectors)
-            self.sparse_t = csr_matrix(self.vectors.T)  # dims x items: a query touches only its dims' items
+            self.sparse = csr_matrix(v)
+            self.sparse_t = self.sparse.T.tocsr()  # dims x items: a query touches only its dims' items
+        else:
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+            self.vectors = v
+            self.index = faiss.IndexFlatIP(self.dim)
+            if len(self.ids):
+                self.index.add(v)
+
+    def rows(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense unit vectors of the rows ``idx`` (float32)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self.sparse is not None:
+            return self.sparse[idx].toarray()
+        assert self.vectors is not None
+        return self.vectors[idx] if len(idx) else np.zeros((0, self.dim), dtype=np.float32)
 
     def vector(self, item: str) -> np.ndarray | None:
         i = self.row.get(item)
-        return None if i is None else self.vectors[i]
+        return None if i is None else self.rows([i])[0]
 
     def matrix(self, items: Sequence[str]) -> np.ndarray:
         """Rows of the given items (zeros for unknown ones)."""
-        out = np.zeros((len(items), self.vectors.shape[1]), dtype=np.float32)
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        pos, idx = [], []
         for j, it in enumerate(items):
             i = self.row.get(it)
             if i is not None:
-                out[j] = self.vectors[i]
+                pos.append(j)
+                idx.append(i)
+        if idx:
+            out[pos] = self.rows(idx)
         return out
 
     def similarities(self, cands: Sequence[str], items: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:
@@ -76,7 +91,7 @@ class ContentIndex:
         n = len(cands)
         if not known or not n:
             return np.zeros(n), [None] * n
-        sims = self.matrix(cands) @ self.vectors[[self.row[it] for it in known]].T
+        sims = self.matrix(cands) @ self.rows([self.row[it] for it in known]).T
         sims[np.asarray(cands, dtype=object)[:, None] == np.asarray(known, dtype=object)[None, :]] = -np.inf
         best = sims.argmax(axis=1)
         vals = sims[np.arange(n), best].astype(np.float64)
@@ -97,7 +112,7 @@ class ContentIndex:
             if self.sparse is not None:
                 sims, idx = _top_k_sparse(self.sparse[rows] @ self.sparse_t, kk)
             else:
-                sims, idx = self.index.search(self.vectors[rows], kk)
+                sims, idx = self.index.search(self.rows(rows), kk)
             with self._nn_lock:
                 for it, srow, irow in zip(todo, sims, idx, strict=True):
                     found[it] = self._nn[(it, kk)] = (srow, irow)

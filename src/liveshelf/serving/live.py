@@ -72,7 +72,7 @@ class ItemTable:
         key = tuple(shelf)
         v = self._shelves.get(key)
         if v is None:
-            v = mean_unit(self.content.matrix(shelf), self.content.vectors.shape[1])
+            v = mean_unit(self.content.matrix(shelf), self.content.dim)
             with self._lock:
                 if len(self._shelves) >= SHELF_VECTOR_CACHE:
                     self._shelves.clear()
@@ -99,7 +99,7 @@ class LiveSnapshot:
         self.grid = np.full((len(shelves), max(width, 1)), n, dtype=np.int64)
         for j, sh in enumerate(shelves):
             self.grid[j, : len(sh)] = [self.col[it] for it in sh]
-        dim = self.content.vectors.shape[1]
+        dim = self.content.dim
         self.vectors = (np.stack([table.shelf_vector(sh) for sh in shelves]) if shelves
                         else np.zeros((0, dim), dtype=np.float32))
         # profile: item -> category-level ids (padded with -1) and brand id (-1: none)
