@@ -32,17 +32,6 @@ class ItemInfo:
                 "attributes": dict(self.attributes), "language": self.language}
 
 
-def _opt(v: Any) -> Any:
-    if v is None:
-        return None
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return v
-
-
 class Catalogue:
     """Item attributes by id (thread-safe). ``version`` grows with every change."""
 
@@ -59,15 +48,22 @@ class Catalogue:
 
     @staticmethod
     def _infos(frame: pd.DataFrame) -> list[ItemInfo]:
+        n = len(frame)
+
+        def col(name: str) -> list[Any]:
+            if name not in frame.columns:
+                return [None] * n
+            c = frame[name]
+            return c.astype(object).where(c.notna(), None).tolist()  # NaN / NA / NaT -> None, column-wise
+
         rows = []
-        for rec in frame.to_dict("records"):
-            price, rating = _opt(rec.get("price")), _opt(rec.get("rating"))
+        for iid, title, desc, cat, brand, price, rating, attrs, lang in zip(
+                frame["id"].tolist(), col("title"), col("description"), col("category"), col("brand"), col("price"),
+                col("rating"), col("attributes"), col("language"), strict=True):
             rows.append(ItemInfo(
-                id=str(rec["id"]), title=str(_opt(rec.get("title")) or ""),
-                description=str(_opt(rec.get("description")) or ""), category=_opt(rec.get("category")),
-                brand=_opt(rec.get("brand")), price=None if price is None else float(price),
-                rating=None if rating is None else float(rating),
-                attributes=parse_attributes(_opt(rec.get("attributes"))), language=_opt(rec.get("language"))))
+                id=str(iid), title=str(title or ""), description=str(desc or ""), category=cat, brand=brand,
+                price=None if price is None else float(price), rating=None if rating is None else float(rating),
+                attributes=parse_attributes(attrs), language=lang))
         return rows
 
     def upsert_frame(self, frame: pd.DataFrame) -> int:
