@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from liveshelf.data.store import EventStore
+from liveshelf.data.store import EventStore, StoredEvents
 from liveshelf.data.validate import KINDS, Rules, Validated, check_kind, frame_to_arrow, validate
 from liveshelf.errors import ConfigError, DataFormatError, NotFoundError
 from liveshelf.privacy.pseudonym import Pseudonymiser
@@ -253,22 +253,37 @@ class Ingestor:
         validates once to answer per-row errors); ``warnings=False`` skips the event warnings.
         """
         check_kind(kind)
+        if kind == "events":
+            return self.store_checked_events(checked, source=source, warnings=warnings)[0]
         t0 = time.perf_counter()
         meta = self._key_meta(kind)
         report = IngestReport(kind=kind, source=source, rows=checked.n_rows, rejected=checked.n_rejected,
                               rejects=checked.rejects, ignored_columns=checked.ignored_columns)
-        clean = checked.table
-        if kind == "events" and clean.num_rows and warnings:
-            report.warnings.update(self._event_warnings(clean))
-        if clean.num_rows:
-            if kind == "events":
-                report.inserted, report.duplicate = self.store.insert_events(clean, source=source, meta=meta)
-            else:
-                report.inserted, report.updated, report.duplicate = self.store.upsert(
-                    kind, clean, source=source, meta=meta)
+        if checked.table.num_rows:
+            report.inserted, report.updated, report.duplicate = self.store.upsert(
+                kind, checked.table, source=source, meta=meta)
         report.accepted = report.inserted + report.updated
         report.seconds = time.perf_counter() - t0
         return report
+
+    def store_checked_events(self, checked: Validated, *, source: str = "<checked>",
+                             warnings: bool = True) -> tuple[IngestReport, StoredEvents | None]:
+        """:meth:`ingest_checked` for events, also returning what the store took as new (None: no clean row),
+        so the caller applies exactly those rows (one insert: no read of the known ids first)."""
+        t0 = time.perf_counter()
+        meta = self._key_meta("events")
+        report = IngestReport(kind="events", source=source, rows=checked.n_rows, rejected=checked.n_rejected,
+                              rejects=checked.rejects, ignored_columns=checked.ignored_columns)
+        clean = checked.table
+        stored = None
+        if clean.num_rows:
+            if warnings:
+                report.warnings.update(self._event_warnings(clean))
+            stored = self.store.append_events(clean, source=source, meta=meta)
+            report.inserted, report.duplicate = stored.new.num_rows, stored.duplicate
+        report.accepted = report.inserted
+        report.seconds = time.perf_counter() - t0
+        return report, stored
 
     def _event_warnings(self, clean: pa.Table) -> dict[str, int]:
         """Accepted but suspicious: purchases of items never on any shelf (only when shelf data exists)."""

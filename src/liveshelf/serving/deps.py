@@ -30,10 +30,14 @@ from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.security import KeyRing, TokenBucket, log_id
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
-from liveshelf.serving.sync import CATCH_UP_CHUNK, StateSync, rebuild_state
+from liveshelf.serving.sync import StateSync, rebuild_state
 from liveshelf.serving.text_services import TextServices
 
 log = logging.getLogger("liveshelf.serving")
+
+#: Seconds after start-up begins when the text services start building in the background (a text route that
+#: needs them first starts them at once): time for the state, model and content index to load uncontended.
+TEXT_BUILD_AFTER_S = 10.0
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -350,11 +354,14 @@ def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, roo
     elif settings.sentiment_model is not None:
         raise NotFoundError(f"The 'sentiment_model' setting points to {model_dir}, which holds no model "
                             "(no config.json). Train one with 'liveshelf sentiment train' or unset it.")
+    # built in a thread once the rest of the start-up is done: the server answers feeds and shelves meanwhile
+    # (the text routes wait for it, and start it if it still waits)
     return TextServices(items, rooms, backend=settings.text_backend, sentiment_model=sentiment,
-                        alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion)
+                        alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion,
+                        background=True, start_after_s=TEXT_BUILD_AFTER_S)
 
 
-def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int = CATCH_UP_CHUNK,
+def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int | None = None,
                text: TextServices | None = None) -> dict[str, int]:
     """Rebuild the online state from the store (see :func:`liveshelf.serving.sync.rebuild_state`)."""
     return rebuild_state(state, store, window_s, chunk=chunk, text=text)

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -55,15 +55,18 @@ def state_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int = CATCH_UP_CHUNK, text: Any = None,
+def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int | None = None, text: Any = None,
                   now: float | None = None) -> dict[str, int]:
     """Rebuild the online state from the store: items, rooms, shelf, then recent events in time order.
 
     The state is cleared first, so a restart (or a shared Redis state) never counts an event twice.
     Events replayed: those within ``window_s`` seconds before the newest stored one - or before the
     server's clock when stored events lie in the future, so one event stamped ahead cannot empty the
-    window. The state is then marked synced with a new epoch at the store's newest seq.
+    window. The state is then marked synced with a new epoch at the store's newest seq. Events are replayed in
+    steps of ``chunk`` (default: the state's ``replay_chunk``) without event-id de-duplication: the store holds
+    each id once.
     """
+    chunk = int(chunk or getattr(state, "replay_chunk", CATCH_UP_CHUNK))
     state.clear()
     items = store.frame("items")
     if len(items):
@@ -81,8 +84,9 @@ def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int = CATCH
         anchor = min(events["ts"].max(), clock)
         since = anchor - pd.Timedelta(seconds=window_s)
         events = events[events["ts"] >= since].sort_values("ts", kind="stable")
+        replay = getattr(state, "replay_events", state.apply_events)
         for i in range(0, len(events), chunk):
-            state.apply_events(events.iloc[i:i + chunk])
+            replay(events.iloc[i:i + chunk])
             state.keep_sync_lock()
         if text is not None:
             text.update_events(events)
@@ -90,6 +94,15 @@ def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int = CATCH
     log.info("state rebuilt: items=%d rooms=%d slots=%d events=%d seq=%d", len(items), len(rooms), len(shelf),
              len(events), head)
     return {"items": len(items), "rooms": len(rooms), "shelf": len(shelf), "events": len(events)}
+
+
+class Fresh(NamedTuple):
+    """A batch just stored: its new events (schema columns) with store seqs in ``(after, seq]``; ``after`` is the
+    store's newest seq before it."""
+
+    frame: pd.DataFrame
+    after: int
+    seq: int
 
 
 @dataclass
@@ -130,20 +143,22 @@ class StateSync:
         self._errors = state_errors()
 
     # ---- the one step -------------------------------------------------------------------------
-    def catch_up(self, store: Any = None, wait_s: float | None = None) -> int:
+    def catch_up(self, store: Any = None, wait_s: float | None = None, fresh: Fresh | None = None) -> int:
         """Apply every stored event the state lacks (rebuilding a state that lost its data); returns the number
         applied. ``store``: an open store (e.g. the request's own), else the gateway opens one. ``wait_s``: how
-        long to wait for a step already running in this process (None: as long as it takes). Raises
-        :class:`StateUnavailable` when the state cannot be reached or the wait runs out."""
+        long to wait for a step already running in this process (None: as long as it takes). ``fresh``: the
+        batch the caller just stored; when the state holds everything stored before it, it is applied as it
+        is, without reading it back. Raises :class:`StateUnavailable` when the state cannot be reached or the
+        wait runs out."""
+        if store is None:  # the store first, then the sync lock: the order a request (holding its store) takes
+            with self.gateway.open() as opened:
+                return self.catch_up(opened, wait_s, fresh)
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
             raise StateUnavailable("The online state is being caught up (or rebuilt) from the store; stored "
                                    "events are applied when it is done.")
         try:
             with self.state.sync_lock(timeout_s=10.0 if wait_s is None else wait_s):
-                if store is not None:
-                    return self._step(store)
-                with self.gateway.open() as opened:
-                    return self._step(opened)
+                return self._step(store, fresh)
         except self._errors as exc:
             self._failed(exc)
             raise StateUnavailable(f"The online state is unavailable ({type(exc).__name__}); stored events are "
@@ -170,9 +185,11 @@ class StateSync:
         self.status.last_ok_at = time.time()  # reachable and not behind what this process stored
         return time.monotonic() - self._checked_store_at >= self.store_check_s
 
-    def _step(self, store: Any) -> int:
-        self._checked_store_at = time.monotonic()
+    def _step(self, store: Any, fresh: Fresh | None = None) -> int:
         epoch, seq = self.state.sync_point()
+        if fresh is not None and epoch is not None and seq is not None and seq == fresh.after:
+            return self._apply_fresh(epoch, fresh)
+        self._checked_store_at = time.monotonic()
         if epoch is None:
             if not self.rebuild_missing:  # start from now: the operator asked for no warm start
                 self.state.mark_synced(uuid.uuid4().hex, store.max_seq())
@@ -197,6 +214,15 @@ class StateSync:
         self.status.store_seq = store.max_seq()
         self.status.epoch, self.status.state_seq = epoch, seq
         self.status.last_ok_at = time.time()
+        return applied
+
+    def _apply_fresh(self, epoch: str, fresh: Fresh) -> int:
+        """The state is exactly at the store's head before ``fresh``: apply it and move to its head."""
+        applied = self.state.apply_synced(fresh.frame, fresh.seq)
+        s = self.status
+        s.epoch, s.state_seq = epoch, fresh.seq
+        s.store_seq = max(s.store_seq if s.store_seq is not None else -1, fresh.seq)
+        s.last_ok_at = time.time()
         return applied
 
     def _failed(self, exc: BaseException) -> None:
@@ -237,4 +263,4 @@ class StateSync:
             self._thread = None
 
 
-__all__ = ["CATCH_UP_CHUNK", "StateSync", "StateUnavailable", "SyncStatus", "rebuild_state", "state_errors"]
+__all__ = ["CATCH_UP_CHUNK", "Fresh", "StateSync", "StateUnavailable", "SyncStatus", "rebuild_state", "state_errors"]

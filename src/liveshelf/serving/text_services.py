@@ -7,7 +7,10 @@ it holds no HTTP logic. Thread-safe behind one lock (the builders are plain Pyth
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ from liveshelf.profile import ProfileBuilder
 from liveshelf.text.facts import ItemFacts, facts_table
 from liveshelf.text.generate import GenerationRequest, make_generator
 from liveshelf.text.qa import ShelfQA
+
+log = logging.getLogger("liveshelf.serving")
 
 
 class _BackgroundSink:
@@ -45,12 +50,25 @@ class TextServices:
     ``predict_proba`` model); without one, comments are not monitored. ``alert_webhook`` receives
     every spike alert as JSON (delivered off the request thread); alerts are also kept in memory
     for the dashboard.
+
+    ``background=True`` builds the profiles, item facts, Q&A index and generator (seconds for a large
+    catalogue) in a thread, so a server is ready without them: writes made meanwhile are queued and
+    applied, in order, once they are built; :meth:`profile`, :meth:`ask` and :meth:`pitch` wait for the
+    build. The comment monitor (what :meth:`demote_by_comments` reads) is built at once. The build starts
+    on :meth:`start`, on the first read that needs it, or ``start_after_s`` seconds after construction,
+    whichever comes first (so it need not compete for the interpreter with the rest of a server's start-up).
     """
+
+    profiles: ProfileBuilder
+    facts: dict[str, ItemFacts]
+    qa: ShelfQA
+    generator: Any
 
     def __init__(self, items: pd.DataFrame, rooms: pd.DataFrame | None = None, *,
                  backend: str = "grounded", backend_options: dict[str, Any] | None = None,
                  half_life: float = 7 * 86_400.0, sentiment_model: Any = None,
-                 alert_webhook: str | None = None, comment_demotion: float = 0.5) -> None:
+                 alert_webhook: str | None = None, comment_demotion: float = 0.5, background: bool = False,
+                 start_after_s: float = 0.0) -> None:
         self._lock = threading.RLock()
         self.alerts = MemorySink()
         self._webhook: _BackgroundSink | None = None
@@ -64,27 +82,91 @@ class TextServices:
                 self._webhook = _BackgroundSink(WebhookSink(alert_webhook))
                 sinks.append(self._webhook)
             self.monitor = CommentMonitor(sentiment_model, detector=SpikeDetector(), sinks=sinks)
-        self.profiles = ProfileBuilder(items, rooms if rooms is not None and len(rooms) else None,
-                                       half_life=half_life)
-        self.qa = ShelfQA(items)
-        self.facts: dict[str, ItemFacts] = facts_table(items)
-        brands = items["brand"].dropna().astype(str).unique().tolist() if "brand" in items.columns else []
-        self.generator = make_generator(backend, **({"encode": self.profiles.encode_texts,
-                                                     "known_brands": brands} if backend == "grounded"
-                                                    else dict(backend_options or {})))
+        rooms = rooms if rooms is not None and len(rooms) else None
         self._hosts: dict[str, str] = {}
-        if rooms is not None and len(rooms):
+        if rooms is not None:
             self._remember_hosts(rooms)
+        self._ready = threading.Event()
+        self._pending: list[Callable[[], Any]] = []
+        self._error: BaseException | None = None
+        self._go = threading.Event()
+        self._thread: threading.Thread | None = None
+        build = functools.partial(self._build, items, rooms, backend, backend_options, half_life)
+        if background:
+            self._thread = threading.Thread(target=self._build_logged, args=(build, float(start_after_s)),
+                                            name="text-services", daemon=True)
+            self._thread.start()
+        else:
+            build()
+
+    # ------------------------------------------------------------------ build
+    def _build(self, items: pd.DataFrame, rooms: pd.DataFrame | None, backend: str,
+               backend_options: dict[str, Any] | None, half_life: float) -> None:
+        profiles = ProfileBuilder(items, rooms, half_life=half_life)
+        facts = facts_table(items)
+        qa = ShelfQA(items, facts=facts)
+        brands = items["brand"].dropna().astype(str).unique().tolist() if "brand" in items.columns else []
+        generator = make_generator(backend, **({"encode": profiles.encode_texts, "known_brands": brands}
+                                               if backend == "grounded" else dict(backend_options or {})))
+        with self._lock:  # the writes queued meanwhile, in order, then ready
+            self.profiles, self.facts, self.qa, self.generator = profiles, facts, qa, generator
+            for op in self._pending:
+                op()
+            self._pending.clear()
+            self._ready.set()
+
+    def start(self) -> None:
+        """Start the background build now (no-op when it runs already or the services were built at once)."""
+        self._go.set()
+
+    def _build_logged(self, build: Callable[[], None], start_after_s: float) -> None:
+        self._go.wait(start_after_s)
+        try:
+            build()
+        except BaseException as exc:  # the readers raise it; the writes queued are dropped with the build
+            log.exception("text services failed to build")
+            with self._lock:
+                self._error = exc
+                self._pending.clear()
+                self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the profiles, facts, Q&A index and generator are built."""
+        return self._ready.is_set() and self._error is None
+
+    def wait_ready(self, timeout_s: float | None = None) -> bool:
+        """Start the build if it waits, and wait for it (``timeout_s`` None: as long as it takes); raises if it
+        failed."""
+        self._go.set()
+        done = self._ready.wait(timeout_s)
+        if self._error is not None:
+            raise RuntimeError(f"The text services failed to build ({type(self._error).__name__}: "
+                               f"{self._error}); see the server log.") from self._error
+        return done
+
+    def _when_built(self, op: Callable[[], Any]) -> None:
+        """Run a write now, or queue it until the build is done (call with the lock held)."""
+        if self._ready.is_set():
+            if self._error is None:
+                op()
+        else:
+            self._pending.append(op)
 
     # ------------------------------------------------------------------ writes
     def update_events(self, events: pd.DataFrame) -> int:
+        """Feed events to the profiles and the comment monitor; returns the events given (profiles that are
+        still being built take them once built)."""
         if not len(events):
             return 0
         with self._lock:
-            n = self.profiles.update(events)
+            self._when_built(functools.partial(self._update_profiles, events))
             if self.monitor is not None:
                 self._monitor_comments(events)
-            return n
+            return len(events)
+
+    def _update_profiles(self, events: pd.DataFrame) -> None:
+        self.profiles.update(events)
 
     def _monitor_comments(self, events: pd.DataFrame) -> None:
         mask = (events["type"] == "comment") & events["room"].notna() & events["text"].notna()
@@ -98,22 +180,32 @@ class TextServices:
 
     def upsert_items(self, items: pd.DataFrame) -> None:
         with self._lock:
-            self.profiles.upsert_items(items)
-            self.qa.upsert_items(items)
-            self.facts.update(facts_table(items))
+            self._when_built(functools.partial(self._upsert_items, items))
+
+    def _upsert_items(self, items: pd.DataFrame) -> None:
+        self.profiles.upsert_items(items)
+        facts = facts_table(items)
+        self.qa.upsert_items(items, facts=facts)
+        self.facts.update(facts)
 
     def add_rooms(self, rooms: pd.DataFrame) -> None:
         with self._lock:
-            self.profiles.add_rooms(rooms)
+            self._when_built(functools.partial(self._add_rooms, rooms))
             self._remember_hosts(rooms)
+
+    def _add_rooms(self, rooms: pd.DataFrame) -> None:
+        self.profiles.add_rooms(rooms)
 
     def set_shelf(self, room: str, items: list[str]) -> None:
         """Let the comment monitor find shelf items named in comment text (by title)."""
         if self.monitor is None:
             return
         with self._lock:
-            names = {i: self.facts[i].title for i in items if i in self.facts and self.facts[i].title}
-            self.monitor.set_items(room, names)
+            self._when_built(functools.partial(self._set_shelf, room, list(items)))
+
+    def _set_shelf(self, room: str, items: list[str]) -> None:
+        names = {i: self.facts[i].title for i in items if i in self.facts and self.facts[i].title}
+        self.monitor.set_items(room, names)
 
     def close(self) -> None:
         if self._webhook is not None:
@@ -121,7 +213,10 @@ class TextServices:
 
     def delete_user(self, user: str) -> None:
         with self._lock:
-            self.profiles._users.pop(user, None)
+            self._when_built(functools.partial(self._forget_user, user))
+
+    def _forget_user(self, user: str) -> None:
+        self.profiles._users.pop(user, None)
 
     def _remember_hosts(self, rooms: pd.DataFrame) -> None:
         for rid, host in zip(rooms["id"].astype(str), rooms["host"].astype(str), strict=True):
@@ -129,6 +224,7 @@ class TextServices:
 
     # ------------------------------------------------------------------ reads
     def profile(self, user: str, t: float) -> dict[str, Any] | None:
+        self.wait_ready()
         with self._lock:
             if user not in self.profiles:
                 return None
@@ -165,12 +261,14 @@ class TextServices:
         return Reason(source="comments-negative", room=room, score=round(-signal, 4))
 
     def ask(self, question: str, shelf: list[str], pinned: str | None, lang: str | None) -> dict[str, Any]:
+        self.wait_ready()
         with self._lock:
             return self.qa.answer(question, shelf, pinned=pinned, lang=lang).to_dict()
 
     def pitch(self, item: str, user: str | None = None, room: str | None = None,
               t: float | None = None, lang: str | None = None) -> dict[str, Any]:
         """Reason, three talking points and a push line for ``item`` (for ``user``, or generic)."""
+        self.wait_ready()
         with self._lock:
             facts = self.facts.get(item)
             if facts is None:

@@ -101,7 +101,8 @@ class ShelfQA:
     """Answers from item facts and FAQs; says it does not know rather than inventing."""
 
     def __init__(self, items: pd.DataFrame, faqs: Sequence[dict[str, Any]] = (), *,
-                 faq_threshold: float = 0.5) -> None:
+                 faq_threshold: float = 0.5, facts: dict[str, ItemFacts] | None = None) -> None:
+        """``facts``: ``facts_table(items)`` when the caller has it already (it is not modified)."""
         if not isinstance(items, pd.DataFrame) or "id" not in items.columns:
             raise ValidationError("The 'items' argument of ShelfQA must be an items frame with an 'id' column "
                                   "(schema ITEM_COLUMNS). Pass dataset.items.", field="items",
@@ -112,7 +113,7 @@ class ShelfQA:
             if not f.get("question") or not f.get("answer"):
                 raise ValidationError(f"FAQ entry {k} needs non-empty 'question' and 'answer'; got {f!r}.",
                                       field="faqs", value=f)
-        self.facts = facts_table(items)
+        self.facts = dict(facts) if facts is not None else facts_table(items)
         answers: dict[str, list[str]] = {}
         for f in self.faqs:
             if f.get("item"):
@@ -124,10 +125,11 @@ class ShelfQA:
         self.brands = sorted({b for b in items["brand"].dropna().astype(str)} | set(glossary().brands)) \
             if "brand" in items.columns else sorted(glossary().brands)
 
-    def upsert_items(self, items: pd.DataFrame) -> int:
-        """Add or replace catalogue rows (their FAQ answers stay attached); returns the number of rows."""
+    def upsert_items(self, items: pd.DataFrame, facts: dict[str, ItemFacts] | None = None) -> int:
+        """Add or replace catalogue rows (their FAQ answers stay attached); returns the number of rows.
+        ``facts``: ``facts_table(items)`` when the caller has it already."""
         extra = {k: f.extra_text for k, f in self.facts.items() if f.extra_text}
-        for item, f in facts_table(items).items():
+        for item, f in (facts if facts is not None else facts_table(items)).items():
             self.facts[item] = ItemFacts(**{**f.__dict__, "extra_text": extra.get(item, ())})
         if "brand" in items.columns:
             self.brands = sorted(set(self.brands) | set(items["brand"].dropna().astype(str)))

@@ -11,11 +11,12 @@ import pyarrow as pa
 from fastapi import APIRouter, HTTPException
 
 from liveshelf.data.ingest import Ingestor
+from liveshelf.data.store import EventStore, StoredEvents
 from liveshelf.data.validate import table_to_frame, validate
 from liveshelf.serving.access import IngestAccess
-from liveshelf.serving.deps import ServicesDep
+from liveshelf.serving.deps import Services, ServicesDep
 from liveshelf.serving.schemas import BODY, WRITE, EventsIn, EventsOut, RowError, responses
-from liveshelf.serving.sync import REQUEST_WAIT_S, StateUnavailable
+from liveshelf.serving.sync import REQUEST_WAIT_S, Fresh, StateUnavailable
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = logging.getLogger("liveshelf.serving")
@@ -44,6 +45,35 @@ def events_table(body: EventsIn) -> pa.Table:
     return pa.table(cols)
 
 
+def _fresh_frame(stored: StoredEvents | None) -> pd.DataFrame | None:
+    """The events the store took as new (schema columns), or None when there were none."""
+    if stored is None or not stored.new.num_rows:
+        return None
+    return table_to_frame("events", stored.new.drop_columns(["seq"]))
+
+
+def _apply(services: Services, store: EventStore, stored: StoredEvents | None, fresh: pd.DataFrame | None) -> int:
+    """Bring the online state up to the store (this batch and anything missed) before answering; returns how many
+    of this batch's new events the state holds. The store is the source of truth: when the state cannot be
+    reached the batch stays stored and acknowledged, and the sync thread applies it once the state answers."""
+    if services.state_sync is None:
+        return services.state.apply_events(fresh) if fresh is not None else 0
+    head = stored.head if stored is not None else None
+    batch = Fresh(fresh, stored.head_before, head) if fresh is not None and stored is not None else None
+    try:
+        services.state_sync.catch_up(store, wait_s=REQUEST_WAIT_S, fresh=batch)
+    except StateUnavailable:  # stored and acknowledged; the sync thread applies it once the state answers
+        log.warning("events stored; the online state is unavailable and will catch up")
+        return 0
+    finally:
+        if head is not None:
+            services.state_sync.stored(head)  # the sync thread catches up to it if this step failed
+    # this batch is in the state once the state's seq reached it (whoever applied it: this request, the sync
+    # thread or another worker)
+    seq = services.state_sync.status.state_seq
+    return len(fresh) if fresh is not None and seq is not None and seq >= head else 0
+
+
 @router.post("/events", response_model=EventsOut, summary="Post a batch of events", responses=responses(*WRITE, *BODY))
 def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> EventsOut:
     """Validate every event (the ingest rules), store the new ones and apply them to the online state
@@ -61,31 +91,14 @@ def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> 
     rules = services.settings.event_rules()  # one clock for both passes below; the allowed future skew
     checked = validate("events", raw, rules, services.pseudonymiser)
     with services.store.open() as store:
-        clean = checked.table
-        ids = clean.column("event_id").to_pylist()
-        known = services.store.existing_event_ids(store, ids)
-        report = Ingestor(store, pseudonymiser=services.pseudonymiser, rules=rules).ingest_checked(
-            "events", checked, source="<arrow>", warnings=False)  # validated once, above
-        fresh = clean.filter(pa.array([i not in known for i in ids], pa.bool_())) if known else clean
-        fresh_frame = table_to_frame("events", fresh) if fresh.num_rows else None
-        applied = 0
-        if services.state_sync is not None:  # the state catches up with the store (this batch and anything missed)
-            head = store.max_seq()
-            services.state_sync.stored(head)
-            try:
-                services.state_sync.catch_up(store, wait_s=REQUEST_WAIT_S)
-                # this batch is in the state once the state's seq reached it (whoever applied it: this request,
-                # the sync thread or another worker)
-                seq = services.state_sync.status.state_seq
-                applied = fresh.num_rows if seq is not None and seq >= head else 0
-            except StateUnavailable:  # stored and acknowledged; the sync thread applies it once the state answers
-                log.warning("events stored; the online state is unavailable and will catch up")
-        elif fresh_frame is not None:
-            applied = services.state.apply_events(fresh_frame)
-        if services.text is not None and fresh_frame is not None:
-            services.text.update_events(fresh_frame)
+        report, stored = Ingestor(store, pseudonymiser=services.pseudonymiser, rules=rules).store_checked_events(
+            checked, source="<arrow>", warnings=False)  # validated once, above; one insert says what was new
+        fresh = _fresh_frame(stored)
+        applied = _apply(services, store, stored, fresh)
+        if services.text is not None and fresh is not None:
+            services.text.update_events(fresh)
         if services.experiments is not None:  # A/B outcome log (serving/experiments.py)
-            services.experiments.observe_events(fresh_frame)
+            services.experiments.observe_events(fresh)
     m = services.metrics.events
     m.labels("accepted").inc(report.accepted)
     m.labels("duplicate").inc(report.duplicate)

@@ -464,6 +464,14 @@ class OnlineState(abc.ABC):
         time before the batch's latest event) are skipped, so a retried post counts once.
         """
 
+    #: Events per step when the state is rebuilt from the store (one state transaction each).
+    replay_chunk: int = 1_000
+
+    def replay_events(self, events: pd.DataFrame) -> int:
+        """Apply store events while rebuilding from the store: like :meth:`apply_events`, but a backend may skip
+        the event-id de-duplication (the store holds each id once). Returns the number applied."""
+        return self.apply_events(events)
+
     # ---- sync with the store ------------------------------------------------------------------
     # The state is a view of the event store that always catches up: it records the store's ingest
     # order (``seq``) it has applied up to, and an ``epoch`` set when it was (re)built from the store.

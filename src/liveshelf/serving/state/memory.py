@@ -173,8 +173,14 @@ class MemoryState(OnlineState):
             return n
 
     # ---- events ------------------------------------------------------------------------------
+    #: One in-process apply has no socket timeout to stay under: rebuild in large steps.
+    replay_chunk = 100_000
+
     def apply_events(self, events: pd.DataFrame) -> int:
         return self._apply(prepare_events(events), dedupe=True)
+
+    def replay_events(self, events: pd.DataFrame) -> int:
+        return self._apply(prepare_events(events), dedupe=False)
 
     def _apply(self, batch: Batch, dedupe: bool) -> int:
         if not len(batch):

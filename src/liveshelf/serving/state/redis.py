@@ -358,6 +358,12 @@ class RedisState(OnlineState):
             raise
         return len(batch)
 
+    def replay_events(self, events: pd.DataFrame) -> int:
+        batch = prepare_events(events)
+        if len(batch):
+            self._apply_batch(batch)
+        return len(batch)
+
     def _apply_batch(self, batch: Batch, synced: int | None = None) -> None:
         rooms = sorted({r for r in batch.rooms.tolist() if r is not None})
         items = sorted({i for i in batch.items.tolist() if i is not None})
