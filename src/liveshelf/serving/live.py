@@ -49,21 +49,22 @@ class ItemTable:
         self.key, self.catalogue, self.content = key, catalogue, content
         self.levels: dict[str, int] = {}
         self.brands: dict[str, int] = {}
-        self._items: dict[str, tuple[list[int], int]] = {}
+        self._items: dict[str, tuple[int, int]] = {}
+        self.paths: dict[tuple[int, ...], int] = {}  # category-level ids of a path -> path id
         self._shelves: dict[tuple[str, ...], np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def item(self, it: str) -> tuple[list[int], int]:
-        """(category-level ids, brand id or -1) of one item."""
+    def item(self, it: str) -> tuple[int, int]:
+        """(category path id, brand id or -1) of one item; :attr:`paths` maps level ids to path ids."""
         got = self._items.get(it)
         if got is None:
             info = self.catalogue.get(it)
             with self._lock:
-                if info is None:
-                    got = ([], -1)
-                else:
-                    lv = [self.levels.setdefault(x, len(self.levels)) for x in category_levels(info.category)]
-                    got = (lv, self.brands.setdefault(info.brand, len(self.brands)) if info.brand else -1)
+                levels = category_levels(info.category) if info is not None else ()
+                lv = tuple(self.levels.setdefault(x, len(self.levels)) for x in levels)
+                path = self.paths.setdefault(lv, len(self.paths))
+                got = (path, self.brands.setdefault(info.brand, len(self.brands))
+                       if info is not None and info.brand else -1)
                 self._items[it] = got
         return got
 
@@ -102,16 +103,18 @@ class LiveSnapshot:
         dim = self.content.dim
         self.vectors = (np.stack([table.shelf_vector(sh) for sh in shelves]) if shelves
                         else np.zeros((0, dim), dtype=np.float32))
-        # profile: item -> category-level ids (padded with -1) and brand id (-1: none)
+        # profile: item -> category path id and brand id (-1: none); a path's level ids padded with -1.
+        # Items share few paths: the profile source is computed per path, then gathered per item.
         rows = [table.item(it) for it in self.items]
+        self.path_of = np.asarray([pth for pth, _ in rows], dtype=np.int64).reshape(n)
         self.brand_ids = np.asarray([b for _, b in rows], dtype=np.int64).reshape(n)
-        depth = max((len(lv) for lv, _ in rows), default=0)
-        self.level_ids = np.full((n, max(depth, 1)), -1, dtype=np.int64)
-        for j, (lv, _) in enumerate(rows):
-            if lv:
-                self.level_ids[j, : len(lv)] = lv
         with table._lock:  # the table's vocabularies grow; this snapshot keeps its own copy
             self._levels, self._brands = dict(table.levels), dict(table.brands)
+            paths = list(table.paths)
+        depth = max((len(lv) for lv in paths), default=0)
+        self.paths = np.full((len(paths), max(depth, 1)), -1, dtype=np.int64)
+        for j, lv in enumerate(paths):
+            self.paths[j, : len(lv)] = lv
         self.level_names = list(self._levels)
         self.brand_names = list(self._brands)
         # per room, what the room features read without the viewer (feed: no Python loop over rooms)
@@ -124,12 +127,6 @@ class LiveSnapshot:
         self._audience: tuple[float, np.ndarray] | None = None
         # each room's largest item position (-1: empty shelf)
         self.room_last = np.where(self.grid < n, self.grid, -1).max(axis=1) if len(shelves) else np.zeros(0, np.int64)
-        # items share few category paths: the profile source is computed per path, then gathered per item
-        if n:
-            self.paths, self.path_of = np.unique(self.level_ids, axis=0, return_inverse=True)
-            self.path_of = self.path_of.reshape(n)
-        else:
-            self.paths, self.path_of = self.level_ids[:0], np.zeros(0, np.int64)
         self._columns: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
         self._sim_rows: dict[int, np.ndarray] = {}
 
@@ -223,14 +220,14 @@ class LiveSnapshot:
         return value, self._profile_cause(lc[self.path_of], use_brand), np.flatnonzero(value)
 
     def _profile_cause(self, lvl: np.ndarray, use_brand: np.ndarray) -> Callable[[int], dict[str, Any]]:
-        level_names, brand_names, level_ids, brand_ids = (self.level_names, self.brand_names, self.level_ids,
-                                                          self.brand_ids)
+        level_names, brand_names, paths, path_of, brand_ids = (self.level_names, self.brand_names, self.paths,
+                                                               self.path_of, self.brand_ids)
 
         def cause(c: int) -> dict[str, Any]:
             if use_brand[c]:
                 return {"interest": f"brand:{brand_names[brand_ids[c]]}"}
             if lvl[c] >= 0:
-                return {"interest": f"category:{level_names[level_ids[c, lvl[c]]]}"}
+                return {"interest": f"category:{level_names[paths[path_of[c], lvl[c]]]}"}
             return {}
         return cause
 
