@@ -1,21 +1,12 @@
-"""Recommenders. Importing this package registers the built-in families."""
+"""Recommenders: the protocol, the base class and the registry of families (imported on first need)."""
 
 from __future__ import annotations
-
-import importlib
 
 from liveshelf.models.base import BaseRecommender, Context, Recommender, TrainData
 from liveshelf.models.registry import available_models, create_model, load_model, register_model
 
-# Built-in families; each module calls register_model() when imported.
-_FAMILIES = ("classic", "sasrec", "textseq", "llmrank", "ranker")
-
-for _name in _FAMILIES:
-    try:
-        importlib.import_module(f"liveshelf.models.{_name}")
-    except ModuleNotFoundError as exc:  # a family still being written must not break the rest
-        if exc.name != f"liveshelf.models.{_name}":
-            raise
+# The built-in families (liveshelf.models.registry.FAMILIES) are imported on first need: asking for a model
+# by name imports the families until one registers it, so loading an itemknn never imports torch.
 
 __all__ = [
     "BaseRecommender",

@@ -6,7 +6,9 @@ Each family lives in its own module or package under ``liveshelf.models`` and ca
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +37,17 @@ def register_model(name: str, cls: type, kind: str = "recommender") -> None:
 
 def available_models(kind: str = "recommender") -> list[str]:
     """Registered families of ``kind`` ("recommender" by default; ``"all"`` for every kind)."""
-    _load_builtins()
+    _load_builtins(None)
     return sorted(n for n in _MODELS if kind == "all" or _KINDS.get(n) == kind)
 
 
 def get_model_class(name: str) -> type:
-    _load_builtins()
+    _load_builtins(name)
     if name not in _MODELS:
         raise RegistryError(
             f"Unknown model {name!r}. Known models: {', '.join(sorted(_MODELS))}. "
             "A new family registers itself with register_model() in its package under "
-            "src/liveshelf/models/ and is imported in src/liveshelf/models/__init__.py."
+            "src/liveshelf/models/ and is listed in liveshelf.models.registry.FAMILIES."
         )
     return _MODELS[name]
 
@@ -64,5 +66,27 @@ def load_model(path: Path | str):
     return get_model_class(model_type).load(path)
 
 
-def _load_builtins() -> None:
-    import liveshelf.models  # noqa: F401  (registers the built-in families)
+#: The built-in families (packages under ``liveshelf.models``), cheapest import first: each registers its
+#: models when imported, and one is imported only when a name is asked for that an earlier one lacks -
+#: serving an ``itemknn`` never imports torch.
+FAMILIES: tuple[str, ...] = ("classic", "ranker", "sasrec", "textseq", "llmrank")
+_imported: set[str] = set()
+_import_lock = threading.Lock()
+
+
+def _load_builtins(name: str | None = None) -> None:
+    """Import built-in families until ``name`` is registered (None: all of them)."""
+    for family in FAMILIES:
+        if name is not None and name in _MODELS:
+            return
+        if family in _imported:
+            continue
+        with _import_lock:
+            if family in _imported:
+                continue
+            try:
+                importlib.import_module(f"liveshelf.models.{family}")
+            except ModuleNotFoundError as exc:  # an optional family whose own package is absent
+                if exc.name != f"liveshelf.models.{family}":
+                    raise
+            _imported.add(family)
