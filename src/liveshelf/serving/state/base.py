@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -124,14 +125,19 @@ def prepare_events(events: pd.DataFrame) -> Batch:
                  event_ids=_ids(events, "event_id")[order])
 
 
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
+
+
 def sequence_rows(batch: Batch, keep_types: frozenset[str]) -> dict[str, list[SeqEntry]]:
     """Per user, the batch's sequence entries in time order."""
     out: dict[str, list[SeqEntry]] = {}
     codes, uniq = pd.factorize(batch.types)
     keep = np.asarray([u in keep_types for u in uniq], dtype=bool)[codes]
-    entries = zip(batch.items[keep].tolist(), batch.rooms[keep].tolist(), batch.ts[keep].tolist(),
-                  batch.types[keep].tolist(), strict=True)
-    for u, entry in zip(batch.users[keep].tolist(), entries, strict=True):
+    # ids repeat across events: one shared string object per id (interned) keeps a long state small
+    entries = zip(map(_intern, batch.items[keep].tolist()), map(_intern, batch.rooms[keep].tolist()),
+                  batch.ts[keep].tolist(), map(_intern, batch.types[keep].tolist()), strict=True)
+    for u, entry in zip(map(_intern, batch.users[keep].tolist()), entries, strict=True):
         rows = out.get(u)
         if rows is None:
             out[u] = [entry]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import math
 import threading
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from liveshelf.serving.state.base import (
     LiveLayout,
     OnlineState,
     SeqEntry,
+    _intern,
     audience_order,
     audience_updates,
     check_end_time,
@@ -133,7 +133,7 @@ class MemoryState(OnlineState):
 
     def _reset(self) -> None:
         self._live_version += 1
-        self._seq: dict[str, deque[SeqEntry]] = {}
+        self._seq: dict[str, list[SeqEntry]] = {}  # lists: a deque holds a 64-slot block even for one event
         self._aud: dict[str, dict[str, float]] = {}
         self._user_rooms: dict[str, set[str]] = {}
         self._rooms: dict[str, dict[str, Any]] = {}
@@ -191,13 +191,17 @@ class MemoryState(OnlineState):
                 if not len(batch):
                     return 0
             for user, rows in sequence_rows(batch, self.sequence_types).items():
-                dq = self._seq.get(user)
-                if dq is None:
-                    dq = self._seq[user] = deque(maxlen=self.max_seq)
-                dq.extend(rows)
+                seq = self._seq.get(user)
+                if seq is None:
+                    self._seq[user] = rows[-self.max_seq:]
+                else:
+                    seq.extend(rows)
+                    if len(seq) > self.max_seq:
+                        del seq[: len(seq) - self.max_seq]
             upserts, removes = audience_updates(batch)
             aud, user_rooms = self._aud, self._user_rooms
             for room, user, ts in upserts:
+                user = _intern(user)  # the same string object as the user's sequence key
                 members = aud.get(room)
                 if members is None:
                     members = aud[room] = {}
@@ -499,7 +503,7 @@ class MemoryState(OnlineState):
         with self._lock:
             self._reset()
             for user, rows in data.get("sequences", {}).items():
-                self._seq[user] = deque((tuple(r) for r in rows), maxlen=self.max_seq)  # type: ignore[misc]
+                self._seq[user] = [tuple(r) for r in rows][-self.max_seq:]  # type: ignore[misc]
             for room, members in data.get("audience", {}).items():
                 self._aud[room] = {u: float(s) for u, s in members.items()}
                 for u in members:
