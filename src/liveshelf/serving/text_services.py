@@ -20,6 +20,7 @@ from liveshelf.errors import NotFoundError
 from liveshelf.monitor.alerts import Alert, MemorySink, SpikeDetector
 from liveshelf.monitor.comments import Comment, CommentMonitor
 from liveshelf.profile import ProfileBuilder
+from liveshelf.serving.heap import release_freed_memory
 from liveshelf.text.facts import ItemFacts, facts_table
 from liveshelf.text.generate import GenerationRequest, make_generator
 from liveshelf.text.qa import ShelfQA
@@ -123,6 +124,7 @@ class TextServices:
         self._go.wait(start_after_s)
         try:
             build()
+            release_freed_memory()  # the build's temporaries: hundreds of MB on a large catalogue
         except BaseException as exc:  # the readers raise it; the writes queued are dropped with the build
             log.exception("text services failed to build")
             with self._lock:
