@@ -133,6 +133,7 @@ class MemoryState(OnlineState):
 
     def _reset(self) -> None:
         self._live_version += 1
+        self._rows_of: dict[str, tuple[Sequence[str], _Counters, int, np.ndarray]] = {}  # see _counter_rows
         self._seq: dict[str, list[SeqEntry]] = {}  # lists: a deque holds a 64-slot block even for one event
         self._aud: dict[str, dict[str, float]] = {}
         self._user_rooms: dict[str, set[str]] = {}
@@ -453,6 +454,18 @@ class MemoryState(OnlineState):
                 return []
             return self._pairs.top(k, np.asarray(rows, dtype=np.int64), strip=len(scope or "") + 1)
 
+    def _counter_rows(self, kind: str, c: _Counters, keys: Sequence[str]) -> np.ndarray:
+        """Rows of ``keys`` in the counter family (-1: no counter yet). The feed asks for the same key list (its live
+        snapshot's rooms and hosts) on every request: the rows of the last list asked are kept per family, valid
+        while it is the same object and the family has no new key."""
+        got = self._rows_of.get(kind)
+        if got is not None and got[0] is keys and got[1] is c and got[2] == len(c):
+            return got[3]
+        rows = np.asarray([c.index.get(str(k), -1) for k in keys], dtype=np.int64)
+        if len(keys) >= 256:  # worth keeping: the key list of a live snapshot, not a shelf's few items
+            self._rows_of[kind] = (keys, c, len(c), rows)
+        return rows
+
     def counters(self, kind: str, keys: Sequence[str], t: TimeLike) -> np.ndarray:
         if kind == "room_item":
             return super().counters(kind, keys, t)
@@ -460,7 +473,7 @@ class MemoryState(OnlineState):
         t = to_seconds(t)
         with self._lock:
             c = self._counters[kind]
-            rows = np.asarray([c.index.get(str(k), -1) for k in keys], dtype=np.int64)
+            rows = self._counter_rows(kind, c, keys)
             s = np.where(rows >= 0, c.scores[np.maximum(rows, 0)] if len(c.scores) else -np.inf, -np.inf)
         out = np.zeros(len(keys))
         hit = np.isfinite(s)
