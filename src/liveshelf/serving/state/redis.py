@@ -165,6 +165,22 @@ return out
 """
 
 # Rooms with end > t, then start <= t: one round trip.
+# audience sizes of many rooms in one call. KEYS: (room hash, audience zset) pairs; ARGV: t, the last-seen cutoff
+_AUDIENCE_LUA = """
+local t = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS, 2 do
+  local se = redis.call('HMGET', KEYS[i], 'start', 'end')
+  local live = true
+  if se[1] then
+    if tonumber(se[1]) > t then live = false end
+    if se[2] and se[2] ~= '' and t >= tonumber(se[2]) then live = false end
+  end
+  out[#out + 1] = live and redis.call('ZCOUNT', KEYS[i + 1], '(' .. ARGV[2], '+inf') or 0
+end
+return out
+"""
+
 _LIVE_LUA = """
 local t = tonumber(ARGV[1])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
@@ -256,6 +272,7 @@ class RedisState(OnlineState):
         self._apply = self.r.register_script(_APPLY_LUA)
         self._dedupe = self.r.register_script(_DEDUPE_LUA)
         self._live = self.r.register_script(_LIVE_LUA)
+        self._audience_sizes = self.r.register_script(_AUDIENCE_LUA)
         self._check_meta()
 
     def __repr__(self) -> str:
@@ -607,18 +624,9 @@ class RedisState(OnlineState):
         t = to_seconds(t)
         if not len(rooms):
             return np.zeros(0)
-        pipe = self.r.pipeline(transaction=False)
-        for r in rooms:
-            pipe.hmget(self._k("room", r), "start", "end")
-            pipe.zcount(self._k("aud", r), f"({_f(t - self.audience_ttl)}", "+inf")
-        got = pipe.execute()
-        out = np.zeros(len(rooms))
-        for j in range(len(rooms)):
-            (start, end), n = got[2 * j], got[2 * j + 1]
-            if start is not None and not (float(start) <= t and (end in (None, b"", "") or t < float(end))):
-                continue  # a room that is not live has no audience
-            out[j] = float(n)
-        return out
+        keys = [k for r in rooms for k in (self._k("room", r), self._k("aud", r))]
+        got = self._audience_sizes(keys=keys, args=[_f(t), _f(t - self.audience_ttl)])
+        return np.asarray(got, dtype=np.float64)
 
     def prune(self, t: TimeLike) -> int:
         cutoff = _f(to_seconds(t) - self.audience_ttl)
