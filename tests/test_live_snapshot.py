@@ -120,3 +120,32 @@ def test_profile_per_category_path_equals_the_per_item_source(live_pipeline):
         assert [cause(c) for c in range(len(want))] == want_causes
         checked += int(len(nz) > 0)
     assert checked >= 20
+
+
+def test_rank_share_at_equals_the_full_sort():
+    from liveshelf.serving.features import rank_share, rank_share_at
+
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        n = int(rng.integers(0, 30))
+        values = rng.choice([0.0, 1.0, 2.0, np.nan, np.inf, -1.5], size=n)
+        at = rng.choice(n, size=min(n, int(rng.integers(0, 8))), replace=False) if n else np.zeros(0, np.int64)
+        np.testing.assert_array_equal(rank_share_at(values, at), rank_share(values)[at])
+
+
+def test_feature_rows_of_the_rooms_shown_equal_those_of_all_rooms(live_pipeline):
+    """The hand-blend feed logs rows of the rooms it showed only; they must be the rows a ranker would see."""
+    from liveshelf.serving.features import room_features
+
+    pipe, world, t = live_pipeline
+    snap = pipe.live(t)
+    n = len(snap.layout.rooms)
+    users = world.events["user"].astype(str).value_counts().index[:15].tolist() + [None]
+    rng = np.random.default_rng(3)
+    for u in users:
+        v = pipe.viewer(u, t)
+        full = room_features(pipe, v, snap, t)
+        at = rng.choice(n, size=min(n, 3), replace=False)
+        part = room_features(pipe, v, snap, t, sources=full.sources, at=at)
+        assert part.keys == [full.keys[j] for j in at]
+        np.testing.assert_array_equal(part.X, full.X[at])

@@ -136,14 +136,34 @@ def rank_share(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _source_columns(src: Sources, sources: Sequence[str], n: int) -> list[np.ndarray]:
+def rank_share_at(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``rank_share(values)[at]`` without sorting every value: a rank is how many values beat it (ties: by
+    position, as the stable sort orders them)."""
+    n = len(values)
+    v = np.where(np.isfinite(values), values, -np.inf)
+    at = np.asarray(at, dtype=np.int64)
+    out = np.ones(len(at))
+    if n <= 1:
+        return np.where(v[at] > -np.inf, 0.0, 1.0) if n else out
+    x = v[at]
+    ahead = (v[None, :] > x[:, None]).sum(axis=1) + ((v[None, :] == x[:, None])
+                                                     & (np.arange(n)[None, :] < at[:, None])).sum(axis=1)
+    known = x > -np.inf
+    out[known] = ahead[known] / (n - 1)
+    return out
+
+
+def _source_columns(src: Sources, sources: Sequence[str], n: int, at: np.ndarray | None = None) -> list[np.ndarray]:
+    """Per source: its values normalised within the request and their rank shares (rows ``at`` only, if given)."""
+    m = n if at is None else len(at)
     cols = []
     for s in sources:
         raw = src.values.get(s)
         if raw is None:
-            cols += [np.full(n, np.nan), np.full(n, np.nan)]
+            cols += [np.full(m, np.nan), np.full(m, np.nan)]
             continue
-        cols += [normalised(raw, signed=s in ("sequence", "cf")), rank_share(raw)]
+        norm = normalised(raw, signed=s in ("sequence", "cf"))
+        cols += [norm, rank_share(raw)] if at is None else [norm[at], rank_share_at(raw, at)]
     return cols
 
 
@@ -271,34 +291,41 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
 
 
 # ------------------------------------------------------------------------------------ rooms
-def room_features(p: Pipeline, viewer: Viewer, snap: Any, t: float) -> FeatureRows:
+def room_features(p: Pipeline, viewer: Viewer, snap: Any, t: float, *, sources: Sources | None = None,
+                  at: np.ndarray | None = None) -> FeatureRows:
     """Rows of :data:`ROOM_FEATURES` for the viewer over the live rooms of ``snap`` (a live snapshot).
 
     Column-wise over all rooms: what does not depend on the viewer comes from the snapshot's arrays.
+    ``sources``: the rooms' source values when the caller has them (``room_sources(every=True)``);
+    ``at``: only these room positions get a row (the rooms a hand blend showed, for the exposure log) -
+    each value is still computed against every live room (normalised and ranked within the request).
     """
     rooms = snap.layout.rooms
     n = len(rooms)
-    src = p.room_sources(viewer, snap, t, every=True)
+    src = p.room_sources(viewer, snap, t, every=True) if sources is None else sources
     if not n:
         return FeatureRows("room", ROOM_FEATURES, [], np.zeros((0, len(ROOM_FEATURES))), src)
-    cols = _source_columns(src, ROOM_SOURCES, n)
+    cols = _source_columns(src, ROOM_SOURCES, n, at)
+    keep = slice(None) if at is None else np.asarray(at, dtype=np.int64)
+    m = n if at is None else len(keep)
     state = p.state
     hosts = snap.host_names
     host_trend = np.append(state.counters("host", hosts, t) if hosts else np.zeros(0), np.nan)
     hw, htot = viewer.host_weight, sum(viewer.host_weight.values())
     affinity = np.append(np.asarray([hw.get(h, 0.0) / htot for h in hosts]) if htot > 0 else np.zeros(len(hosts)),
                          np.nan)
-    hi = snap.host_index  # -1 (no host) reads the NaN slot
+    hi = snap.host_index[keep]  # -1 (no host) reads the NaN slot
     with np.errstate(invalid="ignore"):
-        age = np.log1p(np.maximum(t - snap.starts, 0.0))
-    audience = snap.audience_sizes(state, t, p.settings.room_stats_ttl_s)
+        age = np.log1p(np.maximum(t - snap.starts[keep], 0.0))
+    audience = snap.audience_sizes(state, t, p.settings.room_stats_ttl_s)[keep]
     X = np.column_stack([
         *cols, _hand_blend(np.column_stack(cols), _source_block("src_", ROOM_SOURCES), ROOM_SOURCES),
-        _log1p_array(src.values["trending"]),  # the room's decayed counter, as room_sources read it
+        _log1p_array(src.values["trending"][keep]),  # the room's decayed counter, as room_sources read it
         _log1p_array(host_trend[hi]), affinity[hi],
-        np.log1p(snap.shelf_sizes), age, np.log1p(audience),
-        np.full(n, math.log1p(len(viewer.seq))), np.full(n, 1.0 if viewer.known else 0.0)])
-    return FeatureRows("room", ROOM_FEATURES, list(rooms), X.astype(np.float64), src)
+        np.log1p(snap.shelf_sizes[keep]), age, np.log1p(audience),
+        np.full(m, math.log1p(len(viewer.seq))), np.full(m, 1.0 if viewer.known else 0.0)])
+    keys = list(rooms) if at is None else [rooms[j] for j in keep.tolist()]
+    return FeatureRows("room", ROOM_FEATURES, keys, X.astype(np.float64), src)
 
 
 def _log1p_array(x: np.ndarray) -> np.ndarray:
@@ -311,4 +338,4 @@ def _log1p_array(x: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["FEATURE_SOURCE", "ITEM_FEATURES", "ITEM_SOURCES", "ROOM_FEATURES", "ROOM_SOURCES", "FeatureRows",
-           "feature_source", "item_features", "normalised", "rank_share", "room_features"]
+           "feature_source", "item_features", "normalised", "rank_share", "rank_share_at", "room_features"]

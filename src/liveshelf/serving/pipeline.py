@@ -453,20 +453,21 @@ class Pipeline:
         if not rooms:
             return Ranked([], None, self.ranked_by(ranker), known=viewer.known)
         rows = None
-        if ranker is None and not self.settings.log_features:
-            src = self.room_sources(viewer, snap, t)
-        else:
+        if ranker is not None:
             rows = room_features(self, viewer, snap, t)
             src = rows.sources
-        if ranker is not None and rows is not None:
             total = self._learned(ranker, [rows])[0]
             explain = partial(self.contributions, ranker, [rows])
-        else:
+        else:  # the hand blend needs no feature rows; the exposure log gets those of the rooms shown (below)
+            src = self.room_sources(viewer, snap, t, every=self.settings.log_features)
             total, blend_parts = self._blend(src)
             explain = _arrays(blend_parts)
         order = mmr(total, snap.vectors, k, self.settings.mmr_lambda,
                     groups=hosts, cap=self.settings.host_cap, sim_row=snap.sim_row)
-        parts = explain(np.asarray(order, dtype=np.int64))
+        shown = np.asarray(order, dtype=np.int64)
+        if ranker is None and self.settings.log_features:
+            rows = room_features(self, viewer, snap, t, sources=src, at=shown)
+        parts = explain(shown)
         out = []
         for r, j in enumerate(order):
             reasons = self._reasons({name: p[r] for name, p in parts.items()}, src.causes, j,
