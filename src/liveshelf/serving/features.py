@@ -227,7 +227,7 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
     info = state.room(room) or {}
     start = info.get("start")
     room_age = _log1p(t - float(start)) if start is not None else math.nan
-    audience = _log1p(float(len(state.audience(room, t))))
+    audience = _log1p(float(state.audience_sizes([room], t)[0]))  # a count: no sorted list of viewers
     host = info.get("host")
     lp = leaf_prices(p)
     rel = np.asarray([math.log1p(i.price) - lp[c] if i is not None and i.price is not None and i.price > 0
