@@ -87,3 +87,37 @@ def test_background_text_services_apply_writes_queued_during_the_build_in_order(
     prof = text.profile("u2", 1.7e9 + 1)
     assert prof is not None and prof["n_events"] == 1
     assert text.pitch("i1")["item"] == "i1"
+
+
+def test_text_services_built_on_first_use_read_earlier_writes_from_the_store_once():
+    """With a source (the store), writes before the build are not queued (no unbounded queue on a server whose
+    text routes are never called): the build reads them back; writes during the build are queued, and an event
+    both read back and queued counts once."""
+    import threading
+
+    def frame(ids: list[str], user: str) -> pd.DataFrame:
+        n = len(ids)
+        return pd.DataFrame({"event_id": ids, "ts": pd.to_datetime([1.7e9 + i for i in range(n)], unit="s", utc=True),
+                             "user": [user] * n, "type": ["click"] * n, "room": [None] * n, "item": ["i1"] * n,
+                             "value": [None] * n, "text": [None] * n})
+
+    stored = [frame(["e1", "e2"], "u1")]
+    reading, release = threading.Event(), threading.Event()
+
+    def source():
+        events = pd.concat(stored, ignore_index=True)  # the store as the build reads it
+        reading.set()
+        release.wait(10)
+        return _items(), None, events
+
+    text = TextServices(_items(), background=True, start_after_s=None, source=source)
+    text.update_events(stored[0])  # before the build: dropped, the store has it
+    assert text._pending == []
+    text.start()
+    assert reading.wait(10)
+    late = frame(["e2", "e3"], "u1")  # e2 was read back already; e3 is new
+    stored.append(late.iloc[1:])
+    text.update_events(late)
+    release.set()
+    assert text.wait_ready(10)
+    assert text.profile("u1", 1.7e9 + 5)["n_events"] == 3  # e1, e2, e3 once each

@@ -7,6 +7,7 @@ rate limits, Host / Origin) is decided in :mod:`liveshelf.serving.access`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -35,9 +36,6 @@ from liveshelf.serving.text_services import TextServices
 
 log = logging.getLogger("liveshelf.serving")
 
-#: Seconds after start-up begins when the text services start building in the background (a text route that
-#: needs them first starts them at once): time for the state, model and content index to load uncontended.
-TEXT_BUILD_AFTER_S = 10.0
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -318,7 +316,7 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
         items = s.frame("items")
         rooms = s.frame("rooms")
     catalogue.replace(items)
-    text = _text_services(settings, home, items, rooms) if settings.text else None
+    text = _text_services(settings, home, items, rooms, store) if settings.text else None
     models = {"sequence": ModelSlot(home, settings.model)}
     if settings.cf_model:
         models["cf"] = ModelSlot(home, settings.cf_model)
@@ -344,7 +342,8 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     return services
 
 
-def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, rooms: pd.DataFrame) -> TextServices:
+def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, rooms: pd.DataFrame,
+                   store: StoreGateway) -> TextServices:
     model_dir = settings.sentiment_model or (home / "sentiment")
     sentiment = None
     if (Path(model_dir) / "config.json").exists():
@@ -354,11 +353,20 @@ def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, roo
     elif settings.sentiment_model is not None:
         raise NotFoundError(f"The 'sentiment_model' setting points to {model_dir}, which holds no model "
                             "(no config.json). Train one with 'liveshelf sentiment train' or unset it.")
-    # built in a thread once the rest of the start-up is done: the server answers feeds and shelves meanwhile
-    # (the text routes wait for it, and start it if it still waits)
+    # built in a thread, from the store, on the first request that needs it (or text_build_after_s after the
+    # start): the hot routes never wait for it nor share the interpreter with it
     return TextServices(items, rooms, backend=settings.text_backend, sentiment_model=sentiment,
                         alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion,
-                        background=True, start_after_s=TEXT_BUILD_AFTER_S)
+                        background=True, start_after_s=settings.text_build_after_s,
+                        source=functools.partial(_text_source, store, settings.warm_window_s))
+
+
+def _text_source(store: StoreGateway, window_s: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the text services are built from: the catalogue, the rooms and the recent events, as stored now."""
+    from liveshelf.serving.sync import recent_events
+
+    with store.open() as s:
+        return s.frame("items"), s.frame("rooms"), recent_events(s, window_s)
 
 
 def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int | None = None,

@@ -128,6 +128,9 @@ class ServeSettings(BaseSettings):
         "exposes item_embeddings(), else hashed TF-IDF of the item text; 'encoder' = liveshelf.text.encoder "
         "(slower start; needs its model files).")
     content_dim: int = Field(512, ge=16, le=65536, description="Width of the hashed TF-IDF item embedding.")
+    text_build_after_s: float | None = Field(None, ge=0.0, description="Seconds after start-up when the text services "
+                                             "(profiles, item facts, Q&A, pitch generator) start building in the "
+                                             "background; unset: on the first request that needs them.")
     room_stats_ttl_s: float = Field(1.0, ge=0.0, le=60.0, description="The feed reuses each live room's audience "
                                     "size for this many seconds (0: read it on every request).")
     neighbours: int = Field(50, ge=1, le=1000, description="Content neighbours searched per recent item.")

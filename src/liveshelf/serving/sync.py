@@ -55,6 +55,18 @@ def state_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def recent_events(store: Any, window_s: float, *, now: float | None = None) -> pd.DataFrame:
+    """The stored events within ``window_s`` seconds before the newest one (or before the clock, when stored
+    events lie in the future: one event stamped ahead cannot empty the window), in time order."""
+    events = store.training_frame()
+    if not len(events):
+        return events
+    clock = pd.Timestamp(time.time() if now is None else now, unit="s", tz="UTC")
+    anchor = min(events["ts"].max(), clock)
+    since = anchor - pd.Timedelta(seconds=window_s)
+    return events[events["ts"] >= since].sort_values("ts", kind="stable")
+
+
 def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int | None = None, text: Any = None,
                   now: float | None = None) -> dict[str, int]:
     """Rebuild the online state from the store: items, rooms, shelf, then recent events in time order.
@@ -78,12 +90,8 @@ def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int | None 
     if len(shelf):
         state.upsert_shelf(shelf)
     head = store.max_seq()
-    events = store.training_frame()
+    events = recent_events(store, window_s, now=now)
     if len(events):
-        clock = pd.Timestamp(time.time() if now is None else now, unit="s", tz="UTC")
-        anchor = min(events["ts"].max(), clock)
-        since = anchor - pd.Timedelta(seconds=window_s)
-        events = events[events["ts"] >= since].sort_values("ts", kind="stable")
         replay = getattr(state, "replay_events", state.apply_events)
         for i in range(0, len(events), chunk):
             replay(events.iloc[i:i + chunk])
@@ -263,4 +271,5 @@ class StateSync:
             self._thread = None
 
 
-__all__ = ["CATCH_UP_CHUNK", "Fresh", "StateSync", "StateUnavailable", "SyncStatus", "rebuild_state", "state_errors"]
+__all__ = ["CATCH_UP_CHUNK", "Fresh", "StateSync", "StateUnavailable", "SyncStatus", "rebuild_state", "recent_events",
+           "state_errors"]

@@ -69,7 +69,8 @@ class TextServices:
                  backend: str = "grounded", backend_options: dict[str, Any] | None = None,
                  half_life: float = 7 * 86_400.0, sentiment_model: Any = None,
                  alert_webhook: str | None = None, comment_demotion: float = 0.5, background: bool = False,
-                 start_after_s: float = 0.0) -> None:
+                 start_after_s: float | None = 0.0,
+                 source: Callable[[], tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]] | None = None) -> None:
         self._lock = threading.RLock()
         self.alerts = MemorySink()
         self._webhook: _BackgroundSink | None = None
@@ -88,13 +89,16 @@ class TextServices:
         if rooms is not None:
             self._remember_hosts(rooms)
         self._ready = threading.Event()
-        self._pending: list[Callable[[], Any]] = []
+        self._pending: list[Callable[[], Any] | pd.DataFrame] = []  # writes to replay once built (frames: events)
+        self._source = source if background else None
+        self._started = False  # the build began (with a source: writes from then on are queued, not dropped)
         self._error: BaseException | None = None
         self._go = threading.Event()
         self._thread: threading.Thread | None = None
         build = functools.partial(self._build, items, rooms, backend, backend_options, half_life)
         if background:
-            self._thread = threading.Thread(target=self._build_logged, args=(build, float(start_after_s)),
+            self._thread = threading.Thread(target=self._build_logged,
+                                            args=(build, None if start_after_s is None else float(start_after_s)),
                                             name="text-services", daemon=True)
             self._thread.start()
         else:
@@ -103,7 +107,18 @@ class TextServices:
     # ------------------------------------------------------------------ build
     def _build(self, items: pd.DataFrame, rooms: pd.DataFrame | None, backend: str,
                backend_options: dict[str, Any] | None, half_life: float) -> None:
+        with self._lock:
+            self._started = True
+        history: set[str] = set()
+        events = None
+        if self._source is not None:  # what was written before the build began: read back from the store
+            items, rooms, events = self._source()
+            rooms = rooms if rooms is not None and len(rooms) else None
         profiles = ProfileBuilder(items, rooms, half_life=half_life)
+        if events is not None and len(events):
+            profiles.update(events)
+            if "event_id" in events.columns:
+                history = set(events["event_id"].dropna().astype(str))
         facts = facts_table(items)
         qa = ShelfQA(items, facts=facts)
         brands = items["brand"].dropna().astype(str).unique().tolist() if "brand" in items.columns else []
@@ -112,7 +127,12 @@ class TextServices:
         with self._lock:  # the writes queued meanwhile, in order, then ready
             self.profiles, self.facts, self.qa, self.generator = profiles, facts, qa, generator
             for op in self._pending:
-                op()
+                if isinstance(op, pd.DataFrame):  # events posted during the build, less those it read back
+                    fresh = op[~op["event_id"].astype(str).isin(history)] if history and "event_id" in op else op
+                    if len(fresh):
+                        self._update_profiles(fresh)
+                else:
+                    op()
             self._pending.clear()
             self._ready.set()
 
@@ -120,7 +140,7 @@ class TextServices:
         """Start the background build now (no-op when it runs already or the services were built at once)."""
         self._go.set()
 
-    def _build_logged(self, build: Callable[[], None], start_after_s: float) -> None:
+    def _build_logged(self, build: Callable[[], None], start_after_s: float | None) -> None:
         self._go.wait(start_after_s)
         try:
             build()
@@ -147,13 +167,14 @@ class TextServices:
                                f"{self._error}); see the server log.") from self._error
         return done
 
-    def _when_built(self, op: Callable[[], Any]) -> None:
-        """Run a write now, or queue it until the build is done (call with the lock held)."""
+    def _when_built(self, op: Callable[[], Any], events: pd.DataFrame | None = None) -> None:
+        """Run a write now, or queue it until the build is done (call with the lock held). Before a build that
+        reads its data from the store began, the write is dropped: the build reads it back."""
         if self._ready.is_set():
             if self._error is None:
                 op()
-        else:
-            self._pending.append(op)
+        elif self._source is None or self._started:
+            self._pending.append(op if events is None else events)
 
     # ------------------------------------------------------------------ writes
     def update_events(self, events: pd.DataFrame) -> int:
@@ -162,7 +183,7 @@ class TextServices:
         if not len(events):
             return 0
         with self._lock:
-            self._when_built(functools.partial(self._update_profiles, events))
+            self._when_built(functools.partial(self._update_profiles, events), events)
             if self.monitor is not None:
                 self._monitor_comments(events)
             return len(events)
