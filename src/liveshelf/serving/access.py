@@ -27,7 +27,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from liveshelf.serving.deps import Services, ServicesDep
+from liveshelf.serving.deps import Services, get_services
 from liveshelf.serving.security import (
     API_KEY_HEADER,
     KeyRing,
@@ -154,20 +154,22 @@ def _access(request: Request, services: Services, role: str | None) -> str:
     return request.state.client
 
 
-def read_access(request: Request, services: ServicesDep) -> str:
-    return _access(request, services, None)
+# Coroutines: FastAPI runs them on the event loop (a plain ``def`` dependency costs a thread-pool hop
+# per request); none of them waits on I/O.
+async def read_access(request: Request) -> str:
+    return _access(request, get_services(request), None)
 
 
-def ingest_access(request: Request, services: ServicesDep) -> str:
-    return _access(request, services, "ingest")
+async def ingest_access(request: Request) -> str:
+    return _access(request, get_services(request), "ingest")
 
 
-def admin_access(request: Request, services: ServicesDep) -> str:
-    return _access(request, services, "admin")
+async def admin_access(request: Request) -> str:
+    return _access(request, get_services(request), "admin")
 
 
-def delete_access(request: Request, services: ServicesDep) -> str:
-    return _access(request, services, "delete")
+async def delete_access(request: Request) -> str:
+    return _access(request, get_services(request), "delete")
 
 
 ReadAccess = Annotated[str, Depends(read_access)]

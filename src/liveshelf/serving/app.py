@@ -85,24 +85,51 @@ def _install_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
 
 
-def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Any:
+class Observe:
+    """Pure ASGI middleware of every HTTP request: latency metric per route template, ``X-Worker``
+    header (the worker's pid), access log line at info level; an error escaping the app counts as 500.
+
+    (A ``BaseHTTPMiddleware`` would add a task and two memory streams per request.)
+    """
+
+    def __init__(self, app: Any, owner: FastAPI) -> None:
+        self.app = app
+        self.owner = owner
+        self.worker = (b"x-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         t0 = time.perf_counter()
         status = 500
+        worker = self.worker
+
+        async def send_observed(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), worker]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["X-Worker"] = str(os.getpid())
-            return response
+            await self.app(scope, receive, send_observed)
+        except Exception:
+            status = 500
+            raise
         finally:
             seconds = time.perf_counter() - t0
-            route = getattr(request.scope.get("route"), "path", "unmatched")  # template: no raw ids
-            services = getattr(request.app.state, "services", None)
+            route = getattr(scope.get("route"), "path", "unmatched")  # template: no raw ids
+            services = self.owner.state.services
             if services is not None:
-                services.metrics.observe(request.method, route, status, seconds)
-            log.info("%s %s %d %.1fms client=%s", request.method, route, status, seconds * 1000,
-                     getattr(request.state, "client", "-"))
+                services.metrics.observe(scope["method"], route, status, seconds)
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s %d %.1fms client=%s", scope["method"], route, status, seconds * 1000,
+                         (scope.get("state") or {}).get("client", "-"))
+
+
+def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
+    app.add_middleware(Observe, owner=app)
 
     def refused() -> None:
         services = getattr(app.state, "services", None)

@@ -11,6 +11,7 @@ sum over all of them (the model-info gauge keeps one series per worker, labelled
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,9 @@ from prometheus_client import (
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Labelled latency children memoised per app (beyond: looked up on each call).
+_MAX_CHILDREN = 10_000
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,12 +48,24 @@ class Metrics:
         self.rejected = Counter("liveshelf_requests_refused_total", "Requests refused by reason.",
                                 ("reason",), registry=self.registry)
         self._model_labels: dict[str, tuple[str, str]] = {}
+        # labelled children by label values: ``labels()`` checks and joins its arguments on every call
+        self._latency: dict[tuple[str, str, int], Any] = {}
+        self._cache: dict[tuple[str, bool], Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.latency.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._latency.get(key)
+        if child is None:
+            child = self.latency.labels(method, route, str(status))
+            if len(self._latency) < _MAX_CHILDREN:  # methods come from clients: keep the memo bounded
+                self._latency[key] = child
+        child.observe(seconds)
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
-        self.cache.labels(cache, "hit" if hit else "miss").inc()
+        child = self._cache.get((cache, hit))
+        if child is None:
+            child = self._cache[(cache, hit)] = self.cache.labels(cache, "hit" if hit else "miss")
+        child.inc()
 
     def set_model(self, role: str, name: str, version: str) -> None:
         old = self._model_labels.get(role)

@@ -8,12 +8,21 @@ Response models with required nullable fields derive from :class:`_Out`: routes 
 unset optional fields (``response_model_exclude_none``) still send those fields, ``null``
 included, as the published schema says (the others stay plain models: no serializer call per
 reason or item). :func:`responses` documents the error answers of an operation.
+
+Hot routes (feed, shelf, next-item) keep their ``response_model`` for the published schema but
+answer a :class:`FastJSON` built from plain dicts (:func:`reason_dicts`, :class:`ItemRecord`):
+FastAPI then neither builds nor validates a model per item and reason, and orjson writes the
+bytes. The dicts follow the models' rules exactly (``exclude_none``: unset optional fields are
+left out, required nullable ones are sent as ``null``); ``tests/test_api_schema.py`` checks the
+answers against the schema.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,6 +33,7 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+from starlette.responses import Response
 
 from liveshelf.names import ID_PATTERN, ID_RULE, is_printable_id, safe_name
 
@@ -322,6 +332,62 @@ class DeleteOut(BaseModel):
     events: int
     users: int
     state: bool
+
+
+# ------------------------------------------------------------------------------------ hot-route answers
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class FastJSON(Response):
+    """A JSON answer written by orjson from plain dicts (no response-model validation)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+#: :class:`Reason`'s fields, in its order: a reason dict keeps these (None values left out).
+REASON_FIELDS: tuple[str, ...] = tuple(Reason.model_fields)
+
+
+def reason_dicts(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pipeline's reasons as :class:`Reason` answers: its fields only, ``None`` left out, score a float."""
+    out = []
+    for r in reasons:
+        d = {k: v for k in REASON_FIELDS if (v := r.get(k)) is not None}
+        d["score"] = float(d["score"])
+        out.append(d)
+    return out
+
+
+class ItemRecord:
+    """One :class:`ItemRec` as a plain record (``item``, ``title``, ``score``, ``reasons``, ``pitch``)
+    with the attributes the text services adjust; :meth:`body` is its answer dict."""
+
+    __slots__ = ("item", "pitch", "reasons", "score", "title")
+
+    def __init__(self, item: str, title: str | None, score: float, reasons: list[Any]) -> None:
+        self.item, self.title, self.score, self.reasons = item, title, score, reasons
+        self.pitch: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"item": self.item}
+        if self.title is not None:
+            d["title"] = self.title
+        d["score"] = float(self.score)
+        d["reasons"] = [r if isinstance(r, dict) else r.model_dump(mode="json", exclude_none=True)
+                        for r in self.reasons]
+        if self.pitch is not None:
+            d["pitch"] = self.pitch
+        return d
 
 
 # ------------------------------------------------------------------------------------ admin

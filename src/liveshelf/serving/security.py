@@ -150,7 +150,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
+        declared = None
+        chunked = False
+        for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
@@ -159,6 +161,12 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await self._refuse(send, f"{declared} bytes")
                     return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked and declared != -1:
+            # the server reads at most Content-Length bytes (none without it): nothing to count while streaming
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = False
         too_large = False

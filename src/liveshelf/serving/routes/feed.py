@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
@@ -16,11 +16,10 @@ from liveshelf.serving.schemas import (
     READ,
     WRITE,
     DeleteOut,
-    FeedOut,
+    FastJSON,
     Printable,
     ProfileOut,
-    Reason,
-    RoomRec,
+    reason_dicts,
     responses,
 )
 
@@ -34,7 +33,7 @@ UserId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_
 @router.get("/{user}/feed", response_model=FeedOutAB, response_model_exclude_none=True,
             summary="Live rooms to show this viewer now", responses=responses(*READ))
 def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
-         k: K = 10) -> FeedOut:
+         k: K = 10) -> FastJSON:
     """Only rooms live at the request time. An unknown viewer gets the trending rooms (``fallback``).
     A viewer in a running A/B experiment is served by the arm's pipeline (``experiment`` names it)."""
     key = services.user_key(user)
@@ -45,11 +44,18 @@ def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: Re
     if ab is not None and services.experiments is not None:
         services.experiments.expose(ab, key, at, "feed", None, [r.key for r in recs])
     services.log_exposure("feed", key, None, at, ranked, ab)
-    return FeedOutAB(user=user, at=at, model_version=ab.model_version() if ab is not None else services.model_version(),
-                     fallback=not known, experiment=None if ab is None else ab.tag(), ranked_by=ranked.ranked_by,
-                     rooms=[RoomRec(room=r.key, host=r.extra.get("host"), title=r.extra.get("title", ""),
-                                    shelf_size=r.extra.get("shelf_size", 0), score=r.score,
-                                    reasons=[Reason(**x) for x in r.reasons]) for r in recs])
+    # FeedOutAB as plain dicts (its schema documents the answer; see schemas.FastJSON)
+    body: dict[str, Any] = {
+        "user": user, "at": at, "model_version": ab.model_version() if ab is not None else services.model_version(),
+        "fallback": not known}
+    if ranked.ranked_by is not None:
+        body["ranked_by"] = ranked.ranked_by
+    body["rooms"] = [{"room": r.key, "host": r.extra.get("host"), "title": r.extra.get("title", ""),
+                      "shelf_size": int(r.extra.get("shelf_size", 0)), "score": float(r.score),
+                      "reasons": reason_dicts(r.reasons)} for r in recs]
+    if ab is not None:
+        body["experiment"] = {"name": ab.experiment, "arm": ab.arm}
+    return FastJSON(body)
 
 
 @router.get("/{user}/profile", response_model=ProfileOut, summary="The viewer's recent behaviour and interests",

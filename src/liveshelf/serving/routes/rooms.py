@@ -28,14 +28,14 @@ from liveshelf.serving.schemas import (
     AskIn,
     AskOut,
     CommentsOut,
-    ItemRec,
+    FastJSON,
+    ItemRecord,
     NextItemOut,
     Printable,
-    Reason,
     RoomsIn,
     RoomsOut,
-    ShelfOut,
     UpsertOut,
+    reason_dicts,
     responses,
 )
 from liveshelf.serving.state.base import end_item_slots, unpin_slots
@@ -58,12 +58,12 @@ def _live(info: dict[str, Any], t: float) -> bool:
     return info["start"] <= t and (info["end"] is None or t < info["end"])
 
 
-def _item_recs(services: Services, recs: list) -> list[ItemRec]:
+def _item_recs(services: Services, recs: list) -> list[ItemRecord]:
+    get = services.catalogue.get
     out = []
     for r in recs:
-        info = services.catalogue.get(r.key)
-        out.append(ItemRec(item=r.key, title=None if info is None else info.title, score=r.score,
-                           reasons=[Reason(**x) for x in r.reasons]))
+        info = get(r.key)
+        out.append(ItemRecord(r.key, None if info is None else info.title, r.score, reason_dicts(r.reasons)))
     return out
 
 
@@ -74,7 +74,7 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
           k: K = 20,
           explain: Annotated[bool, Query(description="Attach a generated, fact-checked pitch (reason, talking "
                                                      "points, push line) to the first 10 items.")] = False,
-          lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> ShelfOut:
+          lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> FastJSON:
     """Only items on the shelf at the request time; empty (``live: false``) once the room has ended.
     A viewer in a running A/B experiment is served by the arm's pipeline (``experiment`` names it)."""
     info = _require_room(services, room)
@@ -90,19 +90,23 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
     if ab is not None and services.experiments is not None and key is not None:
         services.experiments.expose(ab, key, at, "shelf", room, [r.item for r in items])
     services.log_exposure("shelf", key, room, at, ranked, ab)
-    return ShelfOutAB(room=room, user=user, at=at, live=_live(info, at), items=items, ranked_by=ranked.ranked_by,
-                      model_version=ab.model_version() if ab is not None else services.model_version(),
-                      experiment=None if ab is None else ab.tag())
+    # ShelfOutAB as plain dicts (its schema documents the answer; see schemas.FastJSON)
+    body: dict[str, Any] = {
+        "room": room, "user": user, "at": at, "live": _live(info, at),
+        "model_version": ab.model_version() if ab is not None else services.model_version()}
+    if ranked.ranked_by is not None:
+        body["ranked_by"] = ranked.ranked_by
+    body["items"] = [r.body() for r in items]
+    if ab is not None:
+        body["experiment"] = {"name": ab.experiment, "arm": ab.arm}
+    return FastJSON(body)
 
 
-@router.get("/{room}/next-item", response_model=NextItemOut, response_model_exclude_none=True,
-            summary="What the host should present next", responses=responses(*READ, 404))
-def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
-              k: K = 5, lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> NextItemOut:
-    """The shelf ranked for the viewers in the room now (their mean blended score); trending when empty."""
+def next_item_body(room: str, pipeline: Any, services: Services, at: float, k: int,
+                   lang: str | None = None) -> dict[str, Any]:
+    """The answer of ``GET /v1/rooms/{room}/next-item`` as plain dicts (:class:`NextItemOut`'s fields)."""
     info = _require_room(services, room)
     ranked = pipeline.rank_next_item(room, at, k)
-    audience = ranked.audience
     items = _item_recs(services, ranked.recs)
     services.log_exposure("next-item", None, room, at, ranked)
     if services.text is not None:
@@ -110,9 +114,31 @@ def next_item(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _clien
     pitch = None
     if items and services.text is not None:
         pitch = services.text.pitch(items[0].item, None, room, at, lang=lang)
-    return NextItemOut(room=room, at=at, live=_live(info, at), audience=audience,
-                       model_version=services.model_version(), ranked_by=ranked.ranked_by, item=items[0] if items else None, items=items,
-                       pitch=pitch)
+    body: dict[str, Any] = {"room": room, "at": at, "live": _live(info, at), "audience": int(ranked.audience),
+                            "model_version": services.model_version()}
+    if ranked.ranked_by is not None:
+        body["ranked_by"] = ranked.ranked_by
+    bodies = [r.body() for r in items]
+    body["item"] = bodies[0] if bodies else None
+    body["items"] = bodies
+    if pitch is not None:
+        body["pitch"] = pitch
+    return body
+
+
+# name: the operation id stays ``next_item_...`` (the function name is free for the console's call below)
+@router.get("/{room}/next-item", response_model=NextItemOut, response_model_exclude_none=True, name="next_item",
+            summary="What the host should present next", responses=responses(*READ, 404))
+def next_item_route(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: ReadAccess, at: AtDep,
+                    k: K = 5, lang: Annotated[Literal["zh", "en"] | None, Query()] = None) -> FastJSON:
+    """The shelf ranked for the viewers in the room now (their mean blended score); trending when empty."""
+    return FastJSON(next_item_body(room, pipeline, services, at, k, lang))
+
+
+def next_item(room: str, pipeline: Any, services: Services, _client: str, at: float, k: int = 5,
+              lang: str | None = None) -> NextItemOut:
+    """:func:`next_item_body` as a :class:`NextItemOut` (for callers in process: the console's room view)."""
+    return NextItemOut.model_validate(next_item_body(room, pipeline, services, at, k, lang))
 
 
 @router.get("/{room}/comments", response_model=CommentsOut, summary="Live-comment sentiment and alerts",
