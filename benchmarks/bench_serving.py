@@ -1,30 +1,43 @@
 """Load test of ``liveshelf serve``: a separate client process drives a running server.
 
 World (built once with numpy, cached under ``$TMPDIR/liveshelf-bench/serving-<key>``):
-100k users, 50k items, 2k rooms live from one hour before the build with no end (so they
+100k users, 50k items, 2k rooms live from three days before the build with no end (so they
 are live at the server's clock during the test, on any later run), 25 shelf items per room,
 ~300k events over the two days before the build. It is ingested into an EventStore home;
-an ``itemknn`` model is fitted on it, registered and promoted as ``default``.
+an ``itemknn`` model is fitted on it, registered and promoted as ``default``; then the learned
+ranker is trained by replaying the stored events on the live shelves and promoted (it ranks
+the surfaces that pass its gate; the report's figures are in the notes).
 
-For each state backend (memory, then Redis db 15 under a unique prefix, removed afterwards)
-``liveshelf serve`` starts as a subprocess on a free port of 127.0.0.1, on a private copy of
-the home; ``benchmarks/loadgen.py`` (another process) then runs, in this order:
+For each state backend (memory with one worker, then Redis db 15 under a unique prefix with
+two workers, its keys removed afterwards) ``liveshelf serve`` starts as a subprocess on a free
+port of 127.0.0.1, on a private copy of the home; ``benchmarks/loadgen.py`` (another process)
+then runs, in this order:
 
-1. serial probes: ``/feed`` then ``/shelf?user=``, one request at a time (the server's CPU per
-   request of each route, measured with psutil on the server process: independent of the load
-   other processes put on the machine);
+1. serial probes: ``/feed`` then ``/shelf?user=``, one request at a time after a short warm-up
+   (the server's CPU per request of each route, measured with psutil on the server process and
+   its workers: independent of the load other processes put on the machine);
 2. events: ``POST /v1/events`` batches of 500 new events as fast as answered, 4 connections,
    20 s (quick: 8 s);
 3. reads: 300 req/s open loop, 50 % ``/feed`` and 50 % ``/shelf?user=``, latency from the
-   scheduled send time, 60 s (``BENCH_QUICK=1``: 10 s); last, because an overloaded server
-   keeps a queue that only its restart clears.
+   scheduled send time, 60 s (``BENCH_QUICK=1``: 10 s);
+4. burst: 2,000 distinct viewers each post one ``enter`` event for one live room (10 events per
+   request, the requests spread evenly over 10 s), while that room's shelf is read open loop at
+   100 req/s; last, like the reads before it, because an overloaded server keeps a queue that
+   only its restart clears.
 
-``BENCH_DURATION`` / ``BENCH_EVENTS_DURATION`` (seconds) and ``BENCH_BACKENDS`` (``memory,redis``)
-override the plan. The server is stopped at the end, also when the benchmark is interrupted.
+``results/serving.json`` holds the rows, the details of every phase and a ``summary`` object per
+backend (``SUMMARY_FIELDS``), printed as a table at the end.
+
+``BENCH_DURATION`` / ``BENCH_EVENTS_DURATION`` / ``BENCH_BURST_S`` (seconds), ``BENCH_BURST_BATCH``
+(enter events per request; 1 = one request per viewer) and ``BENCH_BACKENDS``
+(``memory,redis``) override the plan; ``BENCH_PROFILE=1`` records a py-spy flame graph of the
+server in each phase (``results/flame-<backend>-<phase>.svg``). The server is stopped at the
+end, also when the benchmark is interrupted.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -55,6 +68,14 @@ RATE, FEED_SHARE = 300.0, 0.5
 P99_TARGET_MS, EVENTS_TARGET = 15.0, 20_000.0
 BATCH, EVENT_CONNS = 500, 4
 REDIS_URL = "redis://127.0.0.1:6379/15"
+#: uvicorn workers per backend: the memory state lives in one process; Redis is shared by several
+WORKERS = {"memory": 1, "redis": 2}
+#: The burst: viewers entering one room within BURST_S seconds, BURST_BATCH enter events per POST (a
+#: collector flushing every 50 ms), while its shelf is read at BURST_READ_RATE.
+BURST_VIEWERS, BURST_S, BURST_BATCH, BURST_READ_RATE = 2000, 10.0, 10, 100.0
+#: The ``summary`` object of serving.json, one per backend (issue 13).
+SUMMARY_FIELDS = ("backend", "workers", "feed_p99_ms", "shelf_p99_ms", "read_rate_per_s", "read_errors",
+                  "events_per_s", "feed_cpu_ms", "shelf_cpu_ms", "startup_s", "rss_mb", "load_avg_1m")
 API_KEY = "bench-" + uuid.uuid4().hex[:12]
 SEED = 7
 
@@ -151,16 +172,36 @@ def build_home(folder: Path) -> dict[str, Any]:
     model = create_model("itemknn").fit(data)
     reg = ModelRegistry(folder / "models")
     reg.promote("default", reg.register(model, name="default"))
+    t_fit = time.perf_counter() - t0 - t_ingest
+    # the learned ranker, trained by replaying the stored events on the live shelves, promoted when it passes
+    from liveshelf.experiment.ranker_train import train_ranker
+
+    report = train_ranker(folder, source="events", max_queries=3000)
+    if not report.promoted:
+        raise RuntimeError(f"bench world: the learned ranker was not promoted ({report.reason}); the benchmark "
+                           f"serves the ranker. Report: {json.dumps(report.to_dict(), default=str)[:2000]}")
     shelves = frames["shelf"].groupby("room", sort=True)["item"].apply(list)
     targets = {"users": frames["users"]["id"].tolist(), "rooms": shelves.index.tolist(),
                "shelves": shelves.tolist(), "built": now.isoformat(), "ingest_s": round(t_ingest, 1),
-               "fit_s": round(time.perf_counter() - t0 - t_ingest, 1), "model": "itemknn"}
+               "fit_s": round(t_fit, 1), "model": "itemknn", "ranker": ranker_summary(report.to_dict())}
     (folder / "targets.json").write_text(json.dumps(targets))
     return targets
 
 
+def ranker_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The training report's figures the notes cite: version, surfaces kept, held-out NDCG@5 per surface."""
+    surfaces = {}
+    for name, s in report.get("surfaces", {}).items():
+        ndcg = s.get("ndcg@5", {})
+        surfaces[name] = {"queries": s.get("queries"), "train_queries": s.get("train_queries"),
+                          **{f"ndcg5_{k.replace('-', '_')}": round(float(v), 4) for k, v in ndcg.items()},
+                          "p_vs_blend": (s.get("ranker_vs_blend") or {}).get("p_ttest")}
+    return {"version": report.get("version"), "promoted": report.get("promoted"),
+            "surfaces_kept": report.get("surfaces_kept"), "train_s": report.get("seconds"), "surfaces": surfaces}
+
+
 def cached_home() -> Path:
-    key = f"u{N_USERS}-i{N_ITEMS}-r{N_ROOMS}-s{SHELF_PER_ROOM}-e{N_EVENTS}-seed{SEED}-v2"
+    key = f"u{N_USERS}-i{N_ITEMS}-r{N_ROOMS}-s{SHELF_PER_ROOM}-e{N_EVENTS}-seed{SEED}-v3"
     folder = Path(tempfile.gettempdir()) / "liveshelf-bench" / f"serving-{key}"
     if not (folder / "targets.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
@@ -188,9 +229,13 @@ def _die_with_parent() -> None:
 
 
 class Server:
-    """``liveshelf serve`` in a subprocess; stopped (then killed if it must be) on exit."""
+    """``liveshelf serve`` in a subprocess (``workers`` uvicorn workers); stopped (then killed) on exit.
 
-    def __init__(self, home: Path, state: str, prefix: str, log: Path) -> None:
+    CPU time and RSS are summed over the process and its children (the workers when there are several).
+    """
+
+    def __init__(self, home: Path, state: str, prefix: str, log: Path, workers: int = 1) -> None:
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "LIVESHELF_API_KEYS": API_KEY, "LIVESHELF_STATE_PREFIX": prefix,
@@ -199,7 +244,7 @@ class Server:
                "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([CLI, "serve", "--home", str(home), "--state", state, "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--log-level", "warning"],
+                                      "--port", str(self.port), "--log-level", "warning", "--workers", str(workers)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         import psutil
@@ -222,12 +267,54 @@ class Server:
             time.sleep(0.5)
         raise RuntimeError(f"server not ready after {timeout:.0f} s; see {self.log.name}")
 
+    def _tree(self) -> list[Any]:
+        import psutil
+
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
     def cpu_s(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
+        """User + system CPU seconds of the server and its live children."""
+        import psutil
+
+        total = 0.0
+        for p in self._tree():
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+        return total
 
     def rss_mb(self) -> float:
-        return self.ps.memory_info().rss / 2**20
+        import psutil
+
+        total = 0
+        for p in self._tree():
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / 2**20
+
+    def drain(self, timeout: float = 120.0) -> float:
+        """Wait until ``/healthz`` answers within 50 ms twice in a row (a queue left by an overload is worked
+        off); returns the seconds waited."""
+        import httpx
+
+        t0 = time.monotonic()
+        fast = 0
+        while fast < 2 and time.monotonic() - t0 < timeout:
+            t = time.perf_counter()
+            try:
+                ok = httpx.get(self.url + "/healthz", timeout=10.0).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            fast = fast + 1 if ok and time.perf_counter() - t < 0.05 else 0
+            time.sleep(0.2)
+        return time.monotonic() - t0
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -238,6 +325,95 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(10)
         self.log.close()
+
+
+class Profile:
+    """``py-spy record`` of the server (its workers included) for one phase: a flame graph SVG under
+    ``benchmarks/results/``. Off unless ``BENCH_PROFILE=1``; stopped with SIGINT after the phase."""
+
+    def __init__(self, server: Server, backend: str, phase: str, on: bool) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.out = common.RESULTS / f"flame-{backend}-{phase}.svg"
+        self.top: dict[str, Any] = {}
+        if not on:
+            return
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise RuntimeError("BENCH_PROFILE=1 needs py-spy: pip install -e '.[bench]'")
+        common.RESULTS.mkdir(parents=True, exist_ok=True)
+        cmd = [spy, "record", "-o", str(self.out), "--pid", str(server.proc.pid), "--rate", "200", "--nonblocking",
+               "--duration", "600", "--format", "flamegraph", "--function"]
+        if server.workers > 1:
+            cmd.append("--subprocesses")
+        self.log = open(self.out.with_suffix(".log"), "wb")  # noqa: SIM115 - closed in __exit__
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        time.sleep(1.0)  # attached before the phase starts
+
+    def __enter__(self) -> Profile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+        log = self.out.with_suffix(".log")
+        if self.out.exists():
+            log.unlink(missing_ok=True)
+            self.top = flame_top(self.out)
+            print(f"flame graph: {self.out.relative_to(ROOT)}; top frames (self %): "
+                  + "; ".join(f"{f['frame']} {f['self_pct']}" for f in self.top["self"][:5]), flush=True)
+        else:
+            print(f"py-spy wrote no flame graph ({self.proc.returncode}): {log.read_text(errors='replace')[-500:]}",
+                  flush=True)
+
+
+def flame_top(svg: Path, n: int = 12) -> dict[str, Any]:
+    """The frames of a py-spy flame graph with the most samples: ``self`` (on top of the stack) and
+    ``total`` (anywhere in it, each sample counted once per frame), as % of all samples."""
+    import re
+    from collections import defaultdict
+
+    pat = re.compile(r'<title>(.*?) \((?:[\d,]+) samples?, [\d.]+%\)</title><rect [^>]*?y="(\d+)"[^>]*?'
+                     r'fg:x="(\d+)" fg:w="(\d+)"')
+    text = svg.read_text(errors="replace")
+    frames = [(int(y), int(x), int(w), html.unescape(name)) for name, y, x, w in pat.findall(text)]
+    if not frames:
+        return {"samples": 0, "self": [], "total": []}
+    depths = sorted({f[0] for f in frames})
+    step = min((b - a for a, b in zip(depths, depths[1:], strict=False)), default=1)
+    by_depth: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+    for y, x, w, name in frames:
+        by_depth[y].append((x, w, name))
+    root = min(depths)
+    samples = sum(w for x, w, _ in by_depth[root])
+    own: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+
+    def walk(y: int, lo: int, hi: int, above: frozenset[str]) -> int:
+        covered = 0
+        for x, w, name in by_depth.get(y, ()):
+            if x < lo or x >= hi:
+                continue
+            covered += w
+            if name not in above:
+                total[name] += w
+            own[name] += w - walk(y + step, x, x + w, above | {name})
+        return covered
+
+    walk(root, 0, samples + 1, frozenset())
+
+    def top(d: dict[str, int]) -> list[dict[str, Any]]:
+        ranked = sorted(((k, v) for k, v in d.items() if k != "all"), key=lambda kv: -kv[1])
+        return [{"frame": k, "self_pct" if d is own else "total_pct": round(100 * v / samples, 1)}
+                for k, v in ranked[:n]]
+
+    return {"samples": samples, "self": top(own), "total": top(total)}
 
 
 def loadgen(args: list[str], timeout: float) -> dict[str, Any]:
@@ -285,15 +461,23 @@ def _row(backend: str, route: str, mode: str, s: dict[str, Any], **extra: Any) -
             "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"], "p99_ms": s["p99_ms"], **extra}
 
 
-def run_backend(template: Path, backend: str, work: Path, plan: dict[str, float],
-                details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _note_profile(note: Any, phase: str, prof: Profile) -> None:
+    if prof.top:
+        note(f"profile {phase}", {"svg": str(prof.out.relative_to(ROOT)), **prof.top})
+
+
+def run_backend(template: Path, backend: str, work: Path, plan: dict[str, float], details: list[dict[str, Any]],
+                summaries: dict[str, dict[str, Any]], profile: bool = False) -> list[dict[str, Any]]:
     home = work / f"home-{backend}"
     shutil.copytree(template, home)
     prefix = f"lsbench-{uuid.uuid4().hex[:10]}:"
     state = "memory" if backend == "memory" else REDIS_URL
-    server = Server(home, state, prefix, work / f"server-{backend}.log")
+    workers = WORKERS[backend]
+    server = Server(home, state, prefix, work / f"server-{backend}.log", workers=workers)
     targets = str(template / "targets.json")
     rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"backend": backend, "workers": workers}
+    loads: list[float] = []
 
     def note(what: str, out: dict[str, Any]) -> None:
         details.append({"backend": backend, "phase": what, **out})
@@ -303,49 +487,88 @@ def run_backend(template: Path, backend: str, work: Path, plan: dict[str, float]
         t = time.perf_counter()
         ready = server.wait_ready()
         start_s = time.perf_counter() - t
-        note("ready", {"startup_s": round(start_s, 1), **ready, "rss_mb": round(server.rss_mb())})
+        summary["startup_s"] = round(start_s, 1)
+        note("ready", {"startup_s": round(start_s, 1), **ready, "rss_mb": round(server.rss_mb()), "workers": workers})
         if ready.get("live_rooms") != N_ROOMS:
             raise RuntimeError(f"expected {N_ROOMS} live rooms, the server reports {ready.get('live_rooms')}")
 
-        # 1. closed-loop probes: the server's CPU per request of each route, on its own
+        # 1. closed-loop probes: the server's CPU per request of each route, on its own (warm: a few unrecorded first)
         for route in ("feed", "shelf"):
             n = int(plan[f"serial_{route}"])
-            cpu0 = server.cpu_s()
-            out = loadgen(["serial", "--url", server.url, "--targets", targets, "--route", route, "--count", str(n),
-                           "--timeout", "60", "--seed", str(SEED)], timeout=n * 60 + 60)[route]
-            cpu_ms = 1000.0 * (server.cpu_s() - cpu0) / max(out["count"], 1)
+            loadgen(["serial", "--url", server.url, "--targets", targets, "--route", route, "--count", "3",
+                     "--timeout", "60", "--seed", str(SEED + 1)], timeout=300)
+            with Profile(server, backend, f"serial-{route}", profile) as prof:
+                cpu0 = server.cpu_s()
+                out = loadgen(["serial", "--url", server.url, "--targets", targets, "--route", route, "--count",
+                               str(n), "--timeout", "60", "--seed", str(SEED)], timeout=n * 60 + 60)[route]
+                cpu_ms = 1000.0 * (server.cpu_s() - cpu0) / max(out["count"], 1)
             note(f"serial {route}", out)
+            _note_profile(note, f"serial {route}", prof)
+            summary[f"{route}_cpu_ms"] = round(cpu_ms, 2)
             rows.append(_row(backend, route, "serial", out, rate_per_s=out["rate_per_s"],
                              server_cpu_ms=round(cpu_ms, 2)))
 
         # 2. events as fast as accepted
         load0, cpu0 = os.getloadavg()[0], server.cpu_s()
-        e = loadgen(["events", "--url", server.url, "--targets", targets, "--duration", str(plan["events"]),
-                     "--batch", str(BATCH), "--conns", str(EVENT_CONNS), "--api-key", API_KEY, "--seed", str(SEED)],
-                    timeout=plan["events"] + 300)["events"]
+        with Profile(server, backend, "events", profile) as prof:
+            e = loadgen(["events", "--url", server.url, "--targets", targets, "--duration", str(plan["events"]),
+                         "--batch", str(BATCH), "--conns", str(EVENT_CONNS), "--api-key", API_KEY, "--seed",
+                         str(SEED)], timeout=plan["events"] + 300)["events"]
         cpu_events = server.cpu_s() - cpu0
+        loads.append((load0 + os.getloadavg()[0]) / 2)
         note("events", e)
+        _note_profile(note, "events", prof)
+        summary["events_per_s"] = e["events_per_s"]
         rows.append(_row(backend, "events", f"{BATCH}/post x{EVENT_CONNS}", e, rate_per_s=e["events_per_s"],
                          server_cpu_ms=round(1e6 * cpu_events / max(e["accepted"], 1), 1), target=EVENTS_TARGET,
                          ratio=round(e["events_per_s"] / EVENTS_TARGET, 3)))
-        note("events cpu", {"server_cpu_s": round(cpu_events, 2), "load_avg_1m": round((load0 + os.getloadavg()[0]) / 2, 1),
+        note("events cpu", {"server_cpu_s": round(cpu_events, 2), "load_avg_1m": round(loads[-1], 1),
                             "events_per_server_cpu_s": round(e["accepted"] / max(cpu_events, 1e-9))})
 
-        # 3. open loop at the target rate (last: an overload leaves a queue that only a restart clears)
+        # 3. open loop at the target rate (before the burst: an overload leaves a queue that only a restart clears)
         load0, cpu0 = os.getloadavg()[0], server.cpu_s()
-        r = loadgen(["reads", "--url", server.url, "--targets", targets, "--rate", str(RATE),
-                     "--duration", str(plan["duration"]), "--feed-share", str(FEED_SHARE), "--timeout", "5",
-                     "--seed", str(SEED)], timeout=plan["duration"] + 120)
+        with Profile(server, backend, "open-loop", profile) as prof:
+            r = loadgen(["reads", "--url", server.url, "--targets", targets, "--rate", str(RATE),
+                         "--duration", str(plan["duration"]), "--feed-share", str(FEED_SHARE), "--timeout", "5",
+                         "--seed", str(SEED)], timeout=plan["duration"] + 120)
         cpu_reads = server.cpu_s() - cpu0
         load = round((load0 + os.getloadavg()[0]) / 2, 1)
+        loads.append(load)
         sent = r["all"]["count"] + int(RATE * r["meta"]["warmup_s"])
         note("open loop", r)
+        _note_profile(note, "open loop", prof)
         for route in ("feed", "shelf"):
             s = r[route]
+            summary[f"{route}_p99_ms"] = s["p99_ms"]
             rows.append(_row(backend, route, f"open {RATE * (FEED_SHARE if route == 'feed' else 1 - FEED_SHARE):g}/s",
                              s, rate_per_s=s["rate_per_s"], target=P99_TARGET_MS, ratio=round(s["p99_ms"] / P99_TARGET_MS, 2)))
-        note("open loop cpu", {"server_cpu_s": round(cpu_reads, 1), "requests_sent": sent, "load_avg_1m": load})
-        note("end", {"rss_mb": round(server.rss_mb())})
+        summary["read_rate_per_s"] = RATE
+        summary["read_errors"] = r["feed"]["errors"] + r["shelf"]["errors"]
+        note("open loop cpu", {"server_cpu_s": round(cpu_reads, 1), "requests_sent": sent, "load_avg_1m": load,
+                               "server_cpu_ms_per_request": round(1000 * cpu_reads / max(sent, 1), 2)})
+        # 4. burst: BURST_VIEWERS distinct viewers enter one room within BURST_S while its shelf is read (last: it
+        #    may overload the server, and its queue would spill into a later phase)
+        note("drain", {"waited_s": round(server.drain(), 1)})
+        load0 = os.getloadavg()[0]
+        with Profile(server, backend, "burst", profile) as prof:
+            b = loadgen(["burst", "--url", server.url, "--targets", targets, "--viewers", str(BURST_VIEWERS),
+                         "--within", str(plan["burst"]), "--rate", str(BURST_READ_RATE), "--api-key", API_KEY,
+                         "--burst-batch", str(int(plan["burst_batch"])),
+                         "--timeout", "5", "--seed", str(SEED)], timeout=plan["burst"] + 120)
+        loads.append((load0 + os.getloadavg()[0]) / 2)
+        note("burst", b)
+        _note_profile(note, "burst", prof)
+        meta = b["meta"]
+        rows.append(_row(backend, "burst enter", f"{BURST_VIEWERS} in {plan['burst']:g}s, "
+                         f"{meta['events_per_request']}/post", b["enter"], rate_per_s=b["enter"]["rate_per_s"],
+                         accepted=meta["accepted"]))
+        rows.append(_row(backend, "burst shelf", f"open {BURST_READ_RATE:g}/s", b["shelf"],
+                         rate_per_s=b["shelf"]["rate_per_s"]))
+
+        summary["rss_mb"] = round(server.rss_mb())
+        summary["load_avg_1m"] = round(max(loads), 1)
+        note("end", {"rss_mb": summary["rss_mb"]})
+        summaries[backend] = {k: summary.get(k) for k in SUMMARY_FIELDS}
     finally:
         server.stop()
         if backend != "memory":
@@ -361,34 +584,61 @@ def _stop_on_term(signum: int, frame: Any) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_term)
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    profile = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
     plan = {"duration": float(os.environ.get("BENCH_DURATION", 10 if quick else 60)),
             "events": float(os.environ.get("BENCH_EVENTS_DURATION", 8 if quick else 20)),
-            "serial_feed": 5 if quick else 10, "serial_shelf": 30 if quick else 100}
+            "burst": float(os.environ.get("BENCH_BURST_S", BURST_S)),
+            "burst_batch": int(os.environ.get("BENCH_BURST_BATCH", BURST_BATCH)),
+            "serial_feed": 10 if quick else 50, "serial_shelf": 30 if quick else 200}
     backends = os.environ.get("BENCH_BACKENDS", "memory,redis").split(",")
+    unknown = set(backends) - set(WORKERS)
+    if unknown:
+        raise SystemExit(f"BENCH_BACKENDS: unknown backend(s) {sorted(unknown)}; use {','.join(WORKERS)}")
     template = cached_home()
     targets = json.loads((template / "targets.json").read_text())
+    rk = targets.get("ranker") or {}
+    ranker_note = ", ".join(f"{name}: NDCG@5 ranker {f.get('ndcg5_ranker')} vs hand blend {f.get('ndcg5_hand_blend')} "
+                            f"vs trending {f.get('ndcg5_trending')} on {f.get('queries')} held-out queries "
+                            f"(paired t-test p {f.get('p_vs_blend'):.2g})"
+                            for name, f in (rk.get("surfaces") or {}).items())
     notes = [f"world built {targets['built']} (ingest {targets['ingest_s']} s, itemknn fit {targets['fit_s']} s): "
              f"{N_USERS} users, {N_ITEMS} items, {N_ROOMS} live rooms x {SHELF_PER_ROOM} shelf items, "
              f"{N_EVENTS} events; model itemknn (registry name 'default', promoted)",
-             "serial: one request at a time on one connection; server_cpu_ms = server process CPU (psutil, "
-             "user+system) per request, independent of the machine's load (Redis's own CPU not included)",
+             f"learned ranker {rk.get('version')} trained by replaying the stored events (train_ranker(source="
+             f"'events', max_queries=3000), {rk.get('train_s')} s) and promoted; surfaces kept: "
+             f"{rk.get('surfaces_kept')} (the other surface is ranked by the hand blend); {ranker_note}",
+             "serial: one request at a time on one connection, after 3 unrecorded warm-up requests; server_cpu_ms "
+             "= server CPU (psutil, user+system, the process and its workers) per request, independent of the "
+             "machine's load (Redis's own CPU not included)",
              f"open: open loop at {RATE:g} req/s ({FEED_SHARE:.0%} feed, 50% shelf?user=), latency from the "
              "scheduled send time, no answer within 5 s = error (timeout); target/ratio: p99 against 15 ms",
              f"events: POST /v1/events, {BATCH} new events per request, {EVENT_CONNS} connections, as fast as "
              "answered; rate_per_s = accepted events/s, server_cpu_ms = server CPU per 1000 events; "
              "target/ratio: events/s against 20k",
+             f"burst (last phase): {BURST_VIEWERS} distinct viewers each enter one live room: 'enter' events, "
+             f"{plan['burst_batch']} per POST /v1/events, the posts evenly spread over {plan['burst']:g} s (open "
+             f"loop), while GET /v1/rooms/<room>/shelf?user=<a viewer who entered> is read open loop at "
+             f"{BURST_READ_RATE:g} req/s; latency from the scheduled time; accepted = events the posts acknowledged",
              "rate limit lifted (LIVESHELF_RATE_PER_S=1e6): one client address stands for all viewers",
-             "uvicorn runs with h11 and asyncio (httptools / uvloop are not installed); one worker",
+             "liveshelf serve: uvicorn with uvloop + httptools; workers: "
+             + ", ".join(f"{b} {w}" for b, w in WORKERS.items() if b in backends),
+             "summary: per backend; feed/shelf_p99_ms and read_errors from the open loop at read_rate_per_s (the "
+             "offered rate), feed/shelf_cpu_ms from the serial probes, load_avg_1m the highest 1-minute load "
+             "average seen during the phases",
              "the machine is shared: see load_avg in details; absolute latencies are inflated by it"]
+    if profile:
+        notes.append("BENCH_PROFILE=1: py-spy flame graphs (200 Hz, --nonblocking) of the server during each "
+                     "phase in results/flame-<backend>-<phase>.svg; sampling costs the server some CPU")
     rows: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
+    summaries: dict[str, dict[str, Any]] = {}
     work = Path(tempfile.mkdtemp(prefix="liveshelf-bench-serving-"))
     try:
         for backend in backends:
             if backend == "redis" and not redis_up():
                 notes.append(f"redis: skipped, nothing answers at {REDIS_URL}")
                 continue
-            rows += run_backend(template, backend, work, plan, details)
+            rows += run_backend(template, backend, work, plan, details, summaries, profile=profile)
     finally:
         for log in work.glob("server-*.log"):
             tail = log.read_text(errors="replace")[-1500:]
@@ -396,7 +646,8 @@ def main() -> None:
                 print(f"--- {log.name} (tail)\n{tail}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     common.write_result("serving", rows, quick=quick, notes=notes, plan=plan, details=details,
-                        load_avg_1m_end=round(os.getloadavg()[0], 1))
+                        summary=summaries, ranker=rk, load_avg_1m_end=round(os.getloadavg()[0], 1))
+    common.print_table("serving summary", list(summaries.values()))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
         table.add_column(c)
     for r in rows:
         table.add_row(*[_fmt(r.get(c, "")) for c in cols])
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a log file: wide enough that no column is cut
+        console = Console(width=max(console.width, 220))
+    console.print(table)
 
 
 def _fmt(v: Any) -> str:

@@ -10,6 +10,13 @@ server); a new connection is opened when all are busy, up to ``--max-conns``.
 Phase ``events``: POST ``/v1/events`` batches of ``--batch`` new events as fast as the server
 takes them over ``--conns`` connections, for ``--duration`` seconds.
 
+Phase ``burst``: ``--viewers`` distinct viewers (users of the targets) each POST one ``enter``
+event for one room (``--room``), ``--batch`` events per request (1: one request per viewer),
+the requests scheduled evenly over ``--within`` seconds (open loop), while
+``GET /v1/rooms/{room}/shelf?user=`` is read open loop at ``--rate`` (the user: a viewer who
+entered already). Latency of both from the scheduled time; ``accepted`` / ``applied`` sum the
+answers of the posts.
+
 Output: one JSON object on stdout (per route: count, errors, p50/p95/p99 ms, achieved rate).
 
     python benchmarks/loadgen.py reads --url http://127.0.0.1:8000 --targets t.json --rate 300 --duration 60
@@ -38,6 +45,7 @@ class Conn:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used = time.monotonic()
 
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -83,7 +91,13 @@ class Conn:
             data = b""
         if hdrs.get("connection", "").lower() == "close":
             self.close()
+        self.used = time.monotonic()
         return status, data
+
+
+#: An idle connection older than this is closed rather than reused: the server closes keep-alive
+#: connections idle for 5 s (uvicorn's default), and a request sent just then would fail.
+IDLE_REUSE_S = 4.0
 
 
 class Pool:
@@ -99,8 +113,13 @@ class Pool:
         async with self._free:
             while not self.idle and self.opened >= self.max_conns:
                 await self._free.wait()
-            if self.idle:
-                return self.idle.pop()
+            now = time.monotonic()
+            while self.idle:
+                conn = self.idle.pop()
+                if now - conn.used < IDLE_REUSE_S:
+                    return conn
+                conn.close()  # the server may be closing it: a fresh connection instead
+                self.opened -= 1
             self.opened += 1
         return Conn(self.host, self.port)
 
@@ -271,6 +290,82 @@ async def events(url: str, targets: dict, duration: float, batch: int, conns: in
     return out
 
 
+async def burst(url: str, targets: dict, room: str, viewers: int, within: float, rate: float, api_key: str,
+                seed: int, timeout: float, max_conns: int, batch: int = 1) -> dict:
+    """``viewers`` enter events (``batch`` per request) spread evenly over ``within`` s, shelf reads at ``rate``."""
+    u = urlsplit(url)
+    host, port = u.hostname or "127.0.0.1", u.port or 80
+    rng = random.Random(seed)
+    if viewers > len(targets["users"]):
+        raise SystemExit(f"--viewers {viewers}: the targets hold only {len(targets['users'])} users")
+    who = rng.sample(targets["users"], viewers)
+    run = uuid.uuid4().hex[:8]
+    routes = {"enter": Route(), "shelf": Route()}
+    pool = Pool(host, port, max_conns)
+    headers = {"X-API-Key": api_key}
+    entered = 0
+    counts = {"accepted": 0, "applied": 0}
+    tasks: set[asyncio.Task] = set()
+
+    async def one(route: str, method: str, path: str, body: bytes, scheduled: float) -> None:
+        conn = await pool.get()
+        ok = False
+        try:
+            left = scheduled + timeout - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError
+            status, resp = await asyncio.wait_for(conn.request(method, path, body, headers), left)
+            ok = True
+            routes[route].add(time.perf_counter() - scheduled, status, resp[:300].decode("utf-8", "replace"))
+            if route == "enter" and status == 200:
+                answer = json.loads(resp)
+                counts["accepted"] += int(answer["accepted"])
+                counts["applied"] += int(answer["applied"])
+        except TimeoutError:
+            routes[route].add(time.perf_counter() - scheduled, None, f"no answer within {timeout:g} s", "timeout")
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            routes[route].add(time.perf_counter() - scheduled, None, repr(exc))
+        finally:
+            await pool.put(conn, ok)
+
+    # one merged schedule: post i (viewers i*batch ...) at i * within / posts, read j at j / rate
+    posts = -(-viewers // batch)
+    plan = [(i * within / posts, "enter", i) for i in range(posts)]
+    plan += [(j / rate, "shelf", j) for j in range(int(within * rate))]
+    plan.sort()
+    t0 = time.perf_counter() + 0.05
+    for at, route, i in plan:
+        scheduled = t0 + at
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if route == "enter":
+            now = time.time()
+            evs = [{"event_id": f"burst{run}-{v}", "ts": now, "user": who[v], "type": "enter", "room": room}
+                   for v in range(i * batch, min((i + 1) * batch, viewers))]
+            args = ("POST", "/v1/events", json.dumps({"events": evs}, separators=(",", ":")).encode())
+            entered += len(evs)
+        else:
+            user = who[rng.randrange(max(entered, 1))]
+            args = ("GET", f"/v1/rooms/{quote(room, safe='')}/shelf?user={quote(user, safe='')}&k=20", b"")
+        task = asyncio.create_task(one(route, *args, scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    sent_end = time.perf_counter()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout + 5.0)
+    unfinished = len(tasks)
+    for t in list(tasks):
+        t.cancel()
+    pool.close()
+    wall = max(sent_end - t0, 1e-9)
+    out = {name: r.summary(wall) for name, r in routes.items()}
+    out["meta"] = {"room": room, "viewers": viewers, "within_s": within, "read_rate": rate,
+                   "events_per_request": batch, "posts": posts, **counts, "unfinished": unfinished,
+                   "connections_open_at_end": pool.opened}
+    return out
+
+
 def path_of(route: str, user: str, room: str) -> str:
     if route == "feed":
         return f"/v1/users/{quote(user, safe='')}/feed?k=10"
@@ -300,7 +395,7 @@ async def serial(url: str, targets: dict, route: str, count: int, seed: int, tim
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("phase", choices=["reads", "events", "serial"])
+    ap.add_argument("phase", choices=["reads", "events", "serial", "burst"])
     ap.add_argument("--route", choices=["feed", "shelf"], default="feed", help="serial: the route probed")
     ap.add_argument("--count", type=int, default=20, help="serial: requests sent")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds after the scheduled time: an error")
@@ -315,12 +410,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--api-key", default="")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--room", default="", help="burst: the room entered (default: the targets' first room)")
+    ap.add_argument("--viewers", type=int, default=2000, help="burst: distinct viewers entering")
+    ap.add_argument("--within", type=float, default=10.0, help="burst: seconds the entries are spread over")
+    ap.add_argument("--burst-batch", type=int, default=1, help="burst: enter events per request")
     a = ap.parse_args(argv)
     with open(a.targets, encoding="utf-8") as fh:
         targets = json.load(fh)
     if a.phase == "reads":
         out = asyncio.run(reads(a.url, targets, a.rate, a.duration, a.feed_share, a.max_conns, a.seed, a.warmup,
                                 a.timeout))
+    elif a.phase == "burst":
+        out = asyncio.run(burst(a.url, targets, a.room or targets["rooms"][0], a.viewers, a.within, a.rate,
+                                a.api_key, a.seed, a.timeout, a.max_conns, a.burst_batch))
     elif a.phase == "serial":
         out = asyncio.run(serial(a.url, targets, a.route, a.count, a.seed, a.timeout))
     else:
