@@ -27,7 +27,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from liveshelf.serving.deps import Services, get_services
+from liveshelf.serving.deps import Services, services_of
 from liveshelf.serving.security import (
     API_KEY_HEADER,
     KeyRing,
@@ -157,19 +157,19 @@ def _access(request: Request, services: Services, role: str | None) -> str:
 # Coroutines: FastAPI runs them on the event loop (a plain ``def`` dependency costs a thread-pool hop
 # per request); none of them waits on I/O.
 async def read_access(request: Request) -> str:
-    return _access(request, get_services(request), None)
+    return _access(request, services_of(request), None)
 
 
 async def ingest_access(request: Request) -> str:
-    return _access(request, get_services(request), "ingest")
+    return _access(request, services_of(request), "ingest")
 
 
 async def admin_access(request: Request) -> str:
-    return _access(request, get_services(request), "admin")
+    return _access(request, services_of(request), "admin")
 
 
 async def delete_access(request: Request) -> str:
-    return _access(request, get_services(request), "delete")
+    return _access(request, services_of(request), "delete")
 
 
 ReadAccess = Annotated[str, Depends(read_access)]

@@ -233,17 +233,24 @@ class Services:
                            arm=None if ab is None else ab.arm, experiment=None if ab is None else ab.experiment)
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The app's services (503 while the server is starting)."""
     services = getattr(request.app.state, "services", None)
     if services is None:
         raise HTTPException(503, "The service is starting; retry in a moment.")
     return services
 
 
+# Dependencies that neither block nor wait are ``async def``: FastAPI runs them on the event loop instead of
+# sending each through the thread pool (a hop per dependency per request).
+async def get_services(request: Request) -> Services:
+    return services_of(request)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_state(services: ServicesDep) -> OnlineState:
+async def get_state(services: ServicesDep) -> OnlineState:
     return services.state
 
 
@@ -252,7 +259,7 @@ def get_pipeline(services: ServicesDep) -> Pipeline:
     return services.pipeline
 
 
-def get_settings(services: ServicesDep) -> ServeSettings:
+async def get_settings(services: ServicesDep) -> ServeSettings:
     return services.settings
 
 
@@ -291,8 +298,8 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def request_time(at: Annotated[str | None, Query(max_length=64, description="Request time (ISO 8601 or "
-                                                 "epoch seconds); default now. For replays and tests.")]
+async def request_time(at: Annotated[str | None, Query(max_length=64, description="Request time (ISO 8601 or "
+                                                       "epoch seconds); default now. For replays and tests.")]
                  = None) -> float:
     return parse_time(at, "at")
 
