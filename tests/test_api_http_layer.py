@@ -126,3 +126,40 @@ def test_serve_picks_uvloop_and_httptools_when_installed():
     assert _pick("--http", "h11", "httptools", "h11") == "h11"
     with pytest.raises(ConfigError, match="--loop must be"):
         _pick("--loop", "trio", "uvloop", "asyncio")
+
+
+def test_load_shedding_refuses_past_the_in_flight_limit_and_keeps_health_open():
+    import asyncio
+
+    import httpx
+
+    from liveshelf.serving.security import LoadShedMiddleware
+
+    gate = asyncio.Event()
+    refused = []
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/slow":
+            await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    shed = LoadShedMiddleware(app, limit=1, on_refuse=lambda: refused.append(1))
+
+    async def run():
+        transport = httpx.ASGITransport(app=shed)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            slow = asyncio.create_task(client.get("/slow"))
+            while shed.in_flight < 1:
+                await asyncio.sleep(0.001)
+            over = await client.get("/v1/users/u/feed")
+            health = await client.get("/healthz")
+            gate.set()
+            first = await slow
+            after = await client.get("/v1/users/u/feed")
+        return first, over, health, after
+
+    first, over, health, after = asyncio.run(run())
+    assert first.status_code == 200 and health.status_code == 200 and after.status_code == 200
+    assert over.status_code == 503 and over.headers["retry-after"] == "1" and "capacity" in over.json()["detail"]
+    assert refused == [1] and shed.in_flight == 0

@@ -34,7 +34,7 @@ from liveshelf.errors import (
 )
 from liveshelf.serving.deps import build_services, warm_state
 from liveshelf.serving.routes import ROUTERS
-from liveshelf.serving.security import BodyLimitMiddleware
+from liveshelf.serving.security import BodyLimitMiddleware, LoadShedMiddleware
 from liveshelf.serving.settings import ServeSettings
 from liveshelf.serving.state import OnlineState
 from liveshelf.serving.sync import state_errors
@@ -137,6 +137,13 @@ def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
             services.metrics.rejected.labels("body_size").inc()
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_refuse=refused)
+
+    def shed() -> None:
+        services = getattr(app.state, "services", None)
+        if services is not None:
+            services.metrics.rejected.labels("overload").inc()
+
+    app.add_middleware(LoadShedMiddleware, limit=settings.max_in_flight, on_refuse=shed)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*", "X-API-Key"], allow_credentials=False)

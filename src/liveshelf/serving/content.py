@@ -17,7 +17,7 @@ import numpy as np
 SPARSE_DENSITY = 0.1
 
 #: Items whose neighbour search results one content index keeps (oldest dropped first).
-NEIGHBOUR_CACHE = 20_000
+NEIGHBOUR_CACHE = 100_000  # ~12 bytes x (k + 1) each: ~60 MB at k = 50, all of a 100k catalogue
 
 
 class ContentIndex:

@@ -128,6 +128,41 @@ class TokenBucket:
         return wait
 
 
+class LoadShedMiddleware:
+    """Refuse a request at once (503, ``Retry-After: 1``) while ``limit`` requests are already in flight.
+
+    Past its capacity a server that queues every request answers none in time (each waits behind the whole
+    queue); one that sheds the excess keeps answering the rest within a bounded delay, and tells the client
+    to retry. Health, readiness and metrics routes are never shed. ``limit`` 0: no limit.
+    """
+
+    EXEMPT = ("/healthz", "/readyz", "/metrics")
+
+    def __init__(self, app: Any, limit: int, on_refuse: Any = None) -> None:
+        self.app, self.limit, self.on_refuse = app, int(limit), on_refuse
+        self.in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.limit <= 0 or scope.get("path", "") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            if self.on_refuse is not None:
+                self.on_refuse()
+            body = (b'{"detail":"The server is at capacity (%d requests in flight); retry in a moment."}'
+                    % self.limit)
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.in_flight += 1  # one event loop per worker: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413 before the route reads them all."""
 
