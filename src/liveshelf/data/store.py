@@ -91,6 +91,11 @@ class StoredEvents(NamedTuple):
         return int(self.new.column("seq")[-1].as_py()) if self.new.num_rows else self.head_before
 
 
+#: Store files whose tables and event-id index this process has created or found ("path:inode" -> unique ids
+#: indexed): several workers reopen the store for every write, and need not re-run the DDL each time.
+_SCHEMA_READY: dict[str, bool] = {}
+
+
 class EventStore:
     """DuckDB-backed store of events, catalogue, rooms, shelf slots and hosts.
 
@@ -125,13 +130,17 @@ class EventStore:
             ) from exc
         self._con.execute("SET enable_progress_bar = false").fetchall()
         if not read_only:
-            with self._transaction() as con:
-                for kind in ARROW_SCHEMAS:
-                    con.execute(_ddl(kind)).fetchall()
-                con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)").fetchall()
-                con.execute("CREATE TABLE IF NOT EXISTS loads (loaded_at TIMESTAMP, kind VARCHAR, "
-                            "source VARCHAR, n_rows BIGINT, inserted BIGINT, updated BIGINT)").fetchall()
-            self._unique_ids = self._index_event_ids()
+            key = f"{self.path.resolve()}:{self.path.stat().st_ino}"  # the inode: a recreated file is new
+            known = _SCHEMA_READY.get(key)
+            if known is None:  # once per process and file: several workers reopen the store for every write
+                with self._transaction() as con:
+                    for kind in ARROW_SCHEMAS:
+                        con.execute(_ddl(kind)).fetchall()
+                    con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)").fetchall()
+                    con.execute("CREATE TABLE IF NOT EXISTS loads (loaded_at TIMESTAMP, kind VARCHAR, "
+                                "source VARCHAR, n_rows BIGINT, inserted BIGINT, updated BIGINT)").fetchall()
+                known = _SCHEMA_READY[key] = self._index_event_ids()
+            self._unique_ids = known
         else:
             self._unique_ids = False  # nothing is inserted through a read-only store
 
