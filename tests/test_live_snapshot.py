@@ -149,3 +149,53 @@ def test_feature_rows_of_the_rooms_shown_equal_those_of_all_rooms(live_pipeline)
         part = room_features(pipe, v, snap, t, sources=full.sources, at=at)
         assert part.keys == [full.keys[j] for j in at]
         np.testing.assert_array_equal(part.X, full.X[at])
+
+
+def test_a_saved_neighbour_table_answers_exactly_as_the_search(tmp_path):
+    """``liveshelf index build`` precomputes every item's neighbours; searches from the table equal searches
+    made on demand (sparse hashed TF-IDF and dense embeddings), and a table of another catalogue is not used."""
+    from liveshelf.data.simulate import simulate
+    from liveshelf.serving.content import ContentIndex, hashed_tfidf
+
+    items = simulate(n_users=50, n_hosts=6, days=1, seed=5, use_review_corpus=False).dataset.items
+    ids = items["id"].astype(str).tolist()
+    texts = (items["title"].astype(str) + " " + items["category"].astype(str)).tolist()
+    rng = np.random.default_rng(0)
+    for vectors in (hashed_tfidf(texts, 256), rng.normal(size=(len(ids), 16)).astype(np.float32)):
+        k = min(11, len(ids))
+        on_demand = ContentIndex(ids, vectors, "test")
+        built = ContentIndex(ids, vectors, "test")
+        built.save_table(tmp_path, k)
+        loaded = ContentIndex(ids, vectors, "test")
+        assert loaded.load_table(tmp_path, k)
+        for it in ids[:: max(1, len(ids) // 40)]:
+            want = on_demand.neighbours([it], k - 1)
+            assert want and built.neighbours([it], k - 1) == want and loaded.neighbours([it], k - 1) == want
+        other = ContentIndex(ids[::-1], vectors[::-1], "test")  # another index: another fingerprint
+        assert not other.load_table(tmp_path, k)
+
+
+def test_cli_index_build_writes_the_table_the_server_uses(tmp_path):
+    from typer.testing import CliRunner
+
+    from liveshelf.cli import app
+    from liveshelf.data.simulate import simulate
+    from liveshelf.experiment.online_sim import prepare_home
+    from liveshelf.serving.deps import build_services
+    from liveshelf.serving.settings import ServeSettings
+
+    result = CliRunner().invoke(app, ["index", "build", "--home", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "No event store" in result.output
+    world = simulate(n_users=60, n_hosts=6, days=1, seed=6, use_review_corpus=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    prepare_home(home, world, float(pd.Timestamp(world.dataset.events["ts"].max()).timestamp()), oracle=False)
+    result = CliRunner().invoke(app, ["index", "build", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert len(list((home / "cache").glob("content-neighbours-*.npy"))) == 2
+    services = build_services(ServeSettings(home=home, text=False))
+    try:
+        index = services.pipeline.content()
+        assert index._table is not None and index._table[0] == services.pipeline.neighbour_k(index)
+    finally:
+        services.close()

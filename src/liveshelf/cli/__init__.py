@@ -14,6 +14,7 @@ from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     distributed_cmds,
     evaluate_cmds,
     finetune_cmds,
+    index_cmds,
     ingest_cmds,
     loop_cmds,
     models_cmds,

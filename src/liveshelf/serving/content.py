@@ -6,15 +6,20 @@ hashed TF-IDF of the item text) and answers similarities and neighbour searches 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 #: Content rows at most this dense (share of non-zeros) are also kept sparse for neighbour search.
 SPARSE_DENSITY = 0.1
+
+#: Version of the saved neighbour table format (part of its fingerprint).
+NEIGHBOUR_TABLE_VERSION = 1
 
 #: Items whose neighbour search results one content index keeps (oldest dropped first).
 NEIGHBOUR_CACHE = 100_000  # ~12 bytes x (k + 1) each: ~60 MB at k = 50, all of a 100k catalogue
@@ -38,6 +43,7 @@ class ContentIndex:
         # item's neighbour search results, kept: a viewer's recent items change slowly between requests
         self._nn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._nn_lock = threading.Lock()
+        self._table: tuple[int, np.ndarray, np.ndarray] | None = None  # (k, sims, rows): see use_table
         # sparse rows (hashed TF-IDF): kept sparse only - a sparse product finds the same neighbours in a fraction
         # of the time, and neither a dense copy nor a faiss index is held (memory); dense rows: a faiss index
         self.sparse = self.sparse_t = self.index = None
@@ -81,6 +87,69 @@ class ContentIndex:
             out[pos] = self.rows(idx)
         return out
 
+    # ---- a precomputed neighbour table ----------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A digest of the ids and vectors: a saved neighbour table is used only for the index it was built on."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=12)
+        h.update(f"v{NEIGHBOUR_TABLE_VERSION}|{self.origin}|{self.dim}|".encode())
+        h.update("\x1f".join(self.ids).encode())
+        if self.sparse is not None:
+            for part in (self.sparse.indptr, self.sparse.indices, self.sparse.data):
+                h.update(np.ascontiguousarray(part).tobytes())
+        elif self.vectors is not None:
+            h.update(self.vectors.tobytes())
+        return h.hexdigest()
+
+    def neighbour_table(self, k: int, progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every item's ``k`` nearest items ``(sims, rows)``, exactly as :meth:`neighbours` finds them one by one
+        (row by row the same products; dense rows in batches below faiss's BLAS threshold)."""
+        n = len(self.ids)
+        sims = np.zeros((n, k), dtype=np.float32)
+        rows = np.full((n, k), -1, dtype=np.int64)
+        step = 512 if self.sparse is not None else 16
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            batch = list(range(lo, hi))
+            if self.sparse is not None:
+                sims[lo:hi], rows[lo:hi] = _top_k_sparse(self.sparse[batch] @ self.sparse_t, k)
+            else:
+                sims[lo:hi], rows[lo:hi] = self.index.search(self.rows(batch), k)
+            if progress is not None:
+                progress(hi - lo)
+        return sims, rows
+
+    def use_table(self, k: int, sims: np.ndarray, rows: np.ndarray) -> None:
+        """Answer :meth:`neighbours` searches of ``k`` from a table of every item's neighbours."""
+        if sims.shape != (len(self.ids), k) or rows.shape != sims.shape:
+            raise ValueError(f"A neighbour table for this index must be {len(self.ids)} x {k}; got {sims.shape} "
+                             f"and {rows.shape}.")
+        self._table = (k, sims, rows)
+
+    def save_table(self, folder: Path | str, k: int, progress: Any = None) -> Path:
+        """Build the table of ``k`` neighbours and write it under ``folder`` (two .npy files, atomically)."""
+        sims, rows = self.neighbour_table(k, progress)
+        base = Path(folder) / table_name(self.fingerprint(), k)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, arr in (("sims", sims), ("rows", rows.astype(np.int32))):
+            tmp = base.with_name(f".{base.name}-{suffix}.{os.getpid()}.tmp.npy")
+            np.save(tmp, arr, allow_pickle=False)
+            os.replace(tmp, base.with_name(f"{base.name}-{suffix}.npy"))
+        self.use_table(k, sims, rows)
+        return base
+
+    def load_table(self, folder: Path | str, k: int) -> bool:
+        """Use the saved table of ``k`` neighbours built on this exact index, if ``folder`` holds one
+        (memory-mapped: pages are read as they are needed)."""
+        base = Path(folder) / table_name(self.fingerprint(), k)
+        paths = [base.with_name(f"{base.name}-{suffix}.npy") for suffix in ("sims", "rows")]
+        if not all(p.is_file() for p in paths):
+            return False
+        sims, rows = (np.load(p, mmap_mode="r", allow_pickle=False) for p in paths)
+        self.use_table(k, sims, rows)
+        return True
+
     def similarities(self, cands: Sequence[str], items: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:
         """Per candidate: the best cosine to one of ``items`` (0 when none is > 0) and that item.
 
@@ -105,7 +174,11 @@ class ContentIndex:
         if not known or not self.ids:
             return {}
         kk = min(k + 1, len(self.ids))
-        found = {it: got for it in known if (got := self._nn.get((it, kk))) is not None}
+        table = self._table if self._table is not None and self._table[0] == kk else None
+        if table is not None:  # precomputed for every item (neighbour_table): the same rows a search returns
+            found = {it: (table[1][self.row[it]], table[2][self.row[it]]) for it in known}
+        else:
+            found = {it: got for it in known if (got := self._nn.get((it, kk))) is not None}
         todo = [it for it in known if it not in found]
         if todo:
             rows = [self.row[it] for it in todo]
@@ -130,6 +203,11 @@ class ContentIndex:
                 if it not in out or s > out[it][0]:
                     out[it] = (float(s), src)
         return out
+
+
+def table_name(fingerprint: str, k: int) -> str:
+    """The file stem of a saved neighbour table."""
+    return f"content-neighbours-{fingerprint}-k{k}"
 
 
 def _top_k_sparse(sims: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,4 +265,4 @@ def model_item_embeddings(model: Any) -> np.ndarray | None:
     return emb
 
 
-__all__ = ["ContentIndex", "hashed_tfidf", "model_item_embeddings", "text_tokens"]
+__all__ = ["ContentIndex", "hashed_tfidf", "model_item_embeddings", "table_name", "text_tokens"]

@@ -27,9 +27,11 @@ Rooms are always cold, so the feed scores a room through its host and its shelf.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,7 @@ from liveshelf.serving.viewer import (
 )
 
 ModelGetter = Callable[[], Any]
+log = logging.getLogger("liveshelf.serving")
 
 REASON_NAMES: dict[str, str] = {
     "repeat": "repeat", "sequence": "sequence", "cf": "cf", "trending": "trending-in-room",
@@ -134,9 +137,29 @@ class Pipeline:
                 index = ContentIndex(ids, TextEncoder().encode(texts), "text-encoder")
             else:
                 index = ContentIndex(ids, hashed_tfidf(texts, self.settings.content_dim), "hashed-tfidf")
+        self._attach_neighbour_table(index)
         with self._lock:
             self._content = (key, index)
         return index
+
+    def neighbour_folder(self) -> Path:
+        """Where precomputed content-neighbour tables live (``liveshelf index build``): ``<home>/cache``."""
+        return Path(self.settings.home).expanduser() / "cache"
+
+    def neighbour_k(self, index: ContentIndex) -> int:
+        """How many neighbours (the item itself included) a search of ``settings.neighbours`` asks for."""
+        return min(self.settings.neighbours + 1, len(index.ids))
+
+    def _attach_neighbour_table(self, index: ContentIndex) -> None:
+        if not len(index.ids):
+            return
+        try:
+            used = index.load_table(self.neighbour_folder(), self.neighbour_k(index))
+        except (OSError, ValueError) as exc:  # a damaged file: searched on demand instead
+            log.warning("content neighbour table not used: %s", exc)
+            return
+        if used:
+            log.info("content neighbours from the precomputed table (%d items)", len(index.ids))
 
     # ---- viewer ------------------------------------------------------------------------------
     def viewer(self, user: str | None, t: float) -> Viewer:
