@@ -312,8 +312,7 @@ def room_features(p: Pipeline, viewer: Viewer, snap: Any, t: float, *, sources: 
     hosts = snap.host_names
     host_trend = np.append(state.counters("host", hosts, t) if hosts else np.zeros(0), np.nan)
     hw, htot = viewer.host_weight, sum(viewer.host_weight.values())
-    affinity = np.append(np.asarray([hw.get(h, 0.0) / htot for h in hosts]) if htot > 0 else np.zeros(len(hosts)),
-                         np.nan)
+    affinity = np.append(snap.host_values(hw) / htot if htot > 0 else np.zeros(len(hosts)), np.nan)
     hi = snap.host_index[keep]  # -1 (no host) reads the NaN slot
     with np.errstate(invalid="ignore"):
         age = np.log1p(np.maximum(t - snap.starts[keep], 0.0))

@@ -119,8 +119,8 @@ class LiveSnapshot:
         self.brand_names = list(self._brands)
         # per room, what the room features read without the viewer (feed: no Python loop over rooms)
         self.host_names: list[str] = sorted({h for h in self.hosts if h})
-        hidx = {h: i for i, h in enumerate(self.host_names)}
-        self.host_index = np.asarray([hidx[h] if h else -1 for h in self.hosts], dtype=np.int64)
+        self.host_pos = {h: i for i, h in enumerate(self.host_names)}
+        self.host_index = np.asarray([self.host_pos[h] if h else -1 for h in self.hosts], dtype=np.int64)
         self.starts = np.asarray([np.nan if row.get("start") is None else float(row["start"]) for row in layout.info],
                                  dtype=np.float64)
         self.shelf_sizes = np.asarray([len(sh) for sh in shelves], dtype=np.float64)
@@ -137,6 +137,15 @@ class LiveSnapshot:
             # einsum: no BLAS threads, which cost far more than this small product on a busy server
             row = self._sim_rows[i] = np.einsum("ij,j->i", self.vectors, self.vectors[i])
         return row
+
+    def host_values(self, weights: dict[str, float]) -> np.ndarray:
+        """``weights`` (host -> value, e.g. a viewer's host weights) over :attr:`host_names`, 0 where absent."""
+        out = np.zeros(len(self.host_names))
+        for h, w in weights.items():
+            i = self.host_pos.get(h)
+            if i is not None:
+                out[i] = w
+        return out
 
     def audience_sizes(self, state: Any, t: float, ttl_s: float) -> np.ndarray:
         """Each live room's audience size at ``t`` (``state.audience_sizes``), reused for ``ttl_s`` seconds.

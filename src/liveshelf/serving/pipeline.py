@@ -457,8 +457,8 @@ class Pipeline:
         src.put("trending", self.state.counters("room", rooms, t), Lazy(n, lambda j: {"room": rooms[j]}))
         if viewer.known:
             hw = viewer.host_weight
-            src.put("repeat", np.asarray([hw.get(h or "", 0.0) for h in hosts]) if hw else np.zeros(n),
-                    Lazy(n, lambda j: {"host": hosts[j]}))
+            src.put("repeat", np.append(snap.host_values(hw), 0.0)[snap.host_index] if hw else np.zeros(n),
+                    Lazy(n, lambda j: {"host": hosts[j]}))  # a room without a host (index -1) reads the 0
             for name, (vals, cause, nz) in self._feed_item_values(viewer, snap, t, every).items():
                 best, col = snap.best_per_room(vals) if nz is None else snap.best_per_room_sparse(vals, nz)
                 src.put(name, best, Lazy(n, room_cause(cause, col, snap.items)))
