@@ -95,7 +95,7 @@ class ServeSettings(BaseSettings):
     read_key_required: bool = Field(False, description="Require an API key for reads too.")
     rate_per_s: float = Field(200.0, gt=0, description="Token-bucket refill rate per key (or per client).")
     rate_burst: int = Field(400, ge=1, description="Token-bucket size per key (or per client).")
-    request_threads: int = Field(4, ge=1, le=256, description="Threads that run the route handlers of one worker "
+    request_threads: int = Field(2, ge=1, le=256, description="Threads that run the route handlers of one worker "
                                                            "(they share one interpreter lock; more threads only "
                                                            "add hand-offs). Scale with --workers instead.")
     max_in_flight: int = Field(32, ge=0, description="Requests one worker works on at once; more are refused at "
