@@ -8,13 +8,19 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-slow bench bench-peer lint install clean chromium
+.PHONY: demo test test-slow bench bench-peer lint install lock clean chromium
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+# requirements.lock: the exact versions of everything installed (what CI tested), regenerated on purpose
+lock: $(STAMP)
+	{ echo "# Exact versions 'make install' installs (constraints on top of pyproject.toml's ranges), as CI tested them."; \
+	  echo "# Regenerate after changing dependencies: make lock (then run make test). torch is pinned in constraints.txt."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -e '^-e' -e '^liveshelf' -e '^torch=='; } > requirements.lock
 
 install: $(STAMP)
 
@@ -43,6 +49,7 @@ bench-peer: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
