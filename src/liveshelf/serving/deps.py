@@ -80,11 +80,6 @@ class StoreGateway:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.1)
 
-    @staticmethod
-    def existing_event_ids(store: EventStore, ids: list[str]) -> set[str]:
-        """Which of ``ids`` the store already holds (the events a re-post must not apply twice)."""
-        return store.existing_event_ids(ids)
-
     def close(self) -> None:
         with self._lock:
             if self._store is not None:
