@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import json
 import math
 import os
@@ -129,15 +130,25 @@ def _intern(value: Any) -> Any:
     return sys.intern(value) if type(value) is str else value
 
 
+def interned(values: np.ndarray) -> list[Any]:
+    """``values`` as a list whose strings are interned (one object per distinct id); None / NaN -> None.
+    Each distinct value is interned once per call (ids repeat within a batch)."""
+    codes, uniq = pd.factorize(values)
+    table = np.empty(len(uniq) + 1, dtype=object)
+    table[: len(uniq)] = [_intern(u) for u in uniq.tolist()]
+    table[-1] = None  # code -1: a missing value
+    return table[codes].tolist()
+
+
 def sequence_rows(batch: Batch, keep_types: frozenset[str]) -> dict[str, list[SeqEntry]]:
     """Per user, the batch's sequence entries in time order."""
     out: dict[str, list[SeqEntry]] = {}
     codes, uniq = pd.factorize(batch.types)
     keep = np.asarray([u in keep_types for u in uniq], dtype=bool)[codes]
     # ids repeat across events: one shared string object per id (interned) keeps a long state small
-    entries = zip(map(_intern, batch.items[keep].tolist()), map(_intern, batch.rooms[keep].tolist()),
-                  batch.ts[keep].tolist(), map(_intern, batch.types[keep].tolist()), strict=True)
-    for u, entry in zip(map(_intern, batch.users[keep].tolist()), entries, strict=True):
+    entries = zip(interned(batch.items[keep]), interned(batch.rooms[keep]), batch.ts[keep].tolist(),
+                  interned(batch.types[keep]), strict=True)
+    for u, entry in zip(interned(batch.users[keep]), entries, strict=True):
         rows = out.get(u)
         if rows is None:
             out[u] = [entry]
@@ -198,10 +209,12 @@ class CounterUpdate:
     scores: np.ndarray
 
 
-def category_prefixes(path: str) -> list[str]:
-    """``"a > b > c"`` -> ``["a", "a > b", "a > b > c"]`` (every level is counted)."""
+@functools.lru_cache(maxsize=65_536)
+def category_prefixes(path: str) -> tuple[str, ...]:
+    """``"a > b > c"`` -> ``("a", "a > b", "a > b > c")`` (every level is counted; memoised: a catalogue has
+    few distinct paths)."""
     parts = [p.strip() for p in path.split(">") if p.strip()]
-    return [" > ".join(parts[: i + 1]) for i in range(len(parts))]
+    return tuple(" > ".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def counter_updates(batch: Batch, half_life: float, host_of: dict[str, str | None],
