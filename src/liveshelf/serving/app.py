@@ -11,6 +11,7 @@ through the named dependencies of :mod:`liveshelf.serving.deps`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from liveshelf.errors import (
     ValidationError,
 )
 from liveshelf.serving.deps import build_services, warm_state
+from liveshelf.serving.heap import release_freed_memory
 from liveshelf.serving.routes import ROUTERS
 from liveshelf.serving.security import BodyLimitMiddleware, LoadShedMiddleware
 from liveshelf.serving.settings import ServeSettings
@@ -169,10 +171,15 @@ def create_app(settings: ServeSettings | None = None, *, state: OnlineState | No
         services.model_version()  # load the production model and build the content index before serving
         services.pipeline.content()
         services.pipeline.warm(time.time())  # the live snapshot, so the first request pays no build
+        # the start-up build's millions of long-lived objects (state, catalogue, indexes) leave the cyclic
+        # collector's generations: a full collection no longer walks them while requests wait
+        release_freed_memory()
+        gc.freeze()
         app.state.services = services
         try:
             yield
         finally:
+            gc.unfreeze()  # what this app built can be collected again once it is gone
             app.state.services = None
             services.close()
 
