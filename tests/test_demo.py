@@ -192,7 +192,8 @@ def test_demo_command_serves_the_dashboard_and_replays_live_traffic(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
     q: queue.Queue = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines, q), daemon=True).start()
+    reader = threading.Thread(target=_reader, args=(proc.stdout, lines, q), daemon=True)
+    reader.start()
     try:
         url = None
         while url is None:
@@ -237,6 +238,9 @@ def test_demo_command_serves_the_dashboard_and_replays_live_traffic(tmp_path):
         taken.close()
         if proc.poll() is None:
             proc.kill()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)  # it stops at the pipe's end; then the pipe is closed (no unclosed-file warning)
+        proc.stdout.close()
     out = "".join(lines)
     assert rc == 0, out
     assert time.monotonic() - served_at < 100  # --duration 60 stopped it by itself

@@ -70,7 +70,7 @@ def read_file(path: str | Path) -> pa.Table:
             return pq.read_table(path)
         if fmt == "csv":
             return _read_csv(path)
-        return frame_to_arrow(pd.read_json(path, lines=True, dtype=False, convert_dates=False))
+        return frame_to_arrow(pd.read_json(path, lines=True, dtype=False))  # dtype=False: no date or type guessing
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise DataFormatError(f"Cannot read '{path}' as {fmt}: {exc}. Check the file's format and "
                               f"encoding (UTF-8).") from exc
