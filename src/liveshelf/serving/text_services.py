@@ -95,7 +95,9 @@ class TextServices:
         self._error: BaseException | None = None
         self._go = threading.Event()
         self._thread: threading.Thread | None = None
-        build = functools.partial(self._build, items, rooms, backend, backend_options, half_life)
+        # with a source the build reads the catalogue and rooms itself: the frames given here are not kept alive
+        build = functools.partial(self._build, None if self._source is not None else items,
+                                  None if self._source is not None else rooms, backend, backend_options, half_life)
         if background:
             self._thread = threading.Thread(target=self._build_logged,
                                             args=(build, None if start_after_s is None else float(start_after_s)),
@@ -105,7 +107,7 @@ class TextServices:
             build()
 
     # ------------------------------------------------------------------ build
-    def _build(self, items: pd.DataFrame, rooms: pd.DataFrame | None, backend: str,
+    def _build(self, items: pd.DataFrame | None, rooms: pd.DataFrame | None, backend: str,
                backend_options: dict[str, Any] | None, half_life: float) -> None:
         with self._lock:
             self._started = True
@@ -114,6 +116,7 @@ class TextServices:
         if self._source is not None:  # what was written before the build began: read back from the store
             items, rooms, events = self._source()
             rooms = rooms if rooms is not None and len(rooms) else None
+        assert items is not None  # given at construction, or read from the source
         profiles = ProfileBuilder(items, rooms, half_life=half_life)
         if events is not None and len(events):
             profiles.update(events)
