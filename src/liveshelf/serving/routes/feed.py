@@ -54,7 +54,7 @@ def feed(user: UserId, pipeline: PipelineDep, services: ServicesDep, _client: Re
                       "shelf_size": int(r.extra.get("shelf_size", 0)), "score": float(r.score),
                       "reasons": reason_dicts(r.reasons)} for r in recs]
     if ab is not None:
-        body["experiment"] = {"name": ab.experiment, "arm": ab.arm}
+        body["experiment"] = ab.tag().model_dump()  # ExperimentTag's fields
     return FastJSON(body)
 
 

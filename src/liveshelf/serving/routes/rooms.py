@@ -98,7 +98,7 @@ def shelf(room: RoomId, pipeline: PipelineDep, services: ServicesDep, _client: R
         body["ranked_by"] = ranked.ranked_by
     body["items"] = [r.body() for r in items]
     if ab is not None:
-        body["experiment"] = {"name": ab.experiment, "arm": ab.arm}
+        body["experiment"] = ab.tag().model_dump()  # ExperimentTag's fields
     return FastJSON(body)
 
 
