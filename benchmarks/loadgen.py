@@ -137,6 +137,18 @@ class Pool:
             c.close()
 
 
+async def drain(tasks: set[asyncio.Task], pool: Pool, timeout: float) -> int:
+    """Wait for the requests still in flight (up to ``timeout`` + 5 s), cancel the rest, close the pool;
+    returns how many were cancelled unfinished."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout + 5.0)
+    unfinished = len(tasks)
+    for t in list(tasks):
+        t.cancel()
+    pool.close()
+    return unfinished
+
+
 # ------------------------------------------------------------------------------------ results
 @dataclass
 class Route:
@@ -212,12 +224,7 @@ async def reads(url: str, targets: dict, rate: float, duration: float, feed_shar
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     sent_end = time.perf_counter()
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout + 5.0)
-    unfinished = len(tasks)
-    for t in list(tasks):
-        t.cancel()
-    pool.close()
+    unfinished = await drain(tasks, pool, timeout)
     wall = max(sent_end - first_recorded, 1e-9)
     out = {name: r.summary(wall) for name, r in routes.items()}
     statuses = {k: routes["feed"].statuses.get(k, 0) + routes["shelf"].statuses.get(k, 0)
@@ -352,12 +359,7 @@ async def burst(url: str, targets: dict, room: str, viewers: int, within: float,
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     sent_end = time.perf_counter()
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout + 5.0)
-    unfinished = len(tasks)
-    for t in list(tasks):
-        t.cancel()
-    pool.close()
+    unfinished = await drain(tasks, pool, timeout)
     wall = max(sent_end - t0, 1e-9)
     out = {name: r.summary(wall) for name, r in routes.items()}
     out["meta"] = {"room": room, "viewers": viewers, "within_s": within, "read_rate": rate,
