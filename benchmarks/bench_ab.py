@@ -29,23 +29,56 @@ ALPHA = 0.05
 def main() -> None:
     rows = []
     t = time.process_time()
-    aa = simulate_peeking(BASE, BASE, reps=2000, looks=LOOKS, users_per_look=USERS_PER_LOOK, tau=TAU,
-                          alpha=ALPHA, seed=11)
-    rows.append({"test": "A/A", "lift": 0.0, "reps": aa.reps, "msprt_reject": aa.sequential_reject,
-                 "naive_peeking_reject": aa.naive_reject, "final_look_reject": aa.final_reject,
-                 "median_users_to_detect": aa.median_users_to_detect,
-                 "cpu_s": round(time.process_time() - t, 2)})
+    aa = simulate_peeking(
+        BASE, BASE, reps=2000, looks=LOOKS, users_per_look=USERS_PER_LOOK, tau=TAU, alpha=ALPHA, seed=11
+    )
+    rows.append(
+        {
+            "test": "A/A",
+            "lift": 0.0,
+            "reps": aa.reps,
+            "msprt_reject": aa.sequential_reject,
+            "naive_peeking_reject": aa.naive_reject,
+            "final_look_reject": aa.final_reject,
+            "median_users_to_detect": aa.median_users_to_detect,
+            "cpu_s": round(time.process_time() - t, 2),
+        }
+    )
     for lift in (0.02, 0.05, 0.10, 0.20):
         t = time.process_time()
-        r = simulate_peeking(BASE, BASE * (1 + lift), reps=500, looks=LOOKS, users_per_look=USERS_PER_LOOK,
-                             tau=TAU, alpha=ALPHA, seed=int(lift * 1000))
-        rows.append({"test": "A/B", "lift": lift, "reps": r.reps, "msprt_reject": r.sequential_reject,
-                     "naive_peeking_reject": r.naive_reject, "final_look_reject": r.final_reject,
-                     "median_users_to_detect": r.median_users_to_detect,
-                     "cpu_s": round(time.process_time() - t, 2)})
-    write_result("ab", rows, baseline_rate=BASE, looks=LOOKS, users_per_look=USERS_PER_LOOK, tau=TAU, alpha=ALPHA,
-                 note="msprt_reject is the false-positive rate for A/A and the power for A/B; "
-                      "naive_peeking_reject reads a fixed-horizon z-test after every look")
+        r = simulate_peeking(
+            BASE,
+            BASE * (1 + lift),
+            reps=500,
+            looks=LOOKS,
+            users_per_look=USERS_PER_LOOK,
+            tau=TAU,
+            alpha=ALPHA,
+            seed=int(lift * 1000),
+        )
+        rows.append(
+            {
+                "test": "A/B",
+                "lift": lift,
+                "reps": r.reps,
+                "msprt_reject": r.sequential_reject,
+                "naive_peeking_reject": r.naive_reject,
+                "final_look_reject": r.final_reject,
+                "median_users_to_detect": r.median_users_to_detect,
+                "cpu_s": round(time.process_time() - t, 2),
+            }
+        )
+    write_result(
+        "ab",
+        rows,
+        baseline_rate=BASE,
+        looks=LOOKS,
+        users_per_look=USERS_PER_LOOK,
+        tau=TAU,
+        alpha=ALPHA,
+        note="msprt_reject is the false-positive rate for A/A and the power for A/B; "
+        "naive_peeking_reject reads a fixed-horizon z-test after every look",
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,16 @@ KEY = "bench-key"
 def _settings(home: Path, **kw):
     from liveshelf.serving.settings import ServeSettings
 
-    return ServeSettings(home=home, rate_per_s=1e6, rate_burst=1_000_000, text=False, log_exposures=False,
-                         max_events=10_000, api_keys=KEY, **kw)
+    return ServeSettings(
+        home=home,
+        rate_per_s=1e6,
+        rate_burst=1_000_000,
+        text=False,
+        log_exposures=False,
+        max_events=10_000,
+        api_keys=KEY,
+        **kw,
+    )
 
 
 SETTINGS = {
@@ -57,8 +65,13 @@ SETTINGS = {
     "trending only": {"use_ranker": False, "weights": {"trending": 1.0}},
     "ranker": {},
     # the ceiling: the shelf in the order of the viewer's true preference, no diversification
-    "oracle": {"use_ranker": False, "model": "oracle", "weights": {"sequence": 1.0}, "mmr_lambda": 1.0,
-               "brand_cap": 1000},
+    "oracle": {
+        "use_ranker": False,
+        "model": "oracle",
+        "weights": {"sequence": 1.0},
+        "mmr_lambda": 1.0,
+        "brand_cap": 1000,
+    },
 }
 
 
@@ -67,7 +80,7 @@ def _post(client, frame) -> int:
 
     body = event_payloads(frame)
     for lo in range(0, len(body), 5000):
-        r = client.post("/v1/events", json={"events": body[lo:lo + 5000]}, headers={"X-API-Key": KEY})
+        r = client.post("/v1/events", json={"events": body[lo : lo + 5000]}, headers={"X-API-Key": KEY})
         assert r.status_code == 200, r.text[:300]
     return len(body)
 
@@ -128,7 +141,9 @@ def _add(a, b):
     return a
 
 
-def evaluate(home: Path, world, times: list[float], world_name: str, settings: dict | None = None) -> list[dict]:
+def evaluate(
+    home: Path, world, times: list[float], world_name: str, settings: dict | None = None
+) -> list[dict]:
     """Top-3 true preference of the shelf under each setting at ``times`` (the world's events posted up to each)."""
     from fastapi.testclient import TestClient
 
@@ -142,7 +157,9 @@ def evaluate(home: Path, world, times: list[float], world_name: str, settings: d
                 rooms = _rooms_at(world, t)
                 for u in _returning(world, t)[:EVAL_USERS]:
                     for room in rooms[:EVAL_ROOMS]:
-                        body = client.get(f"/v1/rooms/{room}/shelf", params={"user": u, "at": t, "k": 50}).json()
+                        body = client.get(
+                            f"/v1/rooms/{room}/shelf", params={"user": u, "at": t, "k": 50}
+                        ).json()
                         items = [x["item"] for x in body["items"]]
                         if len(items) < 6:
                             continue
@@ -150,9 +167,16 @@ def evaluate(home: Path, world, times: list[float], world_name: str, settings: d
                         p = world.truth.preference([u] * len(items), items)
                         top.append(float(np.mean(p[:3])))
                         mean.append(float(np.mean(p)))
-        rows.append({"world": world_name, "setting": setting, "top3_preference": round(float(np.mean(top)), 4),
-                     "shelf_mean_preference": round(float(np.mean(mean)), 4), "requests": len(top),
-                     "ranked_by": ",".join(sorted(by))})
+        rows.append(
+            {
+                "world": world_name,
+                "setting": setting,
+                "top3_preference": round(float(np.mean(top)), 4),
+                "shelf_mean_preference": round(float(np.mean(mean)), 4),
+                "requests": len(top),
+                "ranked_by": ",".join(sorted(by)),
+            }
+        )
     return rows
 
 
@@ -205,9 +229,14 @@ def ab_test(home: Path, world, lo: float, hi: float) -> dict:
     from liveshelf.experiment.online_sim import OnlineSimulator, live_times
     from liveshelf.serving.app import create_app
 
-    exp = Experiment("ranker-vs-blend", arms=[Arm("hand-blend", 0.5, settings={"use_ranker": False}),
-                                              Arm("ranker", 0.5)], salt="blend", primary="ctr", tau=0.01,
-                     surfaces=["shelf"])  # the ranker ranks shelves (its room surface stayed on the hand blend)
+    exp = Experiment(
+        "ranker-vs-blend",
+        arms=[Arm("hand-blend", 0.5, settings={"use_ranker": False}), Arm("ranker", 0.5)],
+        salt="blend",
+        primary="ctr",
+        tau=0.01,
+        surfaces=["shelf"],
+    )  # the ranker ranks shelves (its room surface stayed on the hand blend)
     store = ExperimentStore(home)
     store.create(exp, start=True)
     users = np.asarray(world.truth.user_ids, dtype=object)
@@ -218,8 +247,12 @@ def ab_test(home: Path, world, lo: float, hi: float) -> dict:
     with TestClient(create_app(_settings(home).model_copy(update={"log_exposures": True}))) as client:
         sim = OnlineSimulator(world, client, api_key=KEY, feed_k=6, shelf_k=10, seed=5)
         for t in times:
-            sim.run(rng.choice(users, size=min(per, len(users)), replace=False).tolist(), max(t, sim.clock or t),
-                    visits_per_user=2, gap_s=2.0)
+            sim.run(
+                rng.choice(users, size=min(per, len(users)), replace=False).tolist(),
+                max(t, sim.clock or t),
+                visits_per_user=2,
+                gap_s=2.0,
+            )
         client.app.state.services.experiments.flush()
         client.app.state.services.exposures.flush()
     result = analyse(exp, store.exposures(exp.name), store.outcomes(exp.name), looks=10, n_boot=500)
@@ -236,18 +269,33 @@ def ab_test(home: Path, world, lo: float, hi: float) -> dict:
     arms_seen = sorted(set(ex["arm"]))
     top = (ex["position"] < 3).to_numpy()
     top3 = {str(a): round(float(pref[(ex["arm"] == a).to_numpy() & top].mean()), 4) for a in arms_seen}
-    expected = {str(a): round(float((pref * exam)[(ex["arm"] == a).to_numpy()].sum()
-                                    / ex.loc[ex["arm"] == a, "request_id"].nunique()), 4) for a in arms_seen}
+    expected = {
+        str(a): round(
+            float(
+                (pref * exam)[(ex["arm"] == a).to_numpy()].sum()
+                / ex.loc[ex["arm"] == a, "request_id"].nunique()
+            ),
+            4,
+        )
+        for a in arms_seen
+    }
     comp = result["comparisons"]["ranker"]
     arms = result["arms"]
-    return {"users": result["users"], "srm_mismatch": result["srm"]["mismatch"],
-            "always_valid_p": comp["always_valid_p"],
-            "significant": comp["significant"],
-            "ctr": {a: arms[a]["metrics"]["ctr"]["estimate"] for a in arms},
-            "conversion": {a: arms[a]["metrics"]["conversion"]["estimate"] for a in arms},
-            "ctr_lift": comp["metrics"]["ctr"]["relative"], "conversion_lift": comp["metrics"]["conversion"]["relative"],
-            "shelf_top3_true_preference": top3, "expected_clicks_per_shelf": expected, "ranked_by": sorted(set(ex["ranked_by"])),
-            "report_png": out_png.name, "report_md": "blend_ab.md"}
+    return {
+        "users": result["users"],
+        "srm_mismatch": result["srm"]["mismatch"],
+        "always_valid_p": comp["always_valid_p"],
+        "significant": comp["significant"],
+        "ctr": {a: arms[a]["metrics"]["ctr"]["estimate"] for a in arms},
+        "conversion": {a: arms[a]["metrics"]["conversion"]["estimate"] for a in arms},
+        "ctr_lift": comp["metrics"]["ctr"]["relative"],
+        "conversion_lift": comp["metrics"]["conversion"]["relative"],
+        "shelf_top3_true_preference": top3,
+        "expected_clicks_per_shelf": expected,
+        "ranked_by": sorted(set(ex["ranked_by"])),
+        "report_png": out_png.name,
+        "report_md": "blend_ab.md",
+    }
 
 
 def main() -> None:
@@ -281,16 +329,30 @@ def main() -> None:
         # how the ranker treats the position bias of its logged clicks (default: LightGBM's unbiased lambdarank)
         variants = {}
         for mode in ("feature", "none"):
-            rep = train_ranker(home_a, source="exposures", seed=0, params={"position": mode}, name=f"ranker-{mode}",
-                               margin=-1.0)  # promoted whatever its held-out figure: it is measured below
+            rep = train_ranker(
+                home_a,
+                source="exposures",
+                seed=0,
+                params={"position": mode},
+                name=f"ranker-{mode}",
+                margin=-1.0,
+            )  # promoted whatever its held-out figure: it is measured below
             extra[f"ranker_position_{mode}"] = rep.surfaces.get("item", {}).get("ndcg@5")
             variants[f"ranker (position {'as a feature' if mode == 'feature' else 'ignored'})"] = {
-                "ranker_model": f"ranker-{mode}"}
+                "ranker_model": f"ranker-{mode}"
+            }
         rows += evaluate(home_a, world_a, times_a[:1], "A (trained on its days 1-2)", variants)
         extra["ranker_predict_ms"] = predict_timing(ModelRegistry(home_a / "models").load("ranker"))
         # ---- world B: never trained on
-        world_b = simulate(n_users=N_USERS, n_hosts=40, days=3, seed=7, en_share=0.6, interest_alpha=0.5,
-                           use_review_corpus=False)
+        world_b = simulate(
+            n_users=N_USERS,
+            n_hosts=40,
+            days=3,
+            seed=7,
+            en_share=0.6,
+            interest_alpha=0.5,
+            use_review_corpus=False,
+        )
         d0b = day_start(world_b)
         home_b = tmp / "b"
         times_b = live_times(world_b, d0b + 2 * DAY, d0b + 3 * DAY, EVAL_TIMES + 2)[1:-1]
@@ -309,14 +371,25 @@ def main() -> None:
     for w in sorted({r["world"] for r in rows}):
         by = {r["setting"]: r["top3_preference"] for r in rows if r["world"] == w}
         gap = by["oracle"] - by["trending only"]
-        summary[w] = {"ranker_vs_trending": round(by["ranker"] / by["trending only"], 3),
-                      "ranker_vs_hand_blend": round(by["ranker"] / by["hand blend"], 3),
-                      "gap_closed": round((by["ranker"] - by["trending only"]) / gap, 3) if gap > 0 else None}
-    common.write_result("blend", rows, summary=summary, **extra, seconds=round(time.perf_counter() - t_start, 1),
-                        cpu_seconds=round(time.process_time() - cpu_start, 1), loadavg=os.getloadavg(),
-                        users=N_USERS, replay_users=REPLAY_USERS, replay_times=REPLAY_TIMES,
-                        note="simulated worlds (30/40 hosts, 3 days); itemknn in production; top-3 true preference "
-                             "of the served shelf; the ranker learned from world A's logged exposures only")
+        summary[w] = {
+            "ranker_vs_trending": round(by["ranker"] / by["trending only"], 3),
+            "ranker_vs_hand_blend": round(by["ranker"] / by["hand blend"], 3),
+            "gap_closed": round((by["ranker"] - by["trending only"]) / gap, 3) if gap > 0 else None,
+        }
+    common.write_result(
+        "blend",
+        rows,
+        summary=summary,
+        **extra,
+        seconds=round(time.perf_counter() - t_start, 1),
+        cpu_seconds=round(time.process_time() - cpu_start, 1),
+        loadavg=os.getloadavg(),
+        users=N_USERS,
+        replay_users=REPLAY_USERS,
+        replay_times=REPLAY_TIMES,
+        note="simulated worlds (30/40 hosts, 3 days); itemknn in production; top-3 true preference "
+        "of the served shelf; the ranker learned from world A's logged exposures only",
+    )
     common.print_table("blend summary", [{"world": w, **v} for w, v in summary.items()])
 
 

@@ -33,8 +33,15 @@ from liveshelf.config import data_dir
 ENCODE_N = int(os.environ.get("DIST_ENCODE_N", "400"))
 USERS = int(os.environ.get("DIST_USERS", "3000"))
 EPOCHS = int(os.environ.get("DIST_EPOCHS", "10"))
-TRAIN = {"hidden": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "batch_size": 128, "patience": 10_000,
-         "seed": 0}
+TRAIN = {
+    "hidden": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "max_len": 50,
+    "batch_size": 128,
+    "patience": 10_000,
+    "seed": 0,
+}
 
 
 def _dataset():
@@ -59,11 +66,26 @@ def encode_rows(ds) -> list[dict]:
     got = remote.encode(texts)
     ray_s = time.perf_counter() - t0
     return [
-        {"path": "local", "workers": 1, "threads": 2, "texts": len(texts), "seconds": round(local_s, 2),
-         "texts_per_s": round(len(texts) / local_s, 1), "driver_cpu_s": round(local_cpu, 2), "max_abs_diff": 0.0},
-        {"path": "ray", "workers": 2, "threads": 1, "texts": len(texts), "seconds": round(ray_s, 2),
-         "texts_per_s": round(len(texts) / ray_s, 1), "blocks": remote.stats_["blocks"],
-         "max_abs_diff": float(np.abs(got - ref).max())},
+        {
+            "path": "local",
+            "workers": 1,
+            "threads": 2,
+            "texts": len(texts),
+            "seconds": round(local_s, 2),
+            "texts_per_s": round(len(texts) / local_s, 1),
+            "driver_cpu_s": round(local_cpu, 2),
+            "max_abs_diff": 0.0,
+        },
+        {
+            "path": "ray",
+            "workers": 2,
+            "threads": 1,
+            "texts": len(texts),
+            "seconds": round(ray_s, 2),
+            "texts_per_s": round(len(texts) / ray_s, 1),
+            "blocks": remote.stats_["blocks"],
+            "max_abs_diff": float(np.abs(got - ref).max()),
+        },
     ]
 
 
@@ -75,8 +97,12 @@ def train_rows(ds) -> list[dict]:
 
     users = set(ds.events["user"].drop_duplicates().iloc[:USERS])
     keep = ds.events["user"].isin(users).to_numpy()
-    sliced = type(ds)(name=f"{ds.name}-{USERS}u", events=ds.events[keep].reset_index(drop=True), items=ds.items,
-                      split=None if ds.split is None else ds.split[keep].reset_index(drop=True))
+    sliced = type(ds)(
+        name=f"{ds.name}-{USERS}u",
+        events=ds.events[keep].reset_index(drop=True),
+        items=ds.items,
+        split=None if ds.split is None else ds.split[keep].reset_index(drop=True),
+    )
     split = loo(sliced)
     rows = []
     for name, threads in (("local-1t", 1), ("local-2t", 2), ("ddp-2w", 1)):
@@ -89,15 +115,21 @@ def train_rows(ds) -> list[dict]:
         total = time.perf_counter() - t0
         metrics = evaluate_model(model, split).metrics
         hist = model.history_
-        rows.append({
-            "run": name, "users": split.train.n_users, "items": split.train.n_items, "epochs": len(hist),
-            "s_per_epoch": round(float(np.mean([h["train_seconds"] for h in hist])), 3),
-            "cpu_s_per_epoch": round(float(np.mean([h["cpu_seconds"] for h in hist])), 3),
-            "total_s": round(total, 1), "ndcg@10": round(metrics["ndcg@10"], 4),
-            "recall@10": round(metrics["recall@10"], 4),
-            "valid_ndcg@10_last": round(float(hist[-1].get("ndcg@10", float("nan"))), 4),
-            "steps_per_epoch": getattr(model, "strategy_report_", {}).get("steps_per_epoch"),
-        })
+        rows.append(
+            {
+                "run": name,
+                "users": split.train.n_users,
+                "items": split.train.n_items,
+                "epochs": len(hist),
+                "s_per_epoch": round(float(np.mean([h["train_seconds"] for h in hist])), 3),
+                "cpu_s_per_epoch": round(float(np.mean([h["cpu_seconds"] for h in hist])), 3),
+                "total_s": round(total, 1),
+                "ndcg@10": round(metrics["ndcg@10"], 4),
+                "recall@10": round(metrics["recall@10"], 4),
+                "valid_ndcg@10_last": round(float(hist[-1].get("ndcg@10", float("nan"))), 4),
+                "steps_per_epoch": getattr(model, "strategy_report_", {}).get("steps_per_epoch"),
+            }
+        )
     return rows
 
 
@@ -109,8 +141,13 @@ def main() -> None:
     t0 = time.perf_counter()
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
-                 logging_level="WARNING")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
     ray_init_s = time.perf_counter() - t0
     try:
         ds = _dataset()
@@ -120,9 +157,17 @@ def main() -> None:
     finally:
         if started:
             ray.shutdown()
-    common.write_result("distributed", enc + train, encode=enc, train=train, ray_init_s=round(ray_init_s, 1),
-                        load_average=os.getloadavg()[0], model="all-MiniLM-L6-v2 / SASRec",
-                        data="amazon-scientific", note="local Ray cluster with 2 CPUs on a shared 2-core machine")
+    common.write_result(
+        "distributed",
+        enc + train,
+        encode=enc,
+        train=train,
+        ray_init_s=round(ray_init_s, 1),
+        load_average=os.getloadavg()[0],
+        model="all-MiniLM-L6-v2 / SASRec",
+        data="amazon-scientific",
+        note="local Ray cluster with 2 CPUs on a shared 2-core machine",
+    )
 
 
 if __name__ == "__main__":

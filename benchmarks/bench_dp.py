@@ -31,8 +31,17 @@ from liveshelf.models.sasrec import SASRec
 
 DATA = "recbole:ml-100k"
 #: Small SASRec: DP noise grows with the number of parameters, and 943 users are few.
-SETTINGS = {"hidden": 32, "n_layers": 1, "n_heads": 2, "max_len": 50, "dropout": 0.1, "lr": 5e-3,
-            "batch_size": 128, "seed": 0, "dp_max_grad_norm": 1.0}
+SETTINGS = {
+    "hidden": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "max_len": 50,
+    "dropout": 0.1,
+    "lr": 5e-3,
+    "batch_size": 128,
+    "seed": 0,
+    "dp_max_grad_norm": 1.0,
+}
 
 
 def run_eps(split, eps: float, epochs: int, threads: int) -> dict:
@@ -46,11 +55,20 @@ def run_eps(split, eps: float, epochs: int, threads: int) -> dict:
     fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     m = evaluate_model(model, split).metrics
     p = model.privacy_ or {}
-    return {"model": "sasrec", "target_epsilon": eps if math.isfinite(eps) else "inf",
-            "epsilon": p.get("dp_epsilon", "inf"), "delta": p.get("dp_delta"),
-            "noise_multiplier": p.get("dp_noise_multiplier"), "steps": p.get("dp_steps"),
-            "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "ndcg@50": m["ndcg@50"],
-            "epochs": len(model.history_), "fit_seconds": round(fit_s, 1), "fit_cpu_seconds": round(fit_cpu, 1)}
+    return {
+        "model": "sasrec",
+        "target_epsilon": eps if math.isfinite(eps) else "inf",
+        "epsilon": p.get("dp_epsilon", "inf"),
+        "delta": p.get("dp_delta"),
+        "noise_multiplier": p.get("dp_noise_multiplier"),
+        "steps": p.get("dp_steps"),
+        "ndcg@10": m["ndcg@10"],
+        "recall@10": m["recall@10"],
+        "ndcg@50": m["ndcg@50"],
+        "epochs": len(model.history_),
+        "fit_seconds": round(fit_s, 1),
+        "fit_cpu_seconds": round(fit_cpu, 1),
+    }
 
 
 def plot(rows: list[dict], path) -> None:
@@ -60,8 +78,11 @@ def plot(rows: list[dict], path) -> None:
     import matplotlib.pyplot as plt
 
     dp = [r for r in rows if isinstance(r.get("epsilon"), float)]
-    ref = {r["model"] if r["model"] != "sasrec" else "sasrec (no DP)": r["ndcg@10"]
-           for r in rows if not isinstance(r.get("epsilon"), float)}
+    ref = {
+        r["model"] if r["model"] != "sasrec" else "sasrec (no DP)": r["ndcg@10"]
+        for r in rows
+        if not isinstance(r.get("epsilon"), float)
+    }
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r["epsilon"] for r in dp], [r["ndcg@10"] for r in dp], "o-", label="sasrec, DP-SGD")
     for (name, value), style in zip(ref.items(), ("--", ":", "-."), strict=False):
@@ -92,17 +113,30 @@ def main() -> None:
         model = create_model("pop").fit(split.train) if name == "pop" else None
         if model is not None:
             m = evaluate_model(model, split).metrics
-            rows.append({"model": name, "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
-                         "ndcg@50": m["ndcg@50"]})
+            rows.append(
+                {"model": name, "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "ndcg@50": m["ndcg@50"]}
+            )
         else:  # expected NDCG@10 of a uniformly random ranking of all items
             n = split.train.n_items
-            rows.append({"model": "random", "ndcg@10": sum(1 / math.log2(r + 2) for r in range(10)) / n,
-                         "recall@10": 10 / n})
+            rows.append(
+                {
+                    "model": "random",
+                    "ndcg@10": sum(1 / math.log2(r + 2) for r in range(10)) / n,
+                    "recall@10": 10 / n,
+                }
+            )
     plot(rows, common.RESULTS / "dp.png")
-    common.write_result("dp", rows, seconds=round(time.perf_counter() - t0, 1), data=DATA, epochs=epochs,
-                        settings=SETTINGS, plot="dp.png",
-                        note="LOO, full ranking; DP rows: one window per user, fixed epochs, PRV accountant; "
-                             "CPU, shared 2-core machine under load (wall times inflated, see fit_cpu_seconds)")
+    common.write_result(
+        "dp",
+        rows,
+        seconds=round(time.perf_counter() - t0, 1),
+        data=DATA,
+        epochs=epochs,
+        settings=SETTINGS,
+        plot="dp.png",
+        note="LOO, full ranking; DP rows: one window per user, fixed epochs, PRV accountant; "
+        "CPU, shared 2-core machine under load (wall times inflated, see fit_cpu_seconds)",
+    )
 
 
 if __name__ == "__main__":

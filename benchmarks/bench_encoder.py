@@ -73,10 +73,18 @@ def encoder_rows(texts: list[str], rounds: int = ROUNDS) -> list[dict]:
     for name, enc in encoders.items():
         rate = float(np.median(rates[name]))
         cos = (vecs[name] * base).sum(axis=1)
-        rows.append({"variant": name, "n": len(texts), "examples_per_s": round(rate, 1),
-                     "speedup": round(rate / base_rate, 2), "cos_mean": round(float(cos.mean()), 4),
-                     "cos_min": round(float(cos.min()), 4), "kept_fp32": len(enc.keep_fp32_),
-                     "rates_per_round": [round(r, 1) for r in rates[name]]})
+        rows.append(
+            {
+                "variant": name,
+                "n": len(texts),
+                "examples_per_s": round(rate, 1),
+                "speedup": round(rate / base_rate, 2),
+                "cos_mean": round(float(cos.mean()), 4),
+                "cos_min": round(float(cos.min()), 4),
+                "kept_fp32": len(enc.keep_fp32_),
+                "rates_per_round": [round(r, 1) for r in rates[name]],
+            }
+        )
     return rows
 
 
@@ -94,23 +102,46 @@ def chinese_rows() -> list[dict]:
     rows = []
     minilm = TextEncoder(fallback=False)
     t0 = time.perf_counter()
-    rows.append({"encoder": "all-MiniLM-L6-v2 (fallback off)", "unk_share": round(minilm.unk_share(texts), 3),
-                 "nn_same_cat": nn_same(minilm.encode(texts)), "s": round(time.perf_counter() - t0, 1)})
+    rows.append(
+        {
+            "encoder": "all-MiniLM-L6-v2 (fallback off)",
+            "unk_share": round(minilm.unk_share(texts), 3),
+            "nn_same_cat": nn_same(minilm.encode(texts)),
+            "s": round(time.perf_counter() - t0, 1),
+        }
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = TextEncoder()
         x = auto.encode(texts)
-    rows.append({"encoder": f"TextEncoder auto -> {auto.backend_} (fit on the 300)",
-                 "unk_share": round(auto.unk_share_ or 0.0, 3), "nn_same_cat": nn_same(x),
-                 "s": round(time.perf_counter() - t0, 1)})
+    rows.append(
+        {
+            "encoder": f"TextEncoder auto -> {auto.backend_} (fit on the 300)",
+            "unk_share": round(auto.unk_share_ or 0.0, 3),
+            "nn_same_cat": nn_same(x),
+            "s": round(time.perf_counter() - t0, 1),
+        }
+    )
     t0 = time.perf_counter()
     fb = HashedTfidfEncoder().fit(rest["review"].tolist())
-    rows.append({"encoder": "HashedTfidfEncoder LSA-384 (fit on 3,000 others)", "unk_share": "",
-                 "nn_same_cat": nn_same(fb.encode(texts)), "s": round(time.perf_counter() - t0, 1)})
+    rows.append(
+        {
+            "encoder": "HashedTfidfEncoder LSA-384 (fit on 3,000 others)",
+            "unk_share": "",
+            "nn_same_cat": nn_same(fb.encode(texts)),
+            "s": round(time.perf_counter() - t0, 1),
+        }
+    )
     sparse = fb.transform(texts)
-    rows.append({"encoder": "HashedTfidfEncoder sparse TF-IDF", "unk_share": "",
-                 "nn_same_cat": nn_same((sparse @ sparse.T).toarray()), "s": ""})
+    rows.append(
+        {
+            "encoder": "HashedTfidfEncoder sparse TF-IDF",
+            "unk_share": "",
+            "nn_same_cat": nn_same((sparse @ sparse.T).toarray()),
+            "s": "",
+        }
+    )
     return rows
 
 
@@ -120,10 +151,21 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     texts = scientific_texts(N)
-    common.write_result("encoder", encoder_rows(texts), threads=THREADS, model="all-MiniLM-L6-v2",
-                        max_length=128, batch_size=64, data="amazon-scientific item texts")
-    common.write_result("encoder_chinese", chinese_rows(), threads=THREADS,
-                        data="online-shopping-10-cats, 30 reviews per category")
+    common.write_result(
+        "encoder",
+        encoder_rows(texts),
+        threads=THREADS,
+        model="all-MiniLM-L6-v2",
+        max_length=128,
+        batch_size=64,
+        data="amazon-scientific item texts",
+    )
+    common.write_result(
+        "encoder_chinese",
+        chinese_rows(),
+        threads=THREADS,
+        data="online-shopping-10-cats, 30 reviews per category",
+    )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,30 @@ from liveshelf.rerank import parse_rerank
 SWEEP = ["fair:lambda=0,0.1,0.3,1,3", "cap:0.01,0.005,0.002,0.001", "calib:lambda=0.5,0.9"]
 CANDIDATES = 100
 #: SASRec as in bench_sasrec.SETTINGS (chosen there on validation NDCG@10), one torch thread
-SASREC = {"hidden": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "dropout": 0.5, "norm": "post",
-          "label_smoothing": 0.1, "lr": 1e-3, "batch_size": 128, "patience": 10, "n_threads": 1}
-COLUMNS = ("ndcg@10", "recall@10", "exposure_gini@10", "gini@10", "tail_share@10", "coverage@10",
-           "disparity@10", "ndcg_cost", "rerank_seconds")
+SASREC = {
+    "hidden": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "max_len": 50,
+    "dropout": 0.5,
+    "norm": "post",
+    "label_smoothing": 0.1,
+    "lr": 1e-3,
+    "batch_size": 128,
+    "patience": 10,
+    "n_threads": 1,
+}
+COLUMNS = (
+    "ndcg@10",
+    "recall@10",
+    "exposure_gini@10",
+    "gini@10",
+    "tail_share@10",
+    "coverage@10",
+    "disparity@10",
+    "ndcg_cost",
+    "rerank_seconds",
+)
 
 
 def main() -> None:
@@ -46,28 +66,45 @@ def main() -> None:
     t0 = time.perf_counter()
     for name in names:
         seed_everything(0)
-        model = build_model(name, SASREC if name == "sasrec" else {}, seed=0,
-                            epochs=epochs if name == "sasrec" else None)
+        model = build_model(
+            name, SASREC if name == "sasrec" else {}, seed=0, epochs=epochs if name == "sasrec" else None
+        )
         c0 = time.process_time()
         model.fit(split.train)
         fits[name] = round(time.process_time() - c0, 1)
         ev = evaluate_model(model, split, keep_candidates=CANDIDATES, progress=True, desc=f"evaluate {name}")
-        per_model[name] = rerank_tradeoff(ev, split, settings, name=name,
-                                          log=lambda msg: print(msg, flush=True))
+        per_model[name] = rerank_tradeoff(
+            ev, split, settings, name=name, log=lambda msg: print(msg, flush=True)
+        )
         for r in per_model[name]:
-            rows.append({"model": name, "setting": r["label"], **{c: r[c] for c in COLUMNS},
-                         "overflow": r.get("overflow")})
+            rows.append(
+                {
+                    "model": name,
+                    "setting": r["label"],
+                    **{c: r[c] for c in COLUMNS},
+                    "overflow": r.get("overflow"),
+                }
+            )
     rerank = {"candidates": CANDIDATES, "models": per_model}
     png = common.RESULTS / "fairness_tradeoff.png"
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     plot_tradeoff(rerank, png, "Amazon Scientific (LOO): NDCG@10 vs exposure Gini@10")
     common.write_result(
-        "fairness", rows, seconds=round(time.perf_counter() - t0, 1), dataset=spec,
-        cases=len(split.cases), n_items=split.n_items, sweep=SWEEP, candidates=CANDIDATES,
-        fit_cpu_seconds=fits, sasrec_epochs=epochs if "sasrec" in names else None, plot=png.name,
+        "fairness",
+        rows,
+        seconds=round(time.perf_counter() - t0, 1),
+        dataset=spec,
+        cases=len(split.cases),
+        n_items=split.n_items,
+        sweep=SWEEP,
+        candidates=CANDIDATES,
+        fit_cpu_seconds=fits,
+        sasrec_epochs=epochs if "sasrec" in names else None,
+        plot=png.name,
         note="LOO, full ranking, history not masked; ties by item index in the candidate lists; exposure "
-             "discount 1/log2(rank+2), counted per item; tail = all but the 20% most popular training items; "
-             "relevance = test targets per item. CPU, shared 2-core machine (loaded while measured).")
+        "discount 1/log2(rank+2), counted per item; tail = all but the 20% most popular training items; "
+        "relevance = test targets per item. CPU, shared 2-core machine (loaded while measured).",
+    )
 
 
 if __name__ == "__main__":

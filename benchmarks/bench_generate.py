@@ -65,9 +65,11 @@ def main() -> None:
         hit3 += bool(set(p.top_categories(3)) & true3)
         hit1 += p.top_categories(1)[0] == cats[top3[k, 0]]
         base += bool(popular & true3)
-    rows = [{"part": "profile", "metric": "top-3 overlap with true top-3", "value": round(hit3 / n, 3), "n": n},
-            {"part": "profile", "metric": "same, popular-3 baseline", "value": round(base / n, 3), "n": n},
-            {"part": "profile", "metric": "top-1 == true top-1", "value": round(hit1 / n, 3), "n": n}]
+    rows = [
+        {"part": "profile", "metric": "top-3 overlap with true top-3", "value": round(hit3 / n, 3), "n": n},
+        {"part": "profile", "metric": "same, popular-3 baseline", "value": round(base / n, 3), "n": n},
+        {"part": "profile", "metric": "top-1 == true top-1", "value": round(hit1 / n, 3), "n": n},
+    ]
 
     # ---- generation: 500 items x 2 viewers with different top categories
     facts = facts_table(ds.items)
@@ -91,8 +93,13 @@ def main() -> None:
     item_host = _item_host(ds)
 
     def pitch(user: str, item: str):  # noqa: ANN202
-        req = GenerationRequest(item=facts[item], user=user, profile=builder.profile(user),
-                                interest=builder.interest_vector(user, item), host=hosts.get(item_host.get(item)))
+        req = GenerationRequest(
+            item=facts[item],
+            user=user,
+            profile=builder.profile(user),
+            interest=builder.interest_vector(user, item),
+            host=hosts.get(item_host.get(item)),
+        )
         return req, gen.generate_one(req)
 
     latencies, unsupported, texts_checked, reasons, diff, reason_lens = [], 0, 0, [], 0, []
@@ -103,7 +110,9 @@ def main() -> None:
             req, p = pitch(u, it)
             latencies.append((time.perf_counter() - t) * 1000)
             for text in p.texts():
-                unsupported += len(check(text, req.item, context=req.context(), known_brands=brands).unsupported)
+                unsupported += len(
+                    check(text, req.item, context=req.context(), known_brands=brands).unsupported
+                )
                 texts_checked += 1
             reasons.append(p.reason)
             reason_lens.append(len(p.reason) if p.lang == "zh" else len(p.reason.split()))
@@ -113,11 +122,24 @@ def main() -> None:
     lat = np.asarray(latencies)
     rows += [
         {"part": "generate", "metric": "pairs (user, item)", "value": len(latencies)},
-        {"part": "generate", "metric": "unsupported facts (all texts)", "value": unsupported, "n": texts_checked},
-        {"part": "generate", "metric": "different lead fact, different-interest users", "value":
-         round(diff / len(pairs_diff), 3), "n": len(pairs_diff)},
-        {"part": "generate", "metric": "different lead fact, same-top-category users", "value":
-         round(same_diff / max(len(pairs_same), 1), 3), "n": len(pairs_same)},
+        {
+            "part": "generate",
+            "metric": "unsupported facts (all texts)",
+            "value": unsupported,
+            "n": texts_checked,
+        },
+        {
+            "part": "generate",
+            "metric": "different lead fact, different-interest users",
+            "value": round(diff / len(pairs_diff), 3),
+            "n": len(pairs_diff),
+        },
+        {
+            "part": "generate",
+            "metric": "different lead fact, same-top-category users",
+            "value": round(same_diff / max(len(pairs_same), 1), 3),
+            "n": len(pairs_same),
+        },
         {"part": "generate", "metric": "distinct-2 of reasons", "value": round(_distinct2(reasons), 3)},
         {"part": "generate", "metric": "reason length max (zh chars / en words)", "value": max(reason_lens)},
         {"part": "generate", "metric": "latency p50 ms", "value": round(float(np.percentile(lat, 50)), 2)},
@@ -129,15 +151,27 @@ def main() -> None:
     t = time.perf_counter()
     report = evaluate_qa(ShelfQA(ds.items, faqs), questions)
     qa_ms = (time.perf_counter() - t) * 1000 / len(questions)
-    rows += [{"part": "qa", "metric": "questions (answerable / not)", "value":
-              f"{report['answerable']} / {report['unanswerable']}", "n": report["questions"]},
-             {"part": "qa", "metric": "answer accuracy", "value": round(report["accuracy"], 3)},
-             {"part": "qa", "metric": "correct don't-know rate", "value": round(report["dont_know_rate"], 3)},
-             {"part": "qa", "metric": "unsupported claims in answers", "value": report["unsupported_claims"]},
-             {"part": "qa", "metric": "ms per question (incl. index build)", "value": round(qa_ms, 2)}]
-    write_result("generate", rows, seed=SEED, world={"users": 1000, "hosts": 50, "days": 7,
-                                                     "events": len(ds.events), "items": len(ds.items)},
-                 simulate_s=round(sim_s, 1), profile_build_s=round(build_s, 1), backend="grounded")
+    rows += [
+        {
+            "part": "qa",
+            "metric": "questions (answerable / not)",
+            "value": f"{report['answerable']} / {report['unanswerable']}",
+            "n": report["questions"],
+        },
+        {"part": "qa", "metric": "answer accuracy", "value": round(report["accuracy"], 3)},
+        {"part": "qa", "metric": "correct don't-know rate", "value": round(report["dont_know_rate"], 3)},
+        {"part": "qa", "metric": "unsupported claims in answers", "value": report["unsupported_claims"]},
+        {"part": "qa", "metric": "ms per question (incl. index build)", "value": round(qa_ms, 2)},
+    ]
+    write_result(
+        "generate",
+        rows,
+        seed=SEED,
+        world={"users": 1000, "hosts": 50, "days": 7, "events": len(ds.events), "items": len(ds.items)},
+        simulate_s=round(sim_s, 1),
+        profile_build_s=round(build_s, 1),
+        backend="grounded",
+    )
 
 
 def _item_host(ds) -> dict[str, str]:  # noqa: ANN001

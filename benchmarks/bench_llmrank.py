@@ -45,8 +45,15 @@ def main() -> None:
     sasrec = SASRec(dropout=0.3, patience=5, n_threads=threads).fit(split.train)
     sasrec_fit = time.perf_counter() - t
     t = time.perf_counter()
-    llm = LLMRank(base="sasrec", top_n=20, method=method, epochs=epochs, train_users=train_users,
-                  n_threads=threads, seed=0).fit(split.train, base_model=sasrec)
+    llm = LLMRank(
+        base="sasrec",
+        top_n=20,
+        method=method,
+        epochs=epochs,
+        train_users=train_users,
+        n_threads=threads,
+        seed=0,
+    ).fit(split.train, base_model=sasrec)
     llm_fit = time.perf_counter() - t
 
     base_eval = evaluate_model(sasrec, sample)
@@ -60,17 +67,34 @@ def main() -> None:
         a, b = llm_eval.per_case["ndcg@10"][m], base_eval.per_case["ndcg@10"][m]
         cmp = compare(a, b, n_boot=2000) if m.sum() > 1 else None
         d = cmp.to_dict() if cmp is not None else {}
-        rows.append({"bucket": label, "cases": int(m.sum()), "sasrec ndcg@10": float(b.mean()) if m.any() else None,
-                     "llmrank ndcg@10": float(a.mean()) if m.any() else None,
-                     "sasrec recall@10": float(base_eval.per_case["recall@10"][m].mean()) if m.any() else None,
-                     "llmrank recall@10": float(llm_eval.per_case["recall@10"][m].mean()) if m.any() else None,
-                     **{f"diff {k}": v for k, v in d.items()}})
-    common.write_result("llmrank", rows, seconds=round(time.perf_counter() - t0, 1), cases=len(sample.cases),
-                        train_users=train_users, epochs=epochs, method=method, blend=llm.blend_,
-                        blend_grid=getattr(llm, "blend_grid_", {}), train_triples=llm.train_triples_,
-                        sasrec_fit_seconds=round(sasrec_fit, 1), llmrank_fit_seconds=round(llm_fit, 1),
-                        llmrank_eval_seconds=round(llm_eval_s, 1), ranker_fit=llm.ranker_.fit_stats_,
-                        note="LOO, full ranking, history not masked; seeded case sample; CPU, shared 2-core machine")
+        rows.append(
+            {
+                "bucket": label,
+                "cases": int(m.sum()),
+                "sasrec ndcg@10": float(b.mean()) if m.any() else None,
+                "llmrank ndcg@10": float(a.mean()) if m.any() else None,
+                "sasrec recall@10": float(base_eval.per_case["recall@10"][m].mean()) if m.any() else None,
+                "llmrank recall@10": float(llm_eval.per_case["recall@10"][m].mean()) if m.any() else None,
+                **{f"diff {k}": v for k, v in d.items()},
+            }
+        )
+    common.write_result(
+        "llmrank",
+        rows,
+        seconds=round(time.perf_counter() - t0, 1),
+        cases=len(sample.cases),
+        train_users=train_users,
+        epochs=epochs,
+        method=method,
+        blend=llm.blend_,
+        blend_grid=getattr(llm, "blend_grid_", {}),
+        train_triples=llm.train_triples_,
+        sasrec_fit_seconds=round(sasrec_fit, 1),
+        llmrank_fit_seconds=round(llm_fit, 1),
+        llmrank_eval_seconds=round(llm_eval_s, 1),
+        ranker_fit=llm.ranker_.fit_stats_,
+        note="LOO, full ranking, history not masked; seeded case sample; CPU, shared 2-core machine",
+    )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,17 @@ def main() -> None:
     world = simulate(SimConfig(n_users=USERS, n_hosts=HOSTS, days=DAYS, seed=SEED, use_review_corpus=False))
     ds = world.dataset
     ev = ds.events
-    bounds = [ev["ts"].min(), *ev["ts"].quantile(list(QUANTILES)).tolist(), ev["ts"].max() + pd.Timedelta("1s")]
+    bounds = [
+        ev["ts"].min(),
+        *ev["ts"].quantile(list(QUANTILES)).tolist(),
+        ev["ts"].max() + pd.Timedelta("1s"),
+    ]
     parts = [ev[(ev["ts"] >= a) & (ev["ts"] < b)] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    print(f"world: {len(ev):,} events, {len(ds.items):,} items, {len(parts)} windows "
-          f"({time.perf_counter() - t0:.1f}s)", flush=True)
+    print(
+        f"world: {len(ev):,} events, {len(ds.items):,} items, {len(parts)} windows "
+        f"({time.perf_counter() - t0:.1f}s)",
+        flush=True,
+    )
     rows: list[dict] = []
     wall: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,32 +72,74 @@ def main() -> None:
                 w0, c1 = time.perf_counter(), time.process_time()
                 refit = create_model(name, **params).fit(split.train)
                 refit_s, refit_cpu = time.perf_counter() - w0, time.process_time() - c1
-                refit_ndcg = evaluate_model(AlignedModel(refit, split.train.item_ids), split).metrics["ndcg@10"]
-                rows.append({
-                    "model": name, "window": k + 1, "train_events": r.window["train_events"],
-                    "cases": r.window["cases"], "mode": r.mode, "train_cpu_s": round(r.timings["train_cpu_s"], 4),
-                    "refit_cpu_s": round(refit_cpu, 4),
-                    "cpu_speedup": (round(refit_cpu / max(r.timings["train_cpu_s"], 1e-4), 1)
-                                    if r.mode == "update" else None),
-                    "cycle_cpu_s": round(cycle_cpu, 2),
-                    "ndcg@10": round(float(r.metrics["ndcg@10"]), 4), "refit_ndcg@10": round(float(refit_ndcg), 4),
-                    "production_ndcg@10": (round(float(r.production_metrics["ndcg@10"]), 4)
-                                           if r.production_metrics.get("ndcg@10") is not None else None),
-                    "decision": r.decision,
-                })
-                wall.append({"model": name, "window": k + 1, "train_s": r.timings["train_s"], "refit_s": refit_s,
-                             "cycle_s": r.timings["cycle_s"]})
-                print(f"{name} window {k + 1}: {r.mode} {r.decision} ({r.timings['cycle_s']:.1f}s)", flush=True)
+                refit_ndcg = evaluate_model(AlignedModel(refit, split.train.item_ids), split).metrics[
+                    "ndcg@10"
+                ]
+                rows.append(
+                    {
+                        "model": name,
+                        "window": k + 1,
+                        "train_events": r.window["train_events"],
+                        "cases": r.window["cases"],
+                        "mode": r.mode,
+                        "train_cpu_s": round(r.timings["train_cpu_s"], 4),
+                        "refit_cpu_s": round(refit_cpu, 4),
+                        "cpu_speedup": (
+                            round(refit_cpu / max(r.timings["train_cpu_s"], 1e-4), 1)
+                            if r.mode == "update"
+                            else None
+                        ),
+                        "cycle_cpu_s": round(cycle_cpu, 2),
+                        "ndcg@10": round(float(r.metrics["ndcg@10"]), 4),
+                        "refit_ndcg@10": round(float(refit_ndcg), 4),
+                        "production_ndcg@10": (
+                            round(float(r.production_metrics["ndcg@10"]), 4)
+                            if r.production_metrics.get("ndcg@10") is not None
+                            else None
+                        ),
+                        "decision": r.decision,
+                    }
+                )
+                wall.append(
+                    {
+                        "model": name,
+                        "window": k + 1,
+                        "train_s": r.timings["train_s"],
+                        "refit_s": refit_s,
+                        "cycle_s": r.timings["cycle_s"],
+                    }
+                )
+                print(
+                    f"{name} window {k + 1}: {r.mode} {r.decision} ({r.timings['cycle_s']:.1f}s)", flush=True
+                )
     updates = [r for r in rows if r["mode"] == "update"]
-    summary = {m: {"median_cpu_speedup": float(np.median([r["cpu_speedup"] for r in updates if r["model"] == m]))
-                   if any(r["model"] == m for r in updates) else None,
-                   "max_ndcg_gap_vs_refit": float(max(abs(r["ndcg@10"] - r["refit_ndcg@10"])
-                                                      for r in rows if r["model"] == m))}
-               for m in MODELS}
-    write_result("loop", rows, world={"users": USERS, "hosts": HOSTS, "days": DAYS, "seed": SEED,
-                                      "events": len(ev), "windows": len(parts)}, summary=summary, wall_seconds=wall,
-                 note="CPU seconds (process time, all threads); wall seconds under 'wall_seconds' were taken on a "
-                      "shared, loaded 2-core machine.")
+    summary = {
+        m: {
+            "median_cpu_speedup": float(np.median([r["cpu_speedup"] for r in updates if r["model"] == m]))
+            if any(r["model"] == m for r in updates)
+            else None,
+            "max_ndcg_gap_vs_refit": float(
+                max(abs(r["ndcg@10"] - r["refit_ndcg@10"]) for r in rows if r["model"] == m)
+            ),
+        }
+        for m in MODELS
+    }
+    write_result(
+        "loop",
+        rows,
+        world={
+            "users": USERS,
+            "hosts": HOSTS,
+            "days": DAYS,
+            "seed": SEED,
+            "events": len(ev),
+            "windows": len(parts),
+        },
+        summary=summary,
+        wall_seconds=wall,
+        note="CPU seconds (process time, all threads); wall seconds under 'wall_seconds' were taken on a "
+        "shared, loaded 2-core machine.",
+    )
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def scientific_task(seed: int = 0) -> tuple[list[str], list[str], list[str], lis
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
-    lines = (data_root() / "amazon-scientific" / "Scientific.text").read_text(encoding="utf-8").splitlines()[1:]
+    lines = (
+        (data_root() / "amazon-scientific" / "Scientific.text").read_text(encoding="utf-8").splitlines()[1:]
+    )
     rows = []
     for line in lines:
         _, _, text = line.partition("\t")
@@ -127,23 +129,51 @@ def run_one(task: str, method: str) -> dict[str, Any]:
 
     torch.set_num_threads(_env_int("PEFT_BENCH_THREADS", 2))
     max_length = _env_int("PEFT_BENCH_MAX_LENGTH", 64)
-    train_x, train_y, test_x, test_y = scientific_task() if task == "scientific-category" else sentiment_task()
-    cfg = FinetuneConfig(task="classification", method=method, epochs=_env_int("PEFT_BENCH_EPOCHS", 2),
-                         batch_size=16, eval_batch_size=64, max_length=max_length, patience=None, seed=0,
-                         warmup=0.06, device=os.environ.get("PEFT_BENCH_DEVICE", "auto"))
-    settings = {**SETTINGS[method], **json.loads(os.environ.get("PEFT_BENCH_OVERRIDES", "{}")).get(method, {})}
+    train_x, train_y, test_x, test_y = (
+        scientific_task() if task == "scientific-category" else sentiment_task()
+    )
+    cfg = FinetuneConfig(
+        task="classification",
+        method=method,
+        epochs=_env_int("PEFT_BENCH_EPOCHS", 2),
+        batch_size=16,
+        eval_batch_size=64,
+        max_length=max_length,
+        patience=None,
+        seed=0,
+        warmup=0.06,
+        device=os.environ.get("PEFT_BENCH_DEVICE", "auto"),
+    )
+    settings = {
+        **SETTINGS[method],
+        **json.loads(os.environ.get("PEFT_BENCH_OVERRIDES", "{}")).get(method, {}),
+    }
     cfg = dataclasses.replace(cfg, **settings)
     t0 = time.perf_counter()
     ft = Finetuner(cfg).fit(train_x, train_y)
     seconds = time.perf_counter() - t0
     report = ft.evaluate(test_x, test_y)
     s = ft.fit_stats_
-    return {"task": task, "method": method, "trainable_pct": round(s["trainable_pct"], 4),
-            "macro_f1": round(report["macro_f1"], 4), "auc": round(report["auc"], 4),
-            "accuracy": round(report["accuracy"], 4), "seconds": round(seconds, 1),
-            "examples_per_s": round(s["examples_per_s"], 1), "peak_mem_mb": round(s["peak_mem_mb"], 1),
-            "n_train": len(train_x), "n_test": len(test_x), "classes": len(ft.labels_), "lr": cfg.learning_rate,
-            "epochs": cfg.epochs, "max_length": max_length, "settings": settings, "device": str(ft.device_), "threads": torch.get_num_threads()}
+    return {
+        "task": task,
+        "method": method,
+        "trainable_pct": round(s["trainable_pct"], 4),
+        "macro_f1": round(report["macro_f1"], 4),
+        "auc": round(report["auc"], 4),
+        "accuracy": round(report["accuracy"], 4),
+        "seconds": round(seconds, 1),
+        "examples_per_s": round(s["examples_per_s"], 1),
+        "peak_mem_mb": round(s["peak_mem_mb"], 1),
+        "n_train": len(train_x),
+        "n_test": len(test_x),
+        "classes": len(ft.labels_),
+        "lr": cfg.learning_rate,
+        "epochs": cfg.epochs,
+        "max_length": max_length,
+        "settings": settings,
+        "device": str(ft.device_),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -162,13 +192,27 @@ def main() -> None:
             continue
         texts = (scientific_task() if task == "scientific-category" else sentiment_task())[0]
         notes[f"{task}_unk_ratio"] = round(unk_ratio(texts[:500], 64), 4)
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         parallel = max(1, _env_int("PEFT_BENCH_PARALLEL", 1))
         for start in range(0, len(methods), parallel):
-            procs = [(m, subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--one", task, m],
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-                     for m in methods[start:start + parallel]]
+            procs = [
+                (
+                    m,
+                    subprocess.Popen(
+                        [sys.executable, str(Path(__file__).resolve()), "--one", task, m],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    ),
+                )
+                for m in methods[start : start + parallel]
+            ]
             for method, proc in procs:
                 stdout, stderr = proc.communicate()
                 if proc.returncode != 0:
@@ -180,8 +224,15 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     verdict = lora_verdict(rows)
-    write_result("peft", rows, model="all-MiniLM-L6-v2 (bundled)", verdict=verdict, notes=notes,
-                 settings=SETTINGS, peak_mem="peak RSS added during fit (model load + training), own process")
+    write_result(
+        "peft",
+        rows,
+        model="all-MiniLM-L6-v2 (bundled)",
+        verdict=verdict,
+        notes=notes,
+        settings=SETTINGS,
+        peak_mem="peak RSS added during fit (model load + training), own process",
+    )
     for line in verdict:
         print(line)
 
@@ -194,9 +245,11 @@ def lora_verdict(rows: list[dict[str, Any]]) -> list[str]:
         if "full" in by and "lora" in by:
             gap = 100 * (by["full"]["macro_f1"] - by["lora"]["macro_f1"])
             ok = gap <= 2.0 and by["lora"]["trainable_pct"] <= 1.0
-            out.append(f"{task}: LoRA macro-F1 {by['lora']['macro_f1']:.4f} vs full {by['full']['macro_f1']:.4f} "
-                       f"(gap {gap:+.2f} points) at {by['lora']['trainable_pct']:.2f} % trainable -> "
-                       f"{'PASS' if ok else 'FAIL'}")
+            out.append(
+                f"{task}: LoRA macro-F1 {by['lora']['macro_f1']:.4f} vs full {by['full']['macro_f1']:.4f} "
+                f"(gap {gap:+.2f} points) at {by['lora']['trainable_pct']:.2f} % trainable -> "
+                f"{'PASS' if ok else 'FAIL'}"
+            )
     return out
 
 

@@ -65,12 +65,19 @@ def slice_users(ds, max_users: int):
     mask = ds.events["user"].astype(str).isin(keep).to_numpy()
     events = ds.events[mask].reset_index(drop=True)
     split = None if ds.split is None else ds.split[mask].reset_index(drop=True)
-    return dataclasses.replace(ds, events=events, split=split, name=f"{ds.name} (every {step}th user)"), len(keep)
+    return dataclasses.replace(ds, events=events, split=split, name=f"{ds.name} (every {step}th user)"), len(
+        keep
+    )
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict:
     t = compare(a, b, seed=SEED)
-    return {"mean_diff": t.mean_diff, "ci": [t.ci_low, t.ci_high], "p_ttest": t.p_ttest, "p_bootstrap": t.p_bootstrap}
+    return {
+        "mean_diff": t.mean_diff,
+        "ci": [t.ci_low, t.ci_high],
+        "p_ttest": t.p_ttest,
+        "p_bootstrap": t.p_bootstrap,
+    }
 
 
 def run_dataset(name: str, max_users: int, params: dict, seq_params: dict) -> list[dict]:
@@ -84,11 +91,22 @@ def run_dataset(name: str, max_users: int, params: dict, seq_params: dict) -> li
     def add(model_name: str, model, fit_s: float, total_s: float, extra: dict | None = None) -> None:
         ev = evaluate_model(model, split)
         per_case[model_name] = ev.per_case
-        rows.append({"dataset": name, "model": model_name, "ndcg@10": ev.metrics["ndcg@10"],
-                     "recall@10": ev.metrics["recall@10"], "ndcg@50": ev.metrics["ndcg@50"],
-                     "fit_seconds": round(fit_s, 1), "total_fit_seconds": round(total_s, 1),
-                     "eval_seconds": round(ev.eval_seconds, 1), "cases": len(split.cases), "users": n_users,
-                     "load_1min": round(os.getloadavg()[0], 2), **(extra or {})})
+        rows.append(
+            {
+                "dataset": name,
+                "model": model_name,
+                "ndcg@10": ev.metrics["ndcg@10"],
+                "recall@10": ev.metrics["recall@10"],
+                "ndcg@50": ev.metrics["ndcg@50"],
+                "fit_seconds": round(fit_s, 1),
+                "total_fit_seconds": round(total_s, 1),
+                "eval_seconds": round(ev.eval_seconds, 1),
+                "cases": len(split.cases),
+                "users": n_users,
+                "load_1min": round(os.getloadavg()[0], 2),
+                **(extra or {}),
+            }
+        )
 
     for src in sources.split(","):
         reason = skip_reason(src, train)
@@ -123,15 +141,25 @@ def run_dataset(name: str, max_users: int, params: dict, seq_params: dict) -> li
     ranker = HybridRanker(sources=names, source_params=sp_all, seed=SEED, **params).fit(train, sources=fitted)
     fit_s = time.perf_counter() - t0
     info = ranker.fit_info_
-    add("ranker", ranker, fit_s, src_total + fit_s, {
-        "candidate_recall": info["candidate_recall"], "targets": info["targets"],
-        "best_iteration": info["best_iteration"],
-        "top_features": dict(list(info["feature_importance"].items())[:8]),
-        "skipped_sources": info["skipped_sources"], "params": json.dumps({**SETTINGS, **params}, sort_keys=True)})
+    add(
+        "ranker",
+        ranker,
+        fit_s,
+        src_total + fit_s,
+        {
+            "candidate_recall": info["candidate_recall"],
+            "targets": info["targets"],
+            "best_iteration": info["best_iteration"],
+            "top_features": dict(list(info["feature_importance"].items())[:8]),
+            "skipped_sources": info["skipped_sources"],
+            "params": json.dumps({**SETTINGS, **params}, sort_keys=True),
+        },
+    )
     for row in rows:
         if row.get("model") in per_case and row["model"] != "ranker":
-            row["ranker_vs"] = {m: paired(per_case[row["model"]][m], per_case["ranker"][m])
-                                for m in ("ndcg@10", "recall@10")}
+            row["ranker_vs"] = {
+                m: paired(per_case[row["model"]][m], per_case["ranker"][m]) for m in ("ndcg@10", "recall@10")
+            }
             row["ranker_minus_ndcg@10"] = row["ranker_vs"]["ndcg@10"]["mean_diff"]
             row["p_ttest_ndcg@10"] = row["ranker_vs"]["ndcg@10"]["p_ttest"]
     for row in rows:
@@ -140,7 +168,9 @@ def run_dataset(name: str, max_users: int, params: dict, seq_params: dict) -> li
 
 
 def main() -> None:
-    wanted = [d.strip() for d in os.environ.get("RANKER_DATASETS", ",".join(DATASETS)).split(",") if d.strip()]
+    wanted = [
+        d.strip() for d in os.environ.get("RANKER_DATASETS", ",".join(DATASETS)).split(",") if d.strip()
+    ]
     max_users = int(os.environ.get("RANKER_MAX_USERS", "0"))
     params = {**SETTINGS, **json.loads(os.environ.get("RANKER_PARAMS", "{}"))}
     seq_params = json.loads(os.environ.get("RANKER_SASREC", "{}"))
@@ -157,14 +187,22 @@ def main() -> None:
         order = list(DATASETS)
         done = sorted(kept + rows, key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else 99)
         for r in done:  # nested fields (paired tests, feature importance) go to "details", off the table
-            nested = {k: r.pop(k) for k in [k for k, v in r.items() if isinstance(v, (dict, list))] + ["params"]
-                      if k in r}
+            nested = {
+                k: r.pop(k)
+                for k in [k for k, v in r.items() if isinstance(v, (dict, list))] + ["params"]
+                if k in r
+            }
             if nested:
                 details.setdefault(f"{r['dataset']}/{r['model']}", {}).update(nested)
-        common.write_result("ranker", done, details=details,
-                            seconds=round(time.perf_counter() - t0, 1), seed=SEED,
-                            note="LOO, full ranking, history not masked; CPU, shared 2-core machine; "
-                                 "details[<dataset>/<model>].ranker_vs = paired tests of ranker minus that row")
+        common.write_result(
+            "ranker",
+            done,
+            details=details,
+            seconds=round(time.perf_counter() - t0, 1),
+            seed=SEED,
+            note="LOO, full ranking, history not masked; CPU, shared 2-core machine; "
+            "details[<dataset>/<model>].ranker_vs = paired tests of ranker minus that row",
+        )
 
 
 if __name__ == "__main__":

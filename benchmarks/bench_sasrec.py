@@ -41,8 +41,19 @@ DATASETS = {
 #:   post-LN, batch 128, smooth 0.1 0.0586 / 0.0521 / 12 (chosen: same test, half the epochs)
 #:   post-LN, batch 64,  smooth 0.1 0.0581 / 0.0524 / 8
 #: The model defaults equal these settings; see the helper report for the full table.
-SETTINGS = {"hidden": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "dropout": 0.5, "norm": "post",
-            "label_smoothing": 0.1, "lr": 1e-3, "batch_size": 128, "patience": 10, "seed": 0}
+SETTINGS = {
+    "hidden": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "max_len": 50,
+    "dropout": 0.5,
+    "norm": "post",
+    "label_smoothing": 0.1,
+    "lr": 1e-3,
+    "batch_size": 128,
+    "patience": 10,
+    "seed": 0,
+}
 
 
 class EpochLog(Callback):
@@ -60,21 +71,31 @@ def run_one(name: str, threads: int, epochs: int | None) -> dict:
     params = {**SETTINGS, **extra, **override, "n_threads": threads}
     if epochs:
         params["epochs"] = epochs
-    model = SASRec(**params).fit(split.train, callbacks=[EpochLog()] if os.environ.get("SASREC_VERBOSE") else None)
+    model = SASRec(**params).fit(
+        split.train, callbacks=[EpochLog()] if os.environ.get("SASREC_VERBOSE") else None
+    )
     metrics = evaluate_model(model, split).metrics
     epochs_run = len(model.history_)
     best = max(model.history_, key=lambda h: h.get("ndcg@10", -1.0))
     train_s = sum(h["train_seconds"] for h in model.history_)
     return {
-        "dataset": name, "model": "sasrec",
-        "recall@10": metrics["recall@10"], "ndcg@10": metrics["ndcg@10"],
-        "valid_ndcg@10": best.get("ndcg@10"), "valid_recall@10": best.get("recall@10"),
-        "recall@50": metrics["recall@50"], "ndcg@50": metrics["ndcg@50"],
-        "fit_seconds": round(model.fit_seconds_, 1), "epochs": epochs_run, "best_epoch": model.best_epoch_,
+        "dataset": name,
+        "model": "sasrec",
+        "recall@10": metrics["recall@10"],
+        "ndcg@10": metrics["ndcg@10"],
+        "valid_ndcg@10": best.get("ndcg@10"),
+        "valid_recall@10": best.get("recall@10"),
+        "recall@50": metrics["recall@50"],
+        "ndcg@50": metrics["ndcg@50"],
+        "fit_seconds": round(model.fit_seconds_, 1),
+        "epochs": epochs_run,
+        "best_epoch": model.best_epoch_,
         "seconds_per_epoch": round(train_s / max(epochs_run, 1), 2),
         "cpu_seconds_per_epoch": round(sum(h["cpu_seconds"] for h in model.history_) / max(epochs_run, 1), 2),
-        "published_ndcg@10": pub_ndcg, "ratio": round(metrics["ndcg@10"] / pub_ndcg, 3),
-        "published_recall@10": pub_recall, "threads": threads,
+        "published_ndcg@10": pub_ndcg,
+        "ratio": round(metrics["ndcg@10"] / pub_ndcg, 3),
+        "published_recall@10": pub_recall,
+        "threads": threads,
         "params": json.dumps({k: v for k, v in params.items() if k != "n_threads"}, sort_keys=True),
     }
 
@@ -97,25 +118,41 @@ def run_live(threads: int, epochs: int | None) -> list[dict]:
         model = create_model(name, **({} if name == "repeat" else params)).fit(split.train)
         ev = evaluate_model(model, split)
         per_case[name] = ev.per_case["ndcg@10"]
-        row = {"dataset": "twitch-synthetic-live", "model": name, "ndcg@10": ev.metrics["ndcg@10"],
-               "recall@10": ev.metrics["recall@10"], "fit_seconds": round(time.perf_counter() - t0, 1),
-               "cases": len(split.cases)}
+        row = {
+            "dataset": "twitch-synthetic-live",
+            "model": name,
+            "ndcg@10": ev.metrics["ndcg@10"],
+            "recall@10": ev.metrics["recall@10"],
+            "fit_seconds": round(time.perf_counter() - t0, 1),
+            "cases": len(split.cases),
+        }
         if name != "repeat":
             best = max(model.history_, key=lambda h: h.get("ndcg@10", -1.0))
-            row.update({"valid_ndcg@10": best.get("ndcg@10"), "epochs": len(model.history_),
-                        "best_epoch": model.best_epoch_})
+            row.update(
+                {
+                    "valid_ndcg@10": best.get("ndcg@10"),
+                    "epochs": len(model.history_),
+                    "best_epoch": model.best_epoch_,
+                }
+            )
         rows.append(row)
     for row in rows[1:]:
         for base in ("repeat", "sasrec"):
             if base != row["model"]:
                 test = compare(per_case[base], per_case[row["model"]])
-                row[f"vs_{base}"] = {"mean_diff": test.mean_diff, "ci": [test.ci_low, test.ci_high],
-                                     "p_ttest": test.p_ttest, "p_bootstrap": test.p_bootstrap}
+                row[f"vs_{base}"] = {
+                    "mean_diff": test.mean_diff,
+                    "ci": [test.ci_low, test.ci_high],
+                    "p_ttest": test.p_ttest,
+                    "p_bootstrap": test.p_bootstrap,
+                }
     return rows
 
 
 def main() -> None:
-    wanted = [d.strip() for d in os.environ.get("SASREC_DATASETS", "scientific,beauty").split(",") if d.strip()]
+    wanted = [
+        d.strip() for d in os.environ.get("SASREC_DATASETS", "scientific,beauty").split(",") if d.strip()
+    ]
     threads = int(os.environ.get("SASREC_THREADS", "1"))
     epochs = int(os.environ["SASREC_EPOCHS"]) if os.environ.get("SASREC_EPOCHS") else None
     previous = common.RESULTS / "sasrec.json"
@@ -132,8 +169,12 @@ def main() -> None:
             rows.append(run_one(name, threads, epochs))
     order = [*DATASETS, "twitch-synthetic-live"]
     rows = sorted(kept + rows, key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else 99)
-    common.write_result("sasrec", rows, seconds=round(time.perf_counter() - t0, 1),
-                        note="LOO, full ranking, history not masked; CPU, shared 2-core machine")
+    common.write_result(
+        "sasrec",
+        rows,
+        seconds=round(time.perf_counter() - t0, 1),
+        note="LOO, full ranking, history not masked; CPU, shared 2-core machine",
+    )
 
 
 if __name__ == "__main__":

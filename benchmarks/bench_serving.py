@@ -74,8 +74,20 @@ WORKERS = {"memory": 1, "redis": 2}
 #: collector flushing every 50 ms), while its shelf is read at BURST_READ_RATE.
 BURST_VIEWERS, BURST_S, BURST_BATCH, BURST_READ_RATE = 2000, 10.0, 10, 100.0
 #: The ``summary`` object of serving.json, one per backend (issue 13).
-SUMMARY_FIELDS = ("backend", "workers", "feed_p99_ms", "shelf_p99_ms", "read_rate_per_s", "read_errors",
-                  "events_per_s", "feed_cpu_ms", "shelf_cpu_ms", "startup_s", "rss_mb", "load_avg_1m")
+SUMMARY_FIELDS = (
+    "backend",
+    "workers",
+    "feed_p99_ms",
+    "shelf_p99_ms",
+    "read_rate_per_s",
+    "read_errors",
+    "events_per_s",
+    "feed_cpu_ms",
+    "shelf_cpu_ms",
+    "startup_s",
+    "rss_mb",
+    "load_avg_1m",
+)
 API_KEY = "bench-" + uuid.uuid4().hex[:12]
 SEED = 7
 
@@ -102,27 +114,58 @@ def world_frames(now: pd.Timestamp, seed: int = SEED) -> dict[str, pd.DataFrame]
     leaf = np.array([p.split(" > ")[-1] for p in paths], dtype=object)
     brand = brands[rng.integers(0, len(brands), N_ITEMS)]
     price = np.round(lv.price[cat] * rng.lognormal(0, 0.4, N_ITEMS), 2)
-    items = pd.DataFrame({
-        "id": item_ids, "title": brand + " " + leaf + " " + pd.Series(item_ids).str[1:].to_numpy(),
-        "description": "直播间爆款 " + leaf, "category": paths, "brand": brand, "price": price,
-        "rating": np.round(rng.uniform(3.0, 5.0, N_ITEMS), 1),
-        "attributes": [json.dumps({"stock": int(s)}) for s in rng.integers(1, 500, N_ITEMS)],
-        "language": "zh"})
-    users = pd.DataFrame({"id": user_ids, "gender": rng.choice(["f", "m"], N_USERS),
-                          "age_band": rng.choice(["18-24", "25-34", "35-44"], N_USERS),
-                          "region": rng.choice(["north", "south", "east", "west"], N_USERS),
-                          "spending_tier": rng.choice(["low", "mid", "high", "vip"], N_USERS)})
-    hosts = pd.DataFrame({"id": host_ids, "name": [f"host {h}" for h in range(n_hosts)],
-                          "categories": [json.dumps([p.split(" > ")[0]], ensure_ascii=False)
-                                         for p in np.asarray(lv.path_zh, dtype=object)[room_cat]]})
+    items = pd.DataFrame(
+        {
+            "id": item_ids,
+            "title": brand + " " + leaf + " " + pd.Series(item_ids).str[1:].to_numpy(),
+            "description": "直播间爆款 " + leaf,
+            "category": paths,
+            "brand": brand,
+            "price": price,
+            "rating": np.round(rng.uniform(3.0, 5.0, N_ITEMS), 1),
+            "attributes": [json.dumps({"stock": int(s)}) for s in rng.integers(1, 500, N_ITEMS)],
+            "language": "zh",
+        }
+    )
+    users = pd.DataFrame(
+        {
+            "id": user_ids,
+            "gender": rng.choice(["f", "m"], N_USERS),
+            "age_band": rng.choice(["18-24", "25-34", "35-44"], N_USERS),
+            "region": rng.choice(["north", "south", "east", "west"], N_USERS),
+            "spending_tier": rng.choice(["low", "mid", "high", "vip"], N_USERS),
+        }
+    )
+    hosts = pd.DataFrame(
+        {
+            "id": host_ids,
+            "name": [f"host {h}" for h in range(n_hosts)],
+            "categories": [
+                json.dumps([p.split(" > ")[0]], ensure_ascii=False)
+                for p in np.asarray(lv.path_zh, dtype=object)[room_cat]
+            ],
+        }
+    )
     start = now - pd.Timedelta(days=3)  # before every event: the ranker replays them on live shelves
-    rooms = pd.DataFrame({"id": room_ids, "host": host_ids, "title": [f"直播 {r}" for r in range(N_ROOMS)],
-                          "start": pd.Series([start] * N_ROOMS), "end": pd.Series([pd.NaT] * N_ROOMS,
-                                                                                  dtype="datetime64[us, UTC]")})
+    rooms = pd.DataFrame(
+        {
+            "id": room_ids,
+            "host": host_ids,
+            "title": [f"直播 {r}" for r in range(N_ROOMS)],
+            "start": pd.Series([start] * N_ROOMS),
+            "end": pd.Series([pd.NaT] * N_ROOMS, dtype="datetime64[us, UTC]"),
+        }
+    )
     slot_room = room_of_item
-    shelf = pd.DataFrame({"room": room_ids[slot_room], "item": item_ids, "start": pd.Series([start] * N_ITEMS),
-                          "end": pd.Series([pd.NaT] * N_ITEMS, dtype="datetime64[us, UTC]"),
-                          "pinned": (np.arange(N_ITEMS) % SHELF_PER_ROOM) == 0})
+    shelf = pd.DataFrame(
+        {
+            "room": room_ids[slot_room],
+            "item": item_ids,
+            "start": pd.Series([start] * N_ITEMS),
+            "end": pd.Series([pd.NaT] * N_ITEMS, dtype="datetime64[us, UTC]"),
+            "pinned": (np.arange(N_ITEMS) % SHELF_PER_ROOM) == 0,
+        }
+    )
     for f in (rooms, shelf):
         f["start"] = f["start"].astype("datetime64[us, UTC]")
 
@@ -131,8 +174,11 @@ def world_frames(now: pd.Timestamp, seed: int = SEED) -> dict[str, pd.DataFrame]
     room_pop = rng.permutation(room_pop / room_pop.sum())
     fav = rng.choice(N_ROOMS, size=(N_USERS, 2), p=room_pop)
     ev_user = np.sort(rng.integers(0, N_USERS, N_EVENTS))
-    ev_room = np.where(rng.random(N_EVENTS) < 0.85, fav[ev_user, rng.integers(0, 2, N_EVENTS)],
-                       rng.choice(N_ROOMS, N_EVENTS, p=room_pop))
+    ev_room = np.where(
+        rng.random(N_EVENTS) < 0.85,
+        fav[ev_user, rng.integers(0, 2, N_EVENTS)],
+        rng.choice(N_ROOMS, N_EVENTS, p=room_pop),
+    )
     ev_item = ev_room * SHELF_PER_ROOM + np.minimum(rng.geometric(0.25, N_EVENTS) - 1, SHELF_PER_ROOM - 1)
     types = np.array(["enter", "view", "click", "like", "cart", "purchase"], dtype=object)
     ev_type = types[rng.choice(len(types), N_EVENTS, p=[0.2, 0.3, 0.3, 0.08, 0.08, 0.04])]
@@ -140,13 +186,18 @@ def world_frames(now: pd.Timestamp, seed: int = SEED) -> dict[str, pd.DataFrame]
     ev_ts = np.sort(rng.uniform(t_end - 2 * 86400, t_end, N_EVENTS))  # sorted within users below
     order = np.lexsort((ev_ts, ev_user))
     has_item = ev_type != "enter"
-    events = pd.DataFrame({
-        "event_id": "e" + pd.Series(np.arange(N_EVENTS)).astype(str).str.zfill(8),
-        "ts": pd.to_datetime(ev_ts[order], unit="s", utc=True).astype("datetime64[us, UTC]"),
-        "user": user_ids[ev_user[order]], "type": ev_type[order], "room": room_ids[ev_room[order]],
-        "item": np.where(has_item[order], item_ids[ev_item[order]], None),
-        "value": np.where(ev_type[order] == "purchase", price[ev_item[order]], np.nan),
-        "text": None})
+    events = pd.DataFrame(
+        {
+            "event_id": "e" + pd.Series(np.arange(N_EVENTS)).astype(str).str.zfill(8),
+            "ts": pd.to_datetime(ev_ts[order], unit="s", utc=True).astype("datetime64[us, UTC]"),
+            "user": user_ids[ev_user[order]],
+            "type": ev_type[order],
+            "room": room_ids[ev_room[order]],
+            "item": np.where(has_item[order], item_ids[ev_item[order]], None),
+            "value": np.where(ev_type[order] == "purchase", price[ev_item[order]], np.nan),
+            "text": None,
+        }
+    )
     return {"items": items, "users": users, "hosts": hosts, "rooms": rooms, "shelf": shelf, "events": events}
 
 
@@ -178,20 +229,33 @@ def build_home(folder: Path) -> dict[str, Any]:
 
     report = train_ranker(folder, source="events", max_queries=3000)
     if not report.promoted:
-        raise RuntimeError(f"bench world: the learned ranker was not promoted ({report.reason}); the benchmark "
-                           f"serves the ranker. Report: {json.dumps(report.to_dict(), default=str)[:2000]}")
+        raise RuntimeError(
+            f"bench world: the learned ranker was not promoted ({report.reason}); the benchmark "
+            f"serves the ranker. Report: {json.dumps(report.to_dict(), default=str)[:2000]}"
+        )
     # every item's content neighbours, precomputed as a deployment would (liveshelf index build)
     t1 = time.perf_counter()
-    out = subprocess.run([CLI, "index", "build", "--home", str(folder)], capture_output=True, text=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [CLI, "index", "build", "--home", str(folder)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"bench world: liveshelf index build failed: {out.stderr[-2000:]}")
     t_index = time.perf_counter() - t1
     shelves = frames["shelf"].groupby("room", sort=True)["item"].apply(list)
-    targets = {"users": frames["users"]["id"].tolist(), "rooms": shelves.index.tolist(),
-               "shelves": shelves.tolist(), "built": now.isoformat(), "ingest_s": round(t_ingest, 1),
-               "fit_s": round(t_fit, 1), "model": "itemknn", "ranker": ranker_summary(report.to_dict()),
-               "index_build_s": round(t_index, 1)}
+    targets = {
+        "users": frames["users"]["id"].tolist(),
+        "rooms": shelves.index.tolist(),
+        "shelves": shelves.tolist(),
+        "built": now.isoformat(),
+        "ingest_s": round(t_ingest, 1),
+        "fit_s": round(t_fit, 1),
+        "model": "itemknn",
+        "ranker": ranker_summary(report.to_dict()),
+        "index_build_s": round(t_index, 1),
+    }
     (folder / "targets.json").write_text(json.dumps(targets))
     return targets
 
@@ -201,11 +265,19 @@ def ranker_summary(report: dict[str, Any]) -> dict[str, Any]:
     surfaces = {}
     for name, s in report.get("surfaces", {}).items():
         ndcg = s.get("ndcg@5", {})
-        surfaces[name] = {"queries": s.get("queries"), "train_queries": s.get("train_queries"),
-                          **{f"ndcg5_{k.replace('-', '_')}": round(float(v), 4) for k, v in ndcg.items()},
-                          "p_vs_blend": (s.get("ranker_vs_blend") or {}).get("p_ttest")}
-    return {"version": report.get("version"), "promoted": report.get("promoted"),
-            "surfaces_kept": report.get("surfaces_kept"), "train_s": report.get("seconds"), "surfaces": surfaces}
+        surfaces[name] = {
+            "queries": s.get("queries"),
+            "train_queries": s.get("train_queries"),
+            **{f"ndcg5_{k.replace('-', '_')}": round(float(v), 4) for k, v in ndcg.items()},
+            "p_vs_blend": (s.get("ranker_vs_blend") or {}).get("p_ttest"),
+        }
+    return {
+        "version": report.get("version"),
+        "promoted": report.get("promoted"),
+        "surfaces_kept": report.get("surfaces_kept"),
+        "train_s": report.get("seconds"),
+        "surfaces": surfaces,
+    }
 
 
 def cached_home() -> Path:
@@ -246,15 +318,41 @@ class Server:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "LIVESHELF_API_KEYS": API_KEY, "LIVESHELF_STATE_PREFIX": prefix,
-               # one load-generator address stands for many viewers: lift the per-client rate limit
-               "LIVESHELF_RATE_PER_S": "1000000", "LIVESHELF_RATE_BURST": "1000000",
-               "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "LIVESHELF_API_KEYS": API_KEY,
+            "LIVESHELF_STATE_PREFIX": prefix,
+            # one load-generator address stands for many viewers: lift the per-client rate limit
+            "LIVESHELF_RATE_PER_S": "1000000",
+            "LIVESHELF_RATE_BURST": "1000000",
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([CLI, "serve", "--home", str(home), "--state", state, "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--log-level", "warning", "--workers", str(workers)],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        self.proc = subprocess.Popen(
+            [
+                CLI,
+                "serve",
+                "--home",
+                str(home),
+                "--state",
+                state,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         import psutil
 
         self.ps = psutil.Process(self.proc.pid)
@@ -349,8 +447,22 @@ class Profile:
         if not Path(spy).exists():
             raise RuntimeError("BENCH_PROFILE=1 needs py-spy: pip install -e '.[bench]'")
         common.RESULTS.mkdir(parents=True, exist_ok=True)
-        cmd = [spy, "record", "-o", str(self.out), "--pid", str(server.proc.pid), "--rate", "200", "--nonblocking",
-               "--duration", "600", "--format", "flamegraph", "--function"]
+        cmd = [
+            spy,
+            "record",
+            "-o",
+            str(self.out),
+            "--pid",
+            str(server.proc.pid),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--duration",
+            "600",
+            "--format",
+            "flamegraph",
+            "--function",
+        ]
         if server.workers > 1:
             cmd.append("--subprocesses")
         self.log = open(self.out.with_suffix(".log"), "wb")  # noqa: SIM115 - closed in __exit__
@@ -374,11 +486,16 @@ class Profile:
         if self.out.exists():
             log.unlink(missing_ok=True)
             self.top = flame_top(self.out)
-            print(f"flame graph: {self.out.relative_to(ROOT)}; top frames (self %): "
-                  + "; ".join(f"{f['frame']} {f['self_pct']}" for f in self.top["self"][:5]), flush=True)
+            print(
+                f"flame graph: {self.out.relative_to(ROOT)}; top frames (self %): "
+                + "; ".join(f"{f['frame']} {f['self_pct']}" for f in self.top["self"][:5]),
+                flush=True,
+            )
         else:
-            print(f"py-spy wrote no flame graph ({self.proc.returncode}): {log.read_text(errors='replace')[-500:]}",
-                  flush=True)
+            print(
+                f"py-spy wrote no flame graph ({self.proc.returncode}): {log.read_text(errors='replace')[-500:]}",
+                flush=True,
+            )
 
 
 def flame_top(svg: Path, n: int = 12) -> dict[str, Any]:
@@ -387,8 +504,10 @@ def flame_top(svg: Path, n: int = 12) -> dict[str, Any]:
     import re
     from collections import defaultdict
 
-    pat = re.compile(r'<title>(.*?) \((?:[\d,]+) samples?, [\d.]+%\)</title><rect [^>]*?y="(\d+)"[^>]*?'
-                     r'fg:x="(\d+)" fg:w="(\d+)"')
+    pat = re.compile(
+        r'<title>(.*?) \((?:[\d,]+) samples?, [\d.]+%\)</title><rect [^>]*?y="(\d+)"[^>]*?'
+        r'fg:x="(\d+)" fg:w="(\d+)"'
+    )
     text = svg.read_text(errors="replace")
     frames = [(int(y), int(x), int(w), html.unescape(name)) for name, y, x, w in pat.findall(text)]
     if not frames:
@@ -418,15 +537,22 @@ def flame_top(svg: Path, n: int = 12) -> dict[str, Any]:
 
     def top(d: dict[str, int]) -> list[dict[str, Any]]:
         ranked = sorted(((k, v) for k, v in d.items() if k != "all"), key=lambda kv: -kv[1])
-        return [{"frame": k, "self_pct" if d is own else "total_pct": round(100 * v / samples, 1)}
-                for k, v in ranked[:n]]
+        return [
+            {"frame": k, "self_pct" if d is own else "total_pct": round(100 * v / samples, 1)}
+            for k, v in ranked[:n]
+        ]
 
     return {"samples": samples, "self": top(own), "total": top(total)}
 
 
 def loadgen(args: list[str], timeout: float) -> dict[str, Any]:
-    out = subprocess.run([PY, str(HERE / "loadgen.py"), *args], capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [PY, str(HERE / "loadgen.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed ({out.returncode}): {out.stderr[-2000:]}")
     return json.loads(out.stdout)
@@ -465,8 +591,17 @@ def redis_up() -> bool:
 
 # ------------------------------------------------------------------------------------ one backend
 def _row(backend: str, route: str, mode: str, s: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"backend": backend, "route": route, "mode": mode, "n": s["count"], "errors": s["errors"],
-            "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"], "p99_ms": s["p99_ms"], **extra}
+    return {
+        "backend": backend,
+        "route": route,
+        "mode": mode,
+        "n": s["count"],
+        "errors": s["errors"],
+        "p50_ms": s["p50_ms"],
+        "p95_ms": s["p95_ms"],
+        "p99_ms": s["p99_ms"],
+        **extra,
+    }
 
 
 def _note_profile(note: Any, phase: str, prof: Profile) -> None:
@@ -474,8 +609,15 @@ def _note_profile(note: Any, phase: str, prof: Profile) -> None:
         note(f"profile {phase}", {"svg": str(prof.out.relative_to(ROOT)), **prof.top})
 
 
-def run_backend(template: Path, backend: str, work: Path, plan: dict[str, float], details: list[dict[str, Any]],
-                summaries: dict[str, dict[str, Any]], profile: bool = False) -> list[dict[str, Any]]:
+def run_backend(
+    template: Path,
+    backend: str,
+    work: Path,
+    plan: dict[str, float],
+    details: list[dict[str, Any]],
+    summaries: dict[str, dict[str, Any]],
+    profile: bool = False,
+) -> list[dict[str, Any]]:
     home = work / f"home-{backend}"
     shutil.copytree(template, home)
     prefix = f"lsbench-{uuid.uuid4().hex[:10]}:"
@@ -496,49 +638,141 @@ def run_backend(template: Path, backend: str, work: Path, plan: dict[str, float]
         ready = server.wait_ready()
         start_s = time.perf_counter() - t
         summary["startup_s"] = round(start_s, 1)
-        note("ready", {"startup_s": round(start_s, 1), **ready, "rss_mb": round(server.rss_mb()), "workers": workers})
+        note(
+            "ready",
+            {"startup_s": round(start_s, 1), **ready, "rss_mb": round(server.rss_mb()), "workers": workers},
+        )
         if ready.get("live_rooms") != N_ROOMS:
             raise RuntimeError(f"expected {N_ROOMS} live rooms, the server reports {ready.get('live_rooms')}")
 
         # 1. closed-loop probes: the server's CPU per request of each route, on its own (warm: a few unrecorded first)
         for route in ("feed", "shelf"):
             n = int(plan[f"serial_{route}"])
-            loadgen(["serial", "--url", server.url, "--targets", targets, "--route", route, "--count", "3",
-                     "--timeout", "60", "--seed", str(SEED + 1)], timeout=300)
+            loadgen(
+                [
+                    "serial",
+                    "--url",
+                    server.url,
+                    "--targets",
+                    targets,
+                    "--route",
+                    route,
+                    "--count",
+                    "3",
+                    "--timeout",
+                    "60",
+                    "--seed",
+                    str(SEED + 1),
+                ],
+                timeout=300,
+            )
             with Profile(server, backend, f"serial-{route}", profile) as prof:
                 cpu0 = server.cpu_s()
-                out = loadgen(["serial", "--url", server.url, "--targets", targets, "--route", route, "--count",
-                               str(n), "--timeout", "60", "--seed", str(SEED)], timeout=n * 60 + 60)[route]
+                out = loadgen(
+                    [
+                        "serial",
+                        "--url",
+                        server.url,
+                        "--targets",
+                        targets,
+                        "--route",
+                        route,
+                        "--count",
+                        str(n),
+                        "--timeout",
+                        "60",
+                        "--seed",
+                        str(SEED),
+                    ],
+                    timeout=n * 60 + 60,
+                )[route]
                 cpu_ms = 1000.0 * (server.cpu_s() - cpu0) / max(out["count"], 1)
             note(f"serial {route}", out)
             _note_profile(note, f"serial {route}", prof)
             summary[f"{route}_cpu_ms"] = round(cpu_ms, 2)
-            rows.append(_row(backend, route, "serial", out, rate_per_s=out["rate_per_s"],
-                             server_cpu_ms=round(cpu_ms, 2)))
+            rows.append(
+                _row(
+                    backend,
+                    route,
+                    "serial",
+                    out,
+                    rate_per_s=out["rate_per_s"],
+                    server_cpu_ms=round(cpu_ms, 2),
+                )
+            )
 
         # 2. events as fast as accepted
         load0, cpu0 = os.getloadavg()[0], server.cpu_s()
         with Profile(server, backend, "events", profile) as prof:
-            e = loadgen(["events", "--url", server.url, "--targets", targets, "--duration", str(plan["events"]),
-                         "--batch", str(BATCH), "--conns", str(EVENT_CONNS), "--api-key", API_KEY, "--seed",
-                         str(SEED)], timeout=plan["events"] + 300)["events"]
+            e = loadgen(
+                [
+                    "events",
+                    "--url",
+                    server.url,
+                    "--targets",
+                    targets,
+                    "--duration",
+                    str(plan["events"]),
+                    "--batch",
+                    str(BATCH),
+                    "--conns",
+                    str(EVENT_CONNS),
+                    "--api-key",
+                    API_KEY,
+                    "--seed",
+                    str(SEED),
+                ],
+                timeout=plan["events"] + 300,
+            )["events"]
         cpu_events = server.cpu_s() - cpu0
         loads.append((load0 + os.getloadavg()[0]) / 2)
         note("events", e)
         _note_profile(note, "events", prof)
         summary["events_per_s"] = e["events_per_s"]
-        rows.append(_row(backend, "events", f"{BATCH}/post x{EVENT_CONNS}", e, rate_per_s=e["events_per_s"],
-                         server_cpu_ms=round(1e6 * cpu_events / max(e["accepted"], 1), 1), target=EVENTS_TARGET,
-                         ratio=round(e["events_per_s"] / EVENTS_TARGET, 3)))
-        note("events cpu", {"server_cpu_s": round(cpu_events, 2), "load_avg_1m": round(loads[-1], 1),
-                            "events_per_server_cpu_s": round(e["accepted"] / max(cpu_events, 1e-9))})
+        rows.append(
+            _row(
+                backend,
+                "events",
+                f"{BATCH}/post x{EVENT_CONNS}",
+                e,
+                rate_per_s=e["events_per_s"],
+                server_cpu_ms=round(1e6 * cpu_events / max(e["accepted"], 1), 1),
+                target=EVENTS_TARGET,
+                ratio=round(e["events_per_s"] / EVENTS_TARGET, 3),
+            )
+        )
+        note(
+            "events cpu",
+            {
+                "server_cpu_s": round(cpu_events, 2),
+                "load_avg_1m": round(loads[-1], 1),
+                "events_per_server_cpu_s": round(e["accepted"] / max(cpu_events, 1e-9)),
+            },
+        )
 
         # 3. open loop at the target rate (before the burst: an overload leaves a queue that only a restart clears)
         load0, cpu0 = os.getloadavg()[0], server.cpu_s()
         with Profile(server, backend, "open-loop", profile) as prof:
-            r = loadgen(["reads", "--url", server.url, "--targets", targets, "--rate", str(RATE),
-                         "--duration", str(plan["duration"]), "--feed-share", str(FEED_SHARE), "--timeout", "5",
-                         "--seed", str(SEED)], timeout=plan["duration"] + 120)
+            r = loadgen(
+                [
+                    "reads",
+                    "--url",
+                    server.url,
+                    "--targets",
+                    targets,
+                    "--rate",
+                    str(RATE),
+                    "--duration",
+                    str(plan["duration"]),
+                    "--feed-share",
+                    str(FEED_SHARE),
+                    "--timeout",
+                    "5",
+                    "--seed",
+                    str(SEED),
+                ],
+                timeout=plan["duration"] + 120,
+            )
         cpu_reads = server.cpu_s() - cpu0
         load = round((load0 + os.getloadavg()[0]) / 2, 1)
         loads.append(load)
@@ -548,30 +782,80 @@ def run_backend(template: Path, backend: str, work: Path, plan: dict[str, float]
         for route in ("feed", "shelf"):
             s = r[route]
             summary[f"{route}_p99_ms"] = s["p99_ms"]
-            rows.append(_row(backend, route, f"open {RATE * (FEED_SHARE if route == 'feed' else 1 - FEED_SHARE):g}/s",
-                             s, rate_per_s=s["rate_per_s"], target=P99_TARGET_MS, ratio=round(s["p99_ms"] / P99_TARGET_MS, 2)))
+            rows.append(
+                _row(
+                    backend,
+                    route,
+                    f"open {RATE * (FEED_SHARE if route == 'feed' else 1 - FEED_SHARE):g}/s",
+                    s,
+                    rate_per_s=s["rate_per_s"],
+                    target=P99_TARGET_MS,
+                    ratio=round(s["p99_ms"] / P99_TARGET_MS, 2),
+                )
+            )
         summary["read_rate_per_s"] = RATE
         summary["read_errors"] = r["feed"]["errors"] + r["shelf"]["errors"]
-        note("open loop cpu", {"server_cpu_s": round(cpu_reads, 1), "requests_sent": sent, "load_avg_1m": load,
-                               "server_cpu_ms_per_request": round(1000 * cpu_reads / max(sent, 1), 2)})
+        note(
+            "open loop cpu",
+            {
+                "server_cpu_s": round(cpu_reads, 1),
+                "requests_sent": sent,
+                "load_avg_1m": load,
+                "server_cpu_ms_per_request": round(1000 * cpu_reads / max(sent, 1), 2),
+            },
+        )
         # 4. burst: BURST_VIEWERS distinct viewers enter one room within BURST_S while its shelf is read (last: it
         #    may overload the server, and its queue would spill into a later phase)
         note("drain", {"waited_s": round(server.drain(), 1)})
         load0 = os.getloadavg()[0]
         with Profile(server, backend, "burst", profile) as prof:
-            b = loadgen(["burst", "--url", server.url, "--targets", targets, "--viewers", str(BURST_VIEWERS),
-                         "--within", str(plan["burst"]), "--rate", str(BURST_READ_RATE), "--api-key", API_KEY,
-                         "--burst-batch", str(int(plan["burst_batch"])),
-                         "--timeout", "5", "--seed", str(SEED)], timeout=plan["burst"] + 120)
+            b = loadgen(
+                [
+                    "burst",
+                    "--url",
+                    server.url,
+                    "--targets",
+                    targets,
+                    "--viewers",
+                    str(BURST_VIEWERS),
+                    "--within",
+                    str(plan["burst"]),
+                    "--rate",
+                    str(BURST_READ_RATE),
+                    "--api-key",
+                    API_KEY,
+                    "--burst-batch",
+                    str(int(plan["burst_batch"])),
+                    "--timeout",
+                    "5",
+                    "--seed",
+                    str(SEED),
+                ],
+                timeout=plan["burst"] + 120,
+            )
         loads.append((load0 + os.getloadavg()[0]) / 2)
         note("burst", b)
         _note_profile(note, "burst", prof)
         meta = b["meta"]
-        rows.append(_row(backend, "burst enter", f"{BURST_VIEWERS} in {plan['burst']:g}s, "
-                         f"{meta['events_per_request']}/post", b["enter"], rate_per_s=b["enter"]["rate_per_s"],
-                         accepted=meta["accepted"]))
-        rows.append(_row(backend, "burst shelf", f"open {BURST_READ_RATE:g}/s", b["shelf"],
-                         rate_per_s=b["shelf"]["rate_per_s"]))
+        rows.append(
+            _row(
+                backend,
+                "burst enter",
+                f"{BURST_VIEWERS} in {plan['burst']:g}s, {meta['events_per_request']}/post",
+                b["enter"],
+                rate_per_s=b["enter"]["rate_per_s"],
+                accepted=meta["accepted"],
+            )
+        )
+        rows.append(
+            _row(
+                backend,
+                "burst shelf",
+                f"open {BURST_READ_RATE:g}/s",
+                b["shelf"],
+                rate_per_s=b["shelf"]["rate_per_s"],
+            )
+        )
 
         summary["rss_mb"] = round(server.rss_mb())
         summary["load_avg_1m"] = round(max(loads), 1)
@@ -593,11 +877,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_term)
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
     profile = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
-    plan = {"duration": float(os.environ.get("BENCH_DURATION", 10 if quick else 60)),
-            "events": float(os.environ.get("BENCH_EVENTS_DURATION", 8 if quick else 20)),
-            "burst": float(os.environ.get("BENCH_BURST_S", BURST_S)),
-            "burst_batch": int(os.environ.get("BENCH_BURST_BATCH", BURST_BATCH)),
-            "serial_feed": 10 if quick else 50, "serial_shelf": 30 if quick else 200}
+    plan = {
+        "duration": float(os.environ.get("BENCH_DURATION", 10 if quick else 60)),
+        "events": float(os.environ.get("BENCH_EVENTS_DURATION", 8 if quick else 20)),
+        "burst": float(os.environ.get("BENCH_BURST_S", BURST_S)),
+        "burst_batch": int(os.environ.get("BENCH_BURST_BATCH", BURST_BATCH)),
+        "serial_feed": 10 if quick else 50,
+        "serial_shelf": 30 if quick else 200,
+    }
     backends = os.environ.get("BENCH_BACKENDS", "memory,redis").split(",")
     unknown = set(backends) - set(WORKERS)
     if unknown:
@@ -605,40 +892,46 @@ def main() -> None:
     template = cached_home()
     targets = json.loads((template / "targets.json").read_text())
     rk = targets.get("ranker") or {}
-    ranker_note = ", ".join(f"{name}: NDCG@5 ranker {f.get('ndcg5_ranker')} vs hand blend {f.get('ndcg5_hand_blend')} "
-                            f"vs trending {f.get('ndcg5_trending')} on {f.get('queries')} held-out queries "
-                            f"(paired t-test p {f.get('p_vs_blend'):.2g})"
-                            for name, f in (rk.get("surfaces") or {}).items())
-    notes = [f"world built {targets['built']} (ingest {targets['ingest_s']} s, itemknn fit {targets['fit_s']} s): "
-             f"{N_USERS} users, {N_ITEMS} items, {N_ROOMS} live rooms x {SHELF_PER_ROOM} shelf items, "
-             f"{N_EVENTS} events; model itemknn (registry name 'default', promoted)",
-             f"learned ranker {rk.get('version')} trained by replaying the stored events (train_ranker(source="
-             f"'events', max_queries=3000), {rk.get('train_s')} s) and promoted; surfaces kept: "
-             f"{rk.get('surfaces_kept')} (the other surface is ranked by the hand blend); {ranker_note}",
-             f"content neighbours of every item precomputed with `liveshelf index build` "
-             f"({targets.get('index_build_s')} s); the server memory-maps them",
-             "serial: one request at a time on one connection, after 3 unrecorded warm-up requests; server_cpu_ms "
-             "= server CPU (psutil, user+system, the process and its workers) per request, independent of the "
-             "machine's load (Redis's own CPU not included)",
-             f"open: open loop at {RATE:g} req/s ({FEED_SHARE:.0%} feed, 50% shelf?user=), latency from the "
-             "scheduled send time, no answer within 5 s = error (timeout); target/ratio: p99 against 15 ms",
-             f"events: POST /v1/events, {BATCH} new events per request, {EVENT_CONNS} connections, as fast as "
-             "answered; rate_per_s = accepted events/s, server_cpu_ms = server CPU per 1000 events; "
-             "target/ratio: events/s against 20k",
-             f"burst (last phase): {BURST_VIEWERS} distinct viewers each enter one live room: 'enter' events, "
-             f"{plan['burst_batch']} per POST /v1/events, the posts evenly spread over {plan['burst']:g} s (open "
-             f"loop), while GET /v1/rooms/<room>/shelf?user=<a viewer who entered> is read open loop at "
-             f"{BURST_READ_RATE:g} req/s; latency from the scheduled time; accepted = events the posts acknowledged",
-             "rate limit lifted (LIVESHELF_RATE_PER_S=1e6): one client address stands for all viewers",
-             "liveshelf serve: uvicorn with uvloop + httptools; workers: "
-             + ", ".join(f"{b} {w}" for b, w in WORKERS.items() if b in backends),
-             "summary: per backend; feed/shelf_p99_ms and read_errors from the open loop at read_rate_per_s (the "
-             "offered rate), feed/shelf_cpu_ms from the serial probes, load_avg_1m the highest 1-minute load "
-             "average seen during the phases",
-             "the machine is shared: see load_avg in details; absolute latencies are inflated by it"]
+    ranker_note = ", ".join(
+        f"{name}: NDCG@5 ranker {f.get('ndcg5_ranker')} vs hand blend {f.get('ndcg5_hand_blend')} "
+        f"vs trending {f.get('ndcg5_trending')} on {f.get('queries')} held-out queries "
+        f"(paired t-test p {f.get('p_vs_blend'):.2g})"
+        for name, f in (rk.get("surfaces") or {}).items()
+    )
+    notes = [
+        f"world built {targets['built']} (ingest {targets['ingest_s']} s, itemknn fit {targets['fit_s']} s): "
+        f"{N_USERS} users, {N_ITEMS} items, {N_ROOMS} live rooms x {SHELF_PER_ROOM} shelf items, "
+        f"{N_EVENTS} events; model itemknn (registry name 'default', promoted)",
+        f"learned ranker {rk.get('version')} trained by replaying the stored events (train_ranker(source="
+        f"'events', max_queries=3000), {rk.get('train_s')} s) and promoted; surfaces kept: "
+        f"{rk.get('surfaces_kept')} (the other surface is ranked by the hand blend); {ranker_note}",
+        f"content neighbours of every item precomputed with `liveshelf index build` "
+        f"({targets.get('index_build_s')} s); the server memory-maps them",
+        "serial: one request at a time on one connection, after 3 unrecorded warm-up requests; server_cpu_ms "
+        "= server CPU (psutil, user+system, the process and its workers) per request, independent of the "
+        "machine's load (Redis's own CPU not included)",
+        f"open: open loop at {RATE:g} req/s ({FEED_SHARE:.0%} feed, 50% shelf?user=), latency from the "
+        "scheduled send time, no answer within 5 s = error (timeout); target/ratio: p99 against 15 ms",
+        f"events: POST /v1/events, {BATCH} new events per request, {EVENT_CONNS} connections, as fast as "
+        "answered; rate_per_s = accepted events/s, server_cpu_ms = server CPU per 1000 events; "
+        "target/ratio: events/s against 20k",
+        f"burst (last phase): {BURST_VIEWERS} distinct viewers each enter one live room: 'enter' events, "
+        f"{plan['burst_batch']} per POST /v1/events, the posts evenly spread over {plan['burst']:g} s (open "
+        f"loop), while GET /v1/rooms/<room>/shelf?user=<a viewer who entered> is read open loop at "
+        f"{BURST_READ_RATE:g} req/s; latency from the scheduled time; accepted = events the posts acknowledged",
+        "rate limit lifted (LIVESHELF_RATE_PER_S=1e6): one client address stands for all viewers",
+        "liveshelf serve: uvicorn with uvloop + httptools; workers: "
+        + ", ".join(f"{b} {w}" for b, w in WORKERS.items() if b in backends),
+        "summary: per backend; feed/shelf_p99_ms and read_errors from the open loop at read_rate_per_s (the "
+        "offered rate), feed/shelf_cpu_ms from the serial probes, load_avg_1m the highest 1-minute load "
+        "average seen during the phases",
+        "the machine is shared: see load_avg in details; absolute latencies are inflated by it",
+    ]
     if profile:
-        notes.append("BENCH_PROFILE=1: py-spy flame graphs (200 Hz, --nonblocking) of the server during each "
-                     "phase in results/flame-<backend>-<phase>.svg; sampling costs the server some CPU")
+        notes.append(
+            "BENCH_PROFILE=1: py-spy flame graphs (200 Hz, --nonblocking) of the server during each "
+            "phase in results/flame-<backend>-<phase>.svg; sampling costs the server some CPU"
+        )
     rows: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
     summaries: dict[str, dict[str, Any]] = {}
@@ -655,8 +948,17 @@ def main() -> None:
             if "Traceback" in tail or "ERROR" in tail:
                 print(f"--- {log.name} (tail)\n{tail}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
-    common.write_result("serving", rows, quick=quick, notes=notes, plan=plan, details=details,
-                        summary=summaries, ranker=rk, load_avg_1m_end=round(os.getloadavg()[0], 1))
+    common.write_result(
+        "serving",
+        rows,
+        quick=quick,
+        notes=notes,
+        plan=plan,
+        details=details,
+        summary=summaries,
+        ranker=rk,
+        load_avg_1m_end=round(os.getloadavg()[0], 1),
+    )
     common.print_table("serving summary", list(summaries.values()))
 
 

@@ -24,11 +24,24 @@ def main() -> None:
             save_s = time.perf_counter() - t1
         ds = world.dataset
         counts = ds.events["type"].value_counts()
-        rows.append({"users": users, "hosts": hosts, "days": days, "events": len(ds.events),
-                     "items": len(ds.items), "rooms": len(ds.rooms), "shelf_slots": len(ds.shelf),
-                     "purchases": int(counts.get("purchase", 0)), "simulate_s": round(sim_s, 2),
-                     "save_s": round(save_s, 2), "events_per_s": round(len(ds.events) / sim_s),
-                     "target_s": TARGET_S, "ratio": round(sim_s / TARGET_S, 3), "ok": sim_s <= TARGET_S})
+        rows.append(
+            {
+                "users": users,
+                "hosts": hosts,
+                "days": days,
+                "events": len(ds.events),
+                "items": len(ds.items),
+                "rooms": len(ds.rooms),
+                "shelf_slots": len(ds.shelf),
+                "purchases": int(counts.get("purchase", 0)),
+                "simulate_s": round(sim_s, 2),
+                "save_s": round(save_s, 2),
+                "events_per_s": round(len(ds.events) / sim_s),
+                "target_s": TARGET_S,
+                "ratio": round(sim_s / TARGET_S, 3),
+                "ok": sim_s <= TARGET_S,
+            }
+        )
     write_result("simulate", rows)
 
 

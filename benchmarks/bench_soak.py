@@ -38,8 +38,14 @@ RATE = float(os.environ.get("SOAK_RATE", 40))
 BATCH = int(os.environ.get("SOAK_BATCH", 20))
 WRITE_EVERY = int(os.environ.get("SOAK_WRITE_EVERY", 4))
 KEY = "soak-key"
-FAULTS = ((0.15, "redis down #1"), (0.30, "redis back empty #1"), (0.45, "api down"), (0.50, "api back"),
-          (0.65, "redis down #2"), (0.75, "redis back empty #2"))
+FAULTS = (
+    (0.15, "redis down #1"),
+    (0.30, "redis back empty #1"),
+    (0.45, "api down"),
+    (0.50, "api back"),
+    (0.65, "redis down #2"),
+    (0.75, "redis back empty #2"),
+)
 
 
 def _free_port() -> int:
@@ -61,19 +67,42 @@ def _wait_port(port: int, timeout: float = 60.0) -> None:
 
 
 def _redis(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_port(port)
     return proc
 
 
 def _api(home: Path, port: int, redis_port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "LIVESHELF_API_KEYS": KEY, "LIVESHELF_RATE_PER_S": "100000", "LIVESHELF_RATE_BURST": "100000",
-           "LIVESHELF_TEXT": "false", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "LIVESHELF_API_KEYS": KEY,
+        "LIVESHELF_RATE_PER_S": "100000",
+        "LIVESHELF_RATE_BURST": "100000",
+        "LIVESHELF_TEXT": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
     exe = Path(sys.executable).with_name("liveshelf")
-    proc = subprocess.Popen([str(exe), "serve", "--home", str(home), "--state", f"redis://127.0.0.1:{redis_port}/0",
-                             "--port", str(port), "--log-level", "warning"], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "serve",
+            "--home",
+            str(home),
+            "--state",
+            f"redis://127.0.0.1:{redis_port}/0",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     _wait_port(port, timeout=120)
     return proc
 
@@ -113,7 +142,9 @@ def main() -> None:
     client = httpx.Client(base_url=f"http://127.0.0.1:{aport}", timeout=5.0)
 
     def record(ok: bool, status: int | None, seconds: float) -> None:
-        r = rows.setdefault(phase, {"phase": phase, "requests": 0, "errors": 0, "unavailable_503": 0, "lat": []})
+        r = rows.setdefault(
+            phase, {"phase": phase, "requests": 0, "errors": 0, "unavailable_503": 0, "lat": []}
+        )
         r["requests"] += 1
         r["lat"].append(seconds)
         if status == 503:
@@ -146,7 +177,7 @@ def main() -> None:
             try:
                 if write:
                     if not pending:
-                        pending.append(payloads[cursor:cursor + BATCH])
+                        pending.append(payloads[cursor : cursor + BATCH])
                         cursor += BATCH
                     batch = pending[0]
                     r = client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY})
@@ -224,16 +255,36 @@ def main() -> None:
     out = []
     for r in rows.values():
         lat = np.asarray(r.pop("lat")) * 1000
-        out.append({**r, "p50_ms": round(float(np.percentile(lat, 50)), 2),
-                    "p99_ms": round(float(np.percentile(lat, 99)), 2)})
-    summary = {"events_acknowledged": len(acked), "events_in_store": int(stored),
-               "state_sequence_events_expected": expected, "state_sequence_events_found": found,
-               "state_seq": state_seq, "store_seq": store_seq, "ready_after_last_write_s": ready_s,
-               "errors": sum(r["errors"] for r in out), "agree": len(acked) == stored and found == expected}
-    common.write_result("soak", out, summary=summary, duration_s=DURATION, rate_per_s=RATE, batch=BATCH,
-                        write_every=WRITE_EVERY, faults=[{"at": a, "what": w} for a, w in FAULTS],
-                        loadavg=os.getloadavg(),
-                        note="one API worker on a Redis state; errors exclude 503 answers (counted apart)")
+        out.append(
+            {
+                **r,
+                "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                "p99_ms": round(float(np.percentile(lat, 99)), 2),
+            }
+        )
+    summary = {
+        "events_acknowledged": len(acked),
+        "events_in_store": int(stored),
+        "state_sequence_events_expected": expected,
+        "state_sequence_events_found": found,
+        "state_seq": state_seq,
+        "store_seq": store_seq,
+        "ready_after_last_write_s": ready_s,
+        "errors": sum(r["errors"] for r in out),
+        "agree": len(acked) == stored and found == expected,
+    }
+    common.write_result(
+        "soak",
+        out,
+        summary=summary,
+        duration_s=DURATION,
+        rate_per_s=RATE,
+        batch=BATCH,
+        write_every=WRITE_EVERY,
+        faults=[{"at": a, "what": w} for a, w in FAULTS],
+        loadavg=os.getloadavg(),
+        note="one API worker on a Redis state; errors exclude 503 answers (counted apart)",
+    )
     common.print_table("soak summary", [summary])
 
 

@@ -29,26 +29,47 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 def workload(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     n_rooms, n_users, n_items = 200, 5_000, 5_000
-    rooms = pd.DataFrame({"id": [f"r{i}" for i in range(n_rooms)], "host": [f"h{i % 80}" for i in range(n_rooms)],
-                          "title": "", "start": from_epoch_seconds(np.full(n_rooms, T0 - 60)), "end": None})
+    rooms = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n_rooms)],
+            "host": [f"h{i % 80}" for i in range(n_rooms)],
+            "title": "",
+            "start": from_epoch_seconds(np.full(n_rooms, T0 - 60)),
+            "end": None,
+        }
+    )
     slot_room = np.repeat(np.arange(n_rooms), 30)
     slot_item = rng.integers(0, n_items, len(slot_room))
-    shelf = pd.DataFrame({"room": [f"r{i}" for i in slot_room], "item": [f"i{i}" for i in slot_item],
-                          "start": from_epoch_seconds(T0 - 60 + rng.uniform(0, 600, len(slot_room))),
-                          "end": None, "pinned": rng.random(len(slot_room)) < 0.05})
-    types = rng.choice(["impression", "view", "click", "like", "enter", "leave", "cart", "purchase"], N_EVENTS,
-                       p=[0.3, 0.25, 0.15, 0.1, 0.08, 0.07, 0.04, 0.01])
+    shelf = pd.DataFrame(
+        {
+            "room": [f"r{i}" for i in slot_room],
+            "item": [f"i{i}" for i in slot_item],
+            "start": from_epoch_seconds(T0 - 60 + rng.uniform(0, 600, len(slot_room))),
+            "end": None,
+            "pinned": rng.random(len(slot_room)) < 0.05,
+        }
+    )
+    types = rng.choice(
+        ["impression", "view", "click", "like", "enter", "leave", "cart", "purchase"],
+        N_EVENTS,
+        p=[0.3, 0.25, 0.15, 0.1, 0.08, 0.07, 0.04, 0.01],
+    )
     room_of = rng.integers(0, n_rooms, N_EVENTS)
     item_of = slot_item[room_of * 30 + rng.integers(0, 30, N_EVENTS)]
-    events = pd.DataFrame({
-        "event_id": [f"e{i}" for i in range(N_EVENTS)],
-        "ts": from_epoch_seconds(T0 + np.sort(rng.uniform(0, 3600, N_EVENTS))),
-        "user": [f"u{i}" for i in rng.zipf(1.3, N_EVENTS) % n_users],
-        "type": types,
-        "room": [f"r{i}" for i in room_of],
-        "item": np.where(np.isin(types, ["enter", "leave"]), None, np.array([f"i{i}" for i in item_of], dtype=object)),
-        "value": np.nan, "text": None,
-    })[list(EVENT_COLUMNS)]
+    events = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(N_EVENTS)],
+            "ts": from_epoch_seconds(T0 + np.sort(rng.uniform(0, 3600, N_EVENTS))),
+            "user": [f"u{i}" for i in rng.zipf(1.3, N_EVENTS) % n_users],
+            "type": types,
+            "room": [f"r{i}" for i in room_of],
+            "item": np.where(
+                np.isin(types, ["enter", "leave"]), None, np.array([f"i{i}" for i in item_of], dtype=object)
+            ),
+            "value": np.nan,
+            "text": None,
+        }
+    )[list(EVENT_COLUMNS)]
     return rooms, shelf, events
 
 
@@ -64,12 +85,20 @@ def run_backend(name: str, state, rooms, shelf, events) -> list[dict]:
     batch_times = []
     for lo in range(0, len(events), BATCH):
         b0 = time.perf_counter()
-        state.apply_events(events.iloc[lo:lo + BATCH])
+        state.apply_events(events.iloc[lo : lo + BATCH])
         batch_times.append(time.perf_counter() - b0)
     total = time.perf_counter() - t0
     p50, p99 = _pct(batch_times)
-    rows = [{"backend": name, "op": f"apply_events (batch {BATCH})", "events_per_s": round(len(events) / total),
-             "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "n": len(batch_times)}]
+    rows = [
+        {
+            "backend": name,
+            "op": f"apply_events (batch {BATCH})",
+            "events_per_s": round(len(events) / total),
+            "p50_ms": round(p50, 3),
+            "p99_ms": round(p99, 3),
+            "n": len(batch_times),
+        }
+    ]
     rng = np.random.default_rng(1)
     users = events["user"].to_numpy()[rng.integers(0, len(events), N_READS)]
     room_ids = rooms["id"].to_numpy()[rng.integers(0, len(rooms), N_READS)]
@@ -88,8 +117,16 @@ def run_backend(name: str, state, rooms, shelf, events) -> list[dict]:
             fn(i)
             samples.append(time.perf_counter() - s0)
         p50, p99 = _pct(samples)
-        rows.append({"backend": name, "op": op, "events_per_s": "", "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
-                     "n": N_READS})
+        rows.append(
+            {
+                "backend": name,
+                "op": op,
+                "events_per_s": "",
+                "p50_ms": round(p50, 3),
+                "p99_ms": round(p99, 3),
+                "n": N_READS,
+            }
+        )
     return rows
 
 
@@ -112,7 +149,7 @@ def main() -> None:
         finally:
             keys = list(state.r.scan_iter(match=prefix + "*", count=1000))
             for lo in range(0, len(keys), 1000):
-                state.r.delete(*keys[lo:lo + 1000])
+                state.r.delete(*keys[lo : lo + 1000])
             state.close()
     write_result("state", rows, n_events=N_EVENTS, batch=BATCH, notes=notes)
 

@@ -64,13 +64,22 @@ MODELS = {
 }
 
 
-def row(setting: str, model: str, metrics: dict, fit_s: float, fitted, published: float | None,
-        n_cases: int) -> dict:
-    return {"setting": setting, "model": model, "cases": n_cases,
-            "recall@10": metrics["recall@10"], "ndcg@10": metrics["ndcg@10"],
-            "recall@50": metrics["recall@50"], "ndcg@50": metrics["ndcg@50"],
-            "fit_seconds": round(fit_s, 1), "best_epoch": fitted.best_epoch_,
-            "published": published, "params": json.dumps(fitted.get_params(), sort_keys=True)}
+def row(
+    setting: str, model: str, metrics: dict, fit_s: float, fitted, published: float | None, n_cases: int
+) -> dict:
+    return {
+        "setting": setting,
+        "model": model,
+        "cases": n_cases,
+        "recall@10": metrics["recall@10"],
+        "ndcg@10": metrics["ndcg@10"],
+        "recall@50": metrics["recall@50"],
+        "ndcg@50": metrics["ndcg@50"],
+        "fit_seconds": round(fit_s, 1),
+        "best_epoch": fitted.best_epoch_,
+        "published": published,
+        "params": json.dumps(fitted.get_params(), sort_keys=True),
+    }
 
 
 def fit(name: str, train, vectors, threads: int, epochs: int | None):
@@ -102,24 +111,55 @@ def main() -> None:
             sub = cold.cold_cases()
             for name in names:
                 model, fit_s = fit(name, cold.split.train, vectors, threads, epochs)
-                rows.append(row("cold-all", name, evaluate_model(model, cold.split).metrics, fit_s, model, None,
-                                len(cold.split.cases)))
-                rows.append(row("cold-hidden", name, evaluate_model(model, sub).metrics, fit_s, model, None,
-                                len(sub.cases)))
+                rows.append(
+                    row(
+                        "cold-all",
+                        name,
+                        evaluate_model(model, cold.split).metrics,
+                        fit_s,
+                        model,
+                        None,
+                        len(cold.split.cases),
+                    )
+                )
+                rows.append(
+                    row(
+                        "cold-hidden",
+                        name,
+                        evaluate_model(model, sub).metrics,
+                        fit_s,
+                        model,
+                        None,
+                        len(sub.cases),
+                    )
+                )
         else:
             raise SystemExit(f"TEXTSEQ_SETTINGS: unknown setting {setting!r}; use loo and/or cold.")
     previous = common.RESULTS / "textseq.json"
     done = {(r["setting"], r["model"]) for r in rows}
     kept = []
     if previous.exists():
-        kept = [r for r in json.loads(previous.read_text()).get("rows", [])
-                if (r.get("setting"), r.get("model")) not in done]
+        kept = [
+            r
+            for r in json.loads(previous.read_text()).get("rows", [])
+            if (r.get("setting"), r.get("model")) not in done
+        ]
     order = ["loo", "cold-all", "cold-hidden"]
-    rows = sorted(kept + rows, key=lambda r: (order.index(r["setting"]) if r["setting"] in order else 9,
-                                              list(MODELS).index(r["model"]) if r["model"] in MODELS else 9))
-    common.write_result("textseq", rows, seconds=round(time.perf_counter() - t0, 1),
-                        hidden_fraction=HIDE_FRACTION, hidden_seed=HIDE_SEED,
-                        note="LOO, full ranking, history not masked; CPU, shared 2-core machine")
+    rows = sorted(
+        kept + rows,
+        key=lambda r: (
+            order.index(r["setting"]) if r["setting"] in order else 9,
+            list(MODELS).index(r["model"]) if r["model"] in MODELS else 9,
+        ),
+    )
+    common.write_result(
+        "textseq",
+        rows,
+        seconds=round(time.perf_counter() - t0, 1),
+        hidden_fraction=HIDE_FRACTION,
+        hidden_seed=HIDE_SEED,
+        note="LOO, full ranking, history not masked; CPU, shared 2-core machine",
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,13 @@ def write_result(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
     """Write ``benchmarks/results/<name>.json`` and print the rows as a table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "machine": machine(), "rows": rows, **extra}
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "rows": rows,
+        **extra,
+    }
     out.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
     print_table(name, rows)
     return out

@@ -55,8 +55,9 @@ class Conn:
             self.writer.close()
             self.writer = None
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
@@ -169,15 +170,31 @@ class Route:
     def summary(self, wall_s: float) -> dict:
         lat = np.asarray(self.latencies) * 1000.0
         pct = np.percentile(lat, [50, 95, 99]) if len(lat) else [float("nan")] * 3
-        return {"count": len(lat), "errors": self.errors, "statuses": self.statuses,
-                "p50_ms": round(float(pct[0]), 2), "p95_ms": round(float(pct[1]), 2),
-                "p99_ms": round(float(pct[2]), 2), "max_ms": round(float(lat.max()), 2) if len(lat) else None,
-                "rate_per_s": round(len(lat) / wall_s, 1), "sample_error": self.sample_error}
+        return {
+            "count": len(lat),
+            "errors": self.errors,
+            "statuses": self.statuses,
+            "p50_ms": round(float(pct[0]), 2),
+            "p95_ms": round(float(pct[1]), 2),
+            "p99_ms": round(float(pct[2]), 2),
+            "max_ms": round(float(lat.max()), 2) if len(lat) else None,
+            "rate_per_s": round(len(lat) / wall_s, 1),
+            "sample_error": self.sample_error,
+        }
 
 
 # ------------------------------------------------------------------------------------ phases
-async def reads(url: str, targets: dict, rate: float, duration: float, feed_share: float, max_conns: int,
-                seed: int, warmup_s: float, timeout: float) -> dict:
+async def reads(
+    url: str,
+    targets: dict,
+    rate: float,
+    duration: float,
+    feed_share: float,
+    max_conns: int,
+    seed: int,
+    warmup_s: float,
+    timeout: float,
+) -> dict:
     """Open loop at ``rate``; a request unanswered ``timeout`` s after its scheduled time is an error."""
     u = urlsplit(url)
     pool = Pool(u.hostname or "127.0.0.1", u.port or 80, max_conns)
@@ -196,10 +213,14 @@ async def reads(url: str, targets: dict, rate: float, duration: float, feed_shar
             status, body = await asyncio.wait_for(conn.request("GET", path), left)
             ok = True
             if record:
-                routes[route].add(time.perf_counter() - scheduled, status, body[:300].decode("utf-8", "replace"))
+                routes[route].add(
+                    time.perf_counter() - scheduled, status, body[:300].decode("utf-8", "replace")
+                )
         except TimeoutError:
             if record:
-                routes[route].add(time.perf_counter() - scheduled, None, f"no answer within {timeout:g} s", "timeout")
+                routes[route].add(
+                    time.perf_counter() - scheduled, None, f"no answer within {timeout:g} s", "timeout"
+                )
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             if record:
                 routes[route].add(time.perf_counter() - scheduled, None, repr(exc))
@@ -227,17 +248,29 @@ async def reads(url: str, targets: dict, rate: float, duration: float, feed_shar
     unfinished = await drain(tasks, pool, timeout)
     wall = max(sent_end - first_recorded, 1e-9)
     out = {name: r.summary(wall) for name, r in routes.items()}
-    statuses = {k: routes["feed"].statuses.get(k, 0) + routes["shelf"].statuses.get(k, 0)
-                for k in {*routes["feed"].statuses, *routes["shelf"].statuses}}
-    out["all"] = Route(latencies=routes["feed"].latencies + routes["shelf"].latencies,
-                       errors=routes["feed"].errors + routes["shelf"].errors, statuses=statuses).summary(wall)
-    out["meta"] = {"target_rate": rate, "duration_s": duration, "warmup_s": warmup_s,
-                   "send_lag_ms": round((sent_end - (t0 + (n - 1) / rate)) * 1000, 2),
-                   "connections_open_at_end": pool.opened, "unfinished": unfinished}
+    statuses = {
+        k: routes["feed"].statuses.get(k, 0) + routes["shelf"].statuses.get(k, 0)
+        for k in {*routes["feed"].statuses, *routes["shelf"].statuses}
+    }
+    out["all"] = Route(
+        latencies=routes["feed"].latencies + routes["shelf"].latencies,
+        errors=routes["feed"].errors + routes["shelf"].errors,
+        statuses=statuses,
+    ).summary(wall)
+    out["meta"] = {
+        "target_rate": rate,
+        "duration_s": duration,
+        "warmup_s": warmup_s,
+        "send_lag_ms": round((sent_end - (t0 + (n - 1) / rate)) * 1000, 2),
+        "connections_open_at_end": pool.opened,
+        "unfinished": unfinished,
+    }
     return out
 
 
-async def events(url: str, targets: dict, duration: float, batch: int, conns: int, api_key: str, seed: int) -> dict:
+async def events(
+    url: str, targets: dict, duration: float, batch: int, conns: int, api_key: str, seed: int
+) -> dict:
     u = urlsplit(url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
     rng = random.Random(seed)
@@ -256,8 +289,13 @@ async def events(url: str, targets: dict, duration: float, batch: int, conns: in
             counter += 1
             j = rng.randrange(len(rooms))
             typ = rng.choice(types)
-            ev = {"event_id": f"b{run}-{counter}", "ts": now, "user": rng.choice(users), "type": typ,
-                  "room": rooms[j]}
+            ev = {
+                "event_id": f"b{run}-{counter}",
+                "ts": now,
+                "user": rng.choice(users),
+                "type": typ,
+                "room": rooms[j],
+            }
             if typ != "enter":
                 ev["item"] = rng.choice(shelves[j])
             if typ == "purchase":
@@ -292,13 +330,29 @@ async def events(url: str, targets: dict, duration: float, batch: int, conns: in
     await asyncio.gather(*(worker() for _ in range(conns)))
     wall = time.perf_counter() - t0
     out = {"events": route.summary(wall)}
-    out["events"].update(batch=batch, connections=conns, accepted=accepted,
-                         events_per_s=round(accepted / wall, 1), wall_s=round(wall, 2))
+    out["events"].update(
+        batch=batch,
+        connections=conns,
+        accepted=accepted,
+        events_per_s=round(accepted / wall, 1),
+        wall_s=round(wall, 2),
+    )
     return out
 
 
-async def burst(url: str, targets: dict, room: str, viewers: int, within: float, rate: float, api_key: str,
-                seed: int, timeout: float, max_conns: int, batch: int = 1) -> dict:
+async def burst(
+    url: str,
+    targets: dict,
+    room: str,
+    viewers: int,
+    within: float,
+    rate: float,
+    api_key: str,
+    seed: int,
+    timeout: float,
+    max_conns: int,
+    batch: int = 1,
+) -> dict:
     """``viewers`` enter events (``batch`` per request) spread evenly over ``within`` s, shelf reads at ``rate``."""
     u = urlsplit(url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
@@ -329,7 +383,9 @@ async def burst(url: str, targets: dict, room: str, viewers: int, within: float,
                 counts["accepted"] += int(answer["accepted"])
                 counts["applied"] += int(answer["applied"])
         except TimeoutError:
-            routes[route].add(time.perf_counter() - scheduled, None, f"no answer within {timeout:g} s", "timeout")
+            routes[route].add(
+                time.perf_counter() - scheduled, None, f"no answer within {timeout:g} s", "timeout"
+            )
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             routes[route].add(time.perf_counter() - scheduled, None, repr(exc))
         finally:
@@ -348,8 +404,10 @@ async def burst(url: str, targets: dict, room: str, viewers: int, within: float,
             await asyncio.sleep(delay)
         if route == "enter":
             now = time.time()
-            evs = [{"event_id": f"burst{run}-{v}", "ts": now, "user": who[v], "type": "enter", "room": room}
-                   for v in range(i * batch, min((i + 1) * batch, viewers))]
+            evs = [
+                {"event_id": f"burst{run}-{v}", "ts": now, "user": who[v], "type": "enter", "room": room}
+                for v in range(i * batch, min((i + 1) * batch, viewers))
+            ]
             args = ("POST", "/v1/events", json.dumps({"events": evs}, separators=(",", ":")).encode())
             entered += len(evs)
         else:
@@ -362,9 +420,17 @@ async def burst(url: str, targets: dict, room: str, viewers: int, within: float,
     unfinished = await drain(tasks, pool, timeout)
     wall = max(sent_end - t0, 1e-9)
     out = {name: r.summary(wall) for name, r in routes.items()}
-    out["meta"] = {"room": room, "viewers": viewers, "within_s": within, "read_rate": rate,
-                   "events_per_request": batch, "posts": posts, **counts, "unfinished": unfinished,
-                   "connections_open_at_end": pool.opened}
+    out["meta"] = {
+        "room": room,
+        "viewers": viewers,
+        "within_s": within,
+        "read_rate": rate,
+        "events_per_request": batch,
+        "posts": posts,
+        **counts,
+        "unfinished": unfinished,
+        "connections_open_at_end": pool.opened,
+    }
     return out
 
 
@@ -420,11 +486,25 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.targets, encoding="utf-8") as fh:
         targets = json.load(fh)
     if a.phase == "reads":
-        out = asyncio.run(reads(a.url, targets, a.rate, a.duration, a.feed_share, a.max_conns, a.seed, a.warmup,
-                                a.timeout))
+        out = asyncio.run(
+            reads(a.url, targets, a.rate, a.duration, a.feed_share, a.max_conns, a.seed, a.warmup, a.timeout)
+        )
     elif a.phase == "burst":
-        out = asyncio.run(burst(a.url, targets, a.room or targets["rooms"][0], a.viewers, a.within, a.rate,
-                                a.api_key, a.seed, a.timeout, a.max_conns, a.burst_batch))
+        out = asyncio.run(
+            burst(
+                a.url,
+                targets,
+                a.room or targets["rooms"][0],
+                a.viewers,
+                a.within,
+                a.rate,
+                a.api_key,
+                a.seed,
+                a.timeout,
+                a.max_conns,
+                a.burst_batch,
+            )
+        )
     elif a.phase == "serial":
         out = asyncio.run(serial(a.url, targets, a.route, a.count, a.seed, a.timeout))
     else:

@@ -48,8 +48,9 @@ def _client(home):
     from liveshelf.serving.app import create_app
     from liveshelf.serving.settings import ServeSettings
 
-    return TestClient(create_app(ServeSettings(home=home, api_keys=KEY, rate_per_s=1e5, rate_burst=100_000,
-                                               text=False)))
+    return TestClient(
+        create_app(ServeSettings(home=home, api_keys=KEY, rate_per_s=1e5, rate_burst=100_000, text=False))
+    )
 
 
 def _invoke(*args: str):
@@ -67,8 +68,21 @@ def test_cli_create_serve_report_stop(small_home, tmp_path):
         services = client.app.state.services
         r = client.get(f"/v1/users/{users[0]}/feed", params={"at": t0})
         assert r.status_code == 200 and "experiment" not in r.json()
-        code, out = _invoke("ab", "create", "pinned", "--home", str(home), "--arm", "itemknn=default@v0001",
-                            "--arm", "pop=default@v0002", "--shares", "0.5,0.5", "--salt", "fixed")
+        code, out = _invoke(
+            "ab",
+            "create",
+            "pinned",
+            "--home",
+            str(home),
+            "--arm",
+            "itemknn=default@v0001",
+            "--arm",
+            "pop=default@v0002",
+            "--shares",
+            "0.5,0.5",
+            "--salt",
+            "fixed",
+        )
         assert code == 0, out
         assert "pinned running" in out and "default@v0002" in out
         services.experiments.refresh(force=True)  # a server checks within poll_s; the test does not wait
@@ -81,9 +95,13 @@ def test_cli_create_serve_report_stop(small_home, tmp_path):
             arms[u], versions[arm] = arm, body["model_version"]
         assert versions == {"itemknn": "v0001", "pop": "v0002"}  # each arm served by its pinned version
         # outcomes: events posted while the experiment runs are logged for attribution
-        events = [{"event_id": f"ab-{i}", "ts": t0 + 10 + i, "user": u, "type": "enter", "room": "r0000001"}
-                  for i, u in enumerate(users[:5])]
-        events.append({"event_id": "ab-like", "ts": t0 + 30, "user": users[0], "type": "like", "room": "r0000001"})
+        events = [
+            {"event_id": f"ab-{i}", "ts": t0 + 10 + i, "user": u, "type": "enter", "room": "r0000001"}
+            for i, u in enumerate(users[:5])
+        ]
+        events.append(
+            {"event_id": "ab-like", "ts": t0 + 30, "user": users[0], "type": "like", "room": "r0000001"}
+        )
         assert client.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 6
         services.experiments.flush()
         oc = ExperimentStore(home).outcomes("pinned")
@@ -120,14 +138,37 @@ def test_cli_errors_name_the_fix(small_home, tmp_path):
     home = tmp_path / "home"
     code, out = _invoke("ab", "create", "x", "--home", str(home), "--arm", "a=production")
     assert code == 2 and "at least two arms" in out
-    code, out = _invoke("ab", "create", "x", "--home", str(home), "--arm", "a=production", "--arm", "b=production",
-                        "--shares", "0.5")
+    code, out = _invoke(
+        "ab",
+        "create",
+        "x",
+        "--home",
+        str(home),
+        "--arm",
+        "a=production",
+        "--arm",
+        "b=production",
+        "--shares",
+        "0.5",
+    )
     assert code == 2 and "one share per arm" in out
-    code, out = _invoke("ab", "create", "x", "--home", str(home), "--arm", "a=production", "--arm", "b=production",
-                        "--settings", 'b={"mmr": 1}')
+    code, out = _invoke(
+        "ab",
+        "create",
+        "x",
+        "--home",
+        str(home),
+        "--arm",
+        "a=production",
+        "--arm",
+        "b=production",
+        "--settings",
+        'b={"mmr": 1}',
+    )
     assert code == 2 and "keys among" in out
-    code, out = _invoke("ab", "create", "x", "--home", str(small_home[0]), "--arm", "a=production", "--arm",
-                        "b=default@v0009")
+    code, out = _invoke(
+        "ab", "create", "x", "--home", str(small_home[0]), "--arm", "a=production", "--arm", "b=default@v0009"
+    )
     assert code == 2 and "has no version 'v0009'" in out
     assert not ExperimentStore(small_home[0]).names()
     code, out = _invoke("ab", "report", "nope", "--home", str(home))

@@ -122,18 +122,27 @@ def test_bucketing_same_in_another_process(tmp_path):
     store.create(exp)
     users = [f"user-{i}" for i in range(300)]
     here = [exp.assign(u).name for u in users]
-    code = ("import json, sys\nfrom liveshelf.experiment.abtest import ExperimentStore\n"
-            f"e = ExperimentStore({str(tmp_path)!r}).get('bucket-test')\n"
-            f"print(json.dumps([e.assign(u).name for u in {users!r}]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import json, sys\nfrom liveshelf.experiment.abtest import ExperimentStore\n"
+        f"e = ExperimentStore({str(tmp_path)!r}).get('bucket-test')\n"
+        f"print(json.dumps([e.assign(u).name for u in {users!r}]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"},
+    )
     assert json.loads(out.stdout) == here
 
 
 def test_experiment_validation_messages(tmp_path):
     with pytest.raises(ConfigError, match="'arms' parameter of Experiment must be at least two arms"):
         Experiment("x", arms=[Arm("only", 1.0)]).validate()
-    with pytest.raises(ConfigError, match="'shares' parameter of Experiment must be shares that sum to at most 1"):
+    with pytest.raises(
+        ConfigError, match="'shares' parameter of Experiment must be shares that sum to at most 1"
+    ):
         Experiment("x", arms=[Arm("a", 0.7), Arm("b", 0.7)]).validate()
     with pytest.raises(ConfigError, match="'settings' parameter of experiment 'x' arm 'b' must be a dict"):
         Experiment("x", arms=[Arm("a"), Arm("b", settings={"nope": 1})]).validate()
@@ -155,21 +164,31 @@ def test_experiment_validation_messages(tmp_path):
 
 def test_attribution_by_user_table():
     """Clicks count only for a prior exposure of the same target, and only after the first exposure."""
-    ex = [{"ts": 100.0, "user": "u1", "arm": "a", "surface": "feed", "room": None, "recs": ["r1", "r2"]},
-          {"ts": 110.0, "user": "u1", "arm": "a", "surface": "shelf", "room": "r1", "recs": ["i1", "i2", "i3"]},
-          {"ts": 100.0, "user": "u2", "arm": "b", "surface": "shelf", "room": "r1", "recs": ["i1"]}]
-    oc = [{"ts": 105.0, "user": "u1", "type": "enter", "room": "r1", "item": None, "value": None},
-          {"ts": 111.0, "user": "u1", "type": "click", "room": "r1", "item": "i2", "value": None},
-          {"ts": 112.0, "user": "u1", "type": "click", "room": "r1", "item": "i9", "value": None},  # not shown
-          {"ts": 113.0, "user": "u1", "type": "cart", "room": "r1", "item": "i2", "value": 9.0},
-          {"ts": 114.0, "user": "u1", "type": "purchase", "room": "r1", "item": "i2", "value": 18.0},
-          {"ts": 200.0, "user": "u1", "type": "leave", "room": "r1", "item": None, "value": 95.0},
-          {"ts": 50.0, "user": "u2", "type": "purchase", "room": "r1", "item": "i1", "value": 5.0},  # before
-          {"ts": 9000.0, "user": "u2", "type": "click", "room": "r1", "item": "i1", "value": None},  # too late
-          {"ts": 120.0, "user": "u3", "type": "click", "room": "r1", "item": "i1", "value": None}]  # not exposed
+    ex = [
+        {"ts": 100.0, "user": "u1", "arm": "a", "surface": "feed", "room": None, "recs": ["r1", "r2"]},
+        {"ts": 110.0, "user": "u1", "arm": "a", "surface": "shelf", "room": "r1", "recs": ["i1", "i2", "i3"]},
+        {"ts": 100.0, "user": "u2", "arm": "b", "surface": "shelf", "room": "r1", "recs": ["i1"]},
+    ]
+    oc = [
+        {"ts": 105.0, "user": "u1", "type": "enter", "room": "r1", "item": None, "value": None},
+        {"ts": 111.0, "user": "u1", "type": "click", "room": "r1", "item": "i2", "value": None},
+        {"ts": 112.0, "user": "u1", "type": "click", "room": "r1", "item": "i9", "value": None},  # not shown
+        {"ts": 113.0, "user": "u1", "type": "cart", "room": "r1", "item": "i2", "value": 9.0},
+        {"ts": 114.0, "user": "u1", "type": "purchase", "room": "r1", "item": "i2", "value": 18.0},
+        {"ts": 200.0, "user": "u1", "type": "leave", "room": "r1", "item": None, "value": 95.0},
+        {"ts": 50.0, "user": "u2", "type": "purchase", "room": "r1", "item": "i1", "value": 5.0},  # before
+        {"ts": 9000.0, "user": "u2", "type": "click", "room": "r1", "item": "i1", "value": None},  # too late
+        {"ts": 120.0, "user": "u3", "type": "click", "room": "r1", "item": "i1", "value": None},
+    ]  # not exposed
     u = user_table(ex, oc, attribution_s=3600).set_index("user")
     assert u.loc["u1", ["exposures", "clicks", "carts", "purchases", "gmv", "watch_s"]].tolist() == [
-        5.0, 2.0, 1.0, 1.0, 18.0, 95.0]
+        5.0,
+        2.0,
+        1.0,
+        1.0,
+        18.0,
+        95.0,
+    ]
     assert u.loc["u2", ["exposures", "clicks", "purchases", "converted"]].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert set(u.index) == {"u1", "u2"}
     est, var, n = moments(u.reset_index(), "ctr")
@@ -209,20 +228,30 @@ def _app(home: Path):
     from liveshelf.serving.app import create_app
     from liveshelf.serving.settings import ServeSettings
 
-    return create_app(ServeSettings(home=home, api_keys=KEY, rate_per_s=1e5, rate_burst=100_000, host_cap=10,
-                                    text=False))
+    return create_app(
+        ServeSettings(home=home, api_keys=KEY, rate_per_s=1e5, rate_burst=100_000, host_cap=10, text=False)
+    )
 
 
-def _run_oracle_vs_pop(home: Path, world, t0: float, max_users: int, batch: int) -> tuple[dict, Experiment, object]:
+def _run_oracle_vs_pop(
+    home: Path, world, t0: float, max_users: int, batch: int
+) -> tuple[dict, Experiment, object]:
     """Popularity-only ranking against the truth-ranked arm; simulated viewers through the HTTP API;
     the always-valid p-value read after every batch of users until it decides."""
     from liveshelf.experiment.ab_report import sequential_path
     from liveshelf.experiment.online_sim import OnlineSimulator
 
-    exp = Experiment("oracle-vs-pop", arms=[
-        Arm("popular", 0.5, settings={"weights": {"trending": 1.0}}),
-        Arm("oracle", 0.5, model="oracle", version="v0001", settings={"weights": {"sequence": 1.0}})],
-        salt="e2e", primary="ctr", tau=0.1, surfaces=["shelf"])
+    exp = Experiment(
+        "oracle-vs-pop",
+        arms=[
+            Arm("popular", 0.5, settings={"weights": {"trending": 1.0}}),
+            Arm("oracle", 0.5, model="oracle", version="v0001", settings={"weights": {"sequence": 1.0}}),
+        ],
+        salt="e2e",
+        primary="ctr",
+        tau=0.1,
+        surfaces=["shelf"],
+    )
     store = ExperimentStore(home)
     store.create(exp, start=True)
     decided: dict[str, float] = {"p": 1.0}
@@ -241,8 +270,14 @@ def _run_oracle_vs_pop(home: Path, world, t0: float, max_users: int, batch: int)
                 return True
             return False
 
-        stats = sim.run(_returning(world, t0)[:max_users], t0, visits_per_user=2, gap_s=5.0, batch_users=batch,
-                        on_batch=peek)
+        stats = sim.run(
+            _returning(world, t0)[:max_users],
+            t0,
+            visits_per_user=2,
+            gap_s=5.0,
+            batch_users=batch,
+            on_batch=peek,
+        )
         services.experiments.flush()
     return decided, exp, stats
 
@@ -255,8 +290,12 @@ def test_ab_end_to_end_detects_the_better_arm(ab_world, tmp_path):
     home = tmp_path / "home"
     shutil.copytree(template, home)
     decided, exp, stats = _run_oracle_vs_pop(home, world, t0, max_users=185, batch=20)
-    assert "users" in decided, f"not significant after {decided['looked_at']} viewers (p = {decided['p']:.3g})"
-    print(f"\noracle vs popularity detected after {decided['users']} viewers, always-valid p = {decided['p']:.4f}")
+    assert "users" in decided, (
+        f"not significant after {decided['looked_at']} viewers (p = {decided['p']:.3g})"
+    )
+    print(
+        f"\noracle vs popularity detected after {decided['users']} viewers, always-valid p = {decided['p']:.4f}"
+    )
     n = int(decided["users"])
     assert set(stats.arms) == {"-"} and stats.visits == 2 * n  # the feed is not in the test: no arm there
     assert stats.clicks > 20 and stats.purchases > 0
@@ -269,7 +308,9 @@ def test_ab_end_to_end_detects_the_better_arm(ab_world, tmp_path):
         if r["surface"] == "shelf" and r["recs"]:
             first[r["arm"]].append(float(world.truth.preference([r["user"]], [r["recs"][0]])[0]))
     assert min(len(v) for v in first.values()) > 10
-    assert np.mean(first["oracle"]) > 1.3 * np.mean(first["popular"]), {k: np.mean(v) for k, v in first.items()}
+    assert np.mean(first["oracle"]) > 1.3 * np.mean(first["popular"]), {
+        k: np.mean(v) for k, v in first.items()
+    }
     result = analyse(exp, ex, oc, looks=8, n_boot=200)
     assert 0.3 * n < result["users"] <= n and not result["srm"]["mismatch"]  # viewers who entered a room
     assert result["comparisons"]["oracle"]["significant"]
@@ -322,8 +363,14 @@ def test_guardrail_breach_and_report_on_synthetic_logs(tmp_path):
     from liveshelf.experiment.abtest import Guardrail
 
     rng = np.random.default_rng(5)
-    exp = Experiment("guard", arms=[Arm("a", 0.5), Arm("b", 0.5)], salt="g", primary="ctr", tau=0.05,
-                     guardrails=[Guardrail("conversion", 0.05)]).validate()
+    exp = Experiment(
+        "guard",
+        arms=[Arm("a", 0.5), Arm("b", 0.5)],
+        salt="g",
+        primary="ctr",
+        tau=0.05,
+        guardrails=[Guardrail("conversion", 0.05)],
+    ).validate()
     ex, oc = [], []
     for i in range(4000):
         u = f"u{i}"

@@ -31,7 +31,16 @@ T0 = pd.Timestamp("2026-11-01T12:30:00Z")
 REDIS_URL = "redis://127.0.0.1:6379/14"
 KEY = "test-key-123"
 AUTH = {"X-API-Key": KEY}
-REASONS = {"repeat", "sequence", "cf", "trending-in-room", "similar-to", "profile-match", "on-shelf", "live-now"}
+REASONS = {
+    "repeat",
+    "sequence",
+    "cf",
+    "trending-in-room",
+    "similar-to",
+    "profile-match",
+    "on-shelf",
+    "live-now",
+}
 ACTIVE_USER = "u0000043"  # the user with the most events before T0 in this world (checked in build_home)
 
 
@@ -101,8 +110,15 @@ def clean_prefix(client, prefix: str) -> None:
 
 
 def make_settings(home: Path, backend: str, prefix: str, **kw) -> ServeSettings:
-    base = {"home": home, "state": "memory" if backend == "memory" else REDIS_URL, "state_prefix": prefix,
-            "api_keys": KEY, "rate_per_s": 10_000.0, "rate_burst": 10_000, "host_cap": 10}
+    base = {
+        "home": home,
+        "state": "memory" if backend == "memory" else REDIS_URL,
+        "state_prefix": prefix,
+        "api_keys": KEY,
+        "rate_per_s": 10_000.0,
+        "rate_burst": 10_000,
+        "host_cap": 10,
+    }
     return ServeSettings(**{**base, **kw})
 
 
@@ -172,10 +188,21 @@ def test_only_live_rooms_and_on_shelf_items_across_room_ends_and_removals(served
     removed = shelf(client, other, t1)["items"][0]["item"]
     sl = frames["shelf"]
     slot = sl[(sl["room"] == third) & (sl["start"].map(epoch) <= t1) & (sl["end"].map(epoch) > t1)].iloc[0]
-    body = {"actions": [{"op": "end_room", "room": ended, "at": t1 + 1},
-                        {"op": "remove_item", "room": other, "item": removed, "at": t1 + 1}],
-            "shelf": [{"room": third, "item": slot["item"], "start": iso(slot["start"]), "end": t1 + 1,
-                       "pinned": bool(slot["pinned"])}]}
+    body = {
+        "actions": [
+            {"op": "end_room", "room": ended, "at": t1 + 1},
+            {"op": "remove_item", "room": other, "item": removed, "at": t1 + 1},
+        ],
+        "shelf": [
+            {
+                "room": third,
+                "item": slot["item"],
+                "start": iso(slot["start"]),
+                "end": t1 + 1,
+                "pinned": bool(slot["pinned"]),
+            }
+        ],
+    }
     r = client.put("/v1/rooms", json=body, headers=AUTH, params={"at": iso(t1 + 1)})
     assert r.status_code == 200, r.text
     assert r.json()["actions"] == 2
@@ -210,8 +237,12 @@ def test_new_room_and_shelf_take_effect_at_once(served):
     client, frames, _ = served
     t = epoch(T0) + 120
     items = list(frames["items"]["id"][:3])
-    body = {"rooms": [{"id": "r-new", "host": "h-new", "title": "fresh", "start": t - 10}],
-            "shelf": [{"room": "r-new", "item": it, "start": t - 10, "pinned": j == 0} for j, it in enumerate(items)]}
+    body = {
+        "rooms": [{"id": "r-new", "host": "h-new", "title": "fresh", "start": t - 10}],
+        "shelf": [
+            {"room": "r-new", "item": it, "start": t - 10, "pinned": j == 0} for j, it in enumerate(items)
+        ],
+    }
     assert client.put("/v1/rooms", json=body, headers=AUTH).status_code == 200
     assert "r-new" in {x["room"] for x in feed(client, "someone-new", t)["rooms"]}
     assert {i["item"] for i in shelf(client, "r-new", t)["items"]} == set(items)
@@ -231,23 +262,49 @@ def test_a_posted_click_changes_the_next_feed_and_shelf(served):
     item = shelf(client, room, t)["items"][-1]["item"]
     shelf_before = {i["item"]: i for i in shelf(client, room, t, user)["items"]}
     events = [
-        {"event_id": f"click-{uuid.uuid4().hex}", "ts": iso(t - 5), "user": user, "type": "enter", "room": room},
-        {"event_id": f"click-{uuid.uuid4().hex}", "ts": iso(t - 4), "user": user, "type": "click", "room": room,
-         "item": item},
-        {"event_id": f"click-{uuid.uuid4().hex}", "ts": t - 3, "user": user, "type": "cart", "room": room,
-         "item": item},
+        {
+            "event_id": f"click-{uuid.uuid4().hex}",
+            "ts": iso(t - 5),
+            "user": user,
+            "type": "enter",
+            "room": room,
+        },
+        {
+            "event_id": f"click-{uuid.uuid4().hex}",
+            "ts": iso(t - 4),
+            "user": user,
+            "type": "click",
+            "room": room,
+            "item": item,
+        },
+        {
+            "event_id": f"click-{uuid.uuid4().hex}",
+            "ts": t - 3,
+            "user": user,
+            "type": "cart",
+            "room": room,
+            "item": item,
+        },
     ]
     r = client.post("/v1/events", json={"events": events}, headers=AUTH)
     assert r.status_code == 200, r.text
-    assert r.json() == {"received": 3, "accepted": 3, "duplicate": 0, "rejected": 0, "applied": 3, "errors": []}
+    assert r.json() == {
+        "received": 3,
+        "accepted": 3,
+        "duplicate": 0,
+        "rejected": 0,
+        "applied": 3,
+        "errors": [],
+    }
 
     after = feed(client, user, t)
     assert after["fallback"] is False
     assert after != before
     rec = {x["room"]: x for x in after["rooms"]}[room]
     assert rec["score"] > target["score"]
-    assert {"source": "repeat", "host": host} in [{k: v for k, v in x.items() if k in ("source", "host")}
-                                                   for x in rec["reasons"]]
+    assert {"source": "repeat", "host": host} in [
+        {k: v for k, v in x.items() if k in ("source", "host")} for x in rec["reasons"]
+    ]
     shelf_after = {i["item"]: i for i in shelf(client, room, t, user)["items"]}
     assert shelf_after[item]["score"] > shelf_before[item]["score"]
     assert any(x["source"] == "repeat" and x["item"] == item for x in shelf_after[item]["reasons"])
@@ -263,10 +320,12 @@ def test_a_posted_click_changes_the_next_feed_and_shelf(served):
 
 def test_bad_rows_come_back_as_per_row_errors(served):
     client, _, _ = served
-    events = [{"event_id": "ok-1", "ts": iso(T0), "user": "u1", "type": "view", "item": "i0000001"},
-              {"event_id": "bad-1", "ts": "yesterday-ish", "user": "u1", "type": "view", "item": "i0000001"},
-              {"event_id": "bad-2", "ts": iso(T0), "user": "u1", "type": "teleport", "item": "i0000001"},
-              {"event_id": "bad-3", "ts": iso(T0), "user": "u1", "type": "purchase"}]
+    events = [
+        {"event_id": "ok-1", "ts": iso(T0), "user": "u1", "type": "view", "item": "i0000001"},
+        {"event_id": "bad-1", "ts": "yesterday-ish", "user": "u1", "type": "view", "item": "i0000001"},
+        {"event_id": "bad-2", "ts": iso(T0), "user": "u1", "type": "teleport", "item": "i0000001"},
+        {"event_id": "bad-3", "ts": iso(T0), "user": "u1", "type": "purchase"},
+    ]
     body = client.post("/v1/events", json={"events": events}, headers=AUTH).json()
     assert (body["received"], body["accepted"], body["rejected"]) == (4, 1, 3)
     assert {(e["row"], e["field"]) for e in body["errors"]} == {(2, "ts"), (3, "type"), (4, "item")}
@@ -303,7 +362,9 @@ def test_delete_removes_a_user_everywhere(served):
 def test_reasons_name_their_cause(served):
     client, _, _ = served
     t = epoch(T0) + 10
-    history = set(client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(t)}).json()["recent_items"])
+    history = set(
+        client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(t)}).json()["recent_items"]
+    )
     f = feed(client, ACTIVE_USER, t)
     sources = {x["source"] for r in f["rooms"] for x in r["reasons"]}
     assert {"sequence", "trending-in-room"} <= sources
@@ -341,9 +402,18 @@ def test_restart_serves_the_same_answers(world_template, tmp_path):
     settings = make_settings(home, "memory", "x:")
     with TestClient(create_app(settings)) as client:
         room = feed(client, ACTIVE_USER, t)["rooms"][0]["room"]
-        client.put("/v1/rooms", json={"actions": [{"op": "end_room", "room": room, "at": t - 1}]}, headers=AUTH)
-        client.post("/v1/events", json={"events": [{"event_id": "rs-1", "ts": t - 2, "user": "rs-user",
-                                                    "type": "like", "item": "i0000007"}]}, headers=AUTH)
+        client.put(
+            "/v1/rooms", json={"actions": [{"op": "end_room", "room": room, "at": t - 1}]}, headers=AUTH
+        )
+        client.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"event_id": "rs-1", "ts": t - 2, "user": "rs-user", "type": "like", "item": "i0000007"}
+                ]
+            },
+            headers=AUTH,
+        )
         answers = [feed(client, u, t) for u in (ACTIVE_USER, "rs-user")]
         assert room not in {x["room"] for x in answers[0]["rooms"]}
     with TestClient(create_app(settings)) as client:
@@ -355,13 +425,23 @@ def test_keys_limits_and_validation(world_template, tmp_path, caplog):
     template, _ = world_template
     home = tmp_path / "home"
     shutil.copytree(template, home)
-    settings = make_settings(home, "memory", "x:", rate_per_s=0.5, rate_burst=4, max_body_bytes=20_000,
-                             max_events=3, cors_origins="https://shop.example")
+    settings = make_settings(
+        home,
+        "memory",
+        "x:",
+        rate_per_s=0.5,
+        rate_burst=4,
+        max_body_bytes=20_000,
+        max_events=3,
+        cors_origins="https://shop.example",
+    )
     secret_user = "alice-real-name-0042"
     with TestClient(create_app(settings)) as client, caplog.at_level("DEBUG", logger="liveshelf"):
         ev = {"event_id": "s1", "ts": iso(T0), "user": secret_user, "type": "like", "item": "i0000001"}
         assert client.post("/v1/events", json={"events": [ev]}).status_code == 401
-        assert client.post("/v1/events", json={"events": [ev]}, headers={"X-API-Key": "nope"}).status_code == 401
+        assert (
+            client.post("/v1/events", json={"events": [ev]}, headers={"X-API-Key": "nope"}).status_code == 401
+        )
         assert client.post("/v1/events", json={"events": [ev]}, headers=AUTH).status_code == 200
         assert client.post("/v1/events", json={"events": [ev] * 4}, headers=AUTH).status_code == 413
         big = {"events": [{**ev, "text": "x" * 9000}] * 3}
@@ -383,7 +463,9 @@ def test_keys_limits_and_validation(world_template, tmp_path, caplog):
     assert secret_user not in caplog.text and KEY not in caplog.text
     assert "/v1/users/{user}/feed" in caplog.text
 
-    settings = make_settings(home, "memory", "x:", read_key_required=True, cors_origins="https://shop.example")
+    settings = make_settings(
+        home, "memory", "x:", read_key_required=True, cors_origins="https://shop.example"
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/users/x/feed").status_code == 401
         assert client.get("/v1/users/x/feed", headers=AUTH).status_code == 200
@@ -394,10 +476,14 @@ def test_keys_limits_and_validation(world_template, tmp_path, caplog):
         assert client.get("/v1/items/no-such-item", headers=AUTH).status_code == 404
         r = client.put("/v1/items", json={"items": [{"id": "i1", "title": "t", "price": -1}]}, headers=AUTH)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "price"
-        r = client.put("/v1/rooms", json={"rooms": [{"id": "r1", "host": "h", "colour": "red"}]}, headers=AUTH)
+        r = client.put(
+            "/v1/rooms", json={"rooms": [{"id": "r1", "host": "h", "colour": "red"}]}, headers=AUTH
+        )
         assert r.status_code == 422 and "colour" in r.json()["detail"][0]["loc"]
-        r = client.options("/v1/users/x/feed", headers={"Origin": "https://shop.example",
-                                                         "Access-Control-Request-Method": "GET"})
+        r = client.options(
+            "/v1/users/x/feed",
+            headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "GET"},
+        )
         assert r.headers["access-control-allow-origin"] == "https://shop.example"
 
 
@@ -407,17 +493,31 @@ def test_health_metrics_and_docs(served):
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model_version"] == "v0001" and ready["items"] == 160
     feed(client, ACTIVE_USER, epoch(T0))
-    client.post("/v1/events", json={"events": [{"event_id": "m1", "ts": iso(T0), "user": "m", "type": "view",
-                                                "item": "i0000001"}]}, headers=AUTH)
+    client.post(
+        "/v1/events",
+        json={"events": [{"event_id": "m1", "ts": iso(T0), "user": "m", "type": "view", "item": "i0000001"}]},
+        headers=AUTH,
+    )
     text = client.get("/metrics").text
-    assert 'liveshelf_request_seconds_count{method="GET",route="/v1/users/{user}/feed",status="200"} 1.0' in text
+    assert (
+        'liveshelf_request_seconds_count{method="GET",route="/v1/users/{user}/feed",status="200"} 1.0' in text
+    )
     assert 'liveshelf_events_ingested_total{outcome="accepted"} 1.0' in text
     assert 'liveshelf_model_info{name="default",role="sequence",version="v0001"} 1.0' in text
     assert 'liveshelf_cache_total{cache="model_vocab",result="hit"}' in text
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/events", "/v1/users/{user}/feed", "/v1/rooms/{room}/shelf", "/v1/rooms/{room}/next-item",
-            "/v1/users/{user}/profile", "/v1/items/{item}", "/v1/items", "/v1/rooms", "/v1/users/{user}"} <= set(paths)
+    assert {
+        "/v1/events",
+        "/v1/users/{user}/feed",
+        "/v1/rooms/{room}/shelf",
+        "/v1/rooms/{room}/next-item",
+        "/v1/users/{user}/profile",
+        "/v1/items/{item}",
+        "/v1/items",
+        "/v1/rooms",
+        "/v1/users/{user}",
+    } <= set(paths)
 
 
 # ------------------------------------------------------------------------------------ hot swap
@@ -472,10 +572,25 @@ def test_pseudonymised_ids_stay_out_of_the_store(world_template, tmp_path):
     settings = make_settings(home, "memory", "x:", pseudonym_key="a-secret-hmac-key")
     t = epoch(T0)
     with TestClient(create_app(settings)) as client:
-        client.put("/v1/rooms", json={"rooms": [{"id": "rp", "host": "hp", "start": t - 60}],
-                                      "shelf": [{"room": "rp", "item": "i0000001", "start": t - 60}]}, headers=AUTH)
-        ev = [{"event_id": "p1", "ts": t - 5, "user": "alice", "type": "enter", "room": "rp"},
-              {"event_id": "p2", "ts": t - 4, "user": "alice", "type": "cart", "room": "rp", "item": "i0000001"}]
+        client.put(
+            "/v1/rooms",
+            json={
+                "rooms": [{"id": "rp", "host": "hp", "start": t - 60}],
+                "shelf": [{"room": "rp", "item": "i0000001", "start": t - 60}],
+            },
+            headers=AUTH,
+        )
+        ev = [
+            {"event_id": "p1", "ts": t - 5, "user": "alice", "type": "enter", "room": "rp"},
+            {
+                "event_id": "p2",
+                "ts": t - 4,
+                "user": "alice",
+                "type": "cart",
+                "room": "rp",
+                "item": "i0000001",
+            },
+        ]
         assert client.post("/v1/events", json={"events": ev}, headers=AUTH).json()["applied"] == 2
         f = feed(client, "alice", t)
         assert f["user"] == "alice" and f["fallback"] is False and f["rooms"][0]["room"] == "rp"

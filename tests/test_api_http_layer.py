@@ -70,13 +70,19 @@ def test_item_record_and_reasons_follow_the_models():
     assert reasons == [{"source": "cf", "score": 1.0, "room": "r1"}]
     rec = ItemRecord("i1", None, 0.5, reasons)
     rec.reasons.append(Reason(source="comments-negative", score=-0.2, room="r1"))  # as the text services do
-    assert rec.body() == {"item": "i1", "score": 0.5, "reasons": [reasons[0], {"source": "comments-negative",
-                                                                                 "score": -0.2, "room": "r1"}]}
+    assert rec.body() == {
+        "item": "i1",
+        "score": 0.5,
+        "reasons": [reasons[0], {"source": "comments-negative", "score": -0.2, "room": "r1"}],
+    }
     rec.title, rec.pitch = "T", {"reason": "r", "points": None}
     assert rec.body()["title"] == "T" and rec.body()["pitch"] == {"reason": "r", "points": None}
     import numpy as np
 
-    assert FastJSON({"a": np.float32(0.5), "b": np.int64(3), "c": float("nan")}).body == b'{"a":0.5,"b":3,"c":null}'
+    assert (
+        FastJSON({"a": np.float32(0.5), "b": np.int64(3), "c": float("nan")}).body
+        == b'{"a":0.5,"b":3,"c":null}'
+    )
 
 
 def test_middleware_metrics_worker_header_log_and_errors(client, caplog):
@@ -93,17 +99,26 @@ def test_middleware_metrics_worker_header_log_and_errors(client, caplog):
     assert "GET /v1/users/{user}/feed 200" in caplog.text and "client=anon:" in caplog.text
     assert "GET /boom 500" in caplog.text and "someone" not in caplog.text
     text = c.get("/metrics").text
-    for route, status in (("/v1/users/{user}/feed", 200), ("/v1/rooms/{room}/shelf", 404),
-                          ("/v1/users/{user}/feed", 422), ("/boom", 500)):
-        assert f'liveshelf_request_seconds_count{{method="GET",route="{route}",status="{status}"}} 1.0' in text
+    for route, status in (
+        ("/v1/users/{user}/feed", 200),
+        ("/v1/rooms/{room}/shelf", 404),
+        ("/v1/users/{user}/feed", 422),
+        ("/boom", 500),
+    ):
+        assert (
+            f'liveshelf_request_seconds_count{{method="GET",route="{route}",status="{status}"}} 1.0' in text
+        )
 
 
 def test_body_limit_passes_declared_bodies_and_refuses_large_ones(client):
     c, _ = client
     ev = {"event_id": "h1", "ts": iso(T0), "user": "u1", "type": "enter", "room": "r0000000"}
     assert c.post("/v1/events", json={"events": [ev]}, headers=AUTH).status_code == 200
-    r = c.post("/v1/events", content=b"{" + b" " * 30_000 + b"}",
-               headers={**AUTH, "Content-Type": "application/json"})
+    r = c.post(
+        "/v1/events",
+        content=b"{" + b" " * 30_000 + b"}",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert r.status_code == 413 and "30002 bytes" in r.json()["detail"]
 
 
@@ -141,7 +156,9 @@ def test_load_shedding_refuses_past_the_in_flight_limit_and_keeps_health_open():
     async def app(scope, receive, send):
         if scope["path"] == "/slow":
             await gate.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     shed = LoadShedMiddleware(app, limit=1, on_refuse=lambda: refused.append(1))
@@ -161,5 +178,7 @@ def test_load_shedding_refuses_past_the_in_flight_limit_and_keeps_health_open():
 
     first, over, health, after = asyncio.run(run())
     assert first.status_code == 200 and health.status_code == 200 and after.status_code == 200
-    assert over.status_code == 503 and over.headers["retry-after"] == "1" and "capacity" in over.json()["detail"]
+    assert (
+        over.status_code == 503 and over.headers["retry-after"] == "1" and "capacity" in over.json()["detail"]
+    )
     assert refused == [1] and shed.in_flight == 0

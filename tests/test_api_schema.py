@@ -34,8 +34,13 @@ world_template = api.world_template
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 25
-BOUNDED = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck))
+BOUNDED = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def _operations() -> list[tuple[str, str, GenerationMode]]:
@@ -64,9 +69,18 @@ def _awaiting_docs() -> dict[tuple[str, str, GenerationMode], str]:
 
 
 AWAITING_DOCS = _awaiting_docs()
-OPERATIONS = [pytest.param(m, p, g, id=f"{m} {p} {g}", marks=[pytest.mark.xfail(
-    reason=AWAITING_DOCS[(m, p, g)], strict=True)] if (m, p, g) in AWAITING_DOCS else [])
-    for m, p, g in _operations()]
+OPERATIONS = [
+    pytest.param(
+        m,
+        p,
+        g,
+        id=f"{m} {p} {g}",
+        marks=[pytest.mark.xfail(reason=AWAITING_DOCS[(m, p, g)], strict=True)]
+        if (m, p, g) in AWAITING_DOCS
+        else [],
+    )
+    for m, p, g in _operations()
+]
 
 
 @pytest.fixture(scope="module")

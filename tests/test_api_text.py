@@ -62,8 +62,9 @@ def test_shelf_explain_attaches_pitches_only_when_asked(served):
     room = _live_room_with_shelf(frames, T0.timestamp())
     plain = client.get(f"/v1/rooms/{room}/shelf", params={"at": iso(T0), "user": ACTIVE_USER}).json()
     assert all("pitch" not in it for it in plain["items"])
-    explained = client.get(f"/v1/rooms/{room}/shelf",
-                           params={"at": iso(T0), "user": ACTIVE_USER, "explain": "true"}).json()
+    explained = client.get(
+        f"/v1/rooms/{room}/shelf", params={"at": iso(T0), "user": ACTIVE_USER, "explain": "true"}
+    ).json()
     assert [it["item"] for it in explained["items"]] == [it["item"] for it in plain["items"]]
     assert all(it["pitch"]["item"] == it["item"] for it in explained["items"][:10])
 
@@ -75,19 +76,29 @@ def test_ask_answers_from_shelf_facts_and_admits_not_knowing(served):
     on_shelf = sorted(shelf_items(frames, room, t))
     item = on_shelf[0]
     price = float(frames["items"].set_index("id").loc[item, "price"])
-    r = client.post(f"/v1/rooms/{room}/ask", params={"at": iso(T0)},
-                    json={"question": "这个多少钱？", "item": item})
+    r = client.post(
+        f"/v1/rooms/{room}/ask", params={"at": iso(T0)}, json={"question": "这个多少钱？", "item": item}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["known"] and body["item"] == item and body["intent"] == "price"
-    assert f"{price:g}" in body["answer"] or f"{price:.1f}" in body["answer"] or f"{price:.2f}" in body["answer"]
-    r = client.post(f"/v1/rooms/{room}/ask", params={"at": iso(T0)},
-                    json={"question": "Does it come with a lifetime warranty?", "item": item, "lang": "en"})
+    assert (
+        f"{price:g}" in body["answer"] or f"{price:.1f}" in body["answer"] or f"{price:.2f}" in body["answer"]
+    )
+    r = client.post(
+        f"/v1/rooms/{room}/ask",
+        params={"at": iso(T0)},
+        json={"question": "Does it come with a lifetime warranty?", "item": item, "lang": "en"},
+    )
     assert r.status_code == 200 and r.json()["known"] is False
     # an item that is not on this shelf now is refused, an empty question is a 422
     off = sorted(set(frames["items"]["id"]) - set(on_shelf))[0]
-    assert client.post(f"/v1/rooms/{room}/ask", params={"at": iso(T0)},
-                       json={"question": "多少钱", "item": off}).status_code == 404
+    assert (
+        client.post(
+            f"/v1/rooms/{room}/ask", params={"at": iso(T0)}, json={"question": "多少钱", "item": off}
+        ).status_code
+        == 404
+    )
     assert client.post(f"/v1/rooms/{room}/ask", json={"question": ""}).status_code == 422
     assert client.post("/v1/rooms/no-such-room/ask", json={"question": "多少钱"}).status_code == 404
 
@@ -97,8 +108,17 @@ def test_a_posted_purchase_moves_the_profile(served):
     items = frames["items"]
     before = client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(T0)}).json()["interests"]
     other = items.iloc[0]
-    events = [{"event_id": f"buy-{i}", "ts": iso(T0), "user": ACTIVE_USER, "type": "purchase",
-               "item": other["id"], "value": 10.0} for i in range(20)]
+    events = [
+        {
+            "event_id": f"buy-{i}",
+            "ts": iso(T0),
+            "user": ACTIVE_USER,
+            "type": "purchase",
+            "item": other["id"],
+            "value": 10.0,
+        }
+        for i in range(20)
+    ]
     r = client.post("/v1/events", json={"events": events}, headers=AUTH)
     assert r.status_code == 200 and r.json()["accepted"] == 20, r.text
     after = client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(T0)}).json()["interests"]
@@ -107,10 +127,21 @@ def test_a_posted_purchase_moves_the_profile(served):
 
 
 # ------------------------------------------------------------------------------ live comments
-POSITIVE = ["质量很好，物流很快，非常满意", "很喜欢，已经回购了", "性价比高，推荐购买", "包装精美，味道不错",
-            "great quality, love it", "主播讲解很专业，下单了"]
-NEGATIVE = ["质量太差了，根本不能用，退货", "假货，骗人的，千万别买", "发货太慢，客服态度很差",
-            "收到就坏了，非常失望", "垃圾产品，差评"]
+POSITIVE = [
+    "质量很好，物流很快，非常满意",
+    "很喜欢，已经回购了",
+    "性价比高，推荐购买",
+    "包装精美，味道不错",
+    "great quality, love it",
+    "主播讲解很专业，下单了",
+]
+NEGATIVE = [
+    "质量太差了，根本不能用，退货",
+    "假货，骗人的，千万别买",
+    "发货太慢，客服态度很差",
+    "收到就坏了，非常失望",
+    "垃圾产品，差评",
+]
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +176,29 @@ def _comment_burst_scenario(template, frames, home, **settings):
         for bucket in range(8):  # calm: mostly positive chatter, 24 comments per 30 s bucket
             for j in range(24):
                 text = NEGATIVE[j % len(NEGATIVE)] if j % 8 == 0 else POSITIVE[j % len(POSITIVE)]
-                events.append({"event_id": f"c{n}", "ts": iso(t0 + bucket * 30 + j), "user": f"v{j}",
-                               "type": "comment", "room": room, "text": text})
+                events.append(
+                    {
+                        "event_id": f"c{n}",
+                        "ts": iso(t0 + bucket * 30 + j),
+                        "user": f"v{j}",
+                        "type": "comment",
+                        "room": room,
+                        "text": text,
+                    }
+                )
                 n += 1
         for j in range(30):  # the burst: angry comments about the top item
-            events.append({"event_id": f"c{n}", "ts": iso(t0 + 8 * 30 + j), "user": f"w{j}", "type": "comment",
-                           "room": room, "item": target, "text": NEGATIVE[j % len(NEGATIVE)]})
+            events.append(
+                {
+                    "event_id": f"c{n}",
+                    "ts": iso(t0 + 8 * 30 + j),
+                    "user": f"w{j}",
+                    "type": "comment",
+                    "room": room,
+                    "item": target,
+                    "text": NEGATIVE[j % len(NEGATIVE)],
+                }
+            )
             n += 1
         r = client.post("/v1/events", json={"events": events}, headers=AUTH)
         assert r.status_code == 200 and r.json()["accepted"] == n, r.text
@@ -162,8 +210,9 @@ def _comment_burst_scenario(template, frames, home, **settings):
 
 def test_negative_comment_burst_raises_an_alert_and_demotes_the_item(world_template, tmp_path, sentiment_dir):
     template, frames = world_template
-    room, target, snap, after = _comment_burst_scenario(template, frames, tmp_path / "on",
-                                                        sentiment_model=sentiment_dir, comment_demotion=0.9)
+    room, target, snap, after = _comment_burst_scenario(
+        template, frames, tmp_path / "on", sentiment_model=sentiment_dir, comment_demotion=0.9
+    )
     snap = snap.json()
     assert snap["volume"] > 0 and snap["negative_share"] > snap["baseline"]
     assert snap["alerts"] and snap["alerts"][0]["room"] == room, snap

@@ -52,12 +52,38 @@ def server(world_template, tmp_path):  # noqa: F811
     shutil.copytree(template, home)
     prefix = f"lstest-workers-{uuid.uuid4().hex[:8]}:"
     port = free_port()
-    env = {**os.environ, "LIVESHELF_API_KEYS": KEY, "LIVESHELF_STATE_PREFIX": prefix, "LIVESHELF_RATE_PER_S": "1e6",
-           "LIVESHELF_RATE_BURST": "1000000", "LIVESHELF_HOST_CAP": "10", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "LIVESHELF_API_KEYS": KEY,
+        "LIVESHELF_STATE_PREFIX": prefix,
+        "LIVESHELF_RATE_PER_S": "1e6",
+        "LIVESHELF_RATE_BURST": "1000000",
+        "LIVESHELF_HOST_CAP": "10",
+        "HF_HUB_OFFLINE": "1",
+    }
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115  (closed below)
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, "serve", "--home", str(home), "--workers", "2",
-                             "--state", REDIS_URL, "--port", str(port), "--log-level", "warning"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVE,
+            "serve",
+            "--home",
+            str(home),
+            "--workers",
+            "2",
+            "--state",
+            REDIS_URL,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -123,8 +149,10 @@ def test_two_workers_share_one_state(server):
     while i < 8 or len({w for pair in served_by for w in pair}) < 2:
         assert i < 60, f"read-your-writes checked on one worker only: {served_by}"
         user, room = f"w-viewer-{i}", rooms[i % len(rooms)]
-        events = [{"event_id": f"{user}-1", "ts": iso(t - 3), "user": user, "type": "enter", "room": room["room"]},
-                  {"event_id": f"{user}-2", "ts": iso(t - 2), "user": user, "type": "like", "room": room["room"]}]
+        events = [
+            {"event_id": f"{user}-1", "ts": iso(t - 3), "user": user, "type": "enter", "room": room["room"]},
+            {"event_id": f"{user}-2", "ts": iso(t - 2), "user": user, "type": "like", "room": room["room"]},
+        ]
         w = call("POST", f"{base}/v1/events", json={"events": events}, headers={"X-API-Key": KEY})
         assert w.status_code == 200 and w.json()["applied"] == 2, w.text
         r = call("GET", f"{base}/v1/users/{user}/feed", params=params)
@@ -138,12 +166,19 @@ def test_two_workers_share_one_state(server):
     for _ in range(4):
         text = call("GET", f"{base}/metrics").text
         assert f'liveshelf_events_ingested_total{{outcome="accepted"}} {2.0 * i}' in text
-        assert f'liveshelf_request_seconds_count{{method="POST",route="/v1/events",status="200"}} {float(i)}' in text
+        assert (
+            f'liveshelf_request_seconds_count{{method="POST",route="/v1/events",status="200"}} {float(i)}'
+            in text
+        )
 
     # a room ended through one worker disappears on both
     ended = rooms[0]["room"]
-    r = call("PUT", f"{base}/v1/rooms", json={"actions": [{"op": "end_room", "room": ended, "at": t - 1}]},
-             headers={"X-API-Key": KEY})
+    r = call(
+        "PUT",
+        f"{base}/v1/rooms",
+        json={"actions": [{"op": "end_room", "room": ended, "at": t - 1}]},
+        headers={"X-API-Key": KEY},
+    )
     assert r.status_code == 200, r.text
     after = from_both_workers(ask)
     assert all(ended not in {x["room"] for x in a["rooms"]} for _, a in after)
@@ -153,7 +188,9 @@ def test_two_workers_share_one_state(server):
     first = call("GET", f"{base}/v1/rooms/{room}/shelf", params=params).json()["items"][0]["item"]
     item = call("GET", f"{base}/v1/items/{first}").json()
     item["attributes"]["stock"] = 0
-    assert call("PUT", f"{base}/v1/items", json={"items": [item]}, headers={"X-API-Key": KEY}).status_code == 200
+    assert (
+        call("PUT", f"{base}/v1/items", json={"items": [item]}, headers={"X-API-Key": KEY}).status_code == 200
+    )
 
     def shelf(_: int) -> tuple[str, list[str]]:
         r = call("GET", f"{base}/v1/rooms/{room}/shelf", params=params)

@@ -90,7 +90,9 @@ def test_rooms_are_the_live_ones_with_audience_gmv_and_a_sentiment_sparkline(con
     body = client.get("/v1/dashboard/rooms", params={"at": iso(t)}).json()
     cards = {c["room"]: c for c in body["rooms"]}
     assert set(cards) == live_rooms(frames, t)
-    assert [c["audience"] for c in body["rooms"]] == sorted((c["audience"] for c in body["rooms"]), reverse=True)
+    assert [c["audience"] for c in body["rooms"]] == sorted(
+        (c["audience"] for c in body["rooms"]), reverse=True
+    )
     room = _room_with_shelf(frames, t)
     audience = client.get(f"/v1/rooms/{room}/next-item", params={"at": iso(t)}).json()["audience"]
     assert cards[room]["audience"] == audience
@@ -100,16 +102,36 @@ def test_rooms_are_the_live_ones_with_audience_gmv_and_a_sentiment_sparkline(con
     item = sorted(shelf_items(frames, room, t))[0]
     price = float(frames["items"].set_index("id").loc[item, "price"])
     texts = [str(x) for x in pools[("builtin-zh", 0)][:4]] + [str(x) for x in pools[("builtin-zh", 1)][:2]]
-    events = [{"event_id": "gmv-1", "ts": t - 5, "user": "buyer1", "type": "purchase", "room": room, "item": item,
-               "value": 10.5},
-              {"event_id": "gmv-2", "ts": t - 4, "user": "buyer2", "type": "purchase", "room": room, "item": item,
-               "value": 20.0},
-              {"event_id": "gmv-3", "ts": t - 3, "user": "buyer3", "type": "purchase", "room": room, "item": item}]
-    events += [{"event_id": f"cm-{j}", "ts": t - 2, "user": f"c{j}", "type": "comment", "room": room, "text": x}
-               for j, x in enumerate(texts)]
+    events = [
+        {
+            "event_id": "gmv-1",
+            "ts": t - 5,
+            "user": "buyer1",
+            "type": "purchase",
+            "room": room,
+            "item": item,
+            "value": 10.5,
+        },
+        {
+            "event_id": "gmv-2",
+            "ts": t - 4,
+            "user": "buyer2",
+            "type": "purchase",
+            "room": room,
+            "item": item,
+            "value": 20.0,
+        },
+        {"event_id": "gmv-3", "ts": t - 3, "user": "buyer3", "type": "purchase", "room": room, "item": item},
+    ]
+    events += [
+        {"event_id": f"cm-{j}", "ts": t - 2, "user": f"c{j}", "type": "comment", "room": room, "text": x}
+        for j, x in enumerate(texts)
+    ]
     r = client.post("/v1/events", json={"events": events}, headers=AUTH)
     assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
-    after = {c["room"]: c for c in client.get("/v1/dashboard/rooms", params={"at": iso(t)}).json()["rooms"]}[room]
+    after = {c["room"]: c for c in client.get("/v1/dashboard/rooms", params={"at": iso(t)}).json()["rooms"]}[
+        room
+    ]
     assert after["gmv"] == pytest.approx(cards[room]["gmv"] + 30.5 + price, abs=0.011)
     assert after["orders"] == cards[room]["orders"] + 3
     assert after["comments"] == cards[room]["comments"] + len(texts)
@@ -124,16 +146,22 @@ def test_rooms_are_the_live_ones_with_audience_gmv_and_a_sentiment_sparkline(con
     assert len(after["spark"]) == 10 and after["spark"][-1]["start"] <= t < after["spark"][-1]["start"] + 30
 
 
-def test_room_view_ranks_the_shelf_for_the_audience_with_a_pitch_and_coloured_comments(console, phrase_sentiment):
+def test_room_view_ranks_the_shelf_for_the_audience_with_a_pitch_and_coloured_comments(
+    console, phrase_sentiment
+):
     client, frames, _ = console
     _, model, pools = phrase_sentiment
     t = T + 60
     room = _room_with_shelf(frames, t)
-    p_neg = {str(x): model.predict_proba([str(x)])[0, 0] for lab in (0, 1) for x in pools[("builtin-zh", lab)]}
+    p_neg = {
+        str(x): model.predict_proba([str(x)])[0, 0] for lab in (0, 1) for x in pools[("builtin-zh", lab)]
+    }
     neg = next(str(x) for x in pools[("builtin-zh", 0)] if p_neg[str(x)] >= 0.5)
     pos = next(str(x) for x in pools[("builtin-zh", 1)] if p_neg[str(x)] < 0.5)
-    events = [{"event_id": "rv-1", "ts": t - 3, "user": "a1", "type": "comment", "room": room, "text": neg},
-              {"event_id": "rv-2", "ts": t - 2, "user": "a2", "type": "comment", "room": room, "text": pos}]
+    events = [
+        {"event_id": "rv-1", "ts": t - 3, "user": "a1", "type": "comment", "room": room, "text": neg},
+        {"event_id": "rv-2", "ts": t - 2, "user": "a2", "type": "comment", "room": room, "text": pos},
+    ]
     assert client.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 2
     view = client.get(f"/v1/dashboard/rooms/{room}", params={"at": iso(t)}).json()
     nxt = client.get(f"/v1/rooms/{room}/next-item", params={"at": iso(t), "k": 50}).json()
@@ -150,7 +178,10 @@ def test_room_view_ranks_the_shelf_for_the_audience_with_a_pitch_and_coloured_co
     newest = view["comments"][:2]
     assert [c["text"] for c in newest] == [pos, neg]  # newest first
     assert [c["negative"] for c in newest] == [False, True]
-    assert [c["p_negative"] for c in newest] == [pytest.approx(p_neg[pos], abs=1e-4), pytest.approx(p_neg[neg], abs=1e-4)]
+    assert [c["p_negative"] for c in newest] == [
+        pytest.approx(p_neg[pos], abs=1e-4),
+        pytest.approx(p_neg[neg], abs=1e-4),
+    ]
     assert view["sentiment"]["volume"] >= 2 and isinstance(view["alerts"], list)
     assert client.get("/v1/dashboard/rooms/no-such-room").status_code == 404
 
@@ -165,15 +196,19 @@ def test_simulate_posts_viewers_through_the_event_path_and_reports_the_change(co
     focus = cats[0]
     url = f"/v1/dashboard/rooms/{room}/simulate"
     body = {"viewers": 100, "seed": 11, "focus": focus, "focus_share": 1.0}
-    assert client.post(url, json=body, params={"at": iso(t)}).status_code == 401  # keys configured: one needed
+    assert (
+        client.post(url, json=body, params={"at": iso(t)}).status_code == 401
+    )  # keys configured: one needed
     r = client.post(url, json=body, params={"at": iso(t)}, headers=AUTH)
     assert r.status_code == 200, r.text
     out = r.json()
     burst, posted, ch = out["burst"], out["posted"], out["changes"]
     assert posted["accepted"] == burst["events"] > 100 and posted["rejected"] == 0
     assert out["after"]["audience"]["viewers"] == out["before"]["audience"]["viewers"] + 100
-    assert ch["audience"] == {"before": out["before"]["audience"]["viewers"],
-                              "after": out["after"]["audience"]["viewers"]}
+    assert ch["audience"] == {
+        "before": out["before"]["audience"]["viewers"],
+        "after": out["after"]["audience"]["viewers"],
+    }
     # the new viewers' only history is this room, mostly the focus category: it leads the audience now
     assert out["after"]["audience"]["categories"][0]["key"] == focus
     assert out["after"]["gmv"] == pytest.approx(out["before"]["gmv"] + burst["gmv"], abs=0.011)
@@ -215,15 +250,18 @@ def test_without_keys_simulate_is_refused_from_every_machine(world_template, tmp
         with client:
             assert client.get("/v1/dashboard/config").json()["keys"] is False
             room = _room_with_shelf(frames, t)
-            r = client.post(f"/v1/dashboard/rooms/{room}/simulate", json={"viewers": 5, "seed": 1},
-                            params={"at": iso(t)})
+            r = client.post(
+                f"/v1/dashboard/rooms/{room}/simulate", json={"viewers": 5, "seed": 1}, params={"at": iso(t)}
+            )
             assert r.status_code == 401 and "none configured" in r.json()["detail"], r.text
             assert client.get("/v1/dashboard/rooms", params={"at": iso(t)}).status_code == 200
 
 
 def test_viewer_burst_is_seeded_in_time_and_favours_the_focus():
-    shelf = [ItemInfo(id=f"i{j}", title=f"item {j}", category=c, price=10.0 + j, language="zh")
-             for j, c in enumerate(["美妆 > 护肤", "美妆 > 彩妆", "食品 > 零食", "服饰 > 女装"])]
+    shelf = [
+        ItemInfo(id=f"i{j}", title=f"item {j}", category=c, price=10.0 + j, language="zh")
+        for j, c in enumerate(["美妆 > 护肤", "美妆 > 彩妆", "食品 > 零食", "服饰 > 女装"])
+    ]
     a, sa = viewer_burst("r1", shelf, T, n=200, seed=3, focus="美妆", focus_share=1.0)
     b, _ = viewer_burst("r1", shelf, T, n=200, seed=3, focus="美妆", focus_share=1.0)
     assert a == b and sa["viewers"] == 200 and sa["events"] == len(a)
@@ -252,7 +290,9 @@ def test_models_list_registry_versions_with_the_served_one(console):
     m = models[0]
     assert m["serving"] == "v0001"
     assert {v["version"]: (v["model_type"], v["production"]) for v in m["versions"]} == {
-        "v0001": ("itemknn", True), "v0002": ("pop", False)}
+        "v0001": ("itemknn", True),
+        "v0002": ("pop", False),
+    }
     assert [e["action"] for e in m["history"]] == ["promote"]
 
 
@@ -262,8 +302,11 @@ def test_experiment_reports_are_listed_and_served_without_path_traversal(console
     client, _, home = console
     assert client.get("/v1/dashboard/experiments").json() == {"available": True, "experiments": []}
     store = ExperimentStore(home)
-    store.create(Experiment(name="ranker-v2", arms=[Arm("control"), Arm("treatment", model="default",
-                                                                         version="v0002")]))
+    store.create(
+        Experiment(
+            name="ranker-v2", arms=[Arm("control"), Arm("treatment", model="default", version="v0002")]
+        )
+    )
     from PIL import Image
 
     png = store.folder("ranker-v2") / "report.png"
@@ -277,11 +320,13 @@ def test_experiment_reports_are_listed_and_served_without_path_traversal(console
     assert exp["summary"]["arms"] == ["control", "treatment"] and "folder" not in exp["summary"]
     r = client.get("/v1/dashboard/experiments/ranker-v2/reports/report.png")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content == png.read_bytes()
-    for bad in ("/v1/dashboard/experiments/ranker-v2/reports/evil.png",  # a link out of the folder
-                "/v1/dashboard/experiments/ranker-v2/reports/experiment.json",
-                "/v1/dashboard/experiments/..%2F..%2Fmodels/reports/report.png",
-                "/v1/dashboard/experiments/ranker-v2/reports/..%2F..%2Fevents.duckdb",
-                "/v1/dashboard/experiments/nope/reports/report.png"):
+    for bad in (
+        "/v1/dashboard/experiments/ranker-v2/reports/evil.png",  # a link out of the folder
+        "/v1/dashboard/experiments/ranker-v2/reports/experiment.json",
+        "/v1/dashboard/experiments/..%2F..%2Fmodels/reports/report.png",
+        "/v1/dashboard/experiments/ranker-v2/reports/..%2F..%2Fevents.duckdb",
+        "/v1/dashboard/experiments/nope/reports/report.png",
+    ):
         assert client.get(bad).status_code in (404, 422), bad
     assert report_path(home, "..", "report.png") is None
     assert report_path(home, "ranker-v2", "../experiment.json") is None

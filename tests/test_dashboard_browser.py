@@ -53,7 +53,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         yield b
         b.close()
 
@@ -91,16 +93,23 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
 
 
 def post_events(url: str, events: list[dict]) -> dict:
-    req = urllib.request.Request(url + "/v1/events", data=json.dumps({"events": events}).encode(),
-                                 headers={"Content-Type": "application/json", "X-API-Key": KEY}, method="POST")
+    req = urllib.request.Request(
+        url + "/v1/events",
+        data=json.dumps({"events": events}).encode(),
+        headers={"Content-Type": "application/json", "X-API-Key": KEY},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read())
 
 
 def stable_room(frames: dict, lo: float, hi: float, skip: set[str] = frozenset()) -> str:
     """A room live over [lo, hi] with at least 3 items on its shelf at both ends."""
-    return next(r for r in sorted(live_rooms(frames, lo) & live_rooms(frames, hi) - skip)
-                if len(shelf_items(frames, r, lo)) >= 3 and len(shelf_items(frames, r, hi)) >= 3)
+    return next(
+        r
+        for r in sorted(live_rooms(frames, lo) & live_rooms(frames, hi) - skip)
+        if len(shelf_items(frames, r, lo)) >= 3 and len(shelf_items(frames, r, hi)) >= 3
+    )
 
 
 def test_console_shows_live_rooms_a_room_and_what_100_simulated_viewers_change(server, page, tmp_path):
@@ -148,9 +157,18 @@ def test_a_burst_of_negative_comments_shows_an_alert_in_the_room(server, page, t
     pos_texts = [str(x) for x in pools[("builtin-zh", 1)] if model.predict_proba([str(x)])[0, 0] < 0.5]
     b0 = math.ceil((T + 600) / 30) * 30  # later than anything the other test posted: the monitor's clock
     room = stable_room(frames, b0, b0 + 900)
-    calm = [{"event_id": f"calm-{k}-{j}", "ts": b0 + k * 30 + j, "user": f"calm{j}", "type": "comment",
-             "room": room, "text": (neg_texts[j % len(neg_texts)] if j % 8 == 0 else pos_texts[j % len(pos_texts)])}
-            for k in range(8) for j in range(24)]
+    calm = [
+        {
+            "event_id": f"calm-{k}-{j}",
+            "ts": b0 + k * 30 + j,
+            "user": f"calm{j}",
+            "type": "comment",
+            "room": room,
+            "text": (neg_texts[j % len(neg_texts)] if j % 8 == 0 else pos_texts[j % len(pos_texts)]),
+        }
+        for k in range(8)
+        for j in range(24)
+    ]
     assert post_events(srv.url, calm)["accepted"] == len(calm)
 
     start = b0 + 8 * 30 + 5
@@ -160,8 +178,17 @@ def test_a_burst_of_negative_comments_shows_an_alert_in_the_room(server, page, t
 
     clock = page.evaluate("window.liveshelfConsole.clock()")
     burst_at = (math.floor(clock / 30) + 2) * 30  # a bucket the page's clock has not reached yet
-    burst = [{"event_id": f"burst-{j}", "ts": burst_at + j * 0.5, "user": f"angry{j}", "type": "comment",
-              "room": room, "text": neg_texts[j % len(neg_texts)]} for j in range(30)]
+    burst = [
+        {
+            "event_id": f"burst-{j}",
+            "ts": burst_at + j * 0.5,
+            "user": f"angry{j}",
+            "type": "comment",
+            "room": room,
+            "text": neg_texts[j % len(neg_texts)],
+        }
+        for j in range(30)
+    ]
     assert post_events(srv.url, burst)["accepted"] == len(burst)
     page.wait_for_selector("#alerts li.alert", timeout=45_000)  # once the clock closes the burst's bucket
     assert "negative spike" in page.locator("#alerts li.alert").first.inner_text()
@@ -191,7 +218,9 @@ def test_viewer_view_shows_profile_and_feed_and_models_with_experiment_charts(se
     from liveshelf.experiment.abtest import Arm, Experiment, ExperimentStore
 
     store = ExperimentStore(home)
-    store.create(Experiment(name="pop-vs-knn", arms=[Arm("control"), Arm("b", model="default", version="v0002")]))
+    store.create(
+        Experiment(name="pop-vs-knn", arms=[Arm("control"), Arm("b", model="default", version="v0002")])
+    )
     Image.new("RGB", (320, 160), (40, 90, 200)).save(store.folder("pop-vs-knn") / "report.png")
     page.click("nav a[data-tab=rooms]")
     page.click("nav a[data-tab=models]")

@@ -71,7 +71,9 @@ def test_forget_user_then_retrain_leaves_no_trace(world, home, model):
     assert pseudonym in set(prod.user_ids_) and user not in set(prod.user_ids_)
 
     state = MemoryState()
-    state.apply_events(world.dataset.events.assign(user=Pseudonymiser(KEY).map_series(world.dataset.events["user"])))
+    state.apply_events(
+        world.dataset.events.assign(user=Pseudonymiser(KEY).map_series(world.dataset.events["user"]))
+    )
     assert state.user_sequence(pseudonym)
     report = forget_user(home, user, key=KEY, state=state)
     n_events = int((world.dataset.events["user"] == user).sum())
@@ -85,7 +87,7 @@ def test_forget_user_then_retrain_leaves_no_trace(world, home, model):
     assert "v0001" in stale_versions(home, "default") and loop.production_stale()
 
     # the next cycle retrains from scratch (no new events needed) and must replace production
-    second, = loop.run(max_cycles=1, poll_s=0.0, sleep=lambda s: pytest.fail("no cycle ran"))
+    (second,) = loop.run(max_cycles=1, poll_s=0.0, sleep=lambda s: pytest.fail("no cycle ran"))
     assert second.trigger == "stale"
     assert second.mode == "refit" and second.production == "v0001"
     assert second.decision == "promoted", second.reasons
@@ -99,8 +101,9 @@ def test_forget_user_then_retrain_leaves_no_trace(world, home, model):
     # ... and equals a model trained on a world where the user never existed (same ids, same order)
     ev = world.dataset.events.assign(user=Pseudonymiser(KEY).map_series(world.dataset.events["user"]))
     ev = ev[ev["user"] != pseudonym].sort_values(["user", "ts"], kind="stable").reset_index(drop=True)
-    split, _, _ = window_split(Dataset(name="without", events=ev, items=world.dataset.items),
-                               second.window["t_cut"])
+    split, _, _ = window_split(
+        Dataset(name="without", events=ev, items=world.dataset.items), second.window["t_cut"]
+    )
     reference = create_model(model, **params).fit(split.train)
     assert list(reference.user_ids_) == list(retrained.user_ids_)
     assert list(reference.item_ids_) == list(retrained.item_ids_)
@@ -116,8 +119,9 @@ def test_forget_user_then_retrain_leaves_no_trace(world, home, model):
     pos = {str(x): i for i, x in enumerate(reference.item_ids_)}
     history = Context(items=np.array([pos[str(i)] for i in mine["item"]]), user=pseudonym)
     assert len(history.items) >= 5
-    np.testing.assert_allclose(retrained.score_batch([history]), reference.score_batch([history]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        retrained.score_batch([history]), reference.score_batch([history]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_deletion_resolves_ids_and_refuses_wrong_keys(world, home):

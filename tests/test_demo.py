@@ -31,7 +31,9 @@ KEY = "demo-test-key"
 
 # ------------------------------------------------------------------------------------ in process
 def test_history_and_replay_split_at_midnight_with_both_languages():
-    history, replay = simulate_world(users=150, hosts=8, days=1, seed=5, en_share=0.3, today=date(2026, 11, 20))
+    history, replay = simulate_world(
+        users=150, hosts=8, days=1, seed=5, en_share=0.3, today=date(2026, 11, 20)
+    )
     cut = pd.Timestamp("2026-11-20", tz="UTC")
     h, r = history.dataset, replay.dataset
     assert h.events["ts"].max() < cut <= r.events["ts"].min()
@@ -79,7 +81,9 @@ def test_traffic_replays_a_simulated_day_through_the_api(tmp_path):
         shelf = client.get(f"/v1/rooms/{feed[0]['room']}/shelf").json()
         assert shelf["live"] and shelf["items"]
         metrics = client.get("/metrics").text
-        assert f'liveshelf_events_ingested_total{{outcome="accepted"}} {float(c["events_accepted"])}' in metrics
+        assert (
+            f'liveshelf_events_ingested_total{{outcome="accepted"}} {float(c["events_accepted"])}' in metrics
+        )
     with EventStore(tmp_path) as store:  # events were stored with wall-clock times of this run
         assert store.stats()["events"] == stored + c["events_accepted"]
         events = store.frame("events")
@@ -97,24 +101,50 @@ class _FakeServer:
     def request(self, method, url, headers=None, json=None, params=None):
         assert headers == {"X-API-Key": KEY}
         self.calls.append((self.clock(), method, url, json or params or {}))
-        body = {"actions": len(json["actions"])} if url == "/v1/rooms" else \
-            {"accepted": len(json["events"]), "duplicate": 0, "rejected": 0} if url == "/v1/events" else {}
+        body = (
+            {"actions": len(json["actions"])}
+            if url == "/v1/rooms"
+            else {"accepted": len(json["events"]), "duplicate": 0, "rejected": 0}
+            if url == "/v1/events"
+            else {}
+        )
         return type("R", (), {"status_code": 200, "json": lambda self: body})()
 
 
 def _tiny_plan() -> ReplayPlan:
     day = pd.Timestamp("2026-11-20", tz="UTC")
     at = lambda h, m=0: day + pd.Timedelta(hours=h, minutes=m)  # noqa: E731
-    rooms = pd.DataFrame({"id": ["rA", "rB"], "host": ["h1", "h2"], "title": ["A", "B"],
-                          "start": [at(10), at(20)], "end": [at(11), at(21)]})
-    shelf = pd.DataFrame({"room": ["rA", "rA", "rB"], "item": ["i1", "i2", "i3"],
-                          "start": [at(10), at(10), at(20)], "end": [at(11), at(10, 30), at(21)],
-                          "pinned": [True, False, False]})
+    rooms = pd.DataFrame(
+        {
+            "id": ["rA", "rB"],
+            "host": ["h1", "h2"],
+            "title": ["A", "B"],
+            "start": [at(10), at(20)],
+            "end": [at(11), at(21)],
+        }
+    )
+    shelf = pd.DataFrame(
+        {
+            "room": ["rA", "rA", "rB"],
+            "item": ["i1", "i2", "i3"],
+            "start": [at(10), at(10), at(20)],
+            "end": [at(11), at(10, 30), at(21)],
+            "pinned": [True, False, False],
+        }
+    )
     minutes = [5, 6, 7, 8, 40]
-    events = pd.DataFrame({"event_id": [f"e{i}" for i in range(6)], "ts": [at(10, m) for m in minutes] + [at(20, 5)],
-                           "user": ["u1"] * 6, "type": ["enter", "view", "cart", "purchase", "leave", "enter"],
-                           "room": ["rA"] * 5 + ["rB"], "item": [None, "i1", "i1", "i1", None, None],
-                           "value": [None, None, None, 19.9, None, None], "text": [None] * 6})
+    events = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(6)],
+            "ts": [at(10, m) for m in minutes] + [at(20, 5)],
+            "user": ["u1"] * 6,
+            "type": ["enter", "view", "cart", "purchase", "leave", "enter"],
+            "room": ["rA"] * 5 + ["rB"],
+            "item": [None, "i1", "i1", "i1", None, None],
+            "value": [None, None, None, 19.9, None, None],
+            "text": [None] * 6,
+        }
+    )
     return ReplayPlan.from_frames(events, rooms, shelf)
 
 
@@ -126,8 +156,17 @@ def test_replayer_maps_time_skips_idle_hours_and_starts_the_next_day_with_fresh_
     ticks = iter(range(10**9))
     clock = lambda: 1_000_000.0 + 0.01 * next(ticks)  # noqa: E731  (deterministic: 10 ms per reading)
     fake = _FakeServer(clock)
-    replayer = TrafficReplayer(fake, plan, api_key=KEY, speed=3600, rate=1000, batch_s=0.05,
-                               next_item_every_s=0, skip_idle_s=300, clock=clock)
+    replayer = TrafficReplayer(
+        fake,
+        plan,
+        api_key=KEY,
+        speed=3600,
+        rate=1000,
+        batch_s=0.05,
+        next_item_every_s=0,
+        skip_idle_s=300,
+        clock=clock,
+    )
     stats = replayer.run(duration=6, tick_s=0)
     c = stats.counts
     puts = [body for _, m, url, body in fake.calls if url == "/v1/rooms"]
@@ -184,9 +223,33 @@ def test_demo_command_serves_the_dashboard_and_replays_live_traffic(tmp_path):
     taken.listen()
     port = taken.getsockname()[1]
     exe = Path(sys.executable).with_name("liveshelf")
-    launcher = [str(exe)] if exe.exists() else [sys.executable, "-c", "from liveshelf.cli import main; main()"]
-    cmd = [*launcher, "demo", "--home", str(home), "--users", "300", "--hosts", "12", "--days", "1", "--seed", "3",
-           "--text-epochs", "2", "--port", str(port), "--duration", "60", "--speed", "120", "--rate", "20"]
+    launcher = (
+        [str(exe)] if exe.exists() else [sys.executable, "-c", "from liveshelf.cli import main; main()"]
+    )
+    cmd = [
+        *launcher,
+        "demo",
+        "--home",
+        str(home),
+        "--users",
+        "300",
+        "--hosts",
+        "12",
+        "--days",
+        "1",
+        "--seed",
+        "3",
+        "--text-epochs",
+        "2",
+        "--port",
+        str(port),
+        "--duration",
+        "60",
+        "--speed",
+        "120",
+        "--rate",
+        "20",
+    ]
     env = {**os.environ, "LIVESHELF_HOME": str(tmp_path / "lh"), "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -239,7 +302,9 @@ def test_demo_command_serves_the_dashboard_and_replays_live_traffic(tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
-        reader.join(timeout=10)  # it stops at the pipe's end; then the pipe is closed (no unclosed-file warning)
+        reader.join(
+            timeout=10
+        )  # it stops at the pipe's end; then the pipe is closed (no unclosed-file warning)
         proc.stdout.close()
     out = "".join(lines)
     assert rc == 0, out
@@ -255,8 +320,10 @@ def test_demo_command_serves_the_dashboard_and_replays_live_traffic(tmp_path):
     summary = json.loads((home / "demo.json").read_text())
     reg = summary["registry"]
     assert set(reg["versions"]) == {"pop", "itemknn", "textseq"}
-    best = max(summary["item_models"], key=lambda n: (summary["item_models"][n]["ndcg@10"],
-                                                      summary["item_models"][n]["recall@10"]))
+    best = max(
+        summary["item_models"],
+        key=lambda n: (summary["item_models"][n]["ndcg@10"], summary["item_models"][n]["recall@10"]),
+    )
     assert reg["served_model"] == best and reg["production"] == reg["versions"][best]
     meta = json.loads((home / "models" / "default" / reg["production"] / "meta.json").read_text())
     assert meta["model_type"] == best and meta["lineage"]["parent"] == reg["versions"]["pop"]

@@ -18,18 +18,34 @@ ray = pytest.importorskip("ray", reason="the distributed jobs need the 'scale' e
 from liveshelf.distributed.encode import RayTextEncoder, _EncodeBlock  # noqa: E402
 from liveshelf.distributed.train import DDPStrategy, fit_distributed  # noqa: E402
 
-N_TEXTS = 40          # items encoded on Ray and locally
-N_USERS = 700         # users of the DDP slice
-TRAIN = {"hidden": 32, "n_layers": 1, "n_heads": 1, "max_len": 20, "dropout": 0.2, "lr": 5e-3,
-         "batch_size": 64, "epochs": 6, "patience": 100, "n_threads": 1, "seed": 0}
+N_TEXTS = 40  # items encoded on Ray and locally
+N_USERS = 700  # users of the DDP slice
+TRAIN = {
+    "hidden": 32,
+    "n_layers": 1,
+    "n_heads": 1,
+    "max_len": 20,
+    "dropout": 0.2,
+    "lr": 5e-3,
+    "batch_size": 64,
+    "epochs": 6,
+    "patience": 100,
+    "n_threads": 1,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
-                 logging_level="WARNING")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
     yield ray
     if started:
         ray.shutdown()
@@ -64,7 +80,9 @@ def minilm_path():
 
 
 # ------------------------------------------------------------------ encoding on Ray Data
-def test_ray_encoding_equals_local_encoding_and_shares_its_cache(ray_cluster, item_texts, minilm_path, tmp_path):
+def test_ray_encoding_equals_local_encoding_and_shares_its_cache(
+    ray_cluster, item_texts, minilm_path, tmp_path
+):
     from liveshelf.text.encoder import TextEncoder
 
     # duplicates and a shuffled order: the output must follow the input row for row
@@ -84,14 +102,20 @@ def test_ray_encoding_equals_local_encoding_and_shares_its_cache(ray_cluster, it
     # and a second distributed run sends nothing to Ray
     again = remote.encode(texts[::-1])
     np.testing.assert_allclose(again, local[::-1], atol=1e-5, rtol=0)
-    assert remote.stats_["cached"] == N_TEXTS and remote.stats_["encoded"] == 0 and remote.stats_["blocks"] == 0
+    assert (
+        remote.stats_["cached"] == N_TEXTS and remote.stats_["encoded"] == 0 and remote.stats_["blocks"] == 0
+    )
 
 
 def test_a_block_keeps_the_backend_the_driver_chose(minilm_path):
     """Chinese texts alone would switch an encoder to the fallback; a block on a worker must not."""
     from liveshelf.text.encoder import TextEncoder
 
-    chinese = ["这个手机的屏幕很清晰，电池也耐用。", "酒店房间干净，服务态度很好。", "衣服质量不错，颜色和图片一样。"]
+    chinese = [
+        "这个手机的屏幕很清晰，电池也耐用。",
+        "酒店房间干净，服务态度很好。",
+        "衣服质量不错，颜色和图片一样。",
+    ]
     assert TextEncoder(minilm_path).unk_share(chinese) > 0.3  # on its own this block would use the fallback
     block = _EncodeBlock(minilm_path, {}, backend="model", fallback=None, unk_share=0.01, threads=1)
     out = block({"row": np.array([7, 3, 5]), "text": np.array(chinese, dtype=object)})
@@ -102,11 +126,15 @@ def test_a_block_keeps_the_backend_the_driver_chose(minilm_path):
 
 
 def test_ray_encoder_rejects_bad_settings(minilm_path):
-    with pytest.raises(ConfigError, match=r"'num_workers' parameter of RayTextEncoder must be an int >= 1\. Got 0"):
+    with pytest.raises(
+        ConfigError, match=r"'num_workers' parameter of RayTextEncoder must be an int >= 1\. Got 0"
+    ):
         RayTextEncoder(minilm_path, num_workers=0)
     with pytest.raises(ConfigError, match=r"'device' parameter of RayTextEncoder must be 'cpu'"):
         RayTextEncoder(minilm_path, device="cuda")
-    with pytest.raises(ConfigError, match=r"'texts' parameter of RayTextEncoder.encode must be a list of strings"):
+    with pytest.raises(
+        ConfigError, match=r"'texts' parameter of RayTextEncoder.encode must be a list of strings"
+    ):
         RayTextEncoder.encode(object.__new__(RayTextEncoder), "one string")
 
 
@@ -133,17 +161,26 @@ def test_fit_distributed_rejects_models_without_a_strategy_hook():
     from liveshelf.models import create_model
     from liveshelf.models.sasrec import SASRec
 
-    with pytest.raises(ConfigError, match=r"'model' parameter of fit_distributed .* Got Popularity, whose fit"):
+    with pytest.raises(
+        ConfigError, match=r"'model' parameter of fit_distributed .* Got Popularity, whose fit"
+    ):
         fit_distributed(create_model("pop"), None)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"'batch_size' of the model \(1\) must be at least num_workers \(2\)"):
+    with pytest.raises(
+        ConfigError, match=r"'batch_size' of the model \(1\) must be at least num_workers \(2\)"
+    ):
         fit_distributed(SASRec(batch_size=1), None, num_workers=2)  # type: ignore[arg-type]
 
 
 def _slice(ds, n_users: int):
     users = set(ds.events["user"].drop_duplicates().iloc[:n_users])
     keep = ds.events["user"].isin(users).to_numpy()
-    ds = type(ds)(name=f"{ds.name}-{n_users}u", events=ds.events[keep].reset_index(drop=True), items=ds.items,
-                  split=None if ds.split is None else ds.split[keep].reset_index(drop=True), meta=dict(ds.meta))
+    ds = type(ds)(
+        name=f"{ds.name}-{n_users}u",
+        events=ds.events[keep].reset_index(drop=True),
+        items=ds.items,
+        split=None if ds.split is None else ds.split[keep].reset_index(drop=True),
+        meta=dict(ds.meta),
+    )
     return ds
 
 

@@ -20,8 +20,17 @@ pytest.importorskip("opacus")
 # opacus' layer hooks on a model whose inputs need no gradient (frozen embeddings): expected, harmless
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
-SMALL = {"hidden": 32, "n_layers": 1, "n_heads": 2, "max_len": 12, "dropout": 0.1, "lr": 1e-2,
-         "batch_size": 64, "n_threads": 1, "seed": 0}
+SMALL = {
+    "hidden": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "max_len": 12,
+    "dropout": 0.1,
+    "lr": 1e-2,
+    "batch_size": 64,
+    "n_threads": 1,
+    "seed": 0,
+}
 N_ITEMS = 30
 
 
@@ -48,12 +57,18 @@ RANDOM_NDCG = float(np.mean([1 / np.log2(r + 2) for r in range(10)]) * 10 / N_IT
 # ---- the strategy hook ------------------------------------------------------------------
 def _tiny_run(strategy: TrainStrategy | None) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1)
+    )
     x, y = torch.randn(32, 4), torch.randn(32, 1)
-    Trainer(net, torch.optim.Adam(net.parameters(), lr=0.01),
-            loss_fn=lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
-            batches=lambda epoch: [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)], epochs=3,
-            strategy=strategy).fit()
+    Trainer(
+        net,
+        torch.optim.Adam(net.parameters(), lr=0.01),
+        loss_fn=lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
+        batches=lambda epoch: [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)],
+        epochs=3,
+        strategy=strategy,
+    ).fit()
     return {k: v.clone() for k, v in net.state_dict().items()}
 
 
@@ -73,7 +88,7 @@ def test_per_sample_grads_equal_one_example_backward():
     grads, losses = per_sample_grads(net, model._sample_loss, {"tokens": tokens, "targets": targets})
     for i in range(3):
         net.zero_grad()
-        loss = model._sample_loss(net, {"tokens": tokens[i:i + 1], "targets": targets[i:i + 1]})
+        loss = model._sample_loss(net, {"tokens": tokens[i : i + 1], "targets": targets[i : i + 1]})
         loss.backward()
         assert float(losses[i]) == pytest.approx(float(loss.detach()), rel=1e-5)
         for name, p in net.named_parameters():  # tied item embedding: input lookup + output scores
@@ -86,8 +101,9 @@ def test_empty_poisson_batch_is_a_noise_only_step():
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     dp = DPStrategy(4.0, accountant="rdp")
     data = torch.randn(50, 3)
-    _, opt, _ = dp.setup(net, opt, lambda e: [], epochs=1, n_samples=50, batch_size=10,
-                         make_batch=lambda idx: data[idx])
+    _, opt, _ = dp.setup(
+        net, opt, lambda e: [], epochs=1, n_samples=50, batch_size=10, make_batch=lambda idx: data[idx]
+    )
     before = net.weight.detach().clone()
     opt.zero_grad()
     dp.backward(net, lambda m, b: m(b).pow(2).mean(), data[:0])
@@ -156,8 +172,14 @@ def test_dp_errors_name_the_setting():
     with pytest.raises(ConfigError, match="'target_epsilon' parameter of DPStrategy"):
         DPStrategy(float("inf"))
     with pytest.raises(ConfigError, match="n_samples, batch_size and make_batch"):
-        Trainer(torch.nn.Linear(2, 1), torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1),
-                loss_fn=lambda m, b: m(b).sum(), batches=lambda e: [], epochs=1, strategy=DPStrategy(1.0)).fit()
+        Trainer(
+            torch.nn.Linear(2, 1),
+            torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1),
+            loss_fn=lambda m, b: m(b).sum(),
+            batches=lambda e: [],
+            epochs=1,
+            strategy=DPStrategy(1.0),
+        ).fit()
 
 
 # ---- fine-tuning with DP (LoRA + DP-SGD) -------------------------------------------------
@@ -171,11 +193,27 @@ def test_finetune_lora_dp_reaches_epsilon_and_records_it(tmp_path):
     vocab = SPECIAL + POS + NEG + FILLER
     BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(raw)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(raw)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(raw)
     train_x, train_y = sentiment_data(200, seed=1)
-    cfg = FinetuneConfig(method="lora", model=str(raw), lr=1e-3, epochs=2, batch_size=32, max_length=16,
-                         patience=None, dp_epsilon=8.0)
+    cfg = FinetuneConfig(
+        method="lora",
+        model=str(raw),
+        lr=1e-3,
+        epochs=2,
+        batch_size=32,
+        max_length=16,
+        patience=None,
+        dp_epsilon=8.0,
+    )
     ft = Finetuner(cfg, verbose=False)
     ft.fit(train_x, train_y)
     p = ft.fit_stats_["privacy"]
@@ -186,13 +224,18 @@ def test_finetune_lora_dp_reaches_epsilon_and_records_it(tmp_path):
     trained = {n: q for n, q in ft.model_.named_parameters()}
     lora_b = [q for n, q in trained.items() if "lora_B" in n]
     assert lora_b and all(float(q.detach().abs().sum()) > 0 for q in lora_b)  # peft starts lora_B at zero
-    torch.testing.assert_close(trained["base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight"],
-                               base.encoder.layer[0].attention.self.query.weight)
+    torch.testing.assert_close(
+        trained["base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight"],
+        base.encoder.layer[0].attention.self.query.weight,
+    )
     assert not any(hasattr(q, "grad_sample") for q in ft.model_.parameters())  # opacus hooks removed
     assert len(ft.predict(train_x[:5])) == 5
     ft.save(tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "finetune_config.json").read_text())
-    assert saved["config"]["dp_epsilon"] == 8.0 and saved["fit_stats"]["privacy"]["dp_epsilon"] == p["dp_epsilon"]
+    assert (
+        saved["config"]["dp_epsilon"] == 8.0
+        and saved["fit_stats"]["privacy"]["dp_epsilon"] == p["dp_epsilon"]
+    )
 
 
 def test_finetune_dp_rejects_unsupported_settings():
@@ -221,8 +264,18 @@ def test_sasrec_dp_on_movielens_reports_epsilon_and_metric(shared_data):
     from liveshelf.evaluation.runner import evaluate_model
 
     split = loo(load_dataset(f"recbole:{shared_data / 'ml-100k'}"))
-    params = {"hidden": 32, "n_layers": 1, "n_heads": 2, "max_len": 20, "dropout": 0.1, "lr": 5e-3,
-              "batch_size": 128, "seed": 0, "epochs": 3, "n_threads": 1}
+    params = {
+        "hidden": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "max_len": 20,
+        "dropout": 0.1,
+        "lr": 5e-3,
+        "batch_size": 128,
+        "seed": 0,
+        "epochs": 3,
+        "n_threads": 1,
+    }
     report = {}
     for eps in (8.0, 1.0):
         model = SASRec(**params, dp_epsilon=eps).fit(split.train)

@@ -21,9 +21,11 @@ from liveshelf.text.cache import EmbeddingCache, text_key
 from liveshelf.text.chinese import HashedTfidfEncoder
 from liveshelf.text.encoder import TextEncoder, pool, read_sentence_transformers_config
 
-_WORDS = ("the a an and of for with red blue green black white cotton summer winter shirt dress "
-         "shoe shoes lab glass steel beaker glove gloves box set small large new fast ship great "
-         "value lipstick host live room buy again battery phone case")
+_WORDS = (
+    "the a an and of for with red blue green black white cotton summer winter shirt dress "
+    "shoe shoes lab glass steel beaker glove gloves box set small large new fast ship great "
+    "value lipstick host live room buy again battery phone case"
+)
 WORDS = _WORDS.split()
 TEXTS = [
     "red cotton summer shirt",
@@ -37,8 +39,12 @@ TEXTS = [
     "shoes",
     "a small green glass beaker and a large steel beaker for the lab",
 ]
-CHINESE = ["这个手机的屏幕很清晰，电池也耐用。", "酒店房间干净，服务态度很好。",
-           "衣服质量不错，颜色和图片一样。", "水果很新鲜，包装也很好。"]
+CHINESE = [
+    "这个手机的屏幕很清晰，电池也耐用。",
+    "酒店房间干净，服务态度很好。",
+    "衣服质量不错，颜色和图片一样。",
+    "水果很新鲜，包装也很好。",
+]
 
 
 def _write_tiny_bert(folder: Path, seed: int = 0) -> Path:
@@ -50,8 +56,14 @@ def _write_tiny_bert(folder: Path, seed: int = 0) -> Path:
     tok = BertTokenizer(vocab={t: i for i, t in enumerate(dict.fromkeys(vocab))}, do_lower_case=True)
     tok.save_pretrained(folder)  # tokenizer.json + vocab.txt + tokenizer_config.json
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).eval().save_pretrained(folder)
     return folder
 
@@ -75,7 +87,9 @@ def _hidden(enc: TextEncoder, text: str) -> torch.Tensor:
 # ----------------------------------------------------------------- loading
 def test_missing_model_path_raises_config_error_naming_the_path(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(ConfigError, match=r"'model' parameter of TextEncoder .*no-such-model.*does not exist"):
+    with pytest.raises(
+        ConfigError, match=r"'model' parameter of TextEncoder .*no-such-model.*does not exist"
+    ):
         TextEncoder(missing)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="has no config.json"):
@@ -107,10 +121,19 @@ def test_local_directory_loads_with_dim_and_stable_model_id(tiny, tiny_dir, tmp_
 def test_sentence_transformers_directory_sets_pooling(tiny_dir, tmp_path):
     st_dir = shutil.copytree(tiny_dir, tmp_path / "st-tiny")
     (st_dir / "1_Pooling").mkdir()
-    (st_dir / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (st_dir / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": 32,
+                "pooling_mode_cls_token": True,
+                "pooling_mode_mean_tokens": False,
+            }
+        )
+    )
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     (st_dir / "modules.json").write_text(json.dumps(modules))
     assert read_sentence_transformers_config(st_dir) == {"normalize": False, "pooling": "cls"}
     assert TextEncoder(st_dir).pooling == "cls"
@@ -226,8 +249,16 @@ def test_onnx_runtime_agrees_with_torch(tiny_dir, tiny, tmp_path):
     (graph_file,) = (tmp_path / "q" / "onnx").glob("*.onnx")
     ops = {n.name: n.op_type for n in onnx.load(str(graph_file)).graph.node}
     for name in int8.keep_fp32_:  # the outlier layers stay fp32 MatMul, the others are int8
-        assert ops["/model/" + name.replace("encoder.layer.", "encoder/layer.").replace(".output", "/output")
-                   .replace(".dense", "/dense") + "/MatMul"] == "MatMul"
+        assert (
+            ops[
+                "/model/"
+                + name.replace("encoder.layer.", "encoder/layer.")
+                .replace(".output", "/output")
+                .replace(".dense", "/dense")
+                + "/MatMul"
+            ]
+            == "MatMul"
+        )
     assert sum(op == "MatMulInteger" for op in ops.values()) == 2 * 6 - 2
 
 
@@ -298,7 +329,10 @@ def test_fallback_neighbours_follow_review_categories(shared_data):
     enc = HashedTfidfEncoder(dim=384).fit(texts)
     same = cats[:, None] == cats[None, :]
     off = ~np.eye(len(cats), dtype=bool)
-    for sim in ((lambda s: (s @ s.T).toarray())(enc.transform(texts)), enc.encode(texts) @ enc.encode(texts).T):
+    for sim in (
+        (lambda s: (s @ s.T).toarray())(enc.transform(texts)),
+        enc.encode(texts) @ enc.encode(texts).T,
+    ):
         assert sim[same & off].mean() > 1.5 * sim[~same].mean()
         np.fill_diagonal(sim, -np.inf)
         assert (cats[sim.argmax(axis=1)] == cats).mean() > 0.3  # chance: 0.1
@@ -312,8 +346,13 @@ def minilm() -> TextEncoder:
 
 
 def test_minilm_similar_sentences_score_higher(minilm):
-    x = minilm.encode(["A red cotton t-shirt for summer.", "Blue short-sleeved cotton shirt.",
-                       "Stainless steel laboratory centrifuge, 5000 rpm."])
+    x = minilm.encode(
+        [
+            "A red cotton t-shirt for summer.",
+            "Blue short-sleeved cotton shirt.",
+            "Stainless steel laboratory centrifuge, 5000 rpm.",
+        ]
+    )
     assert x.shape == (3, 384) and minilm.pooling == "mean"
     assert x[0] @ x[1] > x[0] @ x[2] + 0.3
 
@@ -321,8 +360,12 @@ def test_minilm_similar_sentences_score_higher(minilm):
 def test_minilm_agrees_with_sentence_transformers(minilm):
     from sentence_transformers import SentenceTransformer
 
-    texts = ["Nitrile gloves, powder free, box of 100.", "The host is showing a new phone case live.",
-             "Great value, fast shipping!", "digital caliper"]
+    texts = [
+        "Nitrile gloves, powder free, box of 100.",
+        "The host is showing a new phone case live.",
+        "Great value, fast shipping!",
+        "digital caliper",
+    ]
     ref = SentenceTransformer(str(minilm.path), device="cpu").encode(texts, normalize_embeddings=True)
     assert ((minilm.encode(texts) * ref).sum(axis=1) > 0.999).all()
 

@@ -49,7 +49,9 @@ def _pop_recall10(shared_data) -> float:
     for s in seqs:
         for it in s[:-2]:
             counts[it] = counts.get(it, 0) + 1
-    n_items = len((shared_data / "amazon-scientific-small" / "Scientific.item2index").read_text().splitlines())
+    n_items = len(
+        (shared_data / "amazon-scientific-small" / "Scientific.item2index").read_text().splitlines()
+    )
     values = np.array(sorted(counts.values(), reverse=True) + [0] * (n_items - len(counts)))
     hits = 0
     for s in seqs:
@@ -62,8 +64,22 @@ def _pop_recall10(shared_data) -> float:
 def test_evaluate_loo_end_to_end(shared_data, tmp_path):
     out = tmp_path / "res"
     spec = f"unisrec:{shared_data / 'amazon-scientific-small'}"
-    r = runner.invoke(app, ["evaluate", "--data", spec, "--model", "pop,repeat", "--out", str(out),
-                            "--seed", "3", "--param", "repeat.decay=0.8"])
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            spec,
+            "--model",
+            "pop,repeat",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--param",
+            "repeat.decay=0.8",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     _check_schema(res, ["pop", "repeat"], LOO_METRICS)
@@ -86,8 +102,9 @@ def test_evaluate_loo_end_to_end(shared_data, tmp_path):
     assert "ndcg@10" in r.output
 
     masked = tmp_path / "masked"
-    r = runner.invoke(app, ["evaluate", "--data", spec, "--model", "repeat", "--out", str(masked),
-                            "--mask-history"])
+    r = runner.invoke(
+        app, ["evaluate", "--data", spec, "--model", "repeat", "--out", str(masked), "--mask-history"]
+    )
     assert r.exit_code == 0, r.output
     res_m = json.loads((masked / "results.json").read_text())
     assert res_m["mask_history"] is True
@@ -98,15 +115,18 @@ def test_evaluate_live_from_a_store(tmp_path):
     from liveshelf.data.formats.twitch import read_twitch, write_synthetic_twitch_log
     from liveshelf.data.store import EventStore
 
-    ds = read_twitch(write_synthetic_twitch_log(tmp_path / "log.csv", n_users=150, n_streamers=25,
-                                                n_steps=432, seed=1))
+    ds = read_twitch(
+        write_synthetic_twitch_log(tmp_path / "log.csv", n_users=150, n_streamers=25, n_steps=432, seed=1)
+    )
     home = tmp_path / "home"
     with EventStore(home) as store:
         store.upsert("rooms", ds.rooms)
         store.upsert("hosts", ds.hosts)
         store.insert_events(ds.events)
     out = tmp_path / "live"
-    r = runner.invoke(app, ["evaluate", "--data", f"store:{home}", "--model", "pop,repeat", "--out", str(out)])
+    r = runner.invoke(
+        app, ["evaluate", "--data", f"store:{home}", "--model", "pop,repeat", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     assert res["protocol"] == "live"

@@ -15,9 +15,18 @@ from liveshelf.serving.text_services import TextServices
 
 def _events(ids: list[str], t0: float = 1.7e9) -> pa.Table:
     n = len(ids)
-    raw = pa.table({"event_id": ids, "ts": [t0 + i for i in range(n)], "user": ["u1"] * n,
-                    "type": ["click"] * n, "room": [None] * n, "item": ["i1"] * n,
-                    "value": pa.array([None] * n, pa.float64()), "text": [None] * n})
+    raw = pa.table(
+        {
+            "event_id": ids,
+            "ts": [t0 + i for i in range(n)],
+            "user": ["u1"] * n,
+            "type": ["click"] * n,
+            "room": [None] * n,
+            "item": ["i1"] * n,
+            "value": pa.array([None] * n, pa.float64()),
+            "text": [None] * n,
+        }
+    )
     return validate("events", raw, Rules()).table
 
 
@@ -52,9 +61,18 @@ def test_a_fresh_batch_is_applied_without_reading_it_back_and_a_gap_falls_back_t
         sync = StateSync(state, _Gateway(store), window_s=86_400.0)
         sync.catch_up(store)  # empty store: synced at -1
         stored = store.append_events(_events(["a", "b"]))
-        frame = pd.DataFrame({"event_id": ["a", "b"], "ts": pd.to_datetime([1.7e9, 1.7e9 + 1], unit="s", utc=True),
-                              "user": ["u1", "u1"], "type": ["click", "click"], "room": [None, None],
-                              "item": ["i1", "i1"], "value": [None, None], "text": [None, None]})
+        frame = pd.DataFrame(
+            {
+                "event_id": ["a", "b"],
+                "ts": pd.to_datetime([1.7e9, 1.7e9 + 1], unit="s", utc=True),
+                "user": ["u1", "u1"],
+                "type": ["click", "click"],
+                "room": [None, None],
+                "item": ["i1", "i1"],
+                "value": [None, None],
+                "text": [None, None],
+            }
+        )
         store.events_after = None  # the fast path must not read the batch back
         assert sync.catch_up(store, fresh=Fresh(frame, stored.head_before, stored.head)) == 2
         assert state.sync_point()[1] == stored.head
@@ -70,15 +88,32 @@ def test_a_fresh_batch_is_applied_without_reading_it_back_and_a_gap_falls_back_t
 
 
 def _items() -> pd.DataFrame:
-    return pd.DataFrame({"id": ["i1", "i2"], "title": ["Red mug", "Blue cup"], "category": ["Home", "Home"],
-                         "brand": ["Acme", "Acme"], "price": [10.0, 12.0]})
+    return pd.DataFrame(
+        {
+            "id": ["i1", "i2"],
+            "title": ["Red mug", "Blue cup"],
+            "category": ["Home", "Home"],
+            "brand": ["Acme", "Acme"],
+            "price": [10.0, 12.0],
+        }
+    )
 
 
 def test_background_text_services_apply_writes_queued_during_the_build_in_order():
     text = TextServices(_items(), background=True, start_after_s=3600.0)  # waits for start() or a read
     assert not text.ready
-    ev = pd.DataFrame({"event_id": ["e1"], "ts": pd.to_datetime([1.7e9], unit="s", utc=True), "user": ["u1"],
-                       "type": ["click"], "room": [None], "item": ["i1"], "value": [None], "text": [None]})
+    ev = pd.DataFrame(
+        {
+            "event_id": ["e1"],
+            "ts": pd.to_datetime([1.7e9], unit="s", utc=True),
+            "user": ["u1"],
+            "type": ["click"],
+            "room": [None],
+            "item": ["i1"],
+            "value": [None],
+            "text": [None],
+        }
+    )
     assert text.update_events(ev) == 1
     text.delete_user("u1")
     text.update_events(ev.assign(user="u2"))
@@ -97,9 +132,18 @@ def test_text_services_built_on_first_use_read_earlier_writes_from_the_store_onc
 
     def frame(ids: list[str], user: str) -> pd.DataFrame:
         n = len(ids)
-        return pd.DataFrame({"event_id": ids, "ts": pd.to_datetime([1.7e9 + i for i in range(n)], unit="s", utc=True),
-                             "user": [user] * n, "type": ["click"] * n, "room": [None] * n, "item": ["i1"] * n,
-                             "value": [None] * n, "text": [None] * n})
+        return pd.DataFrame(
+            {
+                "event_id": ids,
+                "ts": pd.to_datetime([1.7e9 + i for i in range(n)], unit="s", utc=True),
+                "user": [user] * n,
+                "type": ["click"] * n,
+                "room": [None] * n,
+                "item": ["i1"] * n,
+                "value": [None] * n,
+                "text": [None] * n,
+            }
+        )
 
     stored = [frame(["e1", "e2"], "u1")]
     reading, release = threading.Event(), threading.Event()

@@ -98,8 +98,11 @@ def test_lambda_zero_is_the_model_order_exactly():
     scores[:, 1] = scores[:, 0]  # ties keep the model's order
     items[5, 40:] = -1
     scores[5, 40:] = -np.inf
-    for r in (ExposurePenalty(lam=0.0), ExposureCap(cap=1.0), Calibrated(lam=0.0, groups=np.arange(400) % 3,
-                                                                          target=np.ones(3) / 3)):
+    for r in (
+        ExposurePenalty(lam=0.0),
+        ExposureCap(cap=1.0),
+        Calibrated(lam=0.0, groups=np.arange(400) % 3, target=np.ones(3) / 3),
+    ):
         assert np.array_equal(r.rerank(items, scores, 10), items[:, :10]), r
 
 
@@ -149,8 +152,10 @@ def test_calibrated_moves_the_mix_towards_the_target():
     def tail_mix(lists):
         return tail[lists].mean()
 
-    mixes = [tail_mix(Calibrated(lam=lam, groups=tail, target=target).rerank(items, scores, 10))
-             for lam in (0.0, 0.5, 0.99)]
+    mixes = [
+        tail_mix(Calibrated(lam=lam, groups=tail, target=target).rerank(items, scores, 10))
+        for lam in (0.0, 0.5, 0.99)
+    ]
     assert mixes[0] < mixes[1] <= mixes[2] and abs(mixes[2] - 0.5) < abs(mixes[0] - 0.5)
     hist = history_target([np.array([0, 1, 100]), np.array([], dtype=int)], tail, 2)
     assert hist.tolist() == [[2 / 3, 1 / 3], [0.5, 0.5]]
@@ -165,8 +170,9 @@ def test_specs_and_errors():
     assert [s.label for s in parse_rerank("mmr:1,0.5")] == ["mmr:lambda=1", "mmr:lambda=0.5"]
     with pytest.raises(ConfigError, match=r"'lambda' values of '--rerank mmr' must be numbers in \[0, 1\]"):
         parse_rerank("mmr:2")
-    with pytest.raises(ConfigError,
-                       match=r"'cap' values of '--rerank cap' must be shares in \(0, 1\]\. Got 2"):
+    with pytest.raises(
+        ConfigError, match=r"'cap' values of '--rerank cap' must be shares in \(0, 1\]\. Got 2"
+    ):
         parse_rerank("cap:2")
     with pytest.raises(ConfigError, match="names the parameter 'lam'; fair takes 'lambda'"):
         parse_rerank("fair:lam=1")
@@ -228,15 +234,35 @@ def test_evaluate_rerank_cli_on_a_slice(sci_slice, tmp_path):
     from liveshelf.cli import app
 
     out = tmp_path / "res"
-    r = runner.invoke(app, ["evaluate", "--data", f"unisrec:{sci_slice}", "--model", "pop,itemknn", "--out",
-                            str(out), "--rerank", "fair:lambda=0,0.3,1,3", "--rerank", "cap:0.001",
-                            "--rerank-candidates", "50"])
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            f"unisrec:{sci_slice}",
+            "--model",
+            "pop,itemknn",
+            "--out",
+            str(out),
+            "--rerank",
+            "fair:lambda=0,0.3,1,3",
+            "--rerank",
+            "cap:0.001",
+            "--rerank-candidates",
+            "50",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     assert set(res["models"]["pop"]) == {"metrics", "fit_seconds", "params"}  # main results unchanged
     rr = res["rerank"]
-    assert rr["candidates"] == 50 and rr["settings"] == ["fair:lambda=0", "fair:lambda=0.3", "fair:lambda=1",
-                                                         "fair:lambda=3", "cap:0.001"]
+    assert rr["candidates"] == 50 and rr["settings"] == [
+        "fair:lambda=0",
+        "fair:lambda=0.3",
+        "fair:lambda=1",
+        "fair:lambda=3",
+        "cap:0.001",
+    ]
     for name in ("pop", "itemknn"):
         rows = {row["label"]: row for row in rr["models"][name]}
         assert list(rows) == ["none", *rr["settings"]]
@@ -262,8 +288,9 @@ def test_evaluate_rerank_cli_on_a_slice(sci_slice, tmp_path):
     assert (out / "tradeoff.png").stat().st_size > 5000
     assert "fair re-ranking over the top 50" in r.output
 
-    bad = runner.invoke(app, ["evaluate", "--data", f"unisrec:{sci_slice}", "--model", "pop", "--rerank",
-                              "fair:lambda=-1"])
+    bad = runner.invoke(
+        app, ["evaluate", "--data", f"unisrec:{sci_slice}", "--model", "pop", "--rerank", "fair:lambda=-1"]
+    )
     assert bad.exit_code == 2 and "must be numbers >= 0" in bad.output
 
 

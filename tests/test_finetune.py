@@ -39,8 +39,14 @@ def tiny_bert(tmp_path_factory) -> str:
     raw = tmp_path_factory.mktemp("tiny-bert-raw")
     BertTokenizer(vocab={w: i for i, w in enumerate(SPECIAL + POS + NEG + FILLER)}).save_pretrained(raw)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(SPECIAL + POS + NEG + FILLER), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(SPECIAL + POS + NEG + FILLER),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(raw)
     rng = random.Random(0)
     texts, labels = [], []
@@ -66,15 +72,27 @@ def tiny_gpt2(tmp_path_factory) -> str:
     words = ["<pad>", "<unk>", "<eos>", "count", ":", "next"] + NUM_WORDS
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                            eos_token="<eos>").save_pretrained(raw)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
+    ).save_pretrained(raw)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=32, n_embd=32, n_layer=2, n_head=2,
-                               eos_token_id=2, bos_token_id=2, pad_token_id=0)).save_pretrained(raw)
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(words),
+            n_positions=32,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            eos_token_id=2,
+            bos_token_id=2,
+            pad_token_id=0,
+        )
+    ).save_pretrained(raw)
     prompts = [f"count : {NUM_WORDS[i]} next" for i in range(len(NUM_WORDS) - 1)] * 32
     targets = [NUM_WORDS[i + 1] for i in range(len(NUM_WORDS) - 1)] * 32
-    cfg = FinetuneConfig(task="generation", method="full", model=str(raw), lr=3e-3, epochs=6, max_length=16,
-                         patience=None)
+    cfg = FinetuneConfig(
+        task="generation", method="full", model=str(raw), lr=3e-3, epochs=6, max_length=16, patience=None
+    )
     pre = Finetuner(cfg, verbose=False).fit(prompts, targets)
     folder = tmp_path_factory.mktemp("tiny-gpt2")
     pre.model_.save_pretrained(folder)
@@ -95,8 +113,16 @@ def sentiment_data(n: int, seed: int) -> tuple[list[str], list[int]]:
 
 
 def make(tiny_bert: str, method: str, **kw) -> FinetuneConfig:
-    base = {"task": "classification", "method": method, "model": tiny_bert, "epochs": 4, "batch_size": 16,
-            "max_length": 16, "patience": None, "seed": 0}
+    base = {
+        "task": "classification",
+        "method": method,
+        "model": tiny_bert,
+        "epochs": 4,
+        "batch_size": 16,
+        "max_length": 16,
+        "patience": None,
+        "seed": 0,
+    }
     lrs = {"full": 1e-3, "lora": 1e-2, "adalora": 1e-2, "ia3": 3e-1, "adapter": 3e-2}
     base["lr"] = lrs[method]
     base.update(kw)
@@ -107,8 +133,10 @@ def make(tiny_bert: str, method: str, **kw) -> FinetuneConfig:
 def fitted(tiny_bert: str) -> dict[str, Finetuner]:
     train_x, train_y = sentiment_data(320, seed=1)
     valid_x, valid_y = sentiment_data(80, seed=2)
-    return {m: Finetuner(make(tiny_bert, m), verbose=False).fit(train_x, train_y, valid_x, valid_y)
-            for m in ("full", "lora", "adalora", "ia3", "adapter")}
+    return {
+        m: Finetuner(make(tiny_bert, m), verbose=False).fit(train_x, train_y, valid_x, valid_y)
+        for m in ("full", "lora", "adalora", "ia3", "adapter")
+    }
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "adalora", "ia3", "adapter"])
@@ -174,7 +202,9 @@ def test_merge_gives_plain_hf_folder_with_same_predictions(fitted, method, tmp_p
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
     with torch.no_grad():
-        logits = model(**tok(test_x[:8], padding=True, truncation=True, max_length=16, return_tensors="pt")).logits
+        logits = model(
+            **tok(test_x[:8], padding=True, truncation=True, max_length=16, return_tensors="pt")
+        ).logits
     np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), before[:8], atol=1e-4)
 
 
@@ -187,8 +217,9 @@ def test_class_weights_grad_accum_and_early_stopping(tiny_bert):
     x, y = sentiment_data(200, seed=6)
     x, y = x[:60] + [t for t, v in zip(x, y, strict=True) if v == 1][:20], y[:60] + [1] * 20  # imbalanced
     valid_x, valid_y = sentiment_data(40, seed=7)
-    cfg = make(tiny_bert, "lora", epochs=6, grad_accum=2, batch_size=8, class_weights="balanced", patience=1,
-               lr=1e-6)
+    cfg = make(
+        tiny_bert, "lora", epochs=6, grad_accum=2, batch_size=8, class_weights="balanced", patience=1, lr=1e-6
+    )
     ft = Finetuner(cfg, verbose=False).fit(x, y, valid_x, valid_y)
     # lr 1e-6 barely moves the weights: macro-F1 does not improve, so patience 1 stops after epoch 2
     assert ft.fit_stats_["epochs_run"] < 6
@@ -239,7 +270,9 @@ def test_ranking_cross_encoder(tiny_bert, loss):
 def test_ranking_pairwise_needs_triples(tiny_bert):
     pairs, labels, _ = ranking_pairs(10, seed=12)
     with pytest.raises(ValidationError, match="triples"):
-        Finetuner(make(tiny_bert, "lora", task="ranking", ranking_loss="bpr"), verbose=False).fit(pairs, labels)
+        Finetuner(make(tiny_bert, "lora", task="ranking", ranking_loss="bpr"), verbose=False).fit(
+            pairs, labels
+        )
 
 
 def counting_data(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -258,7 +291,9 @@ def test_generation_masks_prompt_tokens(tiny_gpt2):
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
     feats = encode_generation(tok, ["count : one next"], ["two three"], max_length=32)
     ids, labels = feats[0]["input_ids"], feats[0]["labels"]
-    assert labels[:4] == [IGNORE] * 4 and labels[4:] == ids[4:] == tok("two three")["input_ids"] + [tok.eos_token_id]
+    assert labels[:4] == [IGNORE] * 4 and labels[4:] == ids[4:] == tok("two three")["input_ids"] + [
+        tok.eos_token_id
+    ]
     batch = pad_batch(feats + encode_generation(tok, ["count : one"], ["two"], 32), tok.pad_token_id)
     assert batch["labels"][1, -1].item() == IGNORE and batch["attention_mask"][1, -1].item() == 0
     # an over-long prompt keeps its end so the target survives truncation
@@ -269,8 +304,19 @@ def test_generation_masks_prompt_tokens(tiny_gpt2):
 def test_generation_lora_learns_and_generates(tiny_gpt2, tmp_path):
     prompts, targets = counting_data(256, seed=13)
     valid_p, valid_t = counting_data(32, seed=14)
-    cfg = FinetuneConfig(task="generation", method="lora", model=tiny_gpt2, lr=1e-2, epochs=6, batch_size=16,
-                         max_length=16, r=8, alpha=16, patience=None, seed=0)
+    cfg = FinetuneConfig(
+        task="generation",
+        method="lora",
+        model=tiny_gpt2,
+        lr=1e-2,
+        epochs=6,
+        batch_size=16,
+        max_length=16,
+        r=8,
+        alpha=16,
+        patience=None,
+        seed=0,
+    )
     ft = Finetuner(cfg, verbose=False)
     ft.fit(prompts, targets, valid_p, valid_t)
     losses = [h["valid_loss"] for h in ft.history_]
@@ -307,7 +353,12 @@ def test_classification_report_numbers():
     proba = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
     report = classification_report([0, 1, 2, 2], proba, ["a", "b", "c"])
     assert report["accuracy"] == 0.75
-    assert report["per_class"]["c"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert report["per_class"]["c"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "support": 2,
+    }
     assert report["per_class"]["a"]["precision"] == 0.5
     assert report["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 2 / 3) / 3)
     assert 0.5 < report["auc"] <= 1.0
@@ -321,12 +372,36 @@ def test_cli_on_a_tiny_slice(tiny_bert, tmp_path):
 
     x, y = sentiment_data(240, seed=15)
     csv = tmp_path / "reviews.csv"
-    csv.write_text("cat,label,review\n" + "".join(f"shop,{label},{text}\n" for text, label in zip(x, y, strict=True)))
+    csv.write_text(
+        "cat,label,review\n" + "".join(f"shop,{label},{text}\n" for text, label in zip(x, y, strict=True))
+    )
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["finetune", "--task", "classification", "--method", "lora",
-                                      "--data", f"reviews:{csv}", "--out", str(out), "--model", tiny_bert,
-                                      "--epochs", "6", "--limit", "160", "--lr", "0.02", "--max-length", "16",
-                                      "--patience", "0"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            "--task",
+            "classification",
+            "--method",
+            "lora",
+            "--data",
+            f"reviews:{csv}",
+            "--out",
+            str(out),
+            "--model",
+            tiny_bert,
+            "--epochs",
+            "6",
+            "--limit",
+            "160",
+            "--lr",
+            "0.02",
+            "--max-length",
+            "16",
+            "--patience",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["n_train"] + metrics["n_valid"] + metrics["n_test"] == 160 and metrics["accuracy"] > 0.8

@@ -123,16 +123,18 @@ def test_unisrec_rebuilds_truncated_sequences(tmp_path: Path) -> None:
     for u, s in seqs.items():
         n = len(s)
         for k in range(n - 3, 0, -1):  # descending, as in the UniSRec files
-            rows["train"].append((u, s[max(0, k - 50):k], s[k]))
-        rows["valid"].append((u, s[max(0, n - 2 - 50):n - 2], s[n - 2]))
-        rows["test"].append((u, s[max(0, n - 1 - 50):n - 1], s[n - 1]))
+            rows["train"].append((u, s[max(0, k - 50) : k], s[k]))
+        rows["valid"].append((u, s[max(0, n - 2 - 50) : n - 2], s[n - 2]))
+        rows["test"].append((u, s[max(0, n - 1 - 50) : n - 1], s[n - 1]))
     for split, rs in rows.items():
         lines = ["user_id:token\titem_id_list:token_seq\titem_id:token"]
         lines += [f"{u}\t{' '.join(map(str, p))}\t{t}" for u, p, t in rs]
         (tmp_path / f"Toy.{split}.inter").write_text("\n".join(lines) + "\n")
     (tmp_path / "Toy.item2index").write_text("".join(f"I{i}\t{i}\n" for i in range(30)))
     (tmp_path / "Toy.user2index").write_text("U0\t0\nU1\t1\n")
-    (tmp_path / "Toy.text").write_text("item_id:token\ttext:token_seq\n" + "".join(f"I{i}\titem {i}. \n" for i in range(30)))
+    (tmp_path / "Toy.text").write_text(
+        "item_id:token\ttext:token_seq\n" + "".join(f"I{i}\titem {i}. \n" for i in range(30))
+    )
     ds = read_unisrec(tmp_path)
     got = ds.events.groupby("user", sort=False)["item"].agg(list).to_dict()
     assert got == {"U0": [f"I{i}" for i in seqs[0]], "U1": ["I3", "I4", "I5", "I6", "I3"]}
@@ -220,12 +222,27 @@ def test_recbole_without_timestamp(tmp_path: Path) -> None:
 # (users in the files, max user id = MuLe README users, items in the files, max item id,
 #  rows per behaviour). README: Taobao 15,449 / 11,953; Tmall 41,738 / 11,953; Jdata 93,334 / 24,624.
 MULTI = {
-    "tmall": (41484, 41738, 11953, 11953, {"collect.txt": 221514, "cart.txt": 1996, "train.txt": 255586,
-                                           "test.txt": 31572, "valid.txt": 74158}),
-    "taobao": (15449, 15449, 11941, 11941, {"cart.txt": 195476, "train.txt": 92180, "test.txt": 15449,
-                                            "valid.txt": 15449}),
-    "jdata": (92131, 93334, 24624, 24624, {"collect.txt": 45613, "cart.txt": 49891, "train.txt": 321883,
-                                           "test.txt": 11500, "valid.txt": 87192}),
+    "tmall": (
+        41484,
+        41738,
+        11953,
+        11953,
+        {"collect.txt": 221514, "cart.txt": 1996, "train.txt": 255586, "test.txt": 31572, "valid.txt": 74158},
+    ),
+    "taobao": (
+        15449,
+        15449,
+        11941,
+        11941,
+        {"cart.txt": 195476, "train.txt": 92180, "test.txt": 15449, "valid.txt": 15449},
+    ),
+    "jdata": (
+        92131,
+        93334,
+        24624,
+        24624,
+        {"collect.txt": 45613, "cart.txt": 49891, "train.txt": 321883, "test.txt": 11500, "valid.txt": 87192},
+    ),
 }
 
 
@@ -241,7 +258,10 @@ def test_multibehavior_counts(name: str) -> None:
     counts = ds.events["type"].value_counts().to_dict()
     assert counts.get("cart") == rows["cart.txt"] and counts.get("like") == rows.get("collect.txt")
     assert counts["purchase"] == rows["train.txt"] + rows["test.txt"]
-    assert ds.split.value_counts().to_dict() == {"train": len(ds.events) - rows["test.txt"], "test": rows["test.txt"]}
+    assert ds.split.value_counts().to_dict() == {
+        "train": len(ds.events) - rows["test.txt"],
+        "test": rows["test.txt"],
+    }
     # Test purchases come after each user's training events.
     ev = ds.events.assign(split=ds.split.to_numpy())
     last_train = ev[ev["split"] == "train"].groupby("user")["ts"].max()
@@ -257,7 +277,9 @@ def test_multibehavior_valid_from_train() -> None:
     held = ds.events[ds.split.to_numpy() == "valid"]
     assert set(held["type"]) == {"purchase"}
     pairs = ds.meta["valid_pairs"]
-    assert set(zip(held["user"], held["item"], strict=True)) == set(zip(pairs["user"], pairs["item"], strict=True))
+    assert set(zip(held["user"], held["item"], strict=True)) == set(
+        zip(pairs["user"], pairs["item"], strict=True)
+    )
 
 
 def test_multibehavior_bad_file(tmp_path: Path) -> None:
@@ -325,7 +347,9 @@ def test_twitch_synthetic_file_format(tmp_path: Path) -> None:
     # Repeat consumption: most users come back to a streamer they watched before.
     repeat = raw.duplicated(["user", "streamer"]).mean()
     assert repeat > 0.3
-    again = write_synthetic_twitch_log(tmp_path / "again.csv", n_users=300, n_streamers=40, n_steps=1008, seed=4)
+    again = write_synthetic_twitch_log(
+        tmp_path / "again.csv", n_users=300, n_streamers=40, n_steps=1008, seed=4
+    )
     assert again.read_bytes() == p.read_bytes()
 
 
@@ -375,17 +399,33 @@ def test_twitch_rejects_bad_rows(tmp_path: Path) -> None:
 def test_kuailive_round_trip(tmp_path: Path) -> None:
     folder = write_synthetic_kuailive(tmp_path / "KuaiLive", n_users=120, n_streamers=20, n_days=4, seed=6)
     files = {n: pd.read_csv(folder / f"{n}.csv") for n in ("click", "comment", "like", "gift", "room")}
-    assert list(files["click"].columns) == ["user_id", "live_id", "streamer_id", "timestamp", "watch_live_time"]
+    assert list(files["click"].columns) == [
+        "user_id",
+        "live_id",
+        "streamer_id",
+        "timestamp",
+        "watch_live_time",
+    ]
     assert list(files["gift"].columns) == ["user_id", "live_id", "streamer_id", "timestamp", "gift_price"]
-    assert list(files["room"].columns)[:6] == ["live_id", "streamer_id", "live_type", "start_timestamp",
-                                               "end_timestamp", "live_content_category"]
+    assert list(files["room"].columns)[:6] == [
+        "live_id",
+        "streamer_id",
+        "live_type",
+        "start_timestamp",
+        "end_timestamp",
+        "live_content_category",
+    ]
     assert files["click"]["timestamp"].min() > 1e12  # milliseconds
     ds = load_dataset(f"kuailive:{folder}")
     check_frame(ds)
     ev = ds.events
     counts = ev["type"].value_counts().to_dict()
-    assert counts == {"enter": len(files["click"]), "comment": len(files["comment"]),
-                      "like": len(files["like"]), "gift": len(files["gift"])}
+    assert counts == {
+        "enter": len(files["click"]),
+        "comment": len(files["comment"]),
+        "like": len(files["like"]),
+        "gift": len(files["gift"]),
+    }
     assert ev.loc[ev["type"] == "gift", "value"].sum() == files["gift"]["gift_price"].sum()
     clicks = ev[ev["type"] == "enter"].copy()
     clicks["row"] = clicks["event_id"].str.split(":").str[1].astype(int)
@@ -432,8 +472,18 @@ def test_kuailive_seconds_and_errors(tmp_path: Path) -> None:
 
 
 def test_unknown_format_lists_known() -> None:
-    assert available_formats() == ["kuailive", "multibehavior", "p5", "recbole", "reviews", "twitch", "unisrec"]
-    with pytest.raises(DataFormatError, match=r"Unknown data format 'movielens'.*\['kuailive', 'multibehavior'"):
+    assert available_formats() == [
+        "kuailive",
+        "multibehavior",
+        "p5",
+        "recbole",
+        "reviews",
+        "twitch",
+        "unisrec",
+    ]
+    with pytest.raises(
+        DataFormatError, match=r"Unknown data format 'movielens'.*\['kuailive', 'multibehavior'"
+    ):
         load_dataset("movielens:/data/ml")
     with pytest.raises(DataFormatError, match=r"must be 'FORMAT:PATH'"):
         load_dataset("amazon-beauty")
@@ -455,5 +505,7 @@ def test_missing_file_names_expected_file(tmp_path: Path) -> None:
 
 
 def test_unknown_reader_parameter(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"does not take the parameter\(s\) \['leave'\]; it takes \['with_leave', 'epoch'\]"):
+    with pytest.raises(
+        ConfigError, match=r"does not take the parameter\(s\) \['leave'\]; it takes \['with_leave', 'epoch'\]"
+    ):
         load_dataset(f"twitch:{tmp_path / 'x.csv'}", leave=True)

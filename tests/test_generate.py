@@ -20,22 +20,42 @@ from liveshelf.text.generate import GenerationRequest, ModelGenerator, make_gene
 from liveshelf.text.generate.templates import too_long
 from liveshelf.text.grounding import check
 
-ITEM = item_facts({"id": "i1", "title": "兰蔻 小黑瓶精华 30ml", "description": "小黑瓶精华，黑色，包邮",
-                   "category": "美妆 > 护肤 > 精华", "brand": "兰蔻", "price": 419.9, "rating": 4.3,
-                   "attributes": '{"colour": "黑色", "shipping": "包邮", "size": "30ml"}', "language": "zh"})
+ITEM = item_facts(
+    {
+        "id": "i1",
+        "title": "兰蔻 小黑瓶精华 30ml",
+        "description": "小黑瓶精华，黑色，包邮",
+        "category": "美妆 > 护肤 > 精华",
+        "brand": "兰蔻",
+        "price": 419.9,
+        "rating": 4.3,
+        "attributes": '{"colour": "黑色", "shipping": "包邮", "size": "30ml"}',
+        "language": "zh",
+    }
+)
 
 
 def _profile(**families: dict) -> UserProfile:
     base = {"categories": {}, "brands": {}, "price_bands": {}, "attributes": {}, "hosts": {}}
     base.update(families)
-    return UserProfile(user="u", t=0.0, n_events=5, weight=5.0, active_hours=[1 / 24] * 24,
-                       tags_zh=["护肤", "高价位"], tags_en=["Skincare", "premium"], **base)
+    return UserProfile(
+        user="u",
+        t=0.0,
+        n_events=5,
+        weight=5.0,
+        active_hours=[1 / 24] * 24,
+        tags_zh=["护肤", "高价位"],
+        tags_en=["Skincare", "premium"],
+        **base,
+    )
 
 
 def test_grounded_picks_the_fact_the_viewer_cares_about() -> None:
     gen = make_generator("grounded")
     brand_fan = GenerationRequest(item=ITEM, user="a", profile=_profile(brands={"兰蔻": 0.8}))
-    ship_fan = GenerationRequest(item=ITEM, user="b", profile=_profile(attributes={"shipping": {"包邮": 0.9}}))
+    ship_fan = GenerationRequest(
+        item=ITEM, user="b", profile=_profile(attributes={"shipping": {"包邮": 0.9}})
+    )
     nobody = GenerationRequest(item=ITEM, user="c")
     pa, pb, pc = gen.generate([brand_fan, ship_fan, nobody])
     assert (pa.lead_fact, pb.lead_fact, pc.lead_fact) == ("brand", "attr:shipping", "price")
@@ -60,8 +80,17 @@ def test_grounded_on_a_simulated_world_in_both_languages() -> None:
     gen = make_generator("grounded", encode=b.encode_texts, known_brands=brands)
     users = b.users[:10]
     items = ds.items["id"].tolist()[:16]
-    reqs = [GenerationRequest(item=facts[i], user=u, profile=b.profile(u), interest=b.interest_vector(u, i),
-                              host="Amy's Live #3") for u in users for i in items]
+    reqs = [
+        GenerationRequest(
+            item=facts[i],
+            user=u,
+            profile=b.profile(u),
+            interest=b.interest_vector(u, i),
+            host="Amy's Live #3",
+        )
+        for u in users
+        for i in items
+    ]
     pitches = gen.generate(reqs)
     langs = {p.lang for p in pitches}
     assert langs == {"zh", "en"}
@@ -90,8 +119,11 @@ class Scripted(ModelGenerator):
         self.seen += prompts
         if attempt < self.good_on:
             return ["全网最低价，今天五折！"] * len(prompts)
-        return ["小黑瓶精华到手价419.9元", "- 讲品牌：兰蔻\n- 报价：419.9元\n- 发货：包邮", "小黑瓶精华直播中，包邮"][
-            : len(prompts)] * (len(prompts) // 3)
+        return [
+            "小黑瓶精华到手价419.9元",
+            "- 讲品牌：兰蔻\n- 报价：419.9元\n- 发货：包邮",
+            "小黑瓶精华直播中，包邮",
+        ][: len(prompts)] * (len(prompts) // 3)
 
 
 def test_reject_then_regenerate_then_fallback() -> None:
@@ -112,16 +144,31 @@ def _tiny_lm(folder: Path) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    corpus = ["item facts price brand shipping", "write a one-line recommendation reason for this viewer",
-              "write three talking points for the host one per line", "lancome serum 419.9 yuan free shipping",
-              "viewer skincare premium", "unknown"]
+    corpus = [
+        "item facts price brand shipping",
+        "write a one-line recommendation reason for this viewer",
+        "write three talking points for the host one per line",
+        "lancome serum 419.9 yuan free shipping",
+        "viewer skincare premium",
+        "unknown",
+    ]
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]", "[EOS]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]"
+    )
     fast.save_pretrained(folder)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=512, vocab_size=len(fast),
-                     eos_token_id=fast.eos_token_id, bos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    cfg = GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        n_positions=512,
+        vocab_size=len(fast),
+        eos_token_id=fast.eos_token_id,
+        bos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -135,9 +182,19 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_hf_backend_budget_batching_and_fallback(tiny_lm: Path) -> None:
-    en = item_facts({"id": "i2", "title": "Lancome Serum 30ml", "description": "Serum, free shipping",
-                     "category": "Beauty > Skincare > Serum", "brand": "Lancome", "price": 419.9, "rating": 4.6,
-                     "attributes": '{"shipping": "free shipping"}', "language": "en"})
+    en = item_facts(
+        {
+            "id": "i2",
+            "title": "Lancome Serum 30ml",
+            "description": "Serum, free shipping",
+            "category": "Beauty > Skincare > Serum",
+            "brand": "Lancome",
+            "price": 419.9,
+            "rating": 4.6,
+            "attributes": '{"shipping": "free shipping"}',
+            "language": "en",
+        }
+    )
     gen = make_generator("hf", model_dir=tiny_lm, max_new_tokens=5, batch_size=2)
     reqs = [GenerationRequest(item=en, user=f"u{k}") for k in range(3)]
     raw = gen.complete([[{"role": "user", "content": "write a one-line recommendation reason"}]] * 3, 0)
@@ -156,12 +213,22 @@ def test_hf_backend_budget_batching_and_fallback(tiny_lm: Path) -> None:
 def test_lora_finetuning_path(tiny_lm: Path, tmp_path: Path) -> None:
     from liveshelf.text.generate.hf import HFGenerator, finetune_lora, training_pairs
 
-    reqs = [GenerationRequest(item=ITEM, user="a", profile=_profile(brands={"兰蔻": 0.8})),
-            GenerationRequest(item=ITEM, user="b")]
+    reqs = [
+        GenerationRequest(item=ITEM, user="a", profile=_profile(brands={"兰蔻": 0.8})),
+        GenerationRequest(item=ITEM, user="b"),
+    ]
     prompts, targets = training_pairs(reqs)
     assert len(prompts) == len(targets) == 6 and "兰蔻" in targets[0]
-    out = finetune_lora(tiny_lm, reqs, tmp_path / "merged", epochs=1, batch_size=2, max_length=64, r=2,
-                        target_modules=["c_attn"])
+    out = finetune_lora(
+        tiny_lm,
+        reqs,
+        tmp_path / "merged",
+        epochs=1,
+        batch_size=2,
+        max_length=64,
+        r=2,
+        target_modules=["c_attn"],
+    )
     assert (out / "config.json").is_file()
     gen = HFGenerator(out, max_new_tokens=4)
     assert gen.generate_one(reqs[1]).item == "i1"
@@ -214,17 +281,22 @@ def fake_server():  # noqa: ANN201
     server.server_close()
 
 
-@pytest.mark.parametrize(("mode", "backend", "attempts", "calls"), [
-    ("good", "openai", 1, 3),
-    ("bad-then-good", "openai", 2, 6),
-    ("bad", "grounded", 2, 6),
-    ("error", "grounded", 2, 12),  # 3 prompts x 2 tries x (1 call + 1 retry)
-    ("slow", "grounded", 2, 12),
-])
+@pytest.mark.parametrize(
+    ("mode", "backend", "attempts", "calls"),
+    [
+        ("good", "openai", 1, 3),
+        ("bad-then-good", "openai", 2, 6),
+        ("bad", "grounded", 2, 6),
+        ("error", "grounded", 2, 12),  # 3 prompts x 2 tries x (1 call + 1 retry)
+        ("slow", "grounded", 2, 12),
+    ],
+)
 def test_openai_backend(fake_server: str, mode: str, backend: str, attempts: int, calls: int) -> None:
     _Fake.mode = mode
     timeout = 0.5 if mode == "slow" else 10.0  # generous where an answer is expected: the CI box is shared
-    gen = make_generator("openai", base_url=fake_server, model="fake", timeout=timeout, retries=1, backoff=0.01)
+    gen = make_generator(
+        "openai", base_url=fake_server, model="fake", timeout=timeout, retries=1, backoff=0.01
+    )
     pitch = gen.generate_one(GenerationRequest(item=ITEM, user="u"))
     assert (pitch.backend, pitch.attempts) == (backend, attempts)
     assert len(_Fake.calls) == calls

@@ -75,16 +75,18 @@ def _write(path: Path, text: str) -> Path:
 
 def _events_frame(n: int = 6, start: str = "2024-06-01T10:00:00Z") -> pd.DataFrame:
     t0 = pd.Timestamp(start)
-    return pd.DataFrame({
-        "event_id": [f"e{i}" for i in range(n)],
-        "ts": pd.Series([t0 + pd.Timedelta(minutes=i) for i in range(n)]).astype(TS_DTYPE),
-        "user": [f"u{i % 2}" for i in range(n)],
-        "type": ["enter", "view", "click", "cart", "purchase", "leave"][:n] + ["view"] * max(0, n - 6),
-        "room": ["r1"] * n,
-        "item": [None if i in (0, 5) else f"i{i}" for i in range(n)],
-        "value": [None, None, None, None, 12.5, None][:n] + [None] * max(0, n - 6),
-        "text": [None] * n,
-    })
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "ts": pd.Series([t0 + pd.Timedelta(minutes=i) for i in range(n)]).astype(TS_DTYPE),
+            "user": [f"u{i % 2}" for i in range(n)],
+            "type": ["enter", "view", "click", "cart", "purchase", "leave"][:n] + ["view"] * max(0, n - 6),
+            "room": ["r1"] * n,
+            "item": [None if i in (0, 5) else f"i{i}" for i in range(n)],
+            "value": [None, None, None, None, 12.5, None][:n] + [None] * max(0, n - 6),
+            "text": [None] * n,
+        }
+    )
 
 
 def test_every_cleaning_rule_names_row_field_value_and_keeps_good_rows(store, tmp_path):
@@ -92,10 +94,14 @@ def test_every_cleaning_rule_names_row_field_value_and_keeps_good_rows(store, tm
     rejects_path = tmp_path / "out" / "rejects.csv"
     report = Ingestor(store, rules=RULES).ingest_events(src, rejects_path=rejects_path)
 
-    got = [(int(r.row), r.field, None if pd.isna(r.value) else r.value, r.reason)
-           for r in report.rejects.itertuples()]
+    got = [
+        (int(r.row), r.field, None if pd.isna(r.value) else r.value, r.reason)
+        for r in report.rejects.itertuples()
+    ]
     assert len(got) == len(EXPECTED_REJECTS)
-    for (row, fld, value, words), (g_row, g_fld, g_value, g_reason) in zip(EXPECTED_REJECTS, got, strict=True):
+    for (row, fld, value, words), (g_row, g_fld, g_value, g_reason) in zip(
+        EXPECTED_REJECTS, got, strict=True
+    ):
         assert (g_row, g_fld, g_value) == (row, fld, value)
         assert words in g_reason
     assert (report.rows, report.accepted, report.rejected, report.duplicate) == (15, 3, 12, 0)
@@ -114,51 +120,82 @@ def test_every_cleaning_rule_names_row_field_value_and_keeps_good_rows(store, tm
 
 def test_catalogue_rules_items_users_rooms_shelf(store):
     ing = Ingestor(store, rules=RULES)
-    items = ing.ingest_items([
-        {"id": "i1", "title": "Face cream", "price": 10.0, "rating": 4.5, "category": ["美妆", "护肤"],
-         "attributes": {"size": "50ml"}},
-        {"id": "i2", "title": "  ", "price": 3.0},
-        {"id": "i3", "title": "Mask", "price": -1.0},
-        {"id": "i4", "title": "Lipstick", "rating": 7},
-        {"id": "i5", "title": "Serum", "attributes": "not json"},
-    ])
+    items = ing.ingest_items(
+        [
+            {
+                "id": "i1",
+                "title": "Face cream",
+                "price": 10.0,
+                "rating": 4.5,
+                "category": ["美妆", "护肤"],
+                "attributes": {"size": "50ml"},
+            },
+            {"id": "i2", "title": "  ", "price": 3.0},
+            {"id": "i3", "title": "Mask", "price": -1.0},
+            {"id": "i4", "title": "Lipstick", "rating": 7},
+            {"id": "i5", "title": "Serum", "attributes": "not json"},
+        ]
+    )
     assert [(r.row, r.field, r.reason.split(";")[0]) for r in items.rejects.itertuples()] == [
-        (2, "title", "item without title"), (3, "price", "negative price"),
-        (4, "rating", "rating out of range"), (5, "attributes", "attributes is not a JSON object string")]
+        (2, "title", "item without title"),
+        (3, "price", "negative price"),
+        (4, "rating", "rating out of range"),
+        (5, "attributes", "attributes is not a JSON object string"),
+    ]
     stored = store.frame("items").set_index("id")
     assert list(stored.index) == ["i1"]
     assert stored.loc["i1", "category"] == "美妆 > 护肤"
     assert json.loads(stored.loc["i1", "attributes"]) == {"size": "50ml"}
 
-    users = ing.ingest_users([{"id": "u1", "gender": "F", "spending_tier": "VIP"},
-                              {"id": "u2", "gender": "x"}, {"id": "u3", "spending_tier": "gold"}])
+    users = ing.ingest_users(
+        [
+            {"id": "u1", "gender": "F", "spending_tier": "VIP"},
+            {"id": "u2", "gender": "x"},
+            {"id": "u3", "spending_tier": "gold"},
+        ]
+    )
     assert [(r.row, r.field, r.value) for r in users.rejects.itertuples()] == [
-        (2, "gender", "x"), (3, "spending_tier", "gold")]
+        (2, "gender", "x"),
+        (3, "spending_tier", "gold"),
+    ]
     assert store.frame("users").iloc[0][["gender", "spending_tier"]].tolist() == ["f", "vip"]
 
-    rooms = ing.ingest_rooms([
-        {"id": "r1", "host": "h1", "start": "2024-06-01T10:00:00Z", "end": "2024-06-01T11:00:00Z"},
-        {"id": "r2", "host": "h1", "start": "2024-06-01T10:00:00Z", "end": "2024-06-01T09:00:00Z"},
-        {"id": "r3", "start": "2024-06-01T10:00:00Z"},
-    ])
+    rooms = ing.ingest_rooms(
+        [
+            {"id": "r1", "host": "h1", "start": "2024-06-01T10:00:00Z", "end": "2024-06-01T11:00:00Z"},
+            {"id": "r2", "host": "h1", "start": "2024-06-01T10:00:00Z", "end": "2024-06-01T09:00:00Z"},
+            {"id": "r3", "start": "2024-06-01T10:00:00Z"},
+        ]
+    )
     assert [(r.row, r.field, r.reason) for r in rooms.rejects.itertuples()] == [
-        (2, "end", "room end before start"), (3, "host", "missing required id 'host'")]
+        (2, "end", "room end before start"),
+        (3, "host", "missing required id 'host'"),
+    ]
 
-    shelf = ing.ingest_shelf([
-        {"room": "r1", "item": "i1", "start": "2024-06-01T10:00:00Z", "end": None, "pinned": "yes"},
-        {"room": "r1", "item": "i2", "start": "2024-06-01T10:30:00Z", "end": "2024-06-01T10:10:00Z"},
-        {"room": "r1", "item": "i3", "start": "2024-06-01T10:00:00Z", "pinned": "maybe"},
-        {"room": "r1", "item": "i1", "start": "2024-06-01T10:00:00Z"},
-    ])
+    shelf = ing.ingest_shelf(
+        [
+            {"room": "r1", "item": "i1", "start": "2024-06-01T10:00:00Z", "end": None, "pinned": "yes"},
+            {"room": "r1", "item": "i2", "start": "2024-06-01T10:30:00Z", "end": "2024-06-01T10:10:00Z"},
+            {"room": "r1", "item": "i3", "start": "2024-06-01T10:00:00Z", "pinned": "maybe"},
+            {"room": "r1", "item": "i1", "start": "2024-06-01T10:00:00Z"},
+        ]
+    )
     assert [(r.row, r.field, r.reason.split(";")[0].split(" (")[0]) for r in shelf.rejects.itertuples()] == [
-        (2, "end", "shelf slot end before start"), (3, "pinned", "pinned is not a boolean"),
-        (4, "room", "duplicate shelf slot")]
+        (2, "end", "shelf slot end before start"),
+        (3, "pinned", "pinned is not a boolean"),
+        (4, "room", "duplicate shelf slot"),
+    ]
     assert store.frame("shelf")["pinned"].tolist() == [True]
 
 
 def test_host_categories_become_a_json_list_string(store):
-    Ingestor(store).ingest_hosts([{"id": "h1", "categories": '["美妆", "食品"]'}, {"id": "h2", "categories": "a | b"},
-                                  {"id": "h3", "categories": None}])
+    Ingestor(store).ingest_hosts(
+        [
+            {"id": "h1", "categories": '["美妆", "食品"]'},
+            {"id": "h2", "categories": "a | b"},
+            {"id": "h3", "categories": None},
+        ]
+    )
     Ingestor(store).ingest_hosts(pd.DataFrame({"id": ["h4"], "categories": [["x", "y"]]}))
     got = store.frame("hosts").set_index("id")["categories"].map(json.loads).to_dict()
     assert got == {"h1": ["美妆", "食品"], "h2": ["a", "b"], "h3": [], "h4": ["x", "y"]}
@@ -213,13 +250,17 @@ def test_csv_parquet_and_jsonl_give_the_same_store(tmp_path, fmt):
     expected = frame.sort_values(["user", "ts"], kind="stable").reset_index(drop=True)
     for c in ("event_id", "user", "type", "room", "item", "text"):
         expected[c] = expected[c].astype("str")
-    pd.testing.assert_frame_equal(got[list(EVENT_COLUMNS)].reset_index(drop=True), expected, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[list(EVENT_COLUMNS)].reset_index(drop=True), expected, check_dtype=False
+    )
     assert str(got["ts"].dtype) == TS_DTYPE
 
 
 def test_records_with_python_datetimes_and_numeric_ids(store):
-    recs = [{"event_id": 7, "ts": datetime(2024, 6, 1, 10, tzinfo=UTC), "user": 42, "type": "VIEW", "item": 3},
-            {"event_id": 8, "ts": "2024-06-01T12:00:00+02:00", "user": 42, "type": "view", "room": "r9"}]
+    recs = [
+        {"event_id": 7, "ts": datetime(2024, 6, 1, 10, tzinfo=UTC), "user": 42, "type": "VIEW", "item": 3},
+        {"event_id": 8, "ts": "2024-06-01T12:00:00+02:00", "user": 42, "type": "view", "room": "r9"},
+    ]
     report = Ingestor(store, rules=RULES).ingest_events(recs)
     assert report.accepted == 2
     seq = store.sequence("42")
@@ -229,12 +270,21 @@ def test_records_with_python_datetimes_and_numeric_ids(store):
 
 def test_records_with_different_keys_and_float_ids(store):
     ing = Ingestor(store, rules=RULES)
-    recs = [{"event_id": "a", "ts": "2024-06-01T10:00:00Z", "user": "u", "type": "view", "item": "i1"},
-            {"event_id": "b", "ts": "2024-06-01T10:01:00Z", "user": "u", "type": "enter", "room": "r1"}]
+    recs = [
+        {"event_id": "a", "ts": "2024-06-01T10:00:00Z", "user": "u", "type": "view", "item": "i1"},
+        {"event_id": "b", "ts": "2024-06-01T10:01:00Z", "user": "u", "type": "enter", "room": "r1"},
+    ]
     assert ing.ingest_events(recs).accepted == 2  # 'room' appears only in the second record
     assert store.sequence("u").rooms.tolist() == [None, "r1"]
-    floats = pd.DataFrame({"event_id": [1.0, 2.0, float("nan")], "ts": [1717236000.0] * 3,
-                           "user": [10.0, 11.0, 12.0], "type": ["view"] * 3, "item": [5.0, 6.0, 7.0]})
+    floats = pd.DataFrame(
+        {
+            "event_id": [1.0, 2.0, float("nan")],
+            "ts": [1717236000.0] * 3,
+            "user": [10.0, 11.0, 12.0],
+            "type": ["view"] * 3,
+            "item": [5.0, 6.0, 7.0],
+        }
+    )
     report = ing.ingest_events(floats)
     assert (report.accepted, report.rejected) == (2, 1)
     assert report.rejects.iloc[0][["row", "field"]].tolist() == [3, "event_id"]
@@ -251,7 +301,8 @@ def test_future_window_is_configurable(store):
     report = Ingestor(store, rules=rules).ingest_events(frame)
     assert [(r.row, r.reason.split(" (")[0]) for r in report.rejects.itertuples()] == [
         (2, "timestamp before 2024-01-01 is outside the plausible window"),
-        (3, "timestamp more than 1 h in the future")]
+        (3, "timestamp more than 1 h in the future"),
+    ]
 
 
 def test_bad_sources_raise_clear_errors(store, tmp_path):
@@ -327,19 +378,50 @@ def test_killed_process_mid_transaction_leaves_store_as_before(tmp_path):
 
 def _world(folder: Path) -> Path:
     folder.mkdir()
-    pd.DataFrame({"id": ["i1", "i2"], "title": ["cream", "mask"], "description": ["", ""],
-                  "category": ["美妆 > 护肤", "美妆"], "brand": [None, "b"], "price": [9.9, 3.0],
-                  "rating": [4.0, None], "attributes": ["{}", '{"a": 1}'], "language": ["zh", "zh"]}
-                 ).to_parquet(folder / "items.parquet")
-    pd.DataFrame({"id": ["u0", "u1"], "gender": ["f", None], "age_band": ["18-24", None],
-                  "region": ["sh", None], "spending_tier": ["mid", "vip"]}).to_parquet(folder / "users.parquet")
-    pd.DataFrame({"id": ["h1"], "name": ["Host"], "categories": [["美妆", "食品"]]}).to_parquet(folder / "hosts.parquet")
+    pd.DataFrame(
+        {
+            "id": ["i1", "i2"],
+            "title": ["cream", "mask"],
+            "description": ["", ""],
+            "category": ["美妆 > 护肤", "美妆"],
+            "brand": [None, "b"],
+            "price": [9.9, 3.0],
+            "rating": [4.0, None],
+            "attributes": ["{}", '{"a": 1}'],
+            "language": ["zh", "zh"],
+        }
+    ).to_parquet(folder / "items.parquet")
+    pd.DataFrame(
+        {
+            "id": ["u0", "u1"],
+            "gender": ["f", None],
+            "age_band": ["18-24", None],
+            "region": ["sh", None],
+            "spending_tier": ["mid", "vip"],
+        }
+    ).to_parquet(folder / "users.parquet")
+    pd.DataFrame({"id": ["h1"], "name": ["Host"], "categories": [["美妆", "食品"]]}).to_parquet(
+        folder / "hosts.parquet"
+    )
     start = pd.Timestamp("2024-06-01T10:00:00Z")
-    pd.DataFrame({"id": ["r1"], "host": ["h1"], "title": ["live"], "start": [start],
-                  "end": [start + pd.Timedelta(minutes=45)]}).to_parquet(folder / "rooms.parquet")
-    pd.DataFrame({"room": ["r1", "r1"], "item": ["i1", "i2"], "start": [start, start],
-                  "end": [None, start + pd.Timedelta(minutes=5)], "pinned": [True, False]}
-                 ).to_parquet(folder / "shelf.parquet")
+    pd.DataFrame(
+        {
+            "id": ["r1"],
+            "host": ["h1"],
+            "title": ["live"],
+            "start": [start],
+            "end": [start + pd.Timedelta(minutes=45)],
+        }
+    ).to_parquet(folder / "rooms.parquet")
+    pd.DataFrame(
+        {
+            "room": ["r1", "r1"],
+            "item": ["i1", "i2"],
+            "start": [start, start],
+            "end": [None, start + pd.Timedelta(minutes=5)],
+            "pinned": [True, False],
+        }
+    ).to_parquet(folder / "shelf.parquet")
     _events_frame(6).to_parquet(folder / "events.parquet")
     return folder
 
@@ -365,9 +447,12 @@ def _output(result) -> str:
 
 def test_cli_ingest_events_prints_summary(tmp_path, monkeypatch):
     monkeypatch.delenv("LIVESHELF_PSEUDONYM_KEY", raising=False)
-    src = _write(tmp_path / "events.csv", "event_id,ts,user,type,room,item,value\n"
-                                          "e1,2024-06-01T10:00:00Z,u1,view,r1,i1,\n"
-                                          "e2,2024-06-01T10:01:00Z,u1,fly,r1,i1,\n")
+    src = _write(
+        tmp_path / "events.csv",
+        "event_id,ts,user,type,room,item,value\n"
+        "e1,2024-06-01T10:00:00Z,u1,view,r1,i1,\n"
+        "e2,2024-06-01T10:01:00Z,u1,fly,r1,i1,\n",
+    )
     home = tmp_path / "home"
     result = runner.invoke(app, ["ingest", "events", str(src), "--home", str(home)])
     assert result.exit_code == 0, _output(result)
@@ -383,11 +468,14 @@ def test_cli_ingest_events_prints_summary(tmp_path, monkeypatch):
 def test_cli_future_window_option(tmp_path, monkeypatch):
     monkeypatch.delenv("LIVESHELF_PSEUDONYM_KEY", raising=False)
     ahead = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    src = _write(tmp_path / "ahead.csv", f"event_id,ts,user,type,room,item,value\ne1,{ahead},u1,view,r1,i1,\n")
+    src = _write(
+        tmp_path / "ahead.csv", f"event_id,ts,user,type,room,item,value\ne1,{ahead},u1,view,r1,i1,\n"
+    )
     strict = runner.invoke(app, ["ingest", "events", str(src), "--home", str(tmp_path / "a")])
     assert strict.exit_code == 0 and "rejected=1" in strict.output
-    lenient = runner.invoke(app, ["ingest", "events", str(src), "--home", str(tmp_path / "b"),
-                                  "--max-future-days", "5"])
+    lenient = runner.invoke(
+        app, ["ingest", "events", str(src), "--home", str(tmp_path / "b"), "--max-future-days", "5"]
+    )
     assert lenient.exit_code == 0 and "accepted=1" in lenient.output
 
 
@@ -420,16 +508,29 @@ def test_validate_alone_writes_nothing_and_reports_counts():
 
 
 _maybe = st.one_of(st.none(), st.just(""), st.just("  "))
-_record = st.fixed_dictionaries({
-    "event_id": st.one_of(_maybe, st.sampled_from(["e1", "e2", "e3", "e4"])),
-    "ts": st.one_of(_maybe, st.sampled_from(["2024-06-01T10:00:00Z", "1999-01-01", "2030-01-01T00:00:00Z",
-                                             "garbage", "1717236000", "2024-06-01 10:00"])),
-    "user": st.one_of(_maybe, st.sampled_from(["u1", "u2"])),
-    "type": st.one_of(_maybe, st.sampled_from(["view", "PURCHASE", "enter", "cart", "zap", "like"])),
-    "room": st.one_of(_maybe, st.just("r1")),
-    "item": st.one_of(_maybe, st.just("i1")),
-    "value": st.one_of(st.none(), st.sampled_from(["1.5", "-2", "abc", "0"])),
-})
+_record = st.fixed_dictionaries(
+    {
+        "event_id": st.one_of(_maybe, st.sampled_from(["e1", "e2", "e3", "e4"])),
+        "ts": st.one_of(
+            _maybe,
+            st.sampled_from(
+                [
+                    "2024-06-01T10:00:00Z",
+                    "1999-01-01",
+                    "2030-01-01T00:00:00Z",
+                    "garbage",
+                    "1717236000",
+                    "2024-06-01 10:00",
+                ]
+            ),
+        ),
+        "user": st.one_of(_maybe, st.sampled_from(["u1", "u2"])),
+        "type": st.one_of(_maybe, st.sampled_from(["view", "PURCHASE", "enter", "cart", "zap", "like"])),
+        "room": st.one_of(_maybe, st.just("r1")),
+        "item": st.one_of(_maybe, st.just("i1")),
+        "value": st.one_of(st.none(), st.sampled_from(["1.5", "-2", "abc", "0"])),
+    }
+)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)

@@ -52,8 +52,9 @@ def test_sparse_best_per_room_equals_the_dense_scan_for_sources_zero_elsewhere()
         vals = np.zeros(n)
         nz = rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False)
         vals[nz] = rng.choice([0.25, 1.0, 3.0], size=len(nz))
-        snap = SimpleNamespace(grid=grid, items=list(range(n)),
-                               room_last=np.where(grid < n, grid, -1).max(axis=1))
+        snap = SimpleNamespace(
+            grid=grid, items=list(range(n)), room_last=np.where(grid < n, grid, -1).max(axis=1)
+        )
         best, at = LiveSnapshot.best_per_room_sparse(snap, vals, np.flatnonzero(vals))
         want_best, want_at = _reference_best(grid, vals)
         np.testing.assert_array_equal(best, want_best)
@@ -129,7 +130,9 @@ def test_rank_share_at_equals_the_full_sort():
     for _ in range(300):
         n = int(rng.integers(0, 30))
         values = rng.choice([0.0, 1.0, 2.0, np.nan, np.inf, -1.5], size=n)
-        at = rng.choice(n, size=min(n, int(rng.integers(0, 8))), replace=False) if n else np.zeros(0, np.int64)
+        at = (
+            rng.choice(n, size=min(n, int(rng.integers(0, 8))), replace=False) if n else np.zeros(0, np.int64)
+        )
         np.testing.assert_array_equal(rank_share_at(values, at), rank_share(values)[at])
 
 

@@ -34,16 +34,23 @@ def _data(seed: int = 0) -> TrainData:
     colour = rng.integers(len(COLOURS), size=N_ITEMS)
     fresh = np.zeros(N_ITEMS, dtype=bool)
     fresh[rng.choice(N_ITEMS, size=10, replace=False)] = True
-    texts = [f"{COLOURS[c]} thing {['cup', 'hat', 'bag', 'pen', 'box'][i % 5]}" + (" fresh" if fresh[i] else "")
-             for i, c in enumerate(colour)]
+    texts = [
+        f"{COLOURS[c]} thing {['cup', 'hat', 'bag', 'pen', 'box'][i % 5]}" + (" fresh" if fresh[i] else "")
+        for i, c in enumerate(colour)
+    ]
     weights = np.where(fresh, 0.8, 1.0) * rng.uniform(0.5, 1.5, N_ITEMS)
     seqs, valid, users = [], [], []
     for u in range(240):
         seqs.append(rng.choice(N_ITEMS, size=5, p=weights / weights.sum()))
         valid.append(rng.choice(np.flatnonzero(fresh)))
         users.append(f"u{u}")
-    data = TrainData(item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]), user_ids=np.array(users),
-                     sequences=seqs, valid_targets=np.array(valid), item_text=texts)
+    data = TrainData(
+        item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]),
+        user_ids=np.array(users),
+        sequences=seqs,
+        valid_targets=np.array(valid),
+        item_text=texts,
+    )
     data.meta["fresh"] = fresh
     return data
 
@@ -55,8 +62,20 @@ def encoder(tmp_path_factory) -> str:
 
 
 def _params(encoder: str, **kw):
-    return {"base": "pop", "top_n": 16, "encoder": encoder, "method": "full", "epochs": 3, "train_users": 240,
-            "hard_negatives": 4, "batch_size": 32, "lr": 3e-3, "history_items": 3, "max_length": 32, **kw}
+    return {
+        "base": "pop",
+        "top_n": 16,
+        "encoder": encoder,
+        "method": "full",
+        "epochs": 3,
+        "train_users": 240,
+        "hard_negatives": 4,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "history_items": 3,
+        "max_length": 32,
+        **kw,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,11 @@ def home(template, tmp_path):
 
 def windows(world) -> list[pd.DataFrame]:
     ev = world.dataset.events
-    bounds = [ev["ts"].min(), *ev["ts"].quantile(list(QUANTILES)).tolist(), ev["ts"].max() + pd.Timedelta("1s")]
+    bounds = [
+        ev["ts"].min(),
+        *ev["ts"].quantile(list(QUANTILES)).tolist(),
+        ev["ts"].max() + pd.Timedelta("1s"),
+    ]
     return [ev[(ev["ts"] >= a) & (ev["ts"] < b)] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
@@ -76,7 +80,9 @@ def _split_data(world, q: float = 0.7) -> tuple[TrainData, TrainData, TrainData]
     cut = ev["ts"].quantile(q)
 
     def sub(mask) -> TrainData:
-        return dataset_to_train_data(Dataset(name="w", events=ev[mask].reset_index(drop=True), items=ds.items))
+        return dataset_to_train_data(
+            Dataset(name="w", events=ev[mask].reset_index(drop=True), items=ds.items)
+        )
 
     return sub(ev["ts"] < cut), sub(ev["ts"] >= cut), dataset_to_train_data(ds)
 
@@ -86,8 +92,10 @@ def _by_id(model, full: TrainData, contexts: list[Context]) -> np.ndarray:
     pos = {str(x): i for i, x in enumerate(model.item_ids_)}
     perm = np.array([pos[str(x)] for x in full.item_ids])
     users = {str(x): i for i, x in enumerate(model.user_ids_)}
-    mapped = [Context(items=perm[c.items], ts=c.ts, types=c.types, user=c.user, user_index=users[c.user])
-              for c in contexts]
+    mapped = [
+        Context(items=perm[c.items], ts=c.ts, types=c.types, user=c.user, user_index=users[c.user])
+        for c in contexts
+    ]
     return model.score_batch(mapped)[:, perm]
 
 
@@ -104,10 +112,16 @@ def test_update_equals_refit_on_all_events(world, name):
 
 
 def test_update_appends_new_ids_and_keeps_old_indices():
-    old = TrainData(item_ids=np.array(["a", "b"], dtype=object), user_ids=np.array(["u"], dtype=object),
-                    sequences=[np.array([0, 1, 1])])
-    new = TrainData(item_ids=np.array(["c", "b"], dtype=object), user_ids=np.array(["v", "u"], dtype=object),
-                    sequences=[np.array([0, 0]), np.array([1])])
+    old = TrainData(
+        item_ids=np.array(["a", "b"], dtype=object),
+        user_ids=np.array(["u"], dtype=object),
+        sequences=[np.array([0, 1, 1])],
+    )
+    new = TrainData(
+        item_ids=np.array(["c", "b"], dtype=object),
+        user_ids=np.array(["v", "u"], dtype=object),
+        sequences=[np.array([0, 0]), np.array([1])],
+    )
     model = create_model("pop", use_event_weights=False).fit(old).update(new)
     assert list(model.item_ids_) == ["a", "b", "c"] and list(model.user_ids_) == ["u", "v"]
     np.testing.assert_array_equal(model.counts_, [1, 3, 2])
@@ -131,8 +145,9 @@ def test_itemknn_update_survives_save_load(world, tmp_path):
 
     updated = load_model(tmp_path / "m").update(new)
     contexts = [full.context(u) for u in range(0, full.n_users, 5)]
-    np.testing.assert_array_equal(_by_id(updated, full, contexts),
-                                  create_model("itemknn").fit(full).score_batch(contexts))
+    np.testing.assert_array_equal(
+        _by_id(updated, full, contexts), create_model("itemknn").fit(full).score_batch(contexts)
+    )
     plain = create_model("itemknn", incremental=False).fit(old)
     with pytest.raises(Exception, match="incremental=True"):
         plain.update(new)
@@ -143,8 +158,13 @@ def test_als_fold_in_recovers_the_learned_user_factor(world):
     model = create_model("als", factors=16, iterations=15).fit(full)
     longest = np.argsort([len(s) for s in full.sequences])[::-1][:3]
     for u in longest:  # the same events under a new user id: the update folds them in
-        clone = TrainData(item_ids=full.item_ids, user_ids=np.array([f"clone-{u}"], dtype=object),
-                          sequences=[full.sequences[u]], timestamps=[full.timestamps[u]], types=[full.types[u]])
+        clone = TrainData(
+            item_ids=full.item_ids,
+            user_ids=np.array([f"clone-{u}"], dtype=object),
+            sequences=[full.sequences[u]],
+            timestamps=[full.timestamps[u]],
+            types=[full.types[u]],
+        )
         updated = create_model("als", factors=16, iterations=15).fit(full).update(clone)
         got, want = updated.user_factors_[-1], model.user_factors_[u]
         assert np.dot(got, want) / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.999
@@ -162,10 +182,14 @@ def test_gate_margin_guardrails_and_waiver():
     assert decide(ok, prod, GateConfig(margin=0.02, relative=True)).promote  # 0.295 >= 0.30 * 0.98
     assert not decide(ok, prod, GateConfig(margin=0.01, relative=True)).promote
     narrow = ModelReport(metrics={"ndcg@10": 0.5, "coverage@10": 0.1}, p95_ms=1.0)
-    assert "coverage@10 0.1000 is below 0.5 x production's 0.4000" in decide(narrow, prod, GateConfig()).reasons
+    assert (
+        "coverage@10 0.1000 is below 0.5 x production's 0.4000" in decide(narrow, prod, GateConfig()).reasons
+    )
     slow = ModelReport(metrics={"ndcg@10": 0.5, "coverage@10": 0.5}, p95_ms=9.0)
     assert "p95 scoring latency 9.00 ms" in decide(slow, prod, GateConfig(latency_factor=3.0)).reasons[0]
-    assert decide(slow, prod, GateConfig(latency_factor=3.0, latency_floor_ms=10.0)).promote  # under the floor
+    assert decide(
+        slow, prod, GateConfig(latency_factor=3.0, latency_floor_ms=10.0)
+    ).promote  # under the floor
     waived = decide(ok, prod, GateConfig(margin=0.0), waive_metric="production is stale")
     assert waived.promote and waived.checks["ndcg@10"]["waived"] == "production is stale"
     broken = decide(ModelReport(error="OSError: truncated file"), prod, GateConfig())
@@ -209,7 +233,9 @@ def test_three_windows_promote_with_lineage_then_refuse_broken_and_roll_back(wor
         assert lineage["git_commit"] is None or len(lineage["git_commit"]) == 40
         assert r.metrics["ndcg@10"] > 0.05 and r.window["cases"] >= 20
     # the incremental candidate of window 3 equals a refit on the same training window
-    split, _, _ = window_split(StoreSource(home).dataset(StoreSource(home).head()), results[2].window["t_cut"])
+    split, _, _ = window_split(
+        StoreSource(home).dataset(StoreSource(home).head()), results[2].window["t_cut"]
+    )
     refit = create_model("itemknn").fit(split.train)
     prod = reg.load("default")
     assert abs(prod.similarity_ - refit.similarity_).max() < 1e-6
@@ -221,7 +247,9 @@ def test_three_windows_promote_with_lineage_then_refuse_broken_and_roll_back(wor
     constant.counts_ = np.ones_like(constant.counts_)
     r = loop.run_once(trigger="manual", candidate=constant)
     assert r.decision == "refused" and r.version == "v0004" and reg.production("default").version == "v0003"
-    assert any(x.startswith("ndcg@10") for x in r.reasons) and any(x.startswith("coverage@10") for x in r.reasons)
+    assert any(x.startswith("ndcg@10") for x in r.reasons) and any(
+        x.startswith("coverage@10") for x in r.reasons
+    )
     assert reg.info("default", "v0004").lineage["gate"]["decision"] == "refused"
     # a corrupted one (NaN scores) too
     nan = create_model("pop").fit(split.train)
@@ -281,8 +309,11 @@ def test_run_polls_until_enough_events(world, home):
 def test_sasrec_warm_start_copies_weights_by_item_id():
     torch = pytest.importorskip("torch")
     seqs = [np.array([0, 1, 2, 1, 0]), np.array([2, 1, 0, 2])]
-    data = TrainData(item_ids=np.array(["a", "b", "c"], dtype=object), user_ids=np.array(["u", "v"], dtype=object),
-                     sequences=seqs)
+    data = TrainData(
+        item_ids=np.array(["a", "b", "c"], dtype=object),
+        user_ids=np.array(["u", "v"], dtype=object),
+        sequences=seqs,
+    )
     parent = create_model("sasrec", hidden=8, n_layers=1, n_heads=1, max_len=5, epochs=1).fit(data)
     child = create_model("sasrec", hidden=8, n_layers=1, n_heads=1, max_len=5, epochs=1)
     child.item_ids_ = np.array(["c", "d", "a", "b"], dtype=object)  # reordered, one new item
@@ -299,8 +330,9 @@ def test_sasrec_loop_fine_tunes_from_production(world, home):
     parts = windows(world)
     arrive(home, parts[0])
     params = {"hidden": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "epochs": 3, "n_threads": 1}
-    loop = ContinuousLoop(home, LoopConfig(model="sasrec", params=params, finetune_epochs=1,
-                                           gate=GateConfig(margin=1.0)))
+    loop = ContinuousLoop(
+        home, LoopConfig(model="sasrec", params=params, finetune_epochs=1, gate=GateConfig(margin=1.0))
+    )
     first = loop.run_once(trigger="window 1")
     assert first.mode == "refit" and first.decision == "promoted"
     assert loop.registry.info("default", "v0001").lineage["params"]["epochs"] == 3

@@ -14,8 +14,7 @@ from liveshelf.evaluation.significance import compare, paired_bootstrap, paired_
 
 # ---------------------------------------------------------------------------- hand cases
 def test_ranks_and_single_target_metrics_by_hand():
-    scores = np.array([[0.1, 0.9, 0.5, 0.3],
-                       [1.0, 2.0, 3.0, 4.0]])
+    scores = np.array([[0.1, 0.9, 0.5, 0.3], [1.0, 2.0, 3.0, 4.0]])
     ranks = M.target_ranks(scores, np.array([2, 0]))
     assert ranks.tolist() == [1, 3]
     assert M.recall_at_k(ranks, 2).tolist() == [1.0, 0.0]
@@ -52,8 +51,7 @@ def test_ranks_with_valid_mask_and_nan():
 
 
 def test_topk_orders_by_score_then_index_and_pads():
-    scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0],
-                       [0.0, 0.0, 0.0, 0.0, 0.0]])
+    scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     assert M.topk_indices(scores, 3).tolist() == [[1, 2, 4], [0, 1, 2]]
     valid = np.array([[True, False, False, True, False], [True] * 5])
     assert M.topk_indices(scores, 3, valid).tolist() == [[3, 0, -1], [0, 1, 2]]
@@ -158,15 +156,18 @@ def test_against_pure_python_reference(seed):
     big = np.concatenate([rng.integers(0, 40, size=(6, 700)), rng.random((6, 700)), np.zeros((1, 700))])
     big = big.astype(np.float32)
     big_valid = rng.random(big.shape) < 0.8
-    assert M.topk_indices(big, 12, big_valid).tolist() == [_ref_topk(big[i], 12, big_valid[i])
-                                                           for i in range(len(big))]
+    assert M.topk_indices(big, 12, big_valid).tolist() == [
+        _ref_topk(big[i], 12, big_valid[i]) for i in range(len(big))
+    ]
     sets = [rng.choice(n, size=rng.integers(1, 5), replace=False) for _ in range(b)]
     multi = M.multi_target_metrics(top, sets, n)
     for i in range(b):
-        assert multi["ndcg"][i] == pytest.approx(_ref_ndcg_multi(top[i].tolist(), set(sets[i].tolist()), k),
-                                                 abs=1e-9)
-        assert multi["recall"][i] == pytest.approx(len(set(top[i].tolist()) & set(sets[i].tolist()))
-                                                   / len(sets[i]), abs=1e-9)
+        assert multi["ndcg"][i] == pytest.approx(
+            _ref_ndcg_multi(top[i].tolist(), set(sets[i].tolist()), k), abs=1e-9
+        )
+        assert multi["recall"][i] == pytest.approx(
+            len(set(top[i].tolist()) & set(sets[i].tolist())) / len(sets[i]), abs=1e-9
+        )
     y = rng.random(200) < 0.3
     s = rng.integers(0, 10, size=200).astype(float)
     assert M.auc(y, s) == pytest.approx(_ref_auc(y.tolist(), s.tolist()), abs=1e-9)
@@ -174,7 +175,7 @@ def test_against_pure_python_reference(seed):
     div = M.intra_list_diversity(top, categories=cats)
     for i in range(b):
         items = [x for x in top[i] if x >= 0 and cats[x] >= 0]
-        pairs = [(a, c) for ai, a in enumerate(items) for c in items[ai + 1:]]
+        pairs = [(a, c) for ai, a in enumerate(items) for c in items[ai + 1 :]]
         want = sum(cats[a] != cats[c] for a, c in pairs) / len(pairs) if pairs else float("nan")
         assert (math.isnan(want) and math.isnan(div[i])) or div[i] == pytest.approx(want, abs=1e-9)
     counts = np.bincount(top[top >= 0], minlength=n)

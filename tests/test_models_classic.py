@@ -15,10 +15,13 @@ from liveshelf.models.classic.itemknn import cosine_similarity, top_k_per_row
 def _data(seqs, n_items=None, ts=None, types=None) -> TrainData:
     seqs = [np.asarray(s, dtype=np.int64) for s in seqs]
     n = n_items or int(max(s.max() for s in seqs if len(s)) + 1)
-    return TrainData(item_ids=np.array([f"i{i}" for i in range(n)]),
-                     user_ids=np.array([f"u{u}" for u in range(len(seqs))]), sequences=seqs,
-                     timestamps=None if ts is None else [np.asarray(t, float) for t in ts],
-                     types=None if types is None else [np.asarray(t) for t in types])
+    return TrainData(
+        item_ids=np.array([f"i{i}" for i in range(n)]),
+        user_ids=np.array([f"u{u}" for u in range(len(seqs))]),
+        sequences=seqs,
+        timestamps=None if ts is None else [np.asarray(t, float) for t in ts],
+        types=None if types is None else [np.asarray(t) for t in types],
+    )
 
 
 EMPTY = Context(items=np.zeros(0, dtype=np.int64))
@@ -127,13 +130,19 @@ def test_itemknn_scores_recent_items_neighbours():
     data = _data([[0, 1], [0, 1], [1, 2], [3]])
     model = create_model("itemknn", recency_decay=0.5, pop_prior=0.0).fit(data)
     s01, s12 = 2 / np.sqrt(6), 1 / np.sqrt(3)
-    np.testing.assert_allclose(model.similarity_.toarray(),
-                               [[0, s01, 0, 0], [s01, 0, s12, 0], [0, s12, 0, 0], [0, 0, 0, 0]], rtol=1e-6)
+    np.testing.assert_allclose(
+        model.similarity_.toarray(),
+        [[0, s01, 0, 0], [s01, 0, s12, 0], [0, s12, 0, 0], [0, 0, 0, 0]],
+        rtol=1e-6,
+    )
     scores = model.score(Context(items=np.array([2, 0])), np.arange(4))  # 0 is the newest
     np.testing.assert_allclose(scores, [0, 1.0 * s01 + 0.5 * s12, 0, 0], rtol=1e-6)
     k1 = create_model("itemknn", k_neighbors=1).fit(data)
     assert k1.similarity_.getnnz(axis=1).max() == 1
-    with pytest.raises(ConfigError, match=r"The 'k_neighbors' parameter of itemknn must be an int in \[1, inf\)\. Got 0 instead\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"The 'k_neighbors' parameter of itemknn must be an int in \[1, inf\)\. Got 0 instead\.",
+    ):
         create_model("itemknn", k_neighbors=0).fit(data)
 
 
@@ -151,8 +160,10 @@ def test_als_known_user_uses_factors_and_fold_in_matches_implicit():
     ctx = Context(items=np.array([0, 1, 1, 4]), user_index=3)  # not user 3's training row: fold in
     ref = AlternatingLeastSquares(factors=4, regularization=0.1, alpha=3.0)
     ref.item_factors = model.item_factors_.copy()
-    row = sp.csr_matrix((np.array([1.0, 2.0, 1.0], np.float32), np.array([0, 1, 4]), np.array([0, 3])),
-                        shape=(1, data.n_items))
+    row = sp.csr_matrix(
+        (np.array([1.0, 2.0, 1.0], np.float32), np.array([0, 1, 4]), np.array([0, 3])),
+        shape=(1, data.n_items),
+    )
     expect = ref.recalculate_user(0, row) @ model.item_factors_.T
     np.testing.assert_allclose(model.score(ctx, np.arange(data.n_items)), expect, rtol=1e-3, atol=1e-4)
     with pytest.raises(ConfigError, match=r"The 'factors' parameter of als must be an int in \[1, 4096\]"):
@@ -166,8 +177,9 @@ def test_bpr_fold_in_is_mean_of_item_factors():
     vec = model.item_factors_[[2, 5, 5]].mean(axis=0)
     vec[-1] = 1.0
     ctx = Context(items=np.array([2, 5, 5]))
-    np.testing.assert_allclose(model.score(ctx, np.arange(data.n_items)), model.item_factors_ @ vec,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.score(ctx, np.arange(data.n_items)), model.item_factors_ @ vec, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_unknown_items_in_context_are_ignored():
@@ -193,8 +205,9 @@ def _beauty(root) -> tuple[TrainData, np.ndarray]:
             user, *items = line.split()
             users.append(user)
             seqs.append(np.array([vocab.setdefault(i, len(vocab)) for i in items], dtype=np.int64))
-    data = TrainData(item_ids=np.array(list(vocab)), user_ids=np.array(users),
-                     sequences=[s[:-1] for s in seqs])
+    data = TrainData(
+        item_ids=np.array(list(vocab)), user_ids=np.array(users), sequences=[s[:-1] for s in seqs]
+    )
     return data, np.array([s[-1] for s in seqs])
 
 
@@ -209,8 +222,10 @@ def _recall_at_10(model, data: TrainData, target: np.ndarray, n_eval: int) -> fl
 def test_itemknn_and_als_beat_pop_on_amazon_beauty(shared_data):
     data, target = _beauty(shared_data)
     assert (data.n_users, data.n_items) == (22363, 12101)
-    recall = {name: _recall_at_10(create_model(name).fit(data), data, target, n_eval=3000)
-              for name in ("pop", "itemknn", "als")}
+    recall = {
+        name: _recall_at_10(create_model(name).fit(data), data, target, n_eval=3000)
+        for name in ("pop", "itemknn", "als")
+    }
     assert 0.005 < recall["pop"] < 0.05, recall
     assert recall["itemknn"] > 2 * recall["pop"], recall
     assert recall["als"] > 2 * recall["pop"], recall

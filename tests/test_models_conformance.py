@@ -29,23 +29,55 @@ FAST_PARAMS: dict[str, dict] = {
     "itemknn": {"k_neighbors": 10},
     "als": {"factors": 3, "iterations": 10},
     "bpr": {"factors": 8, "iterations": 200, "learning_rate": 0.05},
-    "textseq": {"epochs": 30, "hidden": 16, "n_layers": 1, "max_len": 10, "batch_size": 128, "lr": 0.01,
-                "dropout": 0.0},
+    "textseq": {
+        "epochs": 30,
+        "hidden": 16,
+        "n_layers": 1,
+        "max_len": 10,
+        "batch_size": 128,
+        "lr": 0.01,
+        "dropout": 0.0,
+    },
 }
 #: The two-stage families over cheap sources (a small SASRec among them).
-_FAST_SOURCES = {"sources": "pop,itemknn,sasrec",
-                 "source_params": {"itemknn": {"k_neighbors": 10},
-                                   "sasrec": {"epochs": 8, "hidden": 16, "n_layers": 1, "max_len": 10,
-                                              "batch_size": 128, "lr": 0.01, "dropout": 0.0}}}
+_FAST_SOURCES = {
+    "sources": "pop,itemknn,sasrec",
+    "source_params": {
+        "itemknn": {"k_neighbors": 10},
+        "sasrec": {
+            "epochs": 8,
+            "hidden": 16,
+            "n_layers": 1,
+            "max_len": 10,
+            "batch_size": 128,
+            "lr": 0.01,
+            "dropout": 0.0,
+        },
+    },
+}
 FAST_PARAMS["ranker"] = {**_FAST_SOURCES, "n_estimators": 50, "min_child_samples": 5}
 FAST_PARAMS["blend"] = dict(_FAST_SOURCES)
-GENERIC_FAST = {"epochs": 8, "hidden": 16, "hidden_size": 16, "n_layers": 1, "max_len": 10,
-                "batch_size": 128, "lr": 0.01, "dropout": 0.0}
+GENERIC_FAST = {
+    "epochs": 8,
+    "hidden": 16,
+    "hidden_size": 16,
+    "n_layers": 1,
+    "max_len": 10,
+    "batch_size": 128,
+    "lr": 0.01,
+    "dropout": 0.0,
+}
 
 #: What each model is expected to know. "collaborative" (the default) must separate the
 #: groups; "sequential" must predict the next item of the cycle.
-KNOWN_ANSWER = {"pop": "popularity", "trending": "context_free", "repeat": "history",
-                "sasrec": "sequential", "livesasrec": "sequential", "textseq": "sequential"}
+KNOWN_ANSWER = {
+    "pop": "popularity",
+    "trending": "context_free",
+    "repeat": "history",
+    "sasrec": "sequential",
+    "livesasrec": "sequential",
+    "textseq": "sequential",
+}
 #: Models whose empty context falls back to plain popularity.
 POPULARITY_FALLBACK = {"pop", "repeat", "itemknn", "als", "bpr"}
 
@@ -66,8 +98,18 @@ def _tiny_encoder() -> str:
 def _params(name: str, **extra) -> dict:
     sig = inspect.signature(get_model_class(name).__init__).parameters
     if name == "llmrank":  # the re-ranker over itemknn, with a tiny cross-encoder: cheap and deterministic
-        return {"base": "itemknn", "base_params": {"k_neighbors": 10}, "encoder": _tiny_encoder(), "top_n": 6,
-                "method": "full", "epochs": 1, "train_users": 60, "max_length": 48, "seed": 0, **extra}
+        return {
+            "base": "itemknn",
+            "base_params": {"k_neighbors": 10},
+            "encoder": _tiny_encoder(),
+            "top_n": 6,
+            "method": "full",
+            "epochs": 1,
+            "train_users": 60,
+            "max_length": 48,
+            "seed": 0,
+            **extra,
+        }
     base = FAST_PARAMS.get(name, {k: v for k, v in GENERIC_FAST.items() if k in sig})
     seeds = {k: 0 for k in ("random_state", "seed") if k in sig}
     return {**base, **seeds, **extra}
@@ -84,9 +126,13 @@ def _data() -> TrainData:
             t0 = 1_700_000_000 + rng.integers(0, 86_400)
             ts.append(t0 + 600.0 * np.arange(SEQ_LEN))
             users.append(f"u{g}_{j}")
-    return TrainData(item_ids=np.array([f"i{i}" for i in range(2 * N_GROUP_ITEMS)]),
-                     user_ids=np.array(users), sequences=seqs, timestamps=ts,
-                     item_text=[f"group {i // N_GROUP_ITEMS} item {i}" for i in range(2 * N_GROUP_ITEMS)])
+    return TrainData(
+        item_ids=np.array([f"i{i}" for i in range(2 * N_GROUP_ITEMS)]),
+        user_ids=np.array(users),
+        sequences=seqs,
+        timestamps=ts,
+        item_text=[f"group {i // N_GROUP_ITEMS} item {i}" for i in range(2 * N_GROUP_ITEMS)],
+    )
 
 
 @cache
@@ -155,8 +201,9 @@ def test_save_load_round_trip(name, tmp_path):
         assert type(loaded) is type(model)
         assert loaded.get_params() == model.get_params()
         assert list(loaded.item_ids_) == list(model.item_ids_)
-        np.testing.assert_allclose(loaded.score_batch(_contexts()), model.score_batch(_contexts()),
-                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            loaded.score_batch(_contexts()), model.score_batch(_contexts()), rtol=1e-6, atol=1e-7
+        )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -164,8 +211,9 @@ def test_fit_is_deterministic(name):
     sig = inspect.signature(get_model_class(name).__init__).parameters
     quick = {"epochs": 1} if "epochs" in sig else {}  # determinism needs no convergence
     first, second = (create_model(name, **_params(name, **quick)).fit(_data()) for _ in range(2))
-    np.testing.assert_allclose(first.score_batch(_contexts()), second.score_batch(_contexts()),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        first.score_batch(_contexts()), second.score_batch(_contexts()), rtol=1e-5, atol=1e-6
+    )
 
 
 def _pair_auc(pos: np.ndarray, neg: np.ndarray) -> float:

@@ -49,8 +49,11 @@ def test_detector_finds_every_burst_quickly_and_stays_quiet_when_calm():
     starts = [60, 150, 230, 310, 400, 470]
     stream = _bucket_stream(rng, 540, rate=40, base=0.15, bursts=[(s, 4, 0.45) for s in starts])
     det = SpikeDetector(min_volume=20, cooldown_s=300)
-    alerts = [a for i, (n, k) in enumerate(stream)
-              if (a := det.update("r1", (i + 1) * bucket, n, k, bucket_start=i * bucket)) is not None]
+    alerts = [
+        a
+        for i, (n, k) in enumerate(stream)
+        if (a := det.update("r1", (i + 1) * bucket, n, k, bucket_start=i * bucket)) is not None
+    ]
     bursts = [Burst("r1", s * bucket, (s + 4) * bucket, 0.45) for s in starts]
     rep = detection_report(alerts, bursts, grace_s=60)
     assert rep["missed"] == 0, rep
@@ -58,7 +61,9 @@ def test_detector_finds_every_burst_quickly_and_stays_quiet_when_calm():
     assert rep["false_alarms"] <= 1, rep
     assert 0.1 < det.baseline("r1") < 0.2  # bursts did not drag the baseline up
 
-    calm = _bucket_stream(np.random.default_rng(1), 2880, rate=40, base=0.15, bursts=[])  # 24 h of 30 s buckets
+    calm = _bucket_stream(
+        np.random.default_rng(1), 2880, rate=40, base=0.15, bursts=[]
+    )  # 24 h of 30 s buckets
     det = SpikeDetector(min_volume=20, cooldown_s=300)
     n_alerts = sum(det.update("r2", (i + 1) * bucket, n, k) is not None for i, (n, k) in enumerate(calm))
     assert n_alerts <= 3
@@ -84,8 +89,12 @@ def test_rolling_share_items_keywords_and_signal(phrase_model):
     mon.set_items("r1", {"i-lip": ["口红", "lipstick"], "i-tea": "茶叶"})
     pos, neg = "这个价格太划算了", "等了好久还没发货"
     batch = [Comment("r1", 0.0 + i, pos) for i in range(8)] + [Comment("r1", 10.0 + i, neg) for i in range(2)]
-    batch += [Comment("r1", 20.0, "口红" + neg), Comment("r1", 21.0, "lipstick " + neg),
-              Comment("r1", 22.0, neg, item="i-lip"), Comment("r1", 23.0, "茶叶" + pos)]
+    batch += [
+        Comment("r1", 20.0, "口红" + neg),
+        Comment("r1", 21.0, "lipstick " + neg),
+        Comment("r1", 22.0, neg, item="i-lip"),
+        Comment("r1", 23.0, "茶叶" + pos),
+    ]
     batch += [{"room": "r2", "ts": 5.0, "text": "Package arrived damaged"}]
     assert mon.add(batch) == []
     assert mon.volume("r1") == 14
@@ -118,14 +127,25 @@ def test_keywords_english_and_chinese():
 
 
 def test_end_to_end_bursts_on_a_synthetic_stream(phrase_model, phrases):
-    bursts = [Burst("A", 1200, 1380, 0.6), Burst("B", 2400, 2550, 0.7, rate_multiplier=2.0),
-              Burst("A", 3000, 3180, 0.6)]
-    stream = synthetic_comments(phrases["pos"], phrases["neg"], rooms=["A", "B", "C"], duration_s=3600,
-                                rate_per_s=1.2, base_negative=0.12, bursts=bursts, seed=0)
+    bursts = [
+        Burst("A", 1200, 1380, 0.6),
+        Burst("B", 2400, 2550, 0.7, rate_multiplier=2.0),
+        Burst("A", 3000, 3180, 0.6),
+    ]
+    stream = synthetic_comments(
+        phrases["pos"],
+        phrases["neg"],
+        rooms=["A", "B", "C"],
+        duration_s=3600,
+        rate_per_s=1.2,
+        base_negative=0.12,
+        bursts=bursts,
+        seed=0,
+    )
     sink = MemorySink()
     mon = CommentMonitor(phrase_model, bucket_s=30, detector=SpikeDetector(min_volume=15), sinks=[sink])
     for i in range(0, len(stream), 200):  # arrives in batches, as from a queue
-        mon.add(stream[i:i + 200])
+        mon.add(stream[i : i + 200])
     mon.flush(3600)
     rep = detection_report(mon.alerts, bursts, grace_s=60)
     assert rep["missed"] == 0 and rep["max_delay_s"] <= 60, rep
@@ -172,8 +192,16 @@ def hook_server():
 
 def test_webhook_delivers_with_retries(hook_server):
     url, handler = hook_server
-    alert = Alert(room="r9", ts=1_700_000_000.0, negative_share=0.6, z=4.2, n=50, keywords=("发货", "slow"),
-                  baseline=0.15, bucket_start=1_699_999_970.0)
+    alert = Alert(
+        room="r9",
+        ts=1_700_000_000.0,
+        negative_share=0.6,
+        z=4.2,
+        n=50,
+        keywords=("发货", "slow"),
+        baseline=0.15,
+        bucket_start=1_699_999_970.0,
+    )
     sink = WebhookSink(url, timeout_s=2.0, retries=2, backoff_s=0.01)
     handler.fail_first = 2  # two 503s, then success on the last try
     assert sink.send(alert) is True

@@ -59,35 +59,73 @@ def test_content_neighbours_from_hashed_tfidf():
 # ------------------------------------------------------------------------------------ a tiny world
 def items_frame(stock_a1: int | None = None) -> pd.DataFrame:
     attrs = {"a1": {} if stock_a1 is None else {"stock": stock_a1}}
-    rows = [("a1", "红色 连衣裙", "服饰 > 女装 > 连衣裙", "太平鸟"), ("a2", "蓝色 连衣裙", "服饰 > 女装 > 连衣裙", "太平鸟"),
-            ("a3", "Beef jerky", "Food > Snacks", "Three Squirrels"), ("b1", "Whole milk", "Food > Dairy", "Mengniu"),
-            ("b2", "Yoghurt", "Food > Dairy", "Mengniu"), ("c1", "Lipstick", "美妆 > 彩妆", "完美日记")]
-    return pd.DataFrame([{"id": i, "title": t, "category": c, "brand": b,
-                          "attributes": json.dumps(attrs.get(i, {}))} for i, t, c, b in rows])
+    rows = [
+        ("a1", "红色 连衣裙", "服饰 > 女装 > 连衣裙", "太平鸟"),
+        ("a2", "蓝色 连衣裙", "服饰 > 女装 > 连衣裙", "太平鸟"),
+        ("a3", "Beef jerky", "Food > Snacks", "Three Squirrels"),
+        ("b1", "Whole milk", "Food > Dairy", "Mengniu"),
+        ("b2", "Yoghurt", "Food > Dairy", "Mengniu"),
+        ("c1", "Lipstick", "美妆 > 彩妆", "完美日记"),
+    ]
+    return pd.DataFrame(
+        [
+            {"id": i, "title": t, "category": c, "brand": b, "attributes": json.dumps(attrs.get(i, {}))}
+            for i, t, c, b in rows
+        ]
+    )
 
 
 def make_state() -> MemoryState:
     state = MemoryState()
     ts = pd.to_datetime
     state.upsert_items(items_frame()[["id", "category"]])
-    state.upsert_rooms(pd.DataFrame({"id": ["rA", "rB", "rC"], "host": ["hA", "hB", "hC"],
-                                     "title": ["A", "B", "C"],
-                                     "start": ts([T, T, T], unit="s", utc=True),
-                                     "end": ts([None, None, T + 500], unit="s", utc=True)}))
-    state.upsert_shelf(pd.DataFrame({"room": ["rA", "rA", "rA", "rB", "rB", "rC"],
-                                     "item": ["a1", "a2", "a3", "b1", "b2", "c1"],
-                                     "start": ts([T] * 6, unit="s", utc=True),
-                                     "end": ts([None] * 6, unit="s", utc=True),
-                                     "pinned": [True, False, False, False, False, False]}))
-    ev = [("u", "enter", "rA", None, 100), ("u", "click", "rA", "a2", 110), ("u", "purchase", "rA", "a2", 120)]
+    state.upsert_rooms(
+        pd.DataFrame(
+            {
+                "id": ["rA", "rB", "rC"],
+                "host": ["hA", "hB", "hC"],
+                "title": ["A", "B", "C"],
+                "start": ts([T, T, T], unit="s", utc=True),
+                "end": ts([None, None, T + 500], unit="s", utc=True),
+            }
+        )
+    )
+    state.upsert_shelf(
+        pd.DataFrame(
+            {
+                "room": ["rA", "rA", "rA", "rB", "rB", "rC"],
+                "item": ["a1", "a2", "a3", "b1", "b2", "c1"],
+                "start": ts([T] * 6, unit="s", utc=True),
+                "end": ts([None] * 6, unit="s", utc=True),
+                "pinned": [True, False, False, False, False, False],
+            }
+        )
+    )
+    ev = [
+        ("u", "enter", "rA", None, 100),
+        ("u", "click", "rA", "a2", 110),
+        ("u", "purchase", "rA", "a2", 120),
+    ]
     ev += [(f"v{i}", "purchase", "rB", "b1", 130 + i) for i in range(8)]
     ev += [(f"v{i}", "leave", "rB", None, 180 + i) for i in range(8)]
-    ev += [("w", "enter", "rA", None, 140), ("w", "purchase", "rA", "a1", 150),
-           ("x", "enter", "rA", None, 160), ("x", "click", "rA", "a1", 170)]
-    state.apply_events(pd.DataFrame({
-        "event_id": [f"e{i}" for i in range(len(ev))], "user": [e[0] for e in ev], "type": [e[1] for e in ev],
-        "room": [e[2] for e in ev], "item": [e[3] for e in ev],
-        "ts": pd.to_datetime([T + e[4] for e in ev], unit="s", utc=True)}))
+    ev += [
+        ("w", "enter", "rA", None, 140),
+        ("w", "purchase", "rA", "a1", 150),
+        ("x", "enter", "rA", None, 160),
+        ("x", "click", "rA", "a1", 170),
+    ]
+    state.apply_events(
+        pd.DataFrame(
+            {
+                "event_id": [f"e{i}" for i in range(len(ev))],
+                "user": [e[0] for e in ev],
+                "type": [e[1] for e in ev],
+                "room": [e[2] for e in ev],
+                "item": [e[3] for e in ev],
+                "ts": pd.to_datetime([T + e[4] for e in ev], unit="s", utc=True),
+            }
+        )
+    )
     return state
 
 
@@ -148,8 +186,10 @@ def test_shelf_reasons_and_business_rules():
     assert {"source": "repeat", "score": 1.0, "item": "a2"} in recs[0].reasons
     sim = [r for r in recs if r.key == "a1"][0].reasons
     assert any(x["source"] == "similar-to" and x["item"] == "a2" for x in sim)  # red dress ~ blue dress
-    assert any(x["source"] == "profile-match" and x["interest"].startswith(("category:服饰", "brand:太平鸟"))
-               for x in sim)
+    assert any(
+        x["source"] == "profile-match" and x["interest"].startswith(("category:服饰", "brand:太平鸟"))
+        for x in sim
+    )
     assert "a1" not in [r.key for r in make_pipeline(stock_a1=0).shelf("u", "rA", T + 600, 10)]
     assert "a1" in [r.key for r in make_pipeline(stock_a1=2).shelf("u", "rA", T + 600, 10)]
     assert [r.key for r in make_pipeline(blocked_items="a2,a3").shelf("u", "rA", T + 600, 10)] == ["a1"]
@@ -170,8 +210,9 @@ def test_next_item_aggregates_the_audience():
 def test_model_sources_use_the_vocabulary_and_the_state_sequence():
     seq_model = FakeModel({"a3": 5.0, "a1": 1.0, "a2": 0.0, "zz": 9.0})
     cf_model = FakeModel({"a2": 1.0, "a3": 0.5})
-    p = make_pipeline(models={"sequence": lambda: seq_model, "cf": lambda: cf_model},
-                      weights={"sequence": 1.0, "cf": 0.5})
+    p = make_pipeline(
+        models={"sequence": lambda: seq_model, "cf": lambda: cf_model}, weights={"sequence": 1.0, "cf": 0.5}
+    )
     recs = p.shelf("u", "rA", T + 600, 10)
     # sequence min-max over the shelf: a3 1, a1 0.2, a2 0; cf (0.5 weight): a2 1, a3 0, a1 unknown
     assert [r.key for r in recs] == ["a3", "a2", "a1"]
@@ -182,8 +223,12 @@ def test_model_sources_use_the_vocabulary_and_the_state_sequence():
     assert ctx.items.tolist() == [2, 2] and ctx.user == "u" and ctx.user_index == 0 and ctx.room == "rA"
     assert list(ctx.types) == ["click", "purchase"]
     feed, _ = p.feed("u", T + 600, 10)
-    assert feed[0].key == "rA" and feed[0].reasons[0] == {"source": "sequence", "score": 1.0, "item": "a2",
-                                                            "shelf_item": "a3"}
+    assert feed[0].key == "rA" and feed[0].reasons[0] == {
+        "source": "sequence",
+        "score": 1.0,
+        "item": "a2",
+        "shelf_item": "a3",
+    }
     # no model yet (registry empty): the other sources still answer
     none = make_pipeline(models={"sequence": lambda: None}).shelf("u", "rA", T + 600, 10)
     assert [r.key for r in none][0] == "a2"
@@ -199,8 +244,10 @@ def test_model_item_embeddings_replace_the_content_embedding():
     assert p.content().origin == "model"
     assert p.content().ids == ["a1", "a2", "a3"]
     assert make_pipeline().content().origin == "hashed-tfidf"
-    assert make_pipeline(models={"sequence": lambda: model}, content_embedding="hashed").content().origin == \
-        "hashed-tfidf"
+    assert (
+        make_pipeline(models={"sequence": lambda: model}, content_embedding="hashed").content().origin
+        == "hashed-tfidf"
+    )
 
 
 def test_text_encoder_content_embedding(monkeypatch):
@@ -223,7 +270,9 @@ def test_profile_summary():
     assert prof["recent_items"] == ["a2"]
     assert prof["top_categories"][0]["key"] == "服饰" and prof["top_brands"][0]["key"] == "太平鸟"
     assert prof["top_hosts"][0]["key"] == "hA"
-    assert prof["top_categories"][0]["weight"] == pytest.approx(6.0, rel=1e-3)  # click 1 + purchase 5, barely decayed
+    assert prof["top_categories"][0]["weight"] == pytest.approx(
+        6.0, rel=1e-3
+    )  # click 1 + purchase 5, barely decayed
     assert make_pipeline().profile("nobody", T)["events"] == 0
 
 

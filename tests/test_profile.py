@@ -14,23 +14,51 @@ T0 = 1_790_000_000.0  # 2026-09-21 (UTC)
 
 
 def _items() -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": ["a", "b", "c", "d"],
-        "title": ["兰蔻 小黑瓶精华 30ml", "花西子 丝绒口红 3.5g", "Nike Running Shoes 42", "兰蔻 保湿面霜 50ml"],
-        "description": ["小黑瓶精华，包邮", "丝绒口红，红色，次日达", "Running Shoes, mesh, free shipping", "保湿面霜，包邮"],
-        "category": ["美妆 > 护肤 > 精华", "美妆 > 彩妆 > 口红", "Sports > Running > Shoes", "美妆 > 护肤 > 面霜"],
-        "brand": ["兰蔻", "花西子", "Nike", "兰蔻"],
-        "price": [420.0, 179.9, 599.0, 380.0],
-        "rating": [4.8, 4.2, 4.5, 4.6],
-        "attributes": ['{"shipping": "包邮", "size": "30ml"}', '{"colour": "红色", "shipping": "次日达"}',
-                       '{"material": "mesh", "shipping": "free shipping"}', '{"shipping": "包邮"}'],
-        "language": ["zh", "zh", "en", "zh"],
-    })
+    return pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "title": [
+                "兰蔻 小黑瓶精华 30ml",
+                "花西子 丝绒口红 3.5g",
+                "Nike Running Shoes 42",
+                "兰蔻 保湿面霜 50ml",
+            ],
+            "description": [
+                "小黑瓶精华，包邮",
+                "丝绒口红，红色，次日达",
+                "Running Shoes, mesh, free shipping",
+                "保湿面霜，包邮",
+            ],
+            "category": [
+                "美妆 > 护肤 > 精华",
+                "美妆 > 彩妆 > 口红",
+                "Sports > Running > Shoes",
+                "美妆 > 护肤 > 面霜",
+            ],
+            "brand": ["兰蔻", "花西子", "Nike", "兰蔻"],
+            "price": [420.0, 179.9, 599.0, 380.0],
+            "rating": [4.8, 4.2, 4.5, 4.6],
+            "attributes": [
+                '{"shipping": "包邮", "size": "30ml"}',
+                '{"colour": "红色", "shipping": "次日达"}',
+                '{"material": "mesh", "shipping": "free shipping"}',
+                '{"shipping": "包邮"}',
+            ],
+            "language": ["zh", "zh", "en", "zh"],
+        }
+    )
 
 
 def _events(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:
-    return pd.DataFrame({"user": [r[0] for r in rows], "item": [r[1] for r in rows],
-                         "ts": [r[2] for r in rows], "type": [r[3] for r in rows], "room": None})
+    return pd.DataFrame(
+        {
+            "user": [r[0] for r in rows],
+            "item": [r[1] for r in rows],
+            "ts": [r[2] for r in rows],
+            "type": [r[3] for r in rows],
+            "room": None,
+        }
+    )
 
 
 def test_decay_halves_old_interest_and_order_does_not_matter() -> None:
@@ -54,8 +82,12 @@ def test_tags_hours_hosts_and_price_bands() -> None:
     items = _items()
     rooms = pd.DataFrame({"id": ["r1"], "host": ["h1"]})
     # 13:00 UTC is 21:00 at UTC+8: an evening viewer
-    ev = _events([("u", "a", T0 + 13 * 3600 - (T0 % 86400), "purchase"),
-                  ("u", "d", T0 + 13 * 3600 - (T0 % 86400) + 60, "cart")])
+    ev = _events(
+        [
+            ("u", "a", T0 + 13 * 3600 - (T0 % 86400), "purchase"),
+            ("u", "d", T0 + 13 * 3600 - (T0 % 86400) + 60, "cart"),
+        ]
+    )
     ev["room"] = "r1"
     b = ProfileBuilder(items, rooms)
     b.update(ev)
@@ -94,9 +126,15 @@ def test_errors_name_the_problem() -> None:
 
 def test_new_items_join_the_catalogue() -> None:
     b = ProfileBuilder(_items())
-    new = pd.DataFrame({"id": ["e", "a"], "title": ["花西子 唇釉 6ml", "兰蔻 小黑瓶精华 50ml"],
-                        "category": ["美妆 > 彩妆 > 口红", "美妆 > 护肤 > 精华"], "brand": ["花西子", "兰蔻"],
-                        "price": [129.0, 760.0]})
+    new = pd.DataFrame(
+        {
+            "id": ["e", "a"],
+            "title": ["花西子 唇釉 6ml", "兰蔻 小黑瓶精华 50ml"],
+            "category": ["美妆 > 彩妆 > 口红", "美妆 > 护肤 > 精华"],
+            "brand": ["花西子", "兰蔻"],
+            "price": [129.0, 760.0],
+        }
+    )
     assert b.upsert_items(new) == 2
     assert b.item_vectors_.shape[0] == 5
     b.update(_events([("u", "e", T0, "click"), ("u", "a", T0, "click")]))

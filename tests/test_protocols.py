@@ -18,16 +18,18 @@ from liveshelf.schema import from_epoch_seconds
 def _events(rows: list[tuple]) -> pd.DataFrame:
     """rows: (user, item, ts[, type[, room]])"""
     full = [(r + ("purchase", None))[:5] if len(r) == 3 else (r + (None,))[:5] for r in rows]
-    return pd.DataFrame({
-        "event_id": [f"e{i}" for i in range(len(full))],
-        "ts": from_epoch_seconds([r[2] for r in full]),
-        "user": [r[0] for r in full],
-        "type": [r[3] for r in full],
-        "room": [r[4] for r in full],
-        "item": [r[1] for r in full],
-        "value": np.nan,
-        "text": None,
-    })
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(len(full))],
+            "ts": from_epoch_seconds([r[2] for r in full]),
+            "user": [r[0] for r in full],
+            "type": [r[3] for r in full],
+            "room": [r[4] for r in full],
+            "item": [r[1] for r in full],
+            "value": np.nan,
+            "text": None,
+        }
+    )
 
 
 def _seq_dataset(split: bool) -> Dataset:
@@ -39,8 +41,15 @@ def _seq_dataset(split: bool) -> Dataset:
             labels.append("test" if p == len(items) - 1 else "valid" if p == len(items) - 2 else "train")
     if split:  # u3: only train + test to check that the given split is used as is
         labels[-2:] = ["train", "test"]
-    items = pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "title": ["A", "B", "C", "D", "E"],
-                          "description": "", "category": ["x > y", "x", "z", "", None], "brand": ""})
+    items = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "title": ["A", "B", "C", "D", "E"],
+            "description": "",
+            "category": ["x > y", "x", "z", "", None],
+            "brand": "",
+        }
+    )
     return Dataset("toy", _events(rows), items=items, split=pd.Series(labels) if split else None)
 
 
@@ -52,7 +61,11 @@ def test_loo_uses_the_given_split():
     assert [ids[t] if t >= 0 else None for t in sp.train.valid_targets] == ["d", "a", None]
     assert [ids[c.target] for c in sp.cases] == ["b", "e", "b"]
     # test context = train + valid items; target never in its own context position
-    assert [list(np.asarray(ids)[c.context.items]) for c in sp.cases] == [["a", "b", "c", "d"], ["c", "a"], ["a"]]
+    assert [list(np.asarray(ids)[c.context.items]) for c in sp.cases] == [
+        ["a", "b", "c", "d"],
+        ["c", "a"],
+        ["a"],
+    ]
     assert [c.is_repeat for c in sp.cases] == [True, False, False]
     assert [c.context.user_index for c in sp.cases] == [0, 1, 2]
     assert sp.meta["split_source"] == "dataset"
@@ -130,24 +143,45 @@ def test_temporal_boundaries():
 
 def _live_dataset() -> Dataset:
     """3 hosts, rooms with known spans, enter events; items on shelves."""
-    rooms = pd.DataFrame({
-        "id": ["r1", "r2", "r3", "r4", "r5"],
-        "host": ["h1", "h2", "h3", "h1", "h2"],
-        "title": "",
-        "start": from_epoch_seconds([0, 0, 50, 60, 90]),
-        "end": from_epoch_seconds([60, 95, 100, 120, 130]),
-    })
-    shelf = pd.DataFrame({"room": ["r1", "r2", "r3", "r4", "r4", "r5"],
-                          "item": ["p1", "p2", "p3", "p1", "p4", "p2"],
-                          "start": from_epoch_seconds([0, 0, 50, 60, 100, 90]),
-                          "end": from_epoch_seconds([60, 95, 100, 120, 120, 130]), "pinned": False})
-    rows = [("a", None, 1.0, "enter", "r1"), ("a", None, 10.0, "enter", "r2"), ("a", None, 55.0, "enter", "r3"),
-            ("b", None, 5.0, "enter", "r2"), ("b", None, 20.0, "enter", "r1"), ("b", None, 30.0, "enter", "r1"),
-            ("a", None, 70.0, "enter", "r4"), ("b", None, 80.0, "enter", "r3"), ("a", None, 91.0, "enter", "r5"),
-            ("b", None, 92.0, "enter", "r4"), ("a", None, 110.0, "enter", "r4"),
-            ("b", None, 111.0, "impression", "r5"), ("b", None, 112.0, "enter", "r5")]
-    rows += [("a", "p1", 2.0, "click", "r1"), ("b", "p2", 6.0, "cart", "r2"), ("a", "p4", 111.0, "purchase", "r4"),
-             ("b", "p2", 115.0, "click", "r5")]
+    rooms = pd.DataFrame(
+        {
+            "id": ["r1", "r2", "r3", "r4", "r5"],
+            "host": ["h1", "h2", "h3", "h1", "h2"],
+            "title": "",
+            "start": from_epoch_seconds([0, 0, 50, 60, 90]),
+            "end": from_epoch_seconds([60, 95, 100, 120, 130]),
+        }
+    )
+    shelf = pd.DataFrame(
+        {
+            "room": ["r1", "r2", "r3", "r4", "r4", "r5"],
+            "item": ["p1", "p2", "p3", "p1", "p4", "p2"],
+            "start": from_epoch_seconds([0, 0, 50, 60, 100, 90]),
+            "end": from_epoch_seconds([60, 95, 100, 120, 120, 130]),
+            "pinned": False,
+        }
+    )
+    rows = [
+        ("a", None, 1.0, "enter", "r1"),
+        ("a", None, 10.0, "enter", "r2"),
+        ("a", None, 55.0, "enter", "r3"),
+        ("b", None, 5.0, "enter", "r2"),
+        ("b", None, 20.0, "enter", "r1"),
+        ("b", None, 30.0, "enter", "r1"),
+        ("a", None, 70.0, "enter", "r4"),
+        ("b", None, 80.0, "enter", "r3"),
+        ("a", None, 91.0, "enter", "r5"),
+        ("b", None, 92.0, "enter", "r4"),
+        ("a", None, 110.0, "enter", "r4"),
+        ("b", None, 111.0, "impression", "r5"),
+        ("b", None, 112.0, "enter", "r5"),
+    ]
+    rows += [
+        ("a", "p1", 2.0, "click", "r1"),
+        ("b", "p2", 6.0, "cart", "r2"),
+        ("a", "p4", 111.0, "purchase", "r4"),
+        ("b", "p2", 115.0, "click", "r5"),
+    ]
     return Dataset("live-toy", _events(rows), rooms=rooms, shelf=shelf)
 
 

@@ -50,7 +50,9 @@ def test_vectorised_mapping_matches_scalar_and_keeps_nulls():
 def test_bad_keys_and_settings():
     with pytest.raises(ConfigError, match="'key' parameter of Pseudonymiser must be a non-empty"):
         Pseudonymiser("")
-    with pytest.raises(ConfigError, match=r"'length' parameter of Pseudonymiser must be an int in \[16, 64\]"):
+    with pytest.raises(
+        ConfigError, match=r"'length' parameter of Pseudonymiser must be an int in \[16, 64\]"
+    ):
         Pseudonymiser("k", length=8)
     assert from_settings(Settings(pseudonym_key=None)) is None
     with pytest.raises(ConfigError, match="LIVESHELF_PSEUDONYM_KEY"):
@@ -78,7 +80,9 @@ def _all_bytes(folder: Path) -> bytes:
 def _ingest(home: Path, src: Path, pseudonymiser: Pseudonymiser | None, rejects: Path):
     with EventStore(home) as store:
         ing = Ingestor(store, pseudonymiser=pseudonymiser, rules=RULES)
-        ing.ingest_users([{"id": u, "gender": "f"} for u in RAW_IDS], rejects_path=rejects.with_suffix(".u.csv"))
+        ing.ingest_users(
+            [{"id": u, "gender": "f"} for u in RAW_IDS], rejects_path=rejects.with_suffix(".u.csv")
+        )
         report = ing.ingest_events(src, rejects_path=rejects)
         frame = store.training_frame()
     return report, frame
@@ -133,12 +137,16 @@ def test_cli_pseudonymises_with_the_key_from_the_environment(tmp_path, monkeypat
     src = _events_csv(tmp_path / "events.csv")
     runner = CliRunner()
     monkeypatch.delenv("LIVESHELF_PSEUDONYM_KEY", raising=False)
-    no_key = runner.invoke(app, ["ingest", "events", str(src), "--home", str(tmp_path / "x"), "--pseudonymise"])
+    no_key = runner.invoke(
+        app, ["ingest", "events", str(src), "--home", str(tmp_path / "x"), "--pseudonymise"]
+    )
     assert no_key.exit_code != 0 and "LIVESHELF_PSEUDONYM_KEY" in no_key.output + (no_key.stderr or "")
 
     monkeypatch.setenv("LIVESHELF_PSEUDONYM_KEY", "cli-key")
     home = tmp_path / "home"
-    result = runner.invoke(app, ["ingest", "events", str(src), "--home", str(home)])  # on by default with a key
+    result = runner.invoke(
+        app, ["ingest", "events", str(src), "--home", str(home)]
+    )  # on by default with a key
     assert result.exit_code == 0 and "accepted=30" in result.output
     with EventStore(home) as store:
         assert set(store.training_frame()["user"]) == {Pseudonymiser("cli-key")(u) for u in RAW_IDS}

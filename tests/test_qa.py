@@ -10,27 +10,45 @@ from liveshelf.errors import ValidationError
 from liveshelf.text.grounding import check
 from liveshelf.text.qa import DONT_KNOW, NOT_ON_SHELF, ShelfQA, detect_intent, evaluate_qa, make_question_set
 
-ITEMS = pd.DataFrame({
-    "id": ["a", "b", "c"],
-    "title": ["兰蔻 小黑瓶精华 30ml", "Nike Racing Shoes 42", "三只松鼠 每日坚果 750g"],
-    "description": ["小黑瓶精华，黑色，包邮", "Racing Shoes, mesh, white, free shipping", "每日坚果，次日达"],
-    "category": ["美妆 > 护肤 > 精华", "Sports > Running > Shoes", "食品 > 零食 > 坚果"],
-    "brand": ["兰蔻", "Nike", "三只松鼠"],
-    "price": [419.9, 599.0, 59.9],
-    "rating": [4.7, 4.5, 4.1],
-    "attributes": ['{"colour": "黑色", "shipping": "包邮", "size": "30ml"}',
-                   '{"colour": "white", "material": "mesh", "shipping": "free shipping", "size": "42"}',
-                   '{"shipping": "次日达", "size": "750g"}'],
-    "language": ["zh", "en", "zh"],
-})
+ITEMS = pd.DataFrame(
+    {
+        "id": ["a", "b", "c"],
+        "title": ["兰蔻 小黑瓶精华 30ml", "Nike Racing Shoes 42", "三只松鼠 每日坚果 750g"],
+        "description": [
+            "小黑瓶精华，黑色，包邮",
+            "Racing Shoes, mesh, white, free shipping",
+            "每日坚果，次日达",
+        ],
+        "category": ["美妆 > 护肤 > 精华", "Sports > Running > Shoes", "食品 > 零食 > 坚果"],
+        "brand": ["兰蔻", "Nike", "三只松鼠"],
+        "price": [419.9, 599.0, 59.9],
+        "rating": [4.7, 4.5, 4.1],
+        "attributes": [
+            '{"colour": "黑色", "shipping": "包邮", "size": "30ml"}',
+            '{"colour": "white", "material": "mesh", "shipping": "free shipping", "size": "42"}',
+            '{"shipping": "次日达", "size": "750g"}',
+        ],
+        "language": ["zh", "en", "zh"],
+    }
+)
 SHELF = ["a", "b", "c"]
 
 
-@pytest.mark.parametrize(("q", "intent"), [
-    ("这个多少钱", "price"), ("How much is it?", "price"), ("尺码偏大吗", "size"), ("是什么材质", "material"),
-    ("包邮吗", "shipping"), ("What brand is this", "brand"), ("评分高吗", "rating"), ("还有库存吗", "stock"),
-    ("能七天无理由退货吗", "returns"), ("主播好漂亮", None),
-])
+@pytest.mark.parametrize(
+    ("q", "intent"),
+    [
+        ("这个多少钱", "price"),
+        ("How much is it?", "price"),
+        ("尺码偏大吗", "size"),
+        ("是什么材质", "material"),
+        ("包邮吗", "shipping"),
+        ("What brand is this", "brand"),
+        ("评分高吗", "rating"),
+        ("还有库存吗", "stock"),
+        ("能七天无理由退货吗", "returns"),
+        ("主播好漂亮", None),
+    ],
+)
 def test_intents(q: str, intent: str | None) -> None:
     assert detect_intent(q) == intent
 
@@ -45,7 +63,9 @@ def test_answers_from_facts_and_resolves_the_item() -> None:
     assert qa.answer("这个多少钱", SHELF).item == "a"  # nothing pinned: the first shelf item
     assert qa.answer("2号链接什么颜色", SHELF).text == "Racing Shoes的颜色：white。"
     assert qa.answer("link 3 shipping?", SHELF).item == "c"
-    qa.upsert_items(pd.DataFrame({"id": ["d"], "title": ["花西子 唇釉"], "brand": ["花西子"], "price": [129.0]}))
+    qa.upsert_items(
+        pd.DataFrame({"id": ["d"], "title": ["花西子 唇釉"], "brand": ["花西子"], "price": [129.0]})
+    )
     assert "129" in qa.answer("花西子唇釉多少钱", [*SHELF, "d"]).text
 
 
@@ -60,15 +80,31 @@ def test_says_it_does_not_know() -> None:
 
 
 def test_faq_answers() -> None:
-    faqs = [{"item": "a", "question": "敏感肌可以用吗", "answer": "敏感肌建议先在耳后试用。"},
-            {"item": None, "question": "可以七天无理由退货吗", "answer": "支持七天无理由退货。", "intent": "returns"}]
+    faqs = [
+        {"item": "a", "question": "敏感肌可以用吗", "answer": "敏感肌建议先在耳后试用。"},
+        {
+            "item": None,
+            "question": "可以七天无理由退货吗",
+            "answer": "支持七天无理由退货。",
+            "intent": "returns",
+        },
+    ]
     qa = ShelfQA(ITEMS, faqs)
     a = qa.answer("敏感肌能用吗？", SHELF, pinned="a")
     assert (a.known, a.source, a.text) == (True, "faq", "敏感肌建议先在耳后试用。")
     assert qa.answer("敏感肌能用吗？", SHELF, pinned="c").known is False  # that FAQ is about item a only
     assert qa.answer("坚果能退货吗", SHELF).text == "支持七天无理由退货。"
-    en = ShelfQA(ITEMS, [{"item": "b", "question": "can I return this within seven days", "answer": "Yes.",
-                          "intent": "returns"}])
+    en = ShelfQA(
+        ITEMS,
+        [
+            {
+                "item": "b",
+                "question": "can I return this within seven days",
+                "answer": "Yes.",
+                "intent": "returns",
+            }
+        ],
+    )
     assert en.answer("Is this in stock?", SHELF, pinned="b").known is False  # shares words, not the subject
     assert en.answer("Can I return this?", SHELF, pinned="b").text == "Yes."
     with pytest.raises(ValidationError, match="FAQ entry 0 needs"):

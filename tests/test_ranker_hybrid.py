@@ -13,8 +13,13 @@ from liveshelf.models import Context, TrainData, create_model, load_model
 from liveshelf.models.ranker.lgbm import LambdaRanker
 
 N_ITEMS = 30
-CHEAP = {"sources": "pop,itemknn", "source_params": {"itemknn": {"k_neighbors": 10}}, "n_estimators": 40,
-         "min_child_samples": 5, "seed": 0}
+CHEAP = {
+    "sources": "pop,itemknn",
+    "source_params": {"itemknn": {"k_neighbors": 10}},
+    "n_estimators": 40,
+    "min_child_samples": 5,
+    "seed": 0,
+}
 
 
 def _data(seed: int = 0, text: bool = False) -> TrainData:
@@ -29,10 +34,15 @@ def _data(seed: int = 0, text: bool = False) -> TrainData:
         seqs.append(walk[:-1].astype(np.int64))
         valid.append(int(walk[-1]))
     ts = [1_700_000_000 + 3600.0 * np.arange(len(s)) for s in seqs]
-    return TrainData(item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]),
-                     user_ids=np.array([f"u{u}" for u in range(len(seqs))]), sequences=seqs, timestamps=ts,
-                     valid_targets=np.array(valid), item_category=np.arange(N_ITEMS) % 3,
-                     item_text=[f"item {i}" for i in range(N_ITEMS)] if text else None)
+    return TrainData(
+        item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]),
+        user_ids=np.array([f"u{u}" for u in range(len(seqs))]),
+        sequences=seqs,
+        timestamps=ts,
+        valid_targets=np.array(valid),
+        item_category=np.arange(N_ITEMS) % 3,
+        item_text=[f"item {i}" for i in range(N_ITEMS)] if text else None,
+    )
 
 
 def _contexts() -> list[Context]:
@@ -81,7 +91,9 @@ def test_save_load_round_trip_identical_scores(fitted, tmp_path):
 
 def test_skipped_source_is_named():
     model = create_model("ranker", **{**CHEAP, "sources": "pop,itemknn,textseq"}).fit(_data())
-    assert model.skipped_sources_ == [{"source": "textseq", "reason": "no item text (TrainData.item_text is None)"}]
+    assert model.skipped_sources_ == [
+        {"source": "textseq", "reason": "no item text (TrainData.item_text is None)"}
+    ]
     assert model.fit_info_["skipped_sources"][0]["source"] == "textseq"
     blend = create_model("blend", sources="pop,textseq").fit(_data())
     assert blend.fit_info_["skipped_sources"][0]["source"] == "textseq"
@@ -98,7 +110,9 @@ def test_fit_info_reaches_results_json(shared_data, tmp_path):
     run(f"unisrec:{folder}", ["pop", "ranker"], out=tmp_path, params=params, progress=False)
     entry = json.loads((tmp_path / "results.json").read_text())["models"]["ranker"]
     assert entry["fit_info"]["sources"] == ["pop", "itemknn"] and entry["fit_info"]["skipped_sources"] == []
-    assert "pop" not in json.loads((tmp_path / "results.json").read_text())["models"]["pop"].get("fit_info", {})
+    assert "pop" not in json.loads((tmp_path / "results.json").read_text())["models"]["pop"].get(
+        "fit_info", {}
+    )
 
 
 def test_no_holdout_targets_falls_back_to_last_item():
@@ -150,14 +164,17 @@ def test_blend_is_equal_weight_minmax():
     np.testing.assert_allclose(blend.score_batch(ctxs), want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("params", "match"), [
-    ({"top_n": 0}, "'top_n' parameter of HybridRanker must be an int >= 1"),
-    ({"sources": "pop,nosuch"}, "'nosuch' is not one"),
-    ({"sources": "pop,ranker"}, "'sources' parameter of HybridRanker"),
-    ({"source_params": {"sasrec": {}}}, "names 'sasrec', which is not a source"),
-    ({"learning_rate": 0.0}, "'learning_rate' parameter of LambdaRanker must be a float in \\(0, 1\\]"),
-    ({"valid_share": 0.7}, "'valid_share' parameter of HybridRanker must be a float in \\[0, 0.5\\)"),
-])
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"top_n": 0}, "'top_n' parameter of HybridRanker must be an int >= 1"),
+        ({"sources": "pop,nosuch"}, "'nosuch' is not one"),
+        ({"sources": "pop,ranker"}, "'sources' parameter of HybridRanker"),
+        ({"source_params": {"sasrec": {}}}, "names 'sasrec', which is not a source"),
+        ({"learning_rate": 0.0}, "'learning_rate' parameter of LambdaRanker must be a float in \\(0, 1\\]"),
+        ({"valid_share": 0.7}, "'valid_share' parameter of HybridRanker must be a float in \\[0, 0.5\\)"),
+    ],
+)
 def test_bad_params_raise_clear_errors(params, match):
     with pytest.raises(ConfigError, match=match):
         create_model("ranker", **{**CHEAP, **params}).fit(_data())
@@ -179,8 +196,9 @@ def _table(seed: int = 0):
 
 def test_lambda_ranker_round_trip_text_no_pickle(tmp_path):
     X, y, group = _table()
-    r = LambdaRanker(n_estimators=30, min_child_samples=5).fit(X, y, group, feature_names=["a", "b", "c"],
-                                                              eval_set=_table(1))
+    r = LambdaRanker(n_estimators=30, min_child_samples=5).fit(
+        X, y, group, feature_names=["a", "b", "c"], eval_set=_table(1)
+    )
     imp = r.feature_importance()
     assert max(imp, key=imp.get) == "a"
     r.save(tmp_path / "r")
@@ -215,7 +233,9 @@ def test_lambda_ranker_min_rounds_delays_early_stopping():
     X, y, group = _table()
     kw = {"n_estimators": 60, "min_child_samples": 5, "early_stopping_rounds": 3}
     plain = LambdaRanker(**kw).fit(X, y, group, feature_names=["a", "b", "c"], eval_set=_table(1))
-    delayed = LambdaRanker(**kw, min_rounds=25).fit(X, y, group, feature_names=["a", "b", "c"], eval_set=_table(1))
+    delayed = LambdaRanker(**kw, min_rounds=25).fit(
+        X, y, group, feature_names=["a", "b", "c"], eval_set=_table(1)
+    )
     assert delayed.best_iteration_ >= 25 and delayed.get_params()["min_rounds"] == 25
     assert "min_rounds" not in plain.get_params()  # unset: the serving ranker's saved config is unchanged
     with pytest.raises(ConfigError, match="'min_trees' parameter of HybridRanker"):

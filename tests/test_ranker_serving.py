@@ -105,8 +105,14 @@ def test_row_served_equals_row_rebuilt_for_training(world_home, tmp_path):
         rows = replay.rows(u, room, t0)
         col = {k: j for j, k in enumerate(rows.keys)}
         for cand, feats in zip(part["candidate"], part["features"], strict=True):
-            np.testing.assert_allclose(np.asarray(feats), rows.X[col[cand]], rtol=1e-9, atol=1e-12,
-                                       equal_nan=True, err_msg=f"{u} {room} {cand}")
+            np.testing.assert_allclose(
+                np.asarray(feats),
+                rows.X[col[cand]],
+                rtol=1e-9,
+                atol=1e-12,
+                equal_nan=True,
+                err_msg=f"{u} {room} {cand}",
+            )
             checked += 1
     assert checked >= 20
 
@@ -132,19 +138,44 @@ def test_rows_are_point_in_time_correct(world_home):
 
 
 def test_labels_join_outcomes_within_the_window():
-    ex = pd.DataFrame({"user": ["u", "u", "u", "v", "u", "w"],
-                       "surface": ["shelf", "shelf", "shelf", "shelf", "feed", "feed"],
-                       "candidate": ["a", "b", "c", "a", "r1", "r2"], "ts": [100.0, 100.0, 100.0, 100.0, 50.0, 0.0]})
-    ev = pd.DataFrame({"user": ["u", "u", "u", "u", "v", "u", "w"],
-                       "type": ["click", "purchase", "click", "cart", "click", "enter", "enter"],
-                       "room": ["r1"] * 6 + ["r2"], "item": ["a", "a", "b", "c", "a", None, None],
-                       "ts": [110.0, 130.0, 99.0, 5000.0, 100.0, 60.0, 10.0], "value": [None] * 7})
+    ex = pd.DataFrame(
+        {
+            "user": ["u", "u", "u", "v", "u", "w"],
+            "surface": ["shelf", "shelf", "shelf", "shelf", "feed", "feed"],
+            "candidate": ["a", "b", "c", "a", "r1", "r2"],
+            "ts": [100.0, 100.0, 100.0, 100.0, 50.0, 0.0],
+        }
+    )
+    ev = pd.DataFrame(
+        {
+            "user": ["u", "u", "u", "u", "v", "u", "w"],
+            "type": ["click", "purchase", "click", "cart", "click", "enter", "enter"],
+            "room": ["r1"] * 6 + ["r2"],
+            "item": ["a", "a", "b", "c", "a", None, None],
+            "ts": [110.0, 130.0, 99.0, 5000.0, 100.0, 60.0, 10.0],
+            "value": [None] * 7,
+        }
+    )
     # a: click + purchase -> 3; b: click before the exposure -> 0; c: cart outside 1800 s -> 0;
     # v's click at the exposure time itself (not after) -> 0; room r1: entered, then a purchase in it -> 3;
     # room r2: entered only -> 1
     np.testing.assert_array_equal(label_exposures(ex, ev, window_s=1800), [3, 0, 0, 0, 3, 1])
-    ev2 = pd.concat([ev, pd.DataFrame({"user": ["w"], "type": ["leave"], "room": ["r2"], "item": [None], "ts": [300.0],
-                                       "value": [290.0]})], ignore_index=True)
+    ev2 = pd.concat(
+        [
+            ev,
+            pd.DataFrame(
+                {
+                    "user": ["w"],
+                    "type": ["leave"],
+                    "room": ["r2"],
+                    "item": [None],
+                    "ts": [300.0],
+                    "value": [290.0],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     out = join_outcomes(ex, ev2, window_s=1800)
     assert out["clicks"].tolist() == [1, 0, 0, 0, 2, 0] and out["purchases"].tolist() == [1, 0, 0, 0, 1, 0]
     assert out["watch_s"].tolist() == [0, 0, 0, 0, 0, 290.0]
@@ -157,8 +188,14 @@ def _table(rng, queries=120, n=8):
     for q in range(queries):
         s = slice(q * n, (q + 1) * n)
         y[s][np.argmax(util[s] + rng.normal(0, 0.3, n))] = 1
-    return RankTable(X, y, np.full(queries, n), ITEM_FEATURES, position=np.tile(np.arange(n), queries),
-                     ts=np.arange(queries, dtype=float))
+    return RankTable(
+        X,
+        y,
+        np.full(queries, n),
+        ITEM_FEATURES,
+        position=np.tile(np.arange(n), queries),
+        ts=np.arange(queries, dtype=float),
+    )
 
 
 @pytest.mark.parametrize("position", ["unbiased", "feature", "none"])
@@ -206,7 +243,9 @@ def test_trained_ranker_serves_with_reasons_from_its_contributions(world_home, t
 
     world, template, t0 = world_home
     home = _copy(template, tmp_path)
-    report = train_ranker(home, source="events", margin=-1.0, params={"n_estimators": 40, "min_child_samples": 5})
+    report = train_ranker(
+        home, source="events", margin=-1.0, params={"n_estimators": 40, "min_child_samples": 5}
+    )
     assert report.source == "events" and report.promoted and report.version == "v0001"
     assert report.surfaces["item"]["train_queries"] >= 20
     reg = ModelRegistry(home / "models")
@@ -258,8 +297,13 @@ def test_train_from_exposures_groups_requests(world_home, tmp_path):
     assert int(item.group.sum()) == len(shelf)
     assert int((item.y > 0).sum()) >= min(stats.clicks, 1)
     assert "room" in tables and tables["room"].queries == ex[ex["surface"] == "feed"]["request_id"].nunique()
-    report = train_ranker(home, source="exposures", margin=-1.0, promote=False,
-                          params={"n_estimators": 30, "min_child_samples": 5})
+    report = train_ranker(
+        home,
+        source="exposures",
+        margin=-1.0,
+        promote=False,
+        params={"n_estimators": 30, "min_child_samples": 5},
+    )
     assert report.source == "exposures" and not report.promoted and report.version == "v0001"
     assert set(report.surfaces) <= {"item", "room"} and "item" in report.surfaces
 
@@ -272,10 +316,14 @@ def test_cli_ranker_train_without_data_is_a_clear_error(tmp_path):
 
     with EventStore(tmp_path / "home"):
         pass
-    result = CliRunner().invoke(app, ["ranker", "train", "--home", str(tmp_path / "home"), "--from", "events"])
+    result = CliRunner().invoke(
+        app, ["ranker", "train", "--home", str(tmp_path / "home"), "--from", "events"]
+    )
     assert result.exit_code == 2
     assert "No training rows" in result.output
-    result = CliRunner().invoke(app, ["ranker", "train", "--home", str(tmp_path / "home"), "--from", "nowhere"])
+    result = CliRunner().invoke(
+        app, ["ranker", "train", "--home", str(tmp_path / "home"), "--from", "nowhere"]
+    )
     assert result.exit_code == 2 and "source" in result.output
 
 

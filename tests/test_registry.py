@@ -38,8 +38,12 @@ def registry(tmp_path):
 
 
 def test_register_writes_versions_with_metrics_and_lineage(registry):
-    v1 = registry.register(pop_model(0), name="feed", metrics={"ndcg@10": np.float32(0.25)},
-                           lineage={"train_until": "2026-01-01T00:00:00Z"})
+    v1 = registry.register(
+        pop_model(0),
+        name="feed",
+        metrics={"ndcg@10": np.float32(0.25)},
+        lineage={"train_until": "2026-01-01T00:00:00Z"},
+    )
     v2 = registry.register(pop_model(1), name="feed", metrics={"ndcg@10": 0.3})
     assert (v1, v2) == ("v0001", "v0002")
     assert registry.versions("feed") == ["v0001", "v0002"]
@@ -55,7 +59,10 @@ def test_register_writes_versions_with_metrics_and_lineage(registry):
         assert (registry.root / "feed" / "v0001" / f).is_file()
     assert not [p for p in (registry.root / "feed").iterdir() if p.name.startswith(".tmp")]
     infos = registry.list()
-    assert [(i.name, i.version, i.production) for i in infos] == [("feed", "v0001", False), ("feed", "v0002", False)]
+    assert [(i.name, i.version, i.production) for i in infos] == [
+        ("feed", "v0001", False),
+        ("feed", "v0002", False),
+    ]
     assert registry.production("feed") is None
     registry.promote("feed", v1)
     v3 = registry.register(pop_model(2), name="feed")
@@ -64,7 +71,9 @@ def test_register_writes_versions_with_metrics_and_lineage(registry):
 
 def test_promote_load_and_rollback_follow_the_production_stack(registry):
     versions = [registry.register(pop_model(i), name="feed") for i in range(3)]
-    with pytest.raises(NotFoundError, match="has no production version yet. Promote one of v0001, v0002, v0003"):
+    with pytest.raises(
+        NotFoundError, match="has no production version yet. Promote one of v0001, v0002, v0003"
+    ):
         registry.load("feed")
     for v in versions:
         registry.promote("feed", v)
@@ -74,8 +83,11 @@ def test_promote_load_and_rollback_follow_the_production_stack(registry):
     assert registry.rollback("feed").version == "v0002"
     assert int(np.argmax(scores(registry.load("feed")))) == 1
     assert registry.rollback("feed").version == "v0001"
-    with pytest.raises(NotFoundError, match=r"no earlier production version to roll back to \(production "
-                                            r"history: v0001\)"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"no earlier production version to roll back to \(production "
+        r"history: v0001\)",
+    ):
         registry.rollback("feed")
     registry.promote("feed", "v0003")
     registry.promote("feed", "v0003")  # promoting the current version changes nothing

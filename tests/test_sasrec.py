@@ -13,8 +13,16 @@ from liveshelf.models.sasrec import LiveSASRec, SASRec
 from liveshelf.models.sasrec.livesasrec import repeat_buckets
 from liveshelf.models.trainer import Callback, EarlyStopping, Trainer
 
-FAST = {"hidden": 32, "n_layers": 1, "n_heads": 2, "max_len": 12, "dropout": 0.1, "lr": 5e-3,
-        "batch_size": 64, "n_threads": 1}
+FAST = {
+    "hidden": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "max_len": 12,
+    "dropout": 0.1,
+    "lr": 5e-3,
+    "batch_size": 64,
+    "n_threads": 1,
+}
 
 
 def successor_data(n_items: int = 30, n_users: int = 240, seed: int = 0) -> TrainData:
@@ -26,9 +34,12 @@ def successor_data(n_items: int = 30, n_users: int = 240, seed: int = 0) -> Trai
         full = (start + np.arange(n + 1)) % n_items
         seqs.append(full[:-1])
         valid.append(full[-1])
-    return TrainData(item_ids=np.array([f"i{i}" for i in range(n_items)], dtype=object),
-                     user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
-                     sequences=seqs, valid_targets=np.array(valid))
+    return TrainData(
+        item_ids=np.array([f"i{i}" for i in range(n_items)], dtype=object),
+        user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
+        sequences=seqs,
+        valid_targets=np.array(valid),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +95,9 @@ def test_unfitted_and_bad_params():
         LiveSASRec(dropout=1.5).fit(successor_data())
     with pytest.raises(ConfigError, match=r"'norm' parameter of SASRec must be 'pre'"):
         SASRec(norm="mid").fit(successor_data())
-    with pytest.raises(ConfigError, match=r"'label_smoothing' parameter of SASRec must be a float in \[0, 1\)"):
+    with pytest.raises(
+        ConfigError, match=r"'label_smoothing' parameter of SASRec must be a float in \[0, 1\)"
+    ):
         SASRec(label_smoothing=1.0).fit(successor_data())
 
 
@@ -118,10 +131,15 @@ def test_early_stopping_restores_best_epoch():
 
     module = _Scripted()
     stopper = EarlyStopping("ndcg@10", patience=2)
-    trainer = Trainer(module, torch.optim.SGD(module.parameters(), lr=1.0),
-                      loss_fn=lambda m, b: -m.w.sum(), batches=lambda e: [None],
-                      evaluate=lambda m: {"ndcg@10": next(scores)}, epochs=5,
-                      callbacks=[stopper, Record()]).fit()
+    trainer = Trainer(
+        module,
+        torch.optim.SGD(module.parameters(), lr=1.0),
+        loss_fn=lambda m, b: -m.w.sum(),
+        batches=lambda e: [None],
+        evaluate=lambda m: {"ndcg@10": next(scores)},
+        epochs=5,
+        callbacks=[stopper, Record()],
+    ).fit()
     assert seen == [1, 2, 3, 4]  # stopped after 2 evaluations without improvement
     assert stopper.best_epoch == 2
     assert float(module.w.detach()) == pytest.approx(2.0)  # weights after epoch 2, not 4
@@ -132,10 +150,16 @@ def test_eval_first_lets_the_initial_weights_win():
     module = _Scripted()
     stopper = EarlyStopping("ndcg@10", patience=2)
     scores = iter([0.7, 0.5, 0.6, 0.4])
-    trainer = Trainer(module, torch.optim.SGD(module.parameters(), lr=1.0),
-                      loss_fn=lambda m, b: -m.w.sum(), batches=lambda e: [None],
-                      evaluate=lambda m: {"ndcg@10": next(scores)}, epochs=5, eval_first=True,
-                      callbacks=[stopper]).fit()
+    trainer = Trainer(
+        module,
+        torch.optim.SGD(module.parameters(), lr=1.0),
+        loss_fn=lambda m, b: -m.w.sum(),
+        batches=lambda e: [None],
+        evaluate=lambda m: {"ndcg@10": next(scores)},
+        epochs=5,
+        eval_first=True,
+        callbacks=[stopper],
+    ).fit()
     assert [h["epoch"] for h in trainer.history] == [0, 1, 2]
     assert stopper.best_epoch == 0
     assert float(module.w.detach()) == 0.0  # the untrained weights were restored
@@ -186,18 +210,31 @@ def live_data(n_users: int = 300, n_items: int = 40, seed: int = 0):
         times.append(steps[:-1])
         valid.append(items[-1])
         valid_t.append(steps[-1])
-    data = TrainData(item_ids=np.array([f"s{i}" for i in range(n_items)], dtype=object),
-                     user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
-                     sequences=seqs, timestamps=times, valid_targets=np.array(valid), available=available,
-                     meta={"valid_times": np.array(valid_t)})
+    data = TrainData(
+        item_ids=np.array([f"s{i}" for i in range(n_items)], dtype=object),
+        user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
+        sequences=seqs,
+        timestamps=times,
+        valid_targets=np.array(valid),
+        available=available,
+        meta={"valid_times": np.array(valid_t)},
+    )
     return data, available
 
 
 def test_repeat_buckets_mark_last_occurrence():
     tokens = torch.tensor([[0, 5, 7, 5, 9]])
     times = torch.tensor([[0.0, 1.0, 2.0, 4.0, 5.0]], dtype=torch.float64)
-    gap, count, recency, decayed = repeat_buckets(tokens, times, torch.full((1, 5), 8.0, dtype=torch.float64), 10)
-    assert gap[0, 3].tolist() == [0, 0, 2 + 1, 1 + 2, 0]  # row t=3: item 7 (gap 6) and item 5 (last at j=3, gap 4)
+    gap, count, recency, decayed = repeat_buckets(
+        tokens, times, torch.full((1, 5), 8.0, dtype=torch.float64), 10
+    )
+    assert gap[0, 3].tolist() == [
+        0,
+        0,
+        2 + 1,
+        1 + 2,
+        0,
+    ]  # row t=3: item 7 (gap 6) and item 5 (last at j=3, gap 4)
     assert count[0, 3].tolist() == [0, 0, 1, 2, 0]  # item 5 was visited twice by t=3
     assert recency[0, 4].tolist() == [0, 0, 1 + 2, 1 + 1, 1]  # events since the last visit: 2, 1, 0
     assert decayed[0, 3].tolist() == pytest.approx([0, 0, 0.9, 0.81 + 1, 0])  # 0.9 ** events ago, summed
@@ -241,8 +278,13 @@ def test_livesasrec_beats_sasrec_with_availability_and_repeats():
     rng = np.random.default_rng(1)
     cases = []
     for u in range(data.n_users):  # test: the validation event, ranked among the live items
-        cases.append((Context(items=data.sequences[u], ts=data.timestamps[u], time=data.meta["valid_times"][u]),
-                      int(data.valid_targets[u]), available(data.meta["valid_times"][u])))
+        cases.append(
+            (
+                Context(items=data.sequences[u], ts=data.timestamps[u], time=data.meta["valid_times"][u]),
+                int(data.valid_targets[u]),
+                available(data.meta["valid_times"][u]),
+            )
+        )
     rng.shuffle(cases)
 
     def ndcg(model) -> float:
@@ -282,9 +324,12 @@ def test_beats_popularity_on_amazon_scientific_small():
     users = sorted(rows)
     n_items = len((folder / "Scientific.item2index").read_text().splitlines())
     seqs = [np.array(rows[u][0]) for u in users]
-    data = TrainData(item_ids=np.array([str(i) for i in range(n_items)], dtype=object),
-                     user_ids=np.array([str(u) for u in users], dtype=object), sequences=seqs,
-                     valid_targets=np.array([rows[u][1] for u in users]))
+    data = TrainData(
+        item_ids=np.array([str(i) for i in range(n_items)], dtype=object),
+        user_ids=np.array([str(u) for u in users], dtype=object),
+        sequences=seqs,
+        valid_targets=np.array([rows[u][1] for u in users]),
+    )
     model = SASRec(hidden=32, max_len=20, dropout=0.2, lr=5e-3, epochs=4, n_threads=1, seed=0).fit(data)
     ctxs = [Context(items=np.append(s, rows[u][1])) for s, u in zip(seqs, users, strict=True)]
     targets = np.array([rows[u][2] for u in users])

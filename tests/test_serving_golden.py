@@ -50,11 +50,13 @@ def golden_world(tmp_path_factory):
     before = ev[(ev["ts"] < pd.Timestamp(times[0], unit="s", tz="UTC")) & (ev["type"] != "impression")]
     users = sorted(set(before["user"].astype(str)))
     with TestClient(create_app(_settings(home))) as client:
-        OnlineSimulator(world, client, api_key=KEY, feed_k=4, shelf_k=8, seed=5).run(users[:120], times[0],
-                                                                                        gap_s=2.0)
+        OnlineSimulator(world, client, api_key=KEY, feed_k=4, shelf_k=8, seed=5).run(
+            users[:120], times[0], gap_s=2.0
+        )
         client.app.state.services.exposures.flush()
-    report = train_ranker(home, source="exposures", margin=-10.0,
-                          params={"n_estimators": 40, "min_child_samples": 5})
+    report = train_ranker(
+        home, source="exposures", margin=-10.0, params={"n_estimators": 40, "min_child_samples": 5}
+    )
     assert report.promoted and set(report.surfaces_kept) == {"item", "room"}, report.to_dict()
     return home, times[1:], users
 
@@ -109,7 +111,9 @@ def _same(a, b, path: str = "") -> str | None:
 def test_answers_match_the_recorded_golden_set(golden_world):
     home, times, users = golden_world
     got = {"ranker": _answers(home, times, users, True), "hand-blend": _answers(home, times, users, False)}
-    assert all(v[0].startswith("ranker@") for v in got["ranker"].values() if v[-1]), "the ranker ranks every answer"
+    assert all(v[0].startswith("ranker@") for v in got["ranker"].values() if v[-1]), (
+        "the ranker ranks every answer"
+    )
     assert all(v[0] == "hand-blend" for v in got["hand-blend"].values())
     if RECORD:
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)

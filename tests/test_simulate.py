@@ -32,8 +32,14 @@ def world() -> World:
 
 def test_frames_follow_the_schema(world):
     ds = world.dataset
-    for frame, cols in ((ds.events, EVENT_COLUMNS), (ds.items, ITEM_COLUMNS), (ds.users, USER_COLUMNS),
-                        (ds.rooms, ROOM_COLUMNS), (ds.shelf, SHELF_COLUMNS), (ds.hosts, HOST_COLUMNS)):
+    for frame, cols in (
+        (ds.events, EVENT_COLUMNS),
+        (ds.items, ITEM_COLUMNS),
+        (ds.users, USER_COLUMNS),
+        (ds.rooms, ROOM_COLUMNS),
+        (ds.shelf, SHELF_COLUMNS),
+        (ds.hosts, HOST_COLUMNS),
+    ):
         assert tuple(frame.columns) == cols
     for col in ("ts",):
         assert str(ds.events[col].dtype) == "datetime64[us, UTC]"
@@ -72,8 +78,23 @@ def test_events_respect_availability(world):
     ds = world.dataset
     tl = Timeline(ds.rooms, ds.shelf)
     ev = ds.events
-    in_room = ev[ev["type"].isin(["impression", "enter", "view", "click", "cart", "purchase", "like", "comment",
-                                  "share", "follow", "gift"])]
+    in_room = ev[
+        ev["type"].isin(
+            [
+                "impression",
+                "enter",
+                "view",
+                "click",
+                "cart",
+                "purchase",
+                "like",
+                "comment",
+                "share",
+                "follow",
+                "gift",
+            ]
+        )
+    ]
     assert len(in_room) > 1000
     assert tl.is_live_batch(in_room["room"].to_numpy(), in_room["ts"]).all()
     on_item = ev[ev["type"].isin(["view", "click", "cart", "purchase"])]
@@ -91,7 +112,9 @@ def test_funnel_decreases_and_values_are_set(world):
     for t in ("like", "comment", "gift", "follow", "leave"):
         assert counts.get(t, 0) > 0, t
     ev = world.dataset.events
-    buys = ev[ev["type"] == "purchase"].merge(world.dataset.items[["id", "price"]], left_on="item", right_on="id")
+    buys = ev[ev["type"] == "purchase"].merge(
+        world.dataset.items[["id", "price"]], left_on="item", right_on="id"
+    )
     assert (buys["value"] >= buys["price"] - 1e-6).all()
     com = ev[ev["type"] == "comment"]
     assert com["text"].notna().all() and set(com["value"].unique()) <= {0.0, 1.0}
@@ -151,7 +174,9 @@ def test_viewers_return_to_their_hosts_over_days():
     ds = w.dataset
     days = ds.rooms["start"].dt.floor("D").nunique()
     assert days == 3
-    enters = ds.events[ds.events["type"] == "enter"].merge(ds.rooms[["id", "host"]], left_on="room", right_on="id")
+    enters = ds.events[ds.events["type"] == "enter"].merge(
+        ds.rooms[["id", "host"]], left_on="room", right_on="id"
+    )
 
     def repeat_share(frame: pd.DataFrame) -> float:
         g = frame.groupby("user")["host"]
@@ -192,16 +217,36 @@ def test_real_review_sentences_are_used_when_present(shared_data, world):
     if not (shared_data / "online-shopping-10-cats" / "online_shopping_10_cats.csv").is_file():
         pytest.skip("online-shopping-10-cats is absent from the data folder")
     assert world.dataset.meta["comment_source"] == "online-shopping-10-cats"
-    reviews = set(pd.read_csv(shared_data / "online-shopping-10-cats" / "online_shopping_10_cats.csv")["review"]
-                  .astype(str).str.replace("\ufeff", "").str.strip())
+    reviews = set(
+        pd.read_csv(shared_data / "online-shopping-10-cats" / "online_shopping_10_cats.csv")["review"]
+        .astype(str)
+        .str.replace("\ufeff", "")
+        .str.strip()
+    )
     com = world.dataset.events.loc[world.dataset.events["type"] == "comment", "text"]
     assert com.isin(reviews).mean() > 0.5
 
 
 def test_cli_simulate_writes_a_world(tmp_path):
     out = tmp_path / "w"
-    res = CliRunner().invoke(app, ["simulate", "--users", "150", "--hosts", "8", "--days", "1", "--seed", "3",
-                                   "--items", "120", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--users",
+            "150",
+            "--hosts",
+            "8",
+            "--days",
+            "1",
+            "--seed",
+            "3",
+            "--items",
+            "120",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "event: impression" in res.output and str(out.name) in res.output
     back = World.load(out)

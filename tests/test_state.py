@@ -29,12 +29,16 @@ T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 def _redis_client():
     redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=2)
+    client = redis.Redis.from_url(
+        REDIS_URL, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=2
+    )
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.skip(f"the Redis server at 127.0.0.1:6379 does not answer ({exc}); start redis-server to run "
-                    "the shared-state tests")
+        pytest.skip(
+            f"the Redis server at 127.0.0.1:6379 does not answer ({exc}); start redis-server to run "
+            "the shared-state tests"
+        )
     return client
 
 
@@ -59,9 +63,11 @@ def make(request):
     """A factory of fresh states of one backend: ``make(**params)``; states made by one test share keys."""
     created: list[OnlineState] = []
     if request.param == "memory":
+
         def factory(**params):
             created.append(MemoryState(**params))
             return created[-1]
+
         yield factory
         return
     from liveshelf.serving.state.redis import RedisState
@@ -86,31 +92,44 @@ _EVENT_IDS = itertools.count()
 def events(rows: list[tuple], ids: list[str] | None = None) -> pd.DataFrame:
     """``(ts_offset, user, type, room, item)`` rows -> a schema events frame (fresh event ids)."""
     frame = pd.DataFrame(rows, columns=["dt", "user", "type", "room", "item"])
-    return pd.DataFrame({
-        "event_id": ids if ids is not None else [f"e{next(_EVENT_IDS)}" for _ in range(len(frame))],
-        "ts": from_epoch_seconds(T0 + frame["dt"].to_numpy(dtype=float)),
-        "user": frame["user"], "type": frame["type"], "room": frame["room"], "item": frame["item"],
-        "value": np.nan, "text": None,
-    })[list(EVENT_COLUMNS)]
+    return pd.DataFrame(
+        {
+            "event_id": ids if ids is not None else [f"e{next(_EVENT_IDS)}" for _ in range(len(frame))],
+            "ts": from_epoch_seconds(T0 + frame["dt"].to_numpy(dtype=float)),
+            "user": frame["user"],
+            "type": frame["type"],
+            "room": frame["room"],
+            "item": frame["item"],
+            "value": np.nan,
+            "text": None,
+        }
+    )[list(EVENT_COLUMNS)]
 
 
 def rooms_frame(rows: list[tuple]) -> pd.DataFrame:
     """``(id, host, start_offset, end_offset or None)`` -> a rooms frame."""
-    return pd.DataFrame({
-        "id": [r[0] for r in rows], "host": [r[1] for r in rows], "title": [f"title {r[0]}" for r in rows],
-        "start": from_epoch_seconds([T0 + r[2] for r in rows]),
-        "end": seconds_to_ts([np.nan if r[3] is None else T0 + r[3] for r in rows]),
-    })
+    return pd.DataFrame(
+        {
+            "id": [r[0] for r in rows],
+            "host": [r[1] for r in rows],
+            "title": [f"title {r[0]}" for r in rows],
+            "start": from_epoch_seconds([T0 + r[2] for r in rows]),
+            "end": seconds_to_ts([np.nan if r[3] is None else T0 + r[3] for r in rows]),
+        }
+    )
 
 
 def shelf_frame(rows: list[tuple]) -> pd.DataFrame:
     """``(room, item, start_offset, end_offset or None, pinned)`` -> a shelf frame."""
-    return pd.DataFrame({
-        "room": [r[0] for r in rows], "item": [r[1] for r in rows],
-        "start": from_epoch_seconds([T0 + r[2] for r in rows]),
-        "end": seconds_to_ts([np.nan if r[3] is None else T0 + r[3] for r in rows]),
-        "pinned": [r[4] for r in rows],
-    })
+    return pd.DataFrame(
+        {
+            "room": [r[0] for r in rows],
+            "item": [r[1] for r in rows],
+            "start": from_epoch_seconds([T0 + r[2] for r in rows]),
+            "end": seconds_to_ts([np.nan if r[3] is None else T0 + r[3] for r in rows]),
+            "pinned": [r[4] for r in rows],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------ sequences
@@ -149,8 +168,10 @@ def test_a_retried_event_counts_once_within_the_dedupe_window(make):
     first = events([(0, "u1", "click", None, "a"), (1, "u1", "click", None, "b")], ids=["x1", "x2"])
     assert state.apply_events(first) == 2
     assert state.apply_events(first) == 0  # the same post again
-    again = events([(1, "u1", "click", None, "b"), (2, "u1", "cart", None, "c"), (2, "u1", "cart", None, "c")],
-                   ids=["x2", "x3", "x3"])
+    again = events(
+        [(1, "u1", "click", None, "b"), (2, "u1", "cart", None, "c"), (2, "u1", "cart", None, "c")],
+        ids=["x2", "x3", "x3"],
+    )
     assert state.apply_events(again) == 1  # x2 seen before, x3 twice in one batch
     assert [e[0] for e in state.user_sequence("u1")] == ["a", "b", "c"]
     assert state.counter("item", "b", T0 + 1) == pytest.approx(1.0)
@@ -213,8 +234,16 @@ def test_rooms_follow_timeline_semantics(make):
 def test_shelf_pinned_first_unpin_keeps_the_past_and_end_slot(make):
     state = make()
     state.upsert_rooms(rooms_frame([("r1", "h1", 0, None)]))
-    state.upsert_shelf(shelf_frame([("r1", "b", 5, None, False), ("r1", "a", 10, None, False),
-                                    ("r1", "c", 20, None, True), ("r1", "d", 30, 40, False)]))
+    state.upsert_shelf(
+        shelf_frame(
+            [
+                ("r1", "b", 5, None, False),
+                ("r1", "a", 10, None, False),
+                ("r1", "c", 20, None, True),
+                ("r1", "d", 30, 40, False),
+            ]
+        )
+    )
     assert state.shelf("r1", T0 + 4) == []
     assert state.shelf("r1", T0 + 25) == ["c", "b", "a"]
     assert state.shelf("r1", T0 + 35) == ["c", "b", "a", "d"]
@@ -237,10 +266,19 @@ def test_shelf_pinned_first_unpin_keeps_the_past_and_end_slot(make):
 def test_audience_enter_leave_ttl_prune_and_room_end(make):
     state = make(audience_ttl=60)
     state.upsert_rooms(rooms_frame([("r1", "h1", 0, None)]))
-    state.apply_events(events([(0, "u1", "enter", "r1", None), (5, "u2", "enter", "r1", None),
-                               (6, "u3", "impression", "r1", None), (8, "u4", "enter", "r1", None),
-                               (9, "u4", "leave", "r1", None), (12, "u5", "leave", "r2", None),
-                               (11, "u5", "enter", "r2", None)]))
+    state.apply_events(
+        events(
+            [
+                (0, "u1", "enter", "r1", None),
+                (5, "u2", "enter", "r1", None),
+                (6, "u3", "impression", "r1", None),
+                (8, "u4", "enter", "r1", None),
+                (9, "u4", "leave", "r1", None),
+                (12, "u5", "leave", "r2", None),
+                (11, "u5", "enter", "r2", None),
+            ]
+        )
+    )
     assert state.audience("r1", T0 + 10) == ["u2", "u1"]  # latest first; u3 only saw it; u4 left
     assert state.audience("r2", T0 + 20) == []  # the leave came after the enter (same batch)
     state.apply_events(events([(30, "u1", "like", "r1", "i1")]))
@@ -262,8 +300,11 @@ def test_audience_enter_leave_ttl_prune_and_room_end(make):
 def test_delete_user_forgets_sequence_and_audience_but_not_others(make):
     state = make()
     state.upsert_rooms(rooms_frame([("r1", "h1", 0, None), ("r2", "h1", 0, None)]))
-    state.apply_events(events([(1, "u1", "enter", "r1", None), (2, "u1", "click", "r2", "i1"),
-                               (3, "u2", "enter", "r1", None)]))
+    state.apply_events(
+        events(
+            [(1, "u1", "enter", "r1", None), (2, "u1", "click", "r2", "i1"), (3, "u2", "enter", "r1", None)]
+        )
+    )
     state.delete_user("u1")
     assert state.user_sequence("u1") == []
     assert state.audience("r1", T0 + 5) == ["u2"]
@@ -278,8 +319,16 @@ def test_counters_decay_with_the_half_life_and_weight_event_types(make):
     state = make(half_life=100.0)
     state.upsert_rooms(rooms_frame([("r1", "h1", 0, None), ("r2", "h1", 0, None)]))
     state.upsert_items(pd.DataFrame({"id": ["i1"], "category": ["美妆 > 护肤 > 面霜"]}))
-    state.apply_events(events([(0, "u1", "purchase", "r1", "i1"), (100, "u2", "click", "r2", "i1"),
-                               (100, "u2", "impression", "r2", "i2"), (100, "u3", "leave", "r1", None)]))
+    state.apply_events(
+        events(
+            [
+                (0, "u1", "purchase", "r1", "i1"),
+                (100, "u2", "click", "r2", "i1"),
+                (100, "u2", "impression", "r2", "i2"),
+                (100, "u3", "leave", "r1", None),
+            ]
+        )
+    )
     t = T0 + 200
     assert state.counter("item", "i1", t) == pytest.approx(5 * 0.25 + 1 * 0.5)
     assert state.counter("item", "i2", t) == 0.0  # impressions weigh 0
@@ -356,7 +405,7 @@ def test_world_counters_match_brute_force_with_out_of_order_batches(make, world)
     ev = world.events
     order = np.random.default_rng(0).permutation(len(ev))
     for lo in range(0, len(ev), 400):  # batches arrive in random time order
-        assert state.apply_events(ev.iloc[order[lo:lo + 400]]) == len(order[lo:lo + 400])
+        assert state.apply_events(ev.iloc[order[lo : lo + 400]]) == len(order[lo : lo + 400])
     t = to_seconds(ev["ts"].max()) + 600
     oracle = _oracle_counts(ev, world.rooms, world.items, t, h)
     for kind in ("item", "room", "host", "category"):
@@ -368,8 +417,11 @@ def test_world_counters_match_brute_force_with_out_of_order_batches(make, world)
         assert state.counter("room_item", (room, item), t) == pytest.approx(v, rel=1e-9)
     busiest = max(oracle["room"], key=oracle["room"].get)
     top_in_room = state.top("room_item", 3, t, scope=busiest)
-    want = sorted(((i, v) for (r, i), v in oracle["room_item"].items() if r == busiest),
-                  key=lambda p: (p[1], p[0]), reverse=True)[:3]
+    want = sorted(
+        ((i, v) for (r, i), v in oracle["room_item"].items() if r == busiest),
+        key=lambda p: (p[1], p[0]),
+        reverse=True,
+    )[:3]
     assert [k for k, _ in top_in_room] == [k for k, _ in want]
 
 
@@ -402,11 +454,13 @@ def test_world_sequences_and_audience_follow_the_events(make, world):
     cut = float(np.quantile(ts, 0.6))
     early = ev[ts < cut].sort_values("ts", kind="stable")
     for lo in range(0, len(early), 300):
-        state.apply_events(early.iloc[lo:lo + 300])
+        state.apply_events(early.iloc[lo : lo + 300])
     kept = early[early["type"] != "impression"]
     for user, grp in list(kept.groupby("user", sort=True))[:60]:
-        want = [(None if pd.isna(i) else i, None if pd.isna(r) else r, t.timestamp(), ty)
-                for i, r, t, ty in zip(grp["item"], grp["room"], grp["ts"], grp["type"], strict=True)][-25:]
+        want = [
+            (None if pd.isna(i) else i, None if pd.isna(r) else r, t.timestamp(), ty)
+            for i, r, t, ty in zip(grp["item"], grp["room"], grp["ts"], grp["type"], strict=True)
+        ][-25:]
         assert state.user_sequence(user) == want
     # audience oracle: per (room, user) the latest non-impression event decides
     present = early[early["room"].notna() & (early["type"] != "impression")]
@@ -463,7 +517,9 @@ def test_make_state_restores_the_home_snapshot(tmp_path):
 
 def test_memory_state_is_thread_safe():
     state = MemoryState()
-    batches = [events([(float(i), f"u{k}", "click", None, f"i{i % 7}") for i in range(200)]) for k in range(6)]
+    batches = [
+        events([(float(i), f"u{k}", "click", None, f"i{i % 7}") for i in range(200)]) for k in range(6)
+    ]
     threads = [threading.Thread(target=state.apply_events, args=(b,)) for b in batches]
     for th in threads:
         th.start()
@@ -477,10 +533,18 @@ def test_memory_state_is_thread_safe():
 def test_memory_apply_of_10k_events_is_fast():
     rng = np.random.default_rng(1)
     n = 10_000
-    batch = events(list(zip(np.sort(rng.uniform(0, 3600, n)).tolist(), [f"u{i}" for i in rng.integers(0, 2000, n)],
-                            rng.choice(["view", "click", "enter", "leave", "cart"], n).tolist(),
-                            [f"r{i}" for i in rng.integers(0, 50, n)], [f"i{i}" for i in rng.integers(0, 3000, n)],
-                            strict=True)))
+    batch = events(
+        list(
+            zip(
+                np.sort(rng.uniform(0, 3600, n)).tolist(),
+                [f"u{i}" for i in rng.integers(0, 2000, n)],
+                rng.choice(["view", "click", "enter", "leave", "cart"], n).tolist(),
+                [f"r{i}" for i in rng.integers(0, 50, n)],
+                [f"i{i}" for i in rng.integers(0, 3000, n)],
+                strict=True,
+            )
+        )
+    )
     state = MemoryState()
     state.apply_events(batch.iloc[:100])
     best = min(_timed(state.apply_events, batch) for _ in range(3))
@@ -510,7 +574,9 @@ def test_two_redis_workers_see_each_others_writes_at_once(redis_prefix):
     assert a.counter("room", "r1", T0 + 4) == pytest.approx(b.counter("room", "r1", T0 + 4))
     b.delete_user("u1")
     assert a.user_sequence("u1") == [] and a.audience("r1", T0 + 5) == []
-    with pytest.raises(ConfigError, match="half_life=3600.0 s; this RedisState was created with half_life=60.0"):
+    with pytest.raises(
+        ConfigError, match="half_life=3600.0 s; this RedisState was created with half_life=60.0"
+    ):
         RedisState(REDIS_URL, prefix=redis_prefix, half_life=60.0)
     a.close()
     b.close()
@@ -536,7 +602,9 @@ def test_unreachable_redis_is_a_config_error():
     pytest.importorskip("redis")
     from liveshelf.serving.state.redis import RedisState
 
-    with pytest.raises(ConfigError, match="Cannot reach Redis at 'redis://127.0.0.1:1/0'.*use the in-memory state"):
+    with pytest.raises(
+        ConfigError, match="Cannot reach Redis at 'redis://127.0.0.1:1/0'.*use the in-memory state"
+    ):
         RedisState("redis://127.0.0.1:1/0", socket_timeout=0.5)
 
 
@@ -551,7 +619,7 @@ def test_memory_and_redis_give_equal_state_and_snapshots_move_between_them(redis
         s.upsert_shelf(world.shelf)
         s.upsert_items(world.items[["id", "category"]])
         for lo in range(0, len(world.events), 500):
-            s.apply_events(world.events.iloc[lo:lo + 500])
+            s.apply_events(world.events.iloc[lo : lo + 500])
     a, b = mem.export(), red.export()
     assert a["sequences"] == b["sequences"]
     assert a["audience"] == b["audience"]
@@ -559,8 +627,9 @@ def test_memory_and_redis_give_equal_state_and_snapshots_move_between_them(redis
     for kind in ("item", "room", "host", "category"):
         assert a["counters"][kind].keys() == b["counters"][kind].keys()
         keys = sorted(a["counters"][kind])
-        assert [a["counters"][kind][k] for k in keys] == pytest.approx([b["counters"][kind][k] for k in keys],
-                                                                      rel=1e-12)
+        assert [a["counters"][kind][k] for k in keys] == pytest.approx(
+            [b["counters"][kind][k] for k in keys], rel=1e-12
+        )
     t = to_seconds(world.events["ts"].max())
     assert [k for k, _ in mem.top("item", 20, t)] == [k for k, _ in red.top("item", 20, t)]
     path = mem.snapshot(tmp_path / "snap.json")
@@ -580,7 +649,7 @@ def test_ml100k_sequences_and_top_items_match_pandas(make, shared_data):
     ev = ds.events.sort_values("ts", kind="stable").iloc[:6000]
     state = make(max_seq=50, half_life=86_400.0)
     for lo in range(0, len(ev), 500):
-        state.apply_events(ev.iloc[lo:lo + 500])
+        state.apply_events(ev.iloc[lo : lo + 500])
     for user, grp in list(ev.groupby("user", sort=True))[:40]:
         want = [(i, None, t.timestamp(), "view") for i, t in zip(grp["item"], grp["ts"], strict=True)][-50:]
         assert state.user_sequence(user) == want

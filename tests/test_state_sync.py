@@ -52,18 +52,29 @@ def _sequence_events(state, events: pd.DataFrame) -> tuple[int, int]:
     found = 0
     for user, part in want.groupby("user"):
         got = {(e[0], round(float(e[2]), 3), e[3]) for e in state.user_sequence(str(user))}
-        secs = part["ts"].astype("int64").to_numpy() / 1e6 if part["ts"].dtype.kind == "M" else \
-            pd.to_datetime(part["ts"], utc=True).astype("int64").to_numpy() / 1e9
+        secs = (
+            part["ts"].astype("int64").to_numpy() / 1e6
+            if part["ts"].dtype.kind == "M"
+            else pd.to_datetime(part["ts"], utc=True).astype("int64").to_numpy() / 1e9
+        )
         for item, t, typ in zip(part["item"], secs, part["type"], strict=True):
             found += (None if pd.isna(item) else item, round(float(t), 3), typ) in got
     return found, len(want)
 
 
 def test_apply_synced_moves_the_seq_once():
-    events = pd.DataFrame({"event_id": ["a", "b"], "ts": pd.to_datetime([1_700_000_000, 1_700_000_010], unit="s",
-                                                                        utc=True),
-                           "user": ["u", "u"], "type": ["view", "click"], "room": ["r", "r"], "item": ["i", "j"],
-                           "value": [None, None], "text": [None, None]})
+    events = pd.DataFrame(
+        {
+            "event_id": ["a", "b"],
+            "ts": pd.to_datetime([1_700_000_000, 1_700_000_010], unit="s", utc=True),
+            "user": ["u", "u"],
+            "type": ["view", "click"],
+            "room": ["r", "r"],
+            "item": ["i", "j"],
+            "value": [None, None],
+            "text": [None, None],
+        }
+    )
     state = MemoryState()
     assert state.sync_point() == (None, None)
     state.mark_synced("e1", 4)
@@ -102,8 +113,11 @@ def _free_port() -> int:
 
 
 def _redis(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 10
     while True:
         try:
@@ -124,8 +138,15 @@ def test_redis_killed_mid_stream_and_back_empty_loses_no_acknowledged_event(worl
     port = _free_port()
     proc = _redis(port)
     try:
-        settings = ServeSettings(home=home, api_keys=KEY, text=False, state=f"redis://127.0.0.1:{port}/0",
-                                 state_prefix="synctest:", rate_per_s=1e5, rate_burst=100_000)
+        settings = ServeSettings(
+            home=home,
+            api_keys=KEY,
+            text=False,
+            state=f"redis://127.0.0.1:{port}/0",
+            state_prefix="synctest:",
+            rate_per_s=1e5,
+            rate_burst=100_000,
+        )
         body = event_payloads(events)
         acked: list[int] = []
         statuses: list[int] = []
@@ -138,7 +159,9 @@ def test_redis_killed_mid_stream_and_back_empty_loses_no_acknowledged_event(worl
                     proc.wait()
                 if b == 2 * len(starts) // 3:  # it comes back with nothing in it
                     proc = _redis(port)
-                r = client.post("/v1/events", json={"events": body[lo:lo + 100]}, headers={"X-API-Key": KEY})
+                r = client.post(
+                    "/v1/events", json={"events": body[lo : lo + 100]}, headers={"X-API-Key": KEY}
+                )
                 statuses.append(r.status_code)
                 assert r.status_code == 200, r.text
                 if r.json()["accepted"]:
@@ -152,9 +175,13 @@ def test_redis_killed_mid_stream_and_back_empty_loses_no_acknowledged_event(worl
             assert len(acked) == len(body)  # every batch was stored and acknowledged
             deadline = time.time() + 15
             while client.get("/readyz").status_code != 200:
-                assert time.time() < deadline, (client.get("/readyz").json(), proc.poll(),
-                                                subprocess.run(["redis-cli", "-p", str(port), "ping"],
-                                                               capture_output=True, text=True).stdout)
+                assert time.time() < deadline, (
+                    client.get("/readyz").json(),
+                    proc.poll(),
+                    subprocess.run(
+                        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+                    ).stdout,
+                )
                 time.sleep(0.1)
             services = client.app.state.services
             assert services.state_sync.status.rebuilds >= 1
@@ -205,8 +232,15 @@ def test_frozen_redis_answers_503_quickly_and_catches_up_after(world_home, tmp_p
     port = _free_port()
     proc = _redis(port)
     try:
-        settings = ServeSettings(home=home, api_keys=KEY, text=False, state=f"redis://127.0.0.1:{port}/0",
-                                 state_prefix="freeze:", rate_per_s=1e5, rate_burst=100_000)
+        settings = ServeSettings(
+            home=home,
+            api_keys=KEY,
+            text=False,
+            state=f"redis://127.0.0.1:{port}/0",
+            state_prefix="freeze:",
+            rate_per_s=1e5,
+            rate_burst=100_000,
+        )
         body = event_payloads(events.iloc[:600])
         with TestClient(create_app(settings)) as client:
             user = str(events["user"].iloc[0])

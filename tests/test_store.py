@@ -44,17 +44,21 @@ def store(tmp_path: Path):
         ing = Ingestor(s, rules=RULES)
         ing.ingest_events(EVENTS)
         ing.ingest_users([{"id": "alice", "gender": "f"}, {"id": "bob", "gender": "m"}])
-        ing.ingest_rooms([
-            {"id": "r1", "host": "h1", "start": T("10:00"), "end": T("11:00")},
-            {"id": "r2", "host": "h2", "start": T("10:30"), "end": None},
-            {"id": "r0", "host": "h1", "start": T("09:00"), "end": T("10:00")},
-        ])
-        ing.ingest_shelf([
-            {"room": "r1", "item": "i1", "start": T("10:00"), "end": T("10:20"), "pinned": False},
-            {"room": "r1", "item": "i2", "start": T("10:10"), "end": None, "pinned": False},
-            {"room": "r1", "item": "i3", "start": T("10:15"), "end": None, "pinned": True},
-            {"room": "r2", "item": "i1", "start": T("10:30"), "end": None, "pinned": False},
-        ])
+        ing.ingest_rooms(
+            [
+                {"id": "r1", "host": "h1", "start": T("10:00"), "end": T("11:00")},
+                {"id": "r2", "host": "h2", "start": T("10:30"), "end": None},
+                {"id": "r0", "host": "h1", "start": T("09:00"), "end": T("10:00")},
+            ]
+        )
+        ing.ingest_shelf(
+            [
+                {"room": "r1", "item": "i1", "start": T("10:00"), "end": T("10:20"), "pinned": False},
+                {"room": "r1", "item": "i2", "start": T("10:10"), "end": None, "pinned": False},
+                {"room": "r1", "item": "i3", "start": T("10:15"), "end": None, "pinned": True},
+                {"room": "r2", "item": "i1", "start": T("10:30"), "end": None, "pinned": False},
+            ]
+        )
         yield s
 
 
@@ -165,9 +169,19 @@ def test_existing_event_ids_finds_only_stored_ids(tmp_path):
     from liveshelf.data.store import EventStore
 
     with EventStore(tmp_path) as store:
-        Ingestor(store).ingest_events(pd.DataFrame({
-            "event_id": ["e1", "e2"], "ts": ["2026-11-01T10:00:00Z", "2026-11-01T10:01:00Z"],
-            "user": ["u1", "u1"], "type": ["view", "view"], "room": [None, None], "item": ["i1", "i2"],
-            "value": [None, None], "text": [None, None]}))
+        Ingestor(store).ingest_events(
+            pd.DataFrame(
+                {
+                    "event_id": ["e1", "e2"],
+                    "ts": ["2026-11-01T10:00:00Z", "2026-11-01T10:01:00Z"],
+                    "user": ["u1", "u1"],
+                    "type": ["view", "view"],
+                    "room": [None, None],
+                    "item": ["i1", "i2"],
+                    "value": [None, None],
+                    "text": [None, None],
+                }
+            )
+        )
         assert store.existing_event_ids(["e2", "e3", "e1"]) == {"e1", "e2"}
         assert store.existing_event_ids([]) == set()

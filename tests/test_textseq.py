@@ -27,8 +27,19 @@ torch.set_num_threads(2)
 N_ITEMS = 40  # even = red, odd = blue
 COLD = (36, 37, 38, 39)  # never in training sequences
 WORDS = {0: "red crimson scarlet ruby cherry", 1: "blue azure navy cobalt sapphire"}
-FAST = {"hidden": 32, "n_layers": 1, "n_heads": 2, "max_len": 10, "dropout": 0.1, "lr": 5e-3,
-        "batch_size": 64, "n_threads": 2, "epochs": 15, "patience": 15, "seed": 0}
+FAST = {
+    "hidden": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "max_len": 10,
+    "dropout": 0.1,
+    "lr": 5e-3,
+    "batch_size": 64,
+    "n_threads": 2,
+    "epochs": 15,
+    "patience": 15,
+    "seed": 0,
+}
 
 
 def item_text(i: int) -> str:
@@ -40,13 +51,27 @@ def encoder_dir(tmp_path_factory) -> str:
     from transformers import BertConfig, BertModel, BertTokenizer
 
     path = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "widget",
-             *" ".join(WORDS.values()).split(), *[f"n{i}" for i in range(N_ITEMS)]]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "widget",
+        *" ".join(WORDS.values()).split(),
+        *[f"n{i}" for i in range(N_ITEMS)],
+    ]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizer(str(path / "vocab.txt")).save_pretrained(str(path))
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     BertModel(cfg).save_pretrained(str(path))
     return str(path)
 
@@ -59,10 +84,13 @@ def colour_data(n_users: int = 200, seed: int = 0) -> TrainData:
         items = rng.choice(warm[u % 2], size=int(rng.integers(5, 10)))
         seqs.append(items[:-1])
         valid.append(items[-1])
-    return TrainData(item_ids=np.array([f"i{i}" for i in range(N_ITEMS)], dtype=object),
-                     user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
-                     sequences=seqs, valid_targets=np.array(valid),
-                     item_text=[item_text(i) for i in range(N_ITEMS)])
+    return TrainData(
+        item_ids=np.array([f"i{i}" for i in range(N_ITEMS)], dtype=object),
+        user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
+        sequences=seqs,
+        valid_targets=np.array(valid),
+        item_text=[item_text(i) for i in range(N_ITEMS)],
+    )
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["text", "text+id"])
@@ -93,7 +121,9 @@ def test_cold_items_scored_by_text(fitted):
     assert min(s[0][[36, 38]]) > max(s[0][[37, 39]])
     assert min(s[1][[37, 39]]) > max(s[1][[36, 38]])
     if fitted.use_id:  # the ID part of an item without training events is zero
-        assert torch.all(fitted.net_.item_vectors()[list(COLD)] == fitted.net_.adaptor(fitted.net_.text_emb[list(COLD)]))
+        assert torch.all(
+            fitted.net_.item_vectors()[list(COLD)] == fitted.net_.adaptor(fitted.net_.text_emb[list(COLD)])
+        )
 
 
 def test_add_items_after_fit(fitted, encoder_dir):
@@ -123,8 +153,9 @@ def test_vectors_are_the_encoders(fitted, encoder_dir):
 def test_save_load_round_trip_without_encoder(encoder_dir, tmp_path):
     enc = tmp_path / "encoder"
     shutil.copytree(encoder_dir, enc)
-    model = TextSeq(**{**FAST, "epochs": 3}, use_id=True, encoder=str(enc),
-                    cache_dir=str(tmp_path / "cache")).fit(colour_data(n_users=60))
+    model = TextSeq(
+        **{**FAST, "epochs": 3}, use_id=True, encoder=str(enc), cache_dir=str(tmp_path / "cache")
+    ).fit(colour_data(n_users=60))
     model.save(tmp_path / "m")
     shutil.rmtree(enc)
     shutil.rmtree(tmp_path / "cache")
@@ -132,7 +163,9 @@ def test_save_load_round_trip_without_encoder(encoder_dir, tmp_path):
     assert isinstance(again, TextSeq) and again.get_params() == model.get_params()
     ctxs = [Context(items=[0, 2, 36]), Context(items=[1]), Context(items=[])]
     np.testing.assert_allclose(again.score_batch(ctxs), model.score_batch(ctxs), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.score_batch(ctxs)[1], model.score(ctxs[1], np.arange(N_ITEMS)), atol=1e-5)
+    np.testing.assert_allclose(
+        model.score_batch(ctxs)[1], model.score(ctxs[1], np.arange(N_ITEMS)), atol=1e-5
+    )
 
 
 def test_precomputed_vectors_and_conformance():
@@ -172,14 +205,20 @@ def test_unseen_items_are_left_out_of_the_training_softmax():
         target = batch["targets"][batch["targets"] >= 0]
         want = logits if not mask else logits[:, warm]
         want_target = target if not mask else torch.from_numpy(np.searchsorted(warm, target.numpy()))
-        assert losses[mask] == pytest.approx(float(torch.nn.functional.cross_entropy(want, want_target)), rel=1e-5)
+        assert losses[mask] == pytest.approx(
+            float(torch.nn.functional.cross_entropy(want, want_target)), rel=1e-5
+        )
 
 
 def test_whitening_and_id_dropout():
     rng = np.random.default_rng(1)
     data = colour_data(n_users=60)
-    raw = (rng.normal(size=(N_ITEMS, 6)) @ (np.eye(6) + 0.8) + 3.0).astype(np.float32)  # correlated, off-centre
-    model = TextSeq(**{**FAST, "epochs": 1}, whiten=True, use_id=True, id_dropout=0.5).fit(data, item_vectors=raw)
+    raw = (rng.normal(size=(N_ITEMS, 6)) @ (np.eye(6) + 0.8) + 3.0).astype(
+        np.float32
+    )  # correlated, off-centre
+    model = TextSeq(**{**FAST, "epochs": 1}, whiten=True, use_id=True, id_dropout=0.5).fit(
+        data, item_vectors=raw
+    )
     x = model.net_.text_emb.numpy()
     np.testing.assert_allclose(x.mean(0), 0, atol=1e-4)
 
@@ -207,7 +246,9 @@ def test_bad_inputs():
         TextSeq(temperature=-1.0).fit(data, item_vectors=np.zeros((N_ITEMS, 4)))
     with pytest.raises(ConfigError, match="The 'id_dropout' parameter of TextSeq must be a float in"):
         TextSeq(id_dropout=1.0).fit(data, item_vectors=np.zeros((N_ITEMS, 4)))
-    with pytest.raises(ConfigError, match=r"'item_vectors' parameter of TextSeq must be a float array of shape \(40, d\)"):
+    with pytest.raises(
+        ConfigError, match=r"'item_vectors' parameter of TextSeq must be a float array of shape \(40, d\)"
+    ):
         TextSeq(**FAST).fit(data, item_vectors=np.zeros((3, 4)))
     no_text = TrainData(item_ids=data.item_ids, user_ids=data.user_ids, sequences=data.sequences)
     with pytest.raises(ConfigError, match="TrainData.item_text is None"):
@@ -231,8 +272,7 @@ def test_hide_items_and_cold_evaluation():
     assert len(sub) == sum(hidden[c.target] for c in cases)
     np.testing.assert_array_equal(hide_items(split, fraction=0.25, seed=1).hidden, hidden)  # seeded
     rng = np.random.default_rng(0)
-    model = TextSeq(**{**FAST, "epochs": 2}).fit(cold.split.train,
-                                                   item_vectors=rng.normal(size=(N_ITEMS, 8)))
+    model = TextSeq(**{**FAST, "epochs": 2}).fit(cold.split.train, item_vectors=rng.normal(size=(N_ITEMS, 8)))
     res = evaluate_cold(model, cold)
     assert 0 <= res["cold"]["recall@10"] <= 1 and 0 <= res["all"]["ndcg@10"] <= 1
     with pytest.raises(ConfigError, match="The 'fraction' parameter of hide_items"):

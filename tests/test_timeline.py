@@ -17,12 +17,14 @@ def _random_world(seed: int, n_rooms: int = 300, open_share: float = 0.1):
     start = rng.uniform(0, 10_000, n_rooms).round()
     end = start + rng.uniform(0, 2_000, n_rooms).round()  # some zero-length rooms too
     end_open = rng.random(n_rooms) < open_share
-    rooms = pd.DataFrame({
-        "id": [f"r{i}" for i in range(n_rooms)],
-        "host": [f"h{i % 17}" for i in range(n_rooms)],
-        "start": seconds_to_ts(start),
-        "end": seconds_to_ts(np.where(end_open, np.nan, end)),
-    })
+    rooms = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n_rooms)],
+            "host": [f"h{i % 17}" for i in range(n_rooms)],
+            "start": seconds_to_ts(start),
+            "end": seconds_to_ts(np.where(end_open, np.nan, end)),
+        }
+    )
     rows = []
     for r in range(n_rooms):
         for _ in range(rng.integers(0, 6)):
@@ -30,8 +32,15 @@ def _random_world(seed: int, n_rooms: int = 300, open_share: float = 0.1):
             e = s + rng.uniform(1, 800)
             rows.append((f"r{r}", f"i{rng.integers(0, 40)}", s, np.nan if rng.random() < 0.1 else e))
     shelf = pd.DataFrame(rows, columns=["room", "item", "s", "e"])
-    shelf = pd.DataFrame({"room": shelf["room"], "item": shelf["item"], "start": seconds_to_ts(shelf["s"]),
-                          "end": seconds_to_ts(shelf["e"]), "pinned": False})
+    shelf = pd.DataFrame(
+        {
+            "room": shelf["room"],
+            "item": shelf["item"],
+            "start": seconds_to_ts(shelf["s"]),
+            "end": seconds_to_ts(shelf["e"]),
+            "pinned": False,
+        }
+    )
     r_end = np.where(end_open, np.inf, end)
     s_start = shelf["start"].map(lambda x: x.timestamp()).to_numpy()
     s_end = np.array([np.inf if pd.isna(x) else x.timestamp() for x in shelf["end"]])
@@ -83,8 +92,9 @@ def test_point_queries_match_oracle():
 
 
 def test_interval_semantics_start_inclusive_end_exclusive():
-    rooms = pd.DataFrame({"id": ["a"], "host": ["h"], "start": seconds_to_ts([100.0]),
-                          "end": seconds_to_ts([200.0])})
+    rooms = pd.DataFrame(
+        {"id": ["a"], "host": ["h"], "start": seconds_to_ts([100.0]), "end": seconds_to_ts([200.0])}
+    )
     tl = Timeline(rooms, None)
     assert not tl.is_live("a", 99.999)
     assert tl.is_live("a", 100.0)
@@ -106,10 +116,13 @@ def test_batch_queries_equal_point_queries():
     assert sets.counts().sum() == len(sets.ids)
     rooms_q = np.array([f"r{i}" for i in np.random.default_rng(6).integers(0, 300, 200)], dtype=object)
     items_q = np.array([f"i{i}" for i in np.random.default_rng(7).integers(0, 40, 200)], dtype=object)
-    np.testing.assert_array_equal(tl.is_live_batch(rooms_q, ts),
-                                  [tl.is_live(r, t) for r, t in zip(rooms_q, ts, strict=True)])
-    np.testing.assert_array_equal(tl.on_shelf_batch(rooms_q, items_q, ts),
-                                  [tl.on_shelf(r, i, t) for r, i, t in zip(rooms_q, items_q, ts, strict=True)])
+    np.testing.assert_array_equal(
+        tl.is_live_batch(rooms_q, ts), [tl.is_live(r, t) for r, t in zip(rooms_q, ts, strict=True)]
+    )
+    np.testing.assert_array_equal(
+        tl.on_shelf_batch(rooms_q, items_q, ts),
+        [tl.on_shelf(r, i, t) for r, i, t in zip(rooms_q, items_q, ts, strict=True)],
+    )
 
 
 def test_datetimes_are_accepted_everywhere():
@@ -162,8 +175,9 @@ def test_incremental_updates_match_a_fresh_rebuild():
 
 
 def test_errors_name_the_field_and_the_fix():
-    rooms = pd.DataFrame({"id": ["a"], "host": ["h"], "start": seconds_to_ts([100.0]),
-                          "end": seconds_to_ts([200.0])})
+    rooms = pd.DataFrame(
+        {"id": ["a"], "host": ["h"], "start": seconds_to_ts([100.0]), "end": seconds_to_ts([200.0])}
+    )
     tl = Timeline(rooms, None)
     with pytest.raises(ValidationError, match="already in the timeline"):
         tl.add_room("a", "h", 0)
@@ -176,8 +190,9 @@ def test_errors_name_the_field_and_the_fix():
     bad = rooms.assign(end=seconds_to_ts([50.0]))
     with pytest.raises(ValidationError, match="end that is not before it"):
         Timeline(bad, None)
-    shelf = pd.DataFrame({"room": ["ghost"], "item": ["i"], "start": seconds_to_ts([1.0]),
-                          "end": [pd.NaT], "pinned": [False]})
+    shelf = pd.DataFrame(
+        {"room": ["ghost"], "item": ["i"], "start": seconds_to_ts([1.0]), "end": [pd.NaT], "pinned": [False]}
+    )
     with pytest.raises(ValidationError, match="absent from the rooms frame"):
         Timeline(rooms, shelf)
     with pytest.raises(ValidationError, match="lacks columns"):

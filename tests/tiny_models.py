@@ -17,7 +17,13 @@ def tiny_bert_dir(folder: Path, words: list[str], hidden: int = 32, seed: int = 
     vocab = SPECIAL + sorted(set(words) - set(SPECIAL))
     BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=256)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=256,
+    )
     BertModel(config).save_pretrained(folder)
     return str(folder)

@@ -67,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    ap.add_argument("--budget-seconds", type=float, default=None,
-                    help="stop after the first epoch that ends past this many seconds of training "
-                         "(the best checkpoint so far is tested; the result says it was cut)")
+    ap.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=None,
+        help="stop after the first epoch that ends past this many seconds of training "
+        "(the best checkpoint so far is tested; the result says it was cut)",
+    )
     args = ap.parse_args(argv)
 
     _patch_torch_load()
@@ -82,16 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 
     data_dir = _data_dir()
     if not (data_dir / "ml-100k" / "ml-100k.inter").exists():
-        raise SystemExit(f"ml-100k atomic files not found under {data_dir}/ml-100k "
-                         "(set LIVESHELF_DATA_DIR); RecBole would try to download them.")
+        raise SystemExit(
+            f"ml-100k atomic files not found under {data_dir}/ml-100k "
+            "(set LIVESHELF_DATA_DIR); RecBole would try to download them."
+        )
 
     work = Path(tempfile.mkdtemp(prefix="recbole-peer-"))
     os.chdir(work)  # RecBole writes ./log, ./log_tensorboard and checkpoints relative to cwd
     overrides = {"data_path": str(data_dir), "checkpoint_dir": str(work / "saved")}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    config = Config(model="SASRec", dataset="ml-100k", config_file_list=[str(CONFIG)],
-                    config_dict=overrides)
+    config = Config(model="SASRec", dataset="ml-100k", config_file_list=[str(CONFIG)], config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
 
@@ -112,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         def _train_epoch(self, train_data, epoch_idx, *a, **kw):
             t0 = time.perf_counter()
             loss = super()._train_epoch(train_data, epoch_idx, *a, **kw)
-            epochs.append({"epoch": epoch_idx, "train_seconds": time.perf_counter() - t0,
-                           "loss": float(loss)})
+            epochs.append(
+                {"epoch": epoch_idx, "train_seconds": time.perf_counter() - t0, "loss": float(loss)}
+            )
             return loss
 
         def _valid_epoch(self, valid_data, *a, **kw):
@@ -136,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cut = False
     try:
-        best_valid, best_result = trainer.fit(train_data, valid_data, saved=True,
-                                              show_progress=False, callback_fn=on_epoch_end)
+        best_valid, best_result = trainer.fit(
+            train_data, valid_data, saved=True, show_progress=False, callback_fn=on_epoch_end
+        )
     except BudgetSpent:
         cut = True
         best_valid, best_result = trainer.best_valid_score, trainer.best_valid_result
@@ -172,10 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         "test_recall@10": float(test_result["recall@10"]),
         "valid_at_best": {k: float(v) for k, v in (best_result or {}).items()},
         "history": epochs,
-        "config": {k: config[k] for k in (
-            "hidden_size", "n_layers", "n_heads", "inner_size", "hidden_dropout_prob",
-            "attn_dropout_prob", "MAX_ITEM_LIST_LENGTH", "loss_type", "train_batch_size",
-            "learning_rate", "epochs", "stopping_step", "seed", "eval_args", "valid_metric")},
+        "config": {
+            k: config[k]
+            for k in (
+                "hidden_size",
+                "n_layers",
+                "n_heads",
+                "inner_size",
+                "hidden_dropout_prob",
+                "attn_dropout_prob",
+                "MAX_ITEM_LIST_LENGTH",
+                "loss_type",
+                "train_batch_size",
+                "learning_rate",
+                "epochs",
+                "stopping_step",
+                "seed",
+                "eval_args",
+                "valid_metric",
+            )
+        },
         "split": {
             "valid": _split_dump(dataset, valid_data, max_len),
             "test": _split_dump(dataset, test_data, max_len),
@@ -183,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("history", "split")},
-                     indent=1, default=str))
+    print(
+        json.dumps({k: v for k, v in result.items() if k not in ("history", "split")}, indent=1, default=str)
+    )
     return 0
 
 

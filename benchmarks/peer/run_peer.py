@@ -34,9 +34,21 @@ sys.path.insert(0, str(HERE.parent))  # benchmarks/common.py
 import common  # noqa: E402
 
 #: The shared hyper-parameters, in our names (RecBole's in sasrec_ml100k.yaml).
-PARAMS = {"hidden": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "dropout": 0.5, "lr": 1e-3,
-          "weight_decay": 0.0, "batch_size": 256, "epochs": 200, "patience": 10, "seed": 2020,
-          "device": "cpu", "n_threads": 2}
+PARAMS = {
+    "hidden": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "max_len": 50,
+    "dropout": 0.5,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "batch_size": 256,
+    "epochs": 200,
+    "patience": 10,
+    "seed": 2020,
+    "device": "cpu",
+    "n_threads": 2,
+}
 
 
 # ---- split ---------------------------------------------------------------------------
@@ -54,8 +66,13 @@ def load_split(path: Path, max_len: int) -> dict[str, Any]:
     """Leave-one-out split of a RecBole atomic ``.inter`` file, in item index space."""
     raw = pd.read_csv(path, sep="\t", dtype=str)
     cols = {c.split(":")[0]: c for c in raw.columns}
-    inter = pd.DataFrame({"user": raw[cols["user_id"]], "item": raw[cols["item_id"]],
-                          "ts": raw[cols["timestamp"]].astype(np.float64)})
+    inter = pd.DataFrame(
+        {
+            "user": raw[cols["user_id"]],
+            "item": raw[cols["item_id"]],
+            "ts": raw[cols["timestamp"]].astype(np.float64),
+        }
+    )
     inter = recbole_order(inter)
     item_ids = np.array(sorted(inter["item"].unique(), key=lambda s: (len(s), s)), dtype=object)
     index = {it: i for i, it in enumerate(item_ids)}
@@ -71,9 +88,15 @@ def load_split(path: Path, max_len: int) -> dict[str, Any]:
         seqs.append(seq[:-2])
         valid.append(seq[-2])
         test.append(seq[-1])
-    return {"item_ids": item_ids, "user_ids": np.array(user_ids, dtype=object), "train": seqs,
-            "valid": np.array(valid, dtype=np.int64), "test": np.array(test, dtype=np.int64),
-            "n_inter": int(len(inter)), "max_len": max_len}
+    return {
+        "item_ids": item_ids,
+        "user_ids": np.array(user_ids, dtype=object),
+        "train": seqs,
+        "valid": np.array(valid, dtype=np.int64),
+        "test": np.array(test, dtype=np.int64),
+        "n_inter": int(len(inter)),
+        "max_len": max_len,
+    }
 
 
 def check_split(split: dict[str, Any], dump: dict[str, dict] | None) -> dict[str, Any]:
@@ -90,8 +113,13 @@ def check_split(split: dict[str, Any], dump: dict[str, dict] | None) -> dict[str
         ok_valid += bool(v) and v["target"] == ids[split["valid"][u]] and v["history"] == hist_v
         ok_test += bool(t) and t["target"] == ids[split["test"][u]] and t["history"] == hist_t
     n = len(split["user_ids"])
-    return {"checked": True, "users": n, "recbole_users": len(dump["test"]),
-            "valid_identical": ok_valid, "test_identical": ok_test}
+    return {
+        "checked": True,
+        "users": n,
+        "recbole_users": len(dump["test"]),
+        "valid_identical": ok_valid,
+        "test_identical": ok_test,
+    }
 
 
 # ---- our side ------------------------------------------------------------------------
@@ -111,13 +139,19 @@ def train_ours(split: dict[str, Any], params: dict[str, Any], budget: float | No
             if budget is not None and logs["wall_seconds"] > budget:
                 self.cut = trainer.should_stop = True
 
-    data = TrainData(item_ids=split["item_ids"], user_ids=split["user_ids"], sequences=split["train"],
-                     valid_targets=split["valid"])
+    data = TrainData(
+        item_ids=split["item_ids"],
+        user_ids=split["user_ids"],
+        sequences=split["train"],
+        valid_targets=split["valid"],
+    )
     clock = Clock()
     model = create_model("sasrec", **params).fit(data, callbacks=[clock])
 
-    contexts = [Context(items=np.append(seq, v), user_index=u)
-                for u, (seq, v) in enumerate(zip(split["train"], split["valid"], strict=True))]
+    contexts = [
+        Context(items=np.append(seq, v), user_index=u)
+        for u, (seq, v) in enumerate(zip(split["train"], split["valid"], strict=True))
+    ]
     t0 = time.perf_counter()
     scores = model.score_batch(contexts)  # (U, I), full ranking, nothing masked
     test_seconds = time.perf_counter() - t0
@@ -150,8 +184,17 @@ def train_ours(split: dict[str, Any], params: dict[str, Any], budget: float | No
 
 
 # ---- table ---------------------------------------------------------------------------
-SHOWN = ("epochs_run", "best_epoch", "seconds_per_epoch", "eval_seconds_per_epoch", "seconds_to_best",
-         "cpu_seconds_to_best", "best_valid_ndcg@10", "test_ndcg@10", "test_recall@10")
+SHOWN = (
+    "epochs_run",
+    "best_epoch",
+    "seconds_per_epoch",
+    "eval_seconds_per_epoch",
+    "seconds_to_best",
+    "cpu_seconds_to_best",
+    "best_valid_ndcg@10",
+    "test_ndcg@10",
+    "test_recall@10",
+)
 
 
 def rows_of(rb: dict[str, Any], ours: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -175,16 +218,18 @@ def rows_of(rb: dict[str, Any], ours: dict[str, Any] | None) -> list[dict[str, A
         a, b = rb.get(k), ours.get(k)
         return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "n/a"
 
-    rows.append({
-        "system": "RecBole / ours (time), ours - RecBole (NDCG)",
-        "seconds_per_epoch": ratio("seconds_per_epoch"),
-        "eval_seconds_per_epoch": ratio("eval_seconds_per_epoch"),
-        "seconds_to_best": ratio("seconds_to_best"),
-        "cpu_seconds_to_best": ratio("cpu_seconds_to_best"),
-        "best_valid_ndcg@10": ours["best_valid_ndcg@10"] - rb["best_valid_ndcg@10"],
-        "test_ndcg@10": ours["test_ndcg@10"] - rb["test_ndcg@10"],
-        "test_recall@10": ours["test_recall@10"] - rb["test_recall@10"],
-    })
+    rows.append(
+        {
+            "system": "RecBole / ours (time), ours - RecBole (NDCG)",
+            "seconds_per_epoch": ratio("seconds_per_epoch"),
+            "eval_seconds_per_epoch": ratio("eval_seconds_per_epoch"),
+            "seconds_to_best": ratio("seconds_to_best"),
+            "cpu_seconds_to_best": ratio("cpu_seconds_to_best"),
+            "best_valid_ndcg@10": ours["best_valid_ndcg@10"] - rb["best_valid_ndcg@10"],
+            "test_ndcg@10": ours["test_ndcg@10"] - rb["test_ndcg@10"],
+            "test_recall@10": ours["test_recall@10"] - rb["test_recall@10"],
+        }
+    )
     return rows
 
 
@@ -192,25 +237,37 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recbole", type=Path, required=True, help="JSON written by recbole_sasrec.py")
     ap.add_argument("--epochs", type=int, default=PARAMS["epochs"], help="our epoch cap")
-    ap.add_argument("--budget-seconds", type=float, default=None,
-                    help="stop our training after the first epoch ending past this many seconds")
+    ap.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=None,
+        help="stop our training after the first epoch ending past this many seconds",
+    )
     ap.add_argument("--skip-ours", action="store_true", help="only show RecBole's row")
-    ap.add_argument("--ours-json", type=Path, default=None,
-                    help="reuse our result from this file when it exists, else write it there")
+    ap.add_argument(
+        "--ours-json",
+        type=Path,
+        default=None,
+        help="reuse our result from this file when it exists, else write it there",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     if not args.recbole.exists():
-        raise SystemExit(f"--recbole {args.recbole} does not exist; run benchmarks/peer/run.sh "
-                         "(it trains RecBole first).")
+        raise SystemExit(
+            f"--recbole {args.recbole} does not exist; run benchmarks/peer/run.sh (it trains RecBole first)."
+        )
     rb = json.loads(args.recbole.read_text())
     params = dict(PARAMS, epochs=args.epochs)
     from liveshelf.config import data_dir
 
     split = load_split(data_dir() / "ml-100k" / "ml-100k.inter", params["max_len"])
     check = check_split(split, rb.get("split"))
-    print(f"split: {len(split['user_ids'])} users, {len(split['item_ids'])} items, "
-          f"{split['n_inter']} interactions; check against RecBole: {check}", flush=True)
+    print(
+        f"split: {len(split['user_ids'])} users, {len(split['item_ids'])} items, "
+        f"{split['n_inter']} interactions; check against RecBole: {check}",
+        flush=True,
+    )
     ours = None
     if args.ours_json is not None and args.ours_json.exists():
         ours = json.loads(args.ours_json.read_text())
@@ -223,9 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             args.ours_json.write_text(json.dumps(ours, indent=1, default=str))
     rows = rows_of(rb, ours)
     common.write_result(
-        "peer", rows,
+        "peer",
+        rows,
         dataset="ml-100k (RecBole atomic files), leave-one-out, full ranking, history not masked",
-        params_ours=params, params_recbole=rb.get("config"), split_check=check,
+        params_ours=params,
+        params_recbole=rb.get("config"),
+        split_check=check,
         recbole={k: v for k, v in rb.items() if k != "split"},
         ours=ours,
         target="ours: test NDCG@10 >= RecBole's in <= 1/10 of RecBole's seconds to best validation",

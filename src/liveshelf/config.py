@@ -16,12 +16,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIVESHELF_", extra="ignore")
 
-    home: Path = Field(default_factory=lambda: Path.home() / ".liveshelf",
-                       description="Folder of the event store, registry and state snapshots.")
-    data_dir: Path = Field(default_factory=lambda: REPO_ROOT.parent / "shared" / "data",
-                           description="Where the public research data sets lie.")
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".liveshelf",
+        description="Folder of the event store, registry and state snapshots.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: REPO_ROOT.parent / "shared" / "data",
+        description="Where the public research data sets lie.",
+    )
     pseudonym_key: SecretStr | None = Field(
-        default=None, description="HMAC key; when set, user ids are pseudonymised at ingest.")
+        default=None, description="HMAC key; when set, user ids are pseudonymised at ingest."
+    )
     seed: int = 0
 
 

@@ -75,25 +75,51 @@ class _Step:
 
     def __exit__(self, *exc: Any) -> None:
         self.wall = time.perf_counter() - self.t0
-        self.timer.steps[self.name] = {"wall_s": round(self.wall, 2),
-                                       "cpu_s": round(time.process_time() - self.c0, 2)}
+        self.timer.steps[self.name] = {
+            "wall_s": round(self.wall, 2),
+            "cpu_s": round(time.process_time() - self.c0, 2),
+        }
 
 
-def run_demo(*, home: Path, users: int, hosts: int, days: int, seed: int, fresh: bool,
-             console: Console, models: tuple[str, ...] = ("pop", "repeat", "itemknn"),
-             text_epochs: int = 3, en_share: float = 0.3, serve: bool = False, host: str = "127.0.0.1",
-             port: int = 8000, duration: float | None = None, speed: float = 60.0, rate: float = 10.0
-             ) -> dict[str, Any]:
+def run_demo(
+    *,
+    home: Path,
+    users: int,
+    hosts: int,
+    days: int,
+    seed: int,
+    fresh: bool,
+    console: Console,
+    models: tuple[str, ...] = ("pop", "repeat", "itemknn"),
+    text_epochs: int = 3,
+    en_share: float = 0.3,
+    serve: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    duration: float | None = None,
+    speed: float = 60.0,
+    rate: float = 10.0,
+) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns a summary, also written to ``<home>/demo.json``.
 
     ``serve=False`` stops after the registry (no server, no traffic). ``duration`` is how long
     the server and the traffic run (None: until Ctrl-C).
     """
     check_param("days", days, isinstance(days, int) and days >= 1, "an int >= 1", "liveshelf demo")
-    check_param("text_epochs", text_epochs, isinstance(text_epochs, int) and text_epochs >= 1, "an int >= 1",
-                "liveshelf demo")
-    check_param("duration", duration, duration is None or duration > 0, "None or a number of seconds > 0",
-                "liveshelf demo")
+    check_param(
+        "text_epochs",
+        text_epochs,
+        isinstance(text_epochs, int) and text_epochs >= 1,
+        "an int >= 1",
+        "liveshelf demo",
+    )
+    check_param(
+        "duration",
+        duration,
+        duration is None or duration > 0,
+        "None or a number of seconds > 0",
+        "liveshelf demo",
+    )
     from liveshelf.data.ingest import Ingestor
     from liveshelf.data.store import EventStore
 
@@ -109,10 +135,12 @@ def run_demo(*, home: Path, users: int, hosts: int, days: int, seed: int, fresh:
         replay.save(home / "replay")
     ds = history.dataset
     langs = ds.items["language"].value_counts().to_dict()
-    console.print(f"[green]simulated[/] {len(ds.events):,} events, {len(ds.rooms):,} rooms, "
-                  f"{len(ds.items):,} items ({', '.join(f'{k}: {v:,}' for k, v in sorted(langs.items()))}) "
-                  f"in {timer.steps['simulate']['wall_s']:.1f}s -> {folder}; held back for the live replay: "
-                  f"{len(replay.dataset.rooms):,} rooms, {len(replay.dataset.events):,} events")
+    console.print(
+        f"[green]simulated[/] {len(ds.events):,} events, {len(ds.rooms):,} rooms, "
+        f"{len(ds.items):,} items ({', '.join(f'{k}: {v:,}' for k, v in sorted(langs.items()))}) "
+        f"in {timer.steps['simulate']['wall_s']:.1f}s -> {folder}; held back for the live replay: "
+        f"{len(replay.dataset.rooms):,} rooms, {len(replay.dataset.events):,} events"
+    )
 
     with timer.step("ingest"), EventStore(home) as store:
         t0 = time.perf_counter()
@@ -127,16 +155,36 @@ def run_demo(*, home: Path, users: int, hosts: int, days: int, seed: int, fresh:
     with timer.step("item models + text model"):
         trained = train_item_models(dataset, seed=seed, text_epochs=text_epochs, console=console)
     with timer.step("register + promote"):
-        result["registry"] = register_models(home, trained, console, lineage={
-            "source": "liveshelf demo", "world": str(folder), "seed": seed, "users": users, "hosts": hosts,
-            "days": days, "en_share": en_share})
+        result["registry"] = register_models(
+            home,
+            trained,
+            console,
+            lineage={
+                "source": "liveshelf demo",
+                "world": str(folder),
+                "seed": seed,
+                "users": users,
+                "hosts": hosts,
+                "days": days,
+                "en_share": en_share,
+            },
+        )
     result["item_models"] = {n: t["metrics"] for n, t in trained.items()}
     with timer.step("comment sentiment model"):
         result["sentiment"] = train_sentiment(dataset.events, home / "sentiment", seed=seed, console=console)
 
     if serve:
-        result["serve"] = serve_and_replay(home, replay.dataset, console=console, timer=timer, host=host,
-                                           port=port, duration=duration, speed=speed, rate=rate)
+        result["serve"] = serve_and_replay(
+            home,
+            replay.dataset,
+            console=console,
+            timer=timer,
+            host=host,
+            port=port,
+            duration=duration,
+            speed=speed,
+            rate=rate,
+        )
     console.print(timer.table())
     result["timings"] = timer.steps
     (home / "demo.json").write_text(json.dumps(_finite(result), indent=2, default=str, allow_nan=False))
@@ -155,8 +203,9 @@ def _finite(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------ simulate
-def simulate_world(*, users: int, hosts: int, days: int, seed: int, en_share: float,
-                   today: date | None = None) -> tuple[Any, Any]:
+def simulate_world(
+    *, users: int, hosts: int, days: int, seed: int, en_share: float, today: date | None = None
+) -> tuple[Any, Any]:
     """A world of ``days`` history days ending at today's UTC midnight, plus the next day for the replay.
 
     Returns ``(history, replay)`` worlds: history holds every item, user and host, the rooms that
@@ -168,8 +217,11 @@ def simulate_world(*, users: int, hosts: int, days: int, seed: int, en_share: fl
 
     today = today or datetime.now(UTC).date()
     start = today - timedelta(days=days)
-    world = simulate(SimConfig(n_users=users, n_hosts=hosts, days=days + 1, seed=seed, start=start.isoformat(),
-                               en_share=en_share))
+    world = simulate(
+        SimConfig(
+            n_users=users, n_hosts=hosts, days=days + 1, seed=seed, start=start.isoformat(), en_share=en_share
+        )
+    )
     ds = world.dataset
     cut = pd.Timestamp(today.isoformat(), tz="UTC")
     old_rooms = ds.rooms["start"] < cut
@@ -180,16 +232,40 @@ def simulate_world(*, users: int, hosts: int, days: int, seed: int, en_share: fl
     hist_events = ds.events[before].reset_index(drop=True)
     new_events = ds.events[~before & (ds.events["room"].isna() | ds.events["room"].isin(new_rooms["id"]))]
     if not len(hist_events) or not len(new_rooms):
-        raise ConfigError(f"The simulated world is too small for the demo ({len(hist_events)} history events, "
-                          f"{len(new_rooms)} rooms to replay). Pass more --users or --hosts.")
-    history = World(Dataset(name="simulated", events=hist_events, items=ds.items, users=ds.users,
-                            rooms=hist_rooms.reset_index(drop=True), shelf=hist_shelf.reset_index(drop=True),
-                            hosts=ds.hosts, meta=ds.meta), world.truth, world.config,
-                    {**world.meta, "part": "history", "cut": cut.isoformat()})
-    replay = World(Dataset(name="simulated-replay", events=new_events.reset_index(drop=True), items=ds.items,
-                           users=ds.users, rooms=new_rooms.reset_index(drop=True),
-                           shelf=new_shelf.reset_index(drop=True), hosts=ds.hosts, meta=ds.meta),
-                   world.truth, world.config, {**world.meta, "part": "replay", "cut": cut.isoformat()})
+        raise ConfigError(
+            f"The simulated world is too small for the demo ({len(hist_events)} history events, "
+            f"{len(new_rooms)} rooms to replay). Pass more --users or --hosts."
+        )
+    history = World(
+        Dataset(
+            name="simulated",
+            events=hist_events,
+            items=ds.items,
+            users=ds.users,
+            rooms=hist_rooms.reset_index(drop=True),
+            shelf=hist_shelf.reset_index(drop=True),
+            hosts=ds.hosts,
+            meta=ds.meta,
+        ),
+        world.truth,
+        world.config,
+        {**world.meta, "part": "history", "cut": cut.isoformat()},
+    )
+    replay = World(
+        Dataset(
+            name="simulated-replay",
+            events=new_events.reset_index(drop=True),
+            items=ds.items,
+            users=ds.users,
+            rooms=new_rooms.reset_index(drop=True),
+            shelf=new_shelf.reset_index(drop=True),
+            hosts=ds.hosts,
+            meta=ds.meta,
+        ),
+        world.truth,
+        world.config,
+        {**world.meta, "part": "replay", "cut": cut.isoformat()},
+    )
     return history, replay
 
 
@@ -223,15 +299,22 @@ def _evaluate(dataset, models: tuple[str, ...], seed: int, console: Console, out
 
     t0 = time.perf_counter()
     results = run(dataset, list(models), protocol="live", out=out, seed=seed, progress=False)
-    table = Table(title=f"live protocol: next room (by host) among rooms live at that moment "
-                        f"({time.perf_counter() - t0:.1f}s)")
+    table = Table(
+        title=f"live protocol: next room (by host) among rooms live at that moment "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
     table.add_column("model")
     for m in ("ndcg@10", "recall@1", "recall@10", "ndcg@10/repeat", "ndcg@10/new"):
         table.add_column(m, justify="right")
     for name, res in results["models"].items():
         met = res["metrics"]
-        table.add_row(name, *[_fmt(met.get(m)) for m in
-                              ("ndcg@10", "recall@1", "recall@10", "ndcg@10/repeat", "ndcg@10/new")])
+        table.add_row(
+            name,
+            *[
+                _fmt(met.get(m))
+                for m in ("ndcg@10", "recall@1", "recall@10", "ndcg@10/repeat", "ndcg@10/new")
+            ],
+        )
     console.print(table)
     console.print(f"report: {out / 'report.md'}")
     return results
@@ -241,8 +324,9 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def train_item_models(dataset, *, seed: int, text_epochs: int, console: Console,
-                      names: tuple[str, ...] = ITEM_MODELS) -> dict[str, dict[str, Any]]:
+def train_item_models(
+    dataset, *, seed: int, text_epochs: int, console: Console, names: tuple[str, ...] = ITEM_MODELS
+) -> dict[str, dict[str, Any]]:
     """Fit the item models on the temporal split of ``dataset`` and evaluate them on its test part.
 
     The fitted models are the ones registered (what was measured is what is served). ``textseq``
@@ -254,8 +338,10 @@ def train_item_models(dataset, *, seed: int, text_epochs: int, console: Console,
     split = make_split(dataset, "temporal")
     summary = split.summary()
     out: dict[str, dict[str, Any]] = {}
-    table = Table(title=f"temporal protocol: next item ({summary['cases']['all']:,} test cases, "
-                        f"{summary['n_items']:,} items)")
+    table = Table(
+        title=f"temporal protocol: next item ({summary['cases']['all']:,} test cases, "
+        f"{summary['n_items']:,} items)"
+    )
     for col in ("model", "ndcg@10", "recall@10", "ndcg@10/new", "coverage@10", "fit s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name in names:
@@ -263,26 +349,40 @@ def train_item_models(dataset, *, seed: int, text_epochs: int, console: Console,
         seed_everything(seed)
         model = build_model(name, params, seed=seed)
         t0 = time.perf_counter()
-        label = f"training {name}" + (f" ({text_epochs} epochs, item texts through the bundled MiniLM encoder)"
-                                      if name == "textseq" else "")
+        label = f"training {name}" + (
+            f" ({text_epochs} epochs, item texts through the bundled MiniLM encoder)"
+            if name == "textseq"
+            else ""
+        )
         with console.status(label + " ..."):
             model.fit(split.train)
         fit_s = time.perf_counter() - t0
         ev = evaluate_model(model, split)
         metrics = {k: v for k, v in ev.metrics.items() if v is not None and not k.startswith("gini")}
-        out[name] = {"model": model, "metrics": metrics, "fit_seconds": round(fit_s, 2),
-                     "split": {"protocol": "temporal", "train_events": summary["n_train_events"],
-                               "test_cases": summary["cases"]["all"],
-                               "t_valid": pd.Timestamp(summary["t_valid"], unit="s", tz="UTC").isoformat(),
-                               "t_test": pd.Timestamp(summary["t_test"], unit="s", tz="UTC").isoformat()}}
-        table.add_row(name, *[_fmt(metrics.get(m)) for m in ("ndcg@10", "recall@10", "ndcg@10/new",
-                                                            "coverage@10")], f"{fit_s:.1f}")
+        out[name] = {
+            "model": model,
+            "metrics": metrics,
+            "fit_seconds": round(fit_s, 2),
+            "split": {
+                "protocol": "temporal",
+                "train_events": summary["n_train_events"],
+                "test_cases": summary["cases"]["all"],
+                "t_valid": pd.Timestamp(summary["t_valid"], unit="s", tz="UTC").isoformat(),
+                "t_test": pd.Timestamp(summary["t_test"], unit="s", tz="UTC").isoformat(),
+            },
+        }
+        table.add_row(
+            name,
+            *[_fmt(metrics.get(m)) for m in ("ndcg@10", "recall@10", "ndcg@10/new", "coverage@10")],
+            f"{fit_s:.1f}",
+        )
     console.print(table)
     return out
 
 
-def register_models(home: Path, trained: dict[str, dict[str, Any]], console: Console,
-                    lineage: dict[str, Any]) -> dict[str, Any]:
+def register_models(
+    home: Path, trained: dict[str, dict[str, Any]], console: Console, lineage: dict[str, Any]
+) -> dict[str, Any]:
     """Register every trained item model under :data:`SERVED_NAME`; promote the baseline, then the best.
 
     The baseline (first model) is promoted first so the production history has a rollback target;
@@ -294,21 +394,38 @@ def register_models(home: Path, trained: dict[str, dict[str, Any]], console: Con
     versions: dict[str, str] = {}
     for i, (name, t) in enumerate(trained.items()):
         keep = {k: v for k, v in t["metrics"].items() if "/" not in k or k.endswith(("/new", "/repeat"))}
-        versions[name] = reg.register(t["model"], name=SERVED_NAME, metrics=keep, lineage={
-            **lineage, **t["split"], "model": name, "fit_seconds": t["fit_seconds"]})
+        versions[name] = reg.register(
+            t["model"],
+            name=SERVED_NAME,
+            metrics=keep,
+            lineage={**lineage, **t["split"], "model": name, "fit_seconds": t["fit_seconds"]},
+        )
         if i == 0:
             reg.promote(SERVED_NAME, versions[name])
-    best = max(trained, key=lambda n: (trained[n]["metrics"].get("ndcg@10", 0.0),
-                                       trained[n]["metrics"].get("recall@10", 0.0)))
+    best = max(
+        trained,
+        key=lambda n: (
+            trained[n]["metrics"].get("ndcg@10", 0.0),
+            trained[n]["metrics"].get("recall@10", 0.0),
+        ),
+    )
     info = reg.promote(SERVED_NAME, versions[best])
     table = Table(title=f"model registry {reg.root}")
     for col in ("name", "version", "model", "ndcg@10", "parent", "production"):
         table.add_column(col)
     for v in reg.list(SERVED_NAME):
-        table.add_row(v.name, v.version, v.model_type, _fmt(v.metrics.get("ndcg@10")),
-                      str(v.lineage.get("parent") or "-"), "*" if v.production else "")
+        table.add_row(
+            v.name,
+            v.version,
+            v.model_type,
+            _fmt(v.metrics.get("ndcg@10")),
+            str(v.lineage.get("parent") or "-"),
+            "*" if v.production else "",
+        )
     console.print(table)
-    console.print(f"serving [bold]{best}[/] ({SERVED_NAME} {info.version}): best ndcg@10 on the temporal split")
+    console.print(
+        f"serving [bold]{best}[/] ({SERVED_NAME} {info.version}): best ndcg@10 on the temporal split"
+    )
     return {"name": SERVED_NAME, "versions": versions, "production": info.version, "served_model": best}
 
 
@@ -325,19 +442,25 @@ def train_sentiment(events: pd.DataFrame, out: Path, *, seed: int, console: Cons
 
     from liveshelf.monitor.sentiment import SentimentClassifier, classification_metrics
 
-    comments = events[(events["type"] == "comment") & events["text"].notna() & events["value"].isin([0.0, 1.0])]
+    comments = events[
+        (events["type"] == "comment") & events["text"].notna() & events["value"].isin([0.0, 1.0])
+    ]
     labels = comments["value"].to_numpy().astype(np.int64)
     if len(comments) < 20 or np.bincount(labels, minlength=2).min() < 5:
-        console.print(f"[yellow]only {len(comments)} labelled comments: no sentiment model, the server will not "
-                      "monitor comments.[/]")
+        console.print(
+            f"[yellow]only {len(comments)} labelled comments: no sentiment model, the server will not "
+            "monitor comments.[/]"
+        )
         return None
     texts = comments["text"].astype(str).to_numpy()
     tr, te = train_test_split(np.arange(len(texts)), test_size=0.2, stratify=labels, random_state=seed)
     model = SentimentClassifier(seed=seed).fit(texts[tr].tolist(), labels[tr])
     heldout = classification_metrics(labels[te], model.predict(texts[te].tolist()))
     model.save(out)
-    console.print(f"comment sentiment model: {len(tr):,} comments, held-out accuracy "
-                  f"{heldout['accuracy']:.3f}, macro-F1 {heldout['macro_f1']:.3f} -> {out}")
+    console.print(
+        f"comment sentiment model: {len(tr):,} comments, held-out accuracy "
+        f"{heldout['accuracy']:.3f}, macro-F1 {heldout['macro_f1']:.3f} -> {out}"
+    )
     return {"n_train": int(len(tr)), "heldout": heldout, "path": str(out)}
 
 
@@ -348,10 +471,11 @@ def bind_socket(host: str, port: int) -> tuple[socket.socket, bool]:
     Returns ``(socket, fell_back)``. The socket is handed to uvicorn, so no other process can take
     the port between the check and the start.
     """
-    check_param("port", port, isinstance(port, int) and 0 <= port <= 65535, "an int in [0, 65535]",
-                "liveshelf demo")
+    check_param(
+        "port", port, isinstance(port, int) and 0 <= port <= 65535, "an int in [0, 65535]", "liveshelf demo"
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for candidate in ((port, 0) if port else (0,)):
+    for candidate in (port, 0) if port else (0,):
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -370,10 +494,13 @@ class ServerThread:
         import uvicorn
 
         self.sock = sock
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", proxy_headers=False)
+        config = uvicorn.Config(
+            app, log_level=log_level, access_log=False, lifespan="on", proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                       name="liveshelf-demo-server")
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="liveshelf-demo-server"
+        )
 
     def start(self, timeout_s: float = 300.0) -> None:
         self.thread.start()
@@ -394,8 +521,18 @@ class ServerThread:
         return not self.thread.is_alive()
 
 
-def serve_and_replay(home: Path, replay, *, console: Console, timer: _Timer, host: str, port: int,
-                     duration: float | None, speed: float, rate: float) -> dict[str, Any]:
+def serve_and_replay(
+    home: Path,
+    replay,
+    *,
+    console: Console,
+    timer: _Timer,
+    host: str,
+    port: int,
+    duration: float | None,
+    speed: float,
+    rate: float,
+) -> dict[str, Any]:
     """Start the server on ``home``, replay ``replay`` (a Dataset) against it, stop; returns the counts."""
     import httpx
 
@@ -405,22 +542,36 @@ def serve_and_replay(home: Path, replay, *, console: Console, timer: _Timer, hos
 
     plan = ReplayPlan.from_frames(replay.events, replay.rooms, replay.shelf)
     key = secrets.token_urlsafe(18)
-    settings = ServeSettings(home=home, model=SERVED_NAME, api_keys=[key], state="memory", workers=1,
-                             rate_per_s=max(200.0, 20 * rate), rate_burst=max(400, int(40 * rate)))
+    settings = ServeSettings(
+        home=home,
+        model=SERVED_NAME,
+        api_keys=[key],
+        state="memory",
+        workers=1,
+        rate_per_s=max(200.0, 20 * rate),
+        rate_burst=max(400, int(40 * rate)),
+    )
     sock, fell_back = bind_socket(host, port)
     bound = sock.getsockname()[1]
-    with timer.step("server start"), console.status("starting the server (warm state, model, content index) ..."):
+    with (
+        timer.step("server start"),
+        console.status("starting the server (warm state, model, content index) ..."),
+    ):
         server = ServerThread(create_app(settings), sock)
         server.start()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{shown}:{bound}/"
     if fell_back:
         console.print(f"[yellow]port {port} is taken; using the free port {bound} instead.[/]")
-    console.print(Panel.fit(f"[bold]dashboard[/]  {url}\n[bold]API docs[/]   {url}docs\n"
-                            f"[bold]metrics[/]    {url}metrics\n[bold]API key[/]    {key}  (X-API-Key header, "
-                            f"writes and admin)\n" + (f"stops after {duration:g} s" if duration else
-                                                      "Ctrl-C stops the demo"),
-                            title="liveshelf demo is live", border_style="green"))
+    console.print(
+        Panel.fit(
+            f"[bold]dashboard[/]  {url}\n[bold]API docs[/]   {url}docs\n"
+            f"[bold]metrics[/]    {url}metrics\n[bold]API key[/]    {key}  (X-API-Key header, "
+            f"writes and admin)\n" + (f"stops after {duration:g} s" if duration else "Ctrl-C stops the demo"),
+            title="liveshelf demo is live",
+            border_style="green",
+        )
+    )
     console.print(f"demo server: {url}", soft_wrap=True, highlight=False)
     out: dict[str, Any] = {"url": url, "port": bound, "port_fell_back": fell_back}
     stop = threading.Event()
@@ -457,20 +608,31 @@ def _replay_with_progress(replayer, console: Console, duration: float | None, st
         stats = replayer.run(duration=duration, stop=stop, on_tick=line)
         console.print(f"[{_sim_clock(stats)}] {stats.line()}", soft_wrap=True, highlight=False)
         return stats
-    columns = [SpinnerColumn(), TextColumn("[bold]live traffic[/] {task.fields[clock]}"),
-               *([BarColumn()] if duration else []), TimeElapsedColumn(), TextColumn("{task.fields[stats]}")]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]live traffic[/] {task.fields[clock]}"),
+        *([BarColumn()] if duration else []),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+    ]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("traffic", total=duration, clock="", stats="")
         t0 = time.monotonic()
 
         def tick(stats) -> None:
-            progress.update(task, completed=time.monotonic() - t0, clock=_sim_clock(stats), stats=stats.line())
+            progress.update(
+                task, completed=time.monotonic() - t0, clock=_sim_clock(stats), stats=stats.line()
+            )
 
         return replayer.run(duration=duration, stop=stop, on_tick=tick)
 
 
 def _sim_clock(stats) -> str:
-    return "" if not stats.sim_time else "sim " + pd.Timestamp(stats.sim_time, unit="s", tz="UTC").strftime("%H:%M")
+    return (
+        ""
+        if not stats.sim_time
+        else "sim " + pd.Timestamp(stats.sim_time, unit="s", tz="UTC").strftime("%H:%M")
+    )
 
 
 def _traffic_table(traffic: dict[str, Any]) -> Table:
@@ -486,5 +648,14 @@ def _traffic_table(traffic: dict[str, Any]) -> Table:
     return table
 
 
-__all__ = ["ITEM_MODELS", "SERVED_NAME", "ServerThread", "bind_socket", "register_models", "run_demo",
-           "serve_and_replay", "simulate_world", "train_item_models"]
+__all__ = [
+    "ITEM_MODELS",
+    "SERVED_NAME",
+    "ServerThread",
+    "bind_socket",
+    "register_models",
+    "run_demo",
+    "serve_and_replay",
+    "simulate_world",
+    "train_item_models",
+]

@@ -62,10 +62,14 @@ def unsafe_reason(value: object) -> str | None:
 def safe_name(value: object, field: str = "name") -> str:
     """``value`` when it is safe as one file or folder name; else :class:`ValidationError` naming ``field``."""
     if unsafe_reason(value) is not None:
-        shown = value[:MAX_NAME_LEN + 2] if isinstance(value, str) else value
-        raise ValidationError(f"The '{field}' parameter must be a plain name (no '/', '\\', '..', control "
-                              f"characters or leading dot; at most {MAX_NAME_LEN} characters). "
-                              f"Got {shown!r} instead.", field=field, value=value)
+        shown = value[: MAX_NAME_LEN + 2] if isinstance(value, str) else value
+        raise ValidationError(
+            f"The '{field}' parameter must be a plain name (no '/', '\\', '..', control "
+            f"characters or leading dot; at most {MAX_NAME_LEN} characters). "
+            f"Got {shown!r} instead.",
+            field=field,
+            value=value,
+        )
     return value  # type: ignore[return-value]
 
 
@@ -81,10 +85,23 @@ def is_printable_id(value: str) -> bool:
 def check_id(value: str, field: str) -> str:
     """``value`` when it is a printable id; else :class:`ValidationError` naming ``field``."""
     if not is_printable_id(value):
-        raise ValidationError(f"The '{field}' parameter must hold {ID_RULE}. Got {value[:64]!r} instead.",
-                              field=field, value=value)
+        raise ValidationError(
+            f"The '{field}' parameter must hold {ID_RULE}. Got {value[:64]!r} instead.",
+            field=field,
+            value=value,
+        )
     return value
 
 
-__all__ = ["ID_BAD_RE2", "ID_PATTERN", "ID_RULE", "MAX_NAME_LEN", "NAME_PATTERN", "check_id", "is_printable_id",
-           "is_safe_name", "safe_name", "unsafe_reason"]
+__all__ = [
+    "ID_BAD_RE2",
+    "ID_PATTERN",
+    "ID_RULE",
+    "MAX_NAME_LEN",
+    "NAME_PATTERN",
+    "check_id",
+    "is_printable_id",
+    "is_safe_name",
+    "safe_name",
+    "unsafe_reason",
+]

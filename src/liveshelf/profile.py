@@ -95,16 +95,25 @@ class UserProfile:
 
     def to_dict(self, top: int = 10) -> dict[str, Any]:
         """JSON-ready view (distributions cut to the ``top`` largest entries)."""
+
         def cut(d: Mapping[str, float]) -> dict[str, float]:
             return {k: round(v, 4) for k, v in list(d.items())[:top]}
 
-        return {"user": self.user, "t": self.t, "n_events": self.n_events, "weight": round(self.weight, 4),
-                "categories": cut(self.categories), "brands": cut(self.brands),
-                "price_bands": cut(self.price_bands),
-                "attributes": {k: cut(v) for k, v in self.attributes.items()}, "hosts": cut(self.hosts),
-                "active_hours": [round(x, 4) for x in self.active_hours],
-                "tags": {"zh": self.tag_line("zh"), "en": self.tag_line("en")},
-                "tags_zh": self.tags_zh, "tags_en": self.tags_en}
+        return {
+            "user": self.user,
+            "t": self.t,
+            "n_events": self.n_events,
+            "weight": round(self.weight, 4),
+            "categories": cut(self.categories),
+            "brands": cut(self.brands),
+            "price_bands": cut(self.price_bands),
+            "attributes": {k: cut(v) for k, v in self.attributes.items()},
+            "hosts": cut(self.hosts),
+            "active_hours": [round(x, 4) for x in self.active_hours],
+            "tags": {"zh": self.tag_line("zh"), "en": self.tag_line("en")},
+            "tags_zh": self.tags_zh,
+            "tags_en": self.tags_en,
+        }
 
 
 @dataclass
@@ -122,7 +131,14 @@ class _UserState:
     total: float = 0.0
 
     def rescale(self, factor: float) -> None:
-        for d in (self.categories, self.brands, self.bands, self.hosts, self.history, *self.attributes.values()):
+        for d in (
+            self.categories,
+            self.brands,
+            self.bands,
+            self.hosts,
+            self.history,
+            *self.attributes.values(),
+        ):
             for k in d:
                 d[k] *= factor
         self.hours *= factor
@@ -143,22 +159,51 @@ def _shares(d: Mapping[str, float]) -> dict[str, float]:
 class ProfileBuilder:
     """Incremental, time-decayed user profiles over an items frame (and optionally rooms)."""
 
-    def __init__(self, items: pd.DataFrame, rooms: pd.DataFrame | None = None, *,
-                 half_life: float = 7 * 86_400.0, utc_offset_hours: float = 8.0,
-                 item_vectors: np.ndarray | None = None, encoder: Any = None, max_history: int = 50,
-                 temperature: float = 0.1, category_map: Mapping[str, str] | None = None,
-                 weights: Mapping[str, float] | None = None, dim: int = 128, seed: int = 0) -> None:
+    def __init__(
+        self,
+        items: pd.DataFrame,
+        rooms: pd.DataFrame | None = None,
+        *,
+        half_life: float = 7 * 86_400.0,
+        utc_offset_hours: float = 8.0,
+        item_vectors: np.ndarray | None = None,
+        encoder: Any = None,
+        max_history: int = 50,
+        temperature: float = 0.1,
+        category_map: Mapping[str, str] | None = None,
+        weights: Mapping[str, float] | None = None,
+        dim: int = 128,
+        seed: int = 0,
+    ) -> None:
         where = "ProfileBuilder"
-        check_param("half_life", half_life, isinstance(half_life, (int, float)) and half_life > 0,
-                    "a number of seconds > 0", where)
-        check_param("max_history", max_history, isinstance(max_history, int) and max_history >= 1,
-                    "an int >= 1", where)
-        check_param("temperature", temperature, isinstance(temperature, (int, float)) and temperature > 0,
-                    "a float > 0", where)
+        check_param(
+            "half_life",
+            half_life,
+            isinstance(half_life, (int, float)) and half_life > 0,
+            "a number of seconds > 0",
+            where,
+        )
+        check_param(
+            "max_history",
+            max_history,
+            isinstance(max_history, int) and max_history >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "temperature",
+            temperature,
+            isinstance(temperature, (int, float)) and temperature > 0,
+            "a float > 0",
+            where,
+        )
         if not isinstance(items, pd.DataFrame) or "id" not in items.columns:
-            raise ValidationError("The 'items' argument of ProfileBuilder must be an items frame with an 'id' "
-                                  "column (schema ITEM_COLUMNS). Pass dataset.items.", field="items",
-                                  value=type(items).__name__)
+            raise ValidationError(
+                "The 'items' argument of ProfileBuilder must be an items frame with an 'id' "
+                "column (schema ITEM_COLUMNS). Pass dataset.items.",
+                field="items",
+                value=type(items).__name__,
+            )
         self.half_life = float(half_life)
         self.utc_offset_hours = float(utc_offset_hours)
         self.max_history = max_history
@@ -178,7 +223,9 @@ class ProfileBuilder:
         self._encoder = encoder
         if item_vectors is None and encoder is None:
             self._encoder = CharHashEncoder(dim=dim)
-        self.item_vectors_ = np.zeros((0, dim if item_vectors is None else np.shape(item_vectors)[-1]), np.float32)
+        self.item_vectors_ = np.zeros(
+            (0, dim if item_vectors is None else np.shape(item_vectors)[-1]), np.float32
+        )
         self.upsert_items(items, item_vectors=item_vectors)
         if rooms is not None:
             self.add_rooms(rooms)
@@ -194,9 +241,12 @@ class ProfileBuilder:
         item) is given. Events of items the builder has never seen count for hosts and hours only.
         """
         if not isinstance(items, pd.DataFrame) or "id" not in items.columns:
-            raise ValidationError("The 'items' argument of ProfileBuilder must be an items frame with an 'id' "
-                                  "column (schema ITEM_COLUMNS). Pass dataset.items.", field="items",
-                                  value=type(items).__name__)
+            raise ValidationError(
+                "The 'items' argument of ProfileBuilder must be an items frame with an 'id' "
+                "column (schema ITEM_COLUMNS). Pass dataset.items.",
+                field="items",
+                value=type(items).__name__,
+            )
         n = len(items)
 
         def col(name: str) -> list[Any]:
@@ -204,28 +254,56 @@ class ProfileBuilder:
 
         if item_vectors is not None:
             vecs = np.asarray(item_vectors, dtype=np.float32)
-            if vecs.ndim != 2 or len(vecs) != n or (len(self._ids) and vecs.shape[1] != self.item_vectors_.shape[1]):
-                raise ValidationError(f"The 'item_vectors' argument of ProfileBuilder must be an (N, D) array with "
-                                      f"one row per item (N={n}) in the builder's dimension. Got shape {vecs.shape}.",
-                                      field="item_vectors", value=vecs.shape)
+            if (
+                vecs.ndim != 2
+                or len(vecs) != n
+                or (len(self._ids) and vecs.shape[1] != self.item_vectors_.shape[1])
+            ):
+                raise ValidationError(
+                    f"The 'item_vectors' argument of ProfileBuilder must be an (N, D) array with "
+                    f"one row per item (N={n}) in the builder's dimension. Got shape {vecs.shape}.",
+                    field="item_vectors",
+                    value=vecs.shape,
+                )
         elif self._encoder is None:
-            raise ValidationError("This ProfileBuilder was built from item_vectors without an encoder, so new items "
-                                  "need item_vectors= too.", field="item_vectors", value=None)
+            raise ValidationError(
+                "This ProfileBuilder was built from item_vectors without an encoder, so new items "
+                "need item_vectors= too.",
+                field="item_vectors",
+                value=None,
+            )
         else:
-            texts = [". ".join(str(x) for x in (t, c, b, d) if isinstance(x, str) and x)
-                     for t, c, b, d in zip(col("title"), col("category"), col("brand"), col("description"),
-                                           strict=True)]
-            vecs = np.asarray(self._encoder.encode(texts), dtype=np.float32) if n else \
-                np.zeros((0, self.item_vectors_.shape[1]), np.float32)
+            texts = [
+                ". ".join(str(x) for x in (t, c, b, d) if isinstance(x, str) and x)
+                for t, c, b, d in zip(
+                    col("title"), col("category"), col("brand"), col("description"), strict=True
+                )
+            ]
+            vecs = (
+                np.asarray(self._encoder.encode(texts), dtype=np.float32)
+                if n
+                else np.zeros((0, self.item_vectors_.shape[1]), np.float32)
+            )
         vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         if not len(self._ids):
             self.item_vectors_ = np.zeros((0, vecs.shape[1]), np.float32)
         new_rows: list[np.ndarray] = []
-        for k, (i, c, b, p, a) in enumerate(zip(items["id"].astype(str).tolist(), col("category"), col("brand"),
-                                                 col("price"), col("attributes"), strict=True)):
-            fields = (self._canon(c) if isinstance(c, str) and c else None, b if isinstance(b, str) and b else None,
-                      None if (band := price_band(_float(p))) is None else PRICE_BANDS[band][2],
-                      {kk: v for kk, v in parse_attributes(a).items() if kk in _ATTR_KEYS})
+        for k, (i, c, b, p, a) in enumerate(
+            zip(
+                items["id"].astype(str).tolist(),
+                col("category"),
+                col("brand"),
+                col("price"),
+                col("attributes"),
+                strict=True,
+            )
+        ):
+            fields = (
+                self._canon(c) if isinstance(c, str) and c else None,
+                b if isinstance(b, str) and b else None,
+                None if (band := price_band(_float(p))) is None else PRICE_BANDS[band][2],
+                {kk: v for kk, v in parse_attributes(a).items() if kk in _ATTR_KEYS},
+            )
             row = self._row.get(i)
             if row is None:
                 row = self._row[i] = len(self._ids)
@@ -247,8 +325,12 @@ class ProfileBuilder:
     def add_rooms(self, rooms: pd.DataFrame) -> int:
         """Learn ``room -> host`` from a rooms frame (columns ``id``, ``host``)."""
         if not {"id", "host"} <= set(rooms.columns):
-            raise ValidationError("The rooms frame given to ProfileBuilder needs columns 'id' and 'host'; got "
-                                  f"{list(rooms.columns)}.", field="rooms", value=list(rooms.columns))
+            raise ValidationError(
+                "The rooms frame given to ProfileBuilder needs columns 'id' and 'host'; got "
+                f"{list(rooms.columns)}.",
+                field="rooms",
+                value=list(rooms.columns),
+            )
         for r, h in zip(rooms["id"].astype(str).tolist(), rooms["host"].tolist(), strict=True):
             if isinstance(h, str) and h:
                 self._host_of[r] = h
@@ -257,31 +339,45 @@ class ProfileBuilder:
     def encode_texts(self, texts: Iterable[str]) -> np.ndarray:
         """L2-normalised vectors of ``texts`` in the item-vector space (needs an encoder)."""
         if self._encoder is None:
-            raise ValidationError("This ProfileBuilder was given item_vectors and no encoder, so it cannot embed "
-                                  "new texts. Pass encoder= as well.", field="encoder", value=None)
+            raise ValidationError(
+                "This ProfileBuilder was given item_vectors and no encoder, so it cannot embed "
+                "new texts. Pass encoder= as well.",
+                field="encoder",
+                value=None,
+            )
         vecs = np.asarray(self._encoder.encode(list(texts)), dtype=np.float32)
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
     def item_vector(self, item: str) -> np.ndarray:
         row = self._row.get(str(item))
         if row is None:
-            raise NotFoundError(f"Unknown item id {item!r}: not in the items frame of this ProfileBuilder. "
-                                "Build it with the current catalogue.")
+            raise NotFoundError(
+                f"Unknown item id {item!r}: not in the items frame of this ProfileBuilder. "
+                "Build it with the current catalogue."
+            )
         return self.item_vectors_[row]
 
     def update(self, events: pd.DataFrame) -> int:
         """Add an events frame (schema ``EVENT_COLUMNS``; any order); returns the events used."""
         missing = [c for c in ("ts", "user", "type") if c not in events.columns]
         if missing:
-            raise ValidationError(f"The events frame given to ProfileBuilder.update lacks columns {missing}; "
-                                  "expected the schema's EVENT_COLUMNS.", field="events", value=list(events.columns))
+            raise ValidationError(
+                f"The events frame given to ProfileBuilder.update lacks columns {missing}; "
+                "expected the schema's EVENT_COLUMNS.",
+                field="events",
+                value=list(events.columns),
+            )
         if not len(events):
             return 0
         types = events["type"].astype(str).to_numpy()
         unknown = sorted(set(types.tolist()) - set(EVENT_TYPES))
         if unknown:
-            raise ValidationError(f"The 'type' column holds unknown event types {unknown}; expected one of "
-                                  f"{list(EVENT_TYPES)}.", field="type", value=unknown[0])
+            raise ValidationError(
+                f"The 'type' column holds unknown event types {unknown}; expected one of "
+                f"{list(EVENT_TYPES)}.",
+                field="type",
+                value=unknown[0],
+            )
         ts = _epoch(events["ts"])
         users = events["user"].astype(str).tolist()
         items = events["item"].tolist() if "item" in events.columns else [None] * len(events)
@@ -297,13 +393,13 @@ class ProfileBuilder:
                 st = self._users[u] = _UserState(anchor=t)
             e = (t - st.anchor) / h
             if e > _REANCHOR:
-                st.rescale(2.0 ** -e)
+                st.rescale(2.0**-e)
                 st.anchor, e = t, 0.0
-            x = w * 2.0 ** e
+            x = w * 2.0**e
             st.n_events += 1
             st.last_t = max(st.last_t, t)
             st.total += x
-            st.hours[int(((t / 3600.0) + off) % 24.0)] += 2.0 ** e
+            st.hours[int(((t / 3600.0) + off) % 24.0)] += 2.0**e
             room = rm if isinstance(rm, str) else None
             if room is not None and room in self._host_of:
                 _add(st.hosts, self._host_of[room], x)
@@ -336,8 +432,10 @@ class ProfileBuilder:
     def _state(self, user: str) -> _UserState:
         st = self._users.get(str(user))
         if st is None:
-            raise NotFoundError(f"Unknown user {user!r}: no events of this user were given to ProfileBuilder.update. "
-                                "Post the user's events first.")
+            raise NotFoundError(
+                f"Unknown user {user!r}: no events of this user were given to ProfileBuilder.update. "
+                "Post the user's events first."
+            )
         return st
 
     def _history(self, st: _UserState) -> tuple[np.ndarray, np.ndarray]:
@@ -350,8 +448,9 @@ class ProfileBuilder:
         """``V``: history item vectors pooled by decayed weight, with attention against ``candidate``."""
         return self.attention(user, candidate)[2]
 
-    def attention(self, user: str, candidate: str | np.ndarray | None = None
-                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def attention(
+        self, user: str, candidate: str | np.ndarray | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """``(history item ids, attention weights a_j, V)`` (see the module docstring)."""
         st = self._state(user)
         rows, w = self._history(st)
@@ -361,7 +460,11 @@ class ProfileBuilder:
         if candidate is None:
             alpha = w
         else:
-            c = self.item_vector(candidate) if isinstance(candidate, str) else np.asarray(candidate, np.float32)
+            c = (
+                self.item_vector(candidate)
+                if isinstance(candidate, str)
+                else np.asarray(candidate, np.float32)
+            )
             wc = c if self.bilinear_ is None else self.bilinear_ @ c
             logits = hist @ wc / self.temperature + np.log(np.maximum(w, 1e-300))
             logits -= logits.max()
@@ -383,14 +486,25 @@ class ProfileBuilder:
         bands = _shares(st.bands)
         brands = _shares(st.brands)
         zh, en = self._tags(cats, bands, brands, hours)
-        return UserProfile(user=str(user), t=t_s, n_events=st.n_events, weight=st.total * decay,
-                           categories=cats, brands=brands, price_bands=bands,
-                           attributes={k: _shares(v) for k, v in sorted(st.attributes.items())},
-                           hosts=_shares(st.hosts), active_hours=hours.tolist(), tags_zh=zh, tags_en=en,
-                           interest=interest)
+        return UserProfile(
+            user=str(user),
+            t=t_s,
+            n_events=st.n_events,
+            weight=st.total * decay,
+            categories=cats,
+            brands=brands,
+            price_bands=bands,
+            attributes={k: _shares(v) for k, v in sorted(st.attributes.items())},
+            hosts=_shares(st.hosts),
+            active_hours=hours.tolist(),
+            tags_zh=zh,
+            tags_en=en,
+            interest=interest,
+        )
 
-    def _tags(self, cats: dict[str, float], bands: dict[str, float], brands: dict[str, float],
-              hours: np.ndarray) -> tuple[list[str], list[str]]:
+    def _tags(
+        self, cats: dict[str, float], bands: dict[str, float], brands: dict[str, float], hours: np.ndarray
+    ) -> tuple[list[str], list[str]]:
         g = glossary()
         zh: list[str] = []
         en: list[str] = []
@@ -424,11 +538,24 @@ class ProfileBuilder:
         return zh, en
 
     # ------------------------------------------------------------------------------ learned W
-    def fit_bilinear(self, events: pd.DataFrame, *, negatives: int = 4, epochs: int = 100, lr: float = 0.5,
-                     l2: float = 1e-2, max_pairs: int = 5_000) -> ProfileBuilder:
+    def fit_bilinear(
+        self,
+        events: pd.DataFrame,
+        *,
+        negatives: int = 4,
+        epochs: int = 100,
+        lr: float = 0.5,
+        l2: float = 1e-2,
+        max_pairs: int = 5_000,
+    ) -> ProfileBuilder:
         """Learn ``W`` of the attention by logistic regression on (history mean, next item) pairs."""
-        check_param("negatives", negatives, isinstance(negatives, int) and negatives >= 1, "an int >= 1",
-                    "fit_bilinear")
+        check_param(
+            "negatives",
+            negatives,
+            isinstance(negatives, int) and negatives >= 1,
+            "an int >= 1",
+            "fit_bilinear",
+        )
         rng = np.random.default_rng(self.seed)
         ev = events[events["item"].notna()] if "item" in events.columns else events.iloc[0:0]
         ev = ev.assign(_t=_epoch(ev["ts"]), _w=ev["type"].astype(str).map(self.weights).fillna(1.0))
@@ -447,8 +574,12 @@ class ProfileBuilder:
                 if k + 1 < len(rows):
                     acc = acc * 2.0 ** (-(ts[k + 1] - ts[k]) / self.half_life) + ws[k] * self.item_vectors_[r]
         if not pos_rows:
-            raise ValidationError("fit_bilinear found no (history, next item) pairs: the events hold fewer than two "
-                                  "item events per user. Pass more events.", field="events", value=len(events))
+            raise ValidationError(
+                "fit_bilinear found no (history, next item) pairs: the events hold fewer than two "
+                "item events per user. Pass more events.",
+                field="events",
+                value=len(events),
+            )
         idx = rng.permutation(len(pos_rows))[:max_pairs]
         u = np.asarray(hist_vecs)[idx]
         pos = self.item_vectors_[np.asarray(pos_rows)[idx]]
@@ -490,8 +621,14 @@ class CharHashEncoder:
     def encode(self, texts: Iterable[str]) -> np.ndarray:
         from sklearn.feature_extraction.text import HashingVectorizer
 
-        vec = HashingVectorizer(analyzer="char_wb", ngram_range=(1, 2), n_features=self.dim, norm="l2",
-                                alternate_sign=True, lowercase=True)
+        vec = HashingVectorizer(
+            analyzer="char_wb",
+            ngram_range=(1, 2),
+            n_features=self.dim,
+            norm="l2",
+            alternate_sign=True,
+            lowercase=True,
+        )
         return vec.transform([str(t) for t in texts]).toarray().astype(np.float32)
 
 
@@ -505,9 +642,14 @@ def _float(x: Any) -> float | None:
 
 def _epoch(col: pd.Series) -> np.ndarray:
     if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col):
-        s = pd.Series(col).dt.tz_localize("UTC") if pd.api.types.is_datetime64_dtype(col) and \
-            not isinstance(col.dtype, pd.DatetimeTZDtype) else pd.Series(col)
-        return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
+        s = (
+            pd.Series(col).dt.tz_localize("UTC")
+            if pd.api.types.is_datetime64_dtype(col) and not isinstance(col.dtype, pd.DatetimeTZDtype)
+            else pd.Series(col)
+        )
+        return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
+            np.float64, na_value=np.nan
+        )
     if pd.api.types.is_numeric_dtype(col):
         return col.to_numpy(np.float64, na_value=np.nan)
     return np.array([to_seconds(x) for x in col.tolist()], dtype=np.float64)
@@ -516,9 +658,15 @@ def _epoch(col: pd.Series) -> np.ndarray:
 def sequence_frame(user: str, entries: Iterable[tuple[str | None, str | None, float, str]]) -> pd.DataFrame:
     """An events frame from ``OnlineState.user_sequence`` entries ``(item, room, ts, type)``."""
     rows = list(entries)
-    return pd.DataFrame({"user": [str(user)] * len(rows), "item": [r[0] for r in rows],
-                         "room": [r[1] for r in rows], "ts": [float(r[2]) for r in rows],
-                         "type": [str(r[3]) for r in rows]})
+    return pd.DataFrame(
+        {
+            "user": [str(user)] * len(rows),
+            "item": [r[0] for r in rows],
+            "room": [r[1] for r in rows],
+            "ts": [float(r[2]) for r in rows],
+            "type": [str(r[3]) for r in rows],
+        }
+    )
 
 
 def simulator_category_map() -> dict[str, str]:

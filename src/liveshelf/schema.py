@@ -129,7 +129,15 @@ class Event:
 
 EVENT_COLUMNS = ("event_id", "ts", "user", "type", "room", "item", "value", "text")
 ITEM_COLUMNS = (
-    "id", "title", "description", "category", "brand", "price", "rating", "attributes", "language",
+    "id",
+    "title",
+    "description",
+    "category",
+    "brand",
+    "price",
+    "rating",
+    "attributes",
+    "language",
 )
 USER_COLUMNS = ("id", "gender", "age_band", "region", "spending_tier")
 ROOM_COLUMNS = ("id", "host", "title", "start", "end")
@@ -152,7 +160,9 @@ def utc(ts: datetime | str | float | int) -> datetime:
 def to_epoch_seconds(values: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
     """Float epoch seconds (NaN for missing) from a datetime column."""
     s = pd.to_datetime(pd.Series(values), utc=True)
-    return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+    return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
 
 
 def from_epoch_seconds(seconds: np.ndarray | pd.Series | list[float]) -> pd.Series:

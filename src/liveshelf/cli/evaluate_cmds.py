@@ -11,24 +11,43 @@ from liveshelf.cli.app import app
 
 @app.command("evaluate")
 def evaluate(
-    data: str = typer.Option(..., "--data", help="FORMAT:PATH (e.g. unisrec:/data/amazon-scientific) "
-                             "or store:HOMEDIR."),
+    data: str = typer.Option(
+        ..., "--data", help="FORMAT:PATH (e.g. unisrec:/data/amazon-scientific) or store:HOMEDIR."
+    ),
     model: str = typer.Option(..., "--model", help="Model name(s), comma separated (e.g. pop,itemknn,als)."),
-    protocol: str | None = typer.Option(None, "--protocol", help="loo | temporal | live (default: live for "
-                                        "twitch/kuailive/store, else loo)."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default results/<dataset>-<protocol>)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for numpy/torch and models that take seed/random_state."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="loo | temporal | live (default: live for twitch/kuailive/store, else loo)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default results/<dataset>-<protocol>)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed for numpy/torch and models that take seed/random_state."
+    ),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs, for models that accept 'epochs'."),
-    mask_history: bool = typer.Option(False, "--mask-history", help="Never rank items already in the history."),
-    param: list[str] | None = typer.Option(None, "--param", help="NAME.KEY=VALUE model parameter (repeatable)."),
+    mask_history: bool = typer.Option(
+        False, "--mask-history", help="Never rank items already in the history."
+    ),
+    param: list[str] | None = typer.Option(
+        None, "--param", help="NAME.KEY=VALUE model parameter (repeatable)."
+    ),
     batch_size: int = typer.Option(512, "--batch-size", help="Test contexts scored per batch."),
-    target: str | None = typer.Option(None, "--target", help="What to recommend: item | host (default: host "
-                                      "under live, item otherwise; item under live = shelf items)."),
-    rerank: list[str] | None = typer.Option(None, "--rerank", help="Fair re-ranking sweep (repeatable): "
-                                            "fair:lambda=0,0.1,0.3 | cap:0.01,0.02 | calib:lambda=0.5,0.9; "
-                                            "adds results.json 'rerank' and tradeoff.png."),
-    rerank_candidates: int = typer.Option(100, "--rerank-candidates", help="Top-N candidates per case that "
-                                          "--rerank re-orders."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="What to recommend: item | host (default: host "
+        "under live, item otherwise; item under live = shelf items).",
+    ),
+    rerank: list[str] | None = typer.Option(
+        None,
+        "--rerank",
+        help="Fair re-ranking sweep (repeatable): "
+        "fair:lambda=0,0.1,0.3 | cap:0.01,0.02 | calib:lambda=0.5,0.9; "
+        "adds results.json 'rerank' and tradeoff.png.",
+    ),
+    rerank_candidates: int = typer.Option(
+        100, "--rerank-candidates", help="Top-N candidates per case that --rerank re-orders."
+    ),
 ) -> None:
     """Evaluate recommenders; writes OUT/results.json, OUT/report.md and PNG plots."""
     from rich.console import Console
@@ -42,10 +61,22 @@ def evaluate(
 
         names = [m.strip() for m in model.split(",") if m.strip()]
         params = parse_params(param, names)
-        results = run(data, names, protocol=protocol, out=out, seed=seed, epochs=epochs,
-                      mask_history=mask_history, params=params, batch_size=batch_size, progress=True, target=target,
-                      log=lambda msg: err.print(f"[dim]{msg}[/]"), rerank=rerank,
-                      rerank_candidates=rerank_candidates)
+        results = run(
+            data,
+            names,
+            protocol=protocol,
+            out=out,
+            seed=seed,
+            epochs=epochs,
+            mask_history=mask_history,
+            params=params,
+            batch_size=batch_size,
+            progress=True,
+            target=target,
+            log=lambda msg: err.print(f"[dim]{msg}[/]"),
+            rerank=rerank,
+            rerank_candidates=rerank_candidates,
+        )
     except LiveshelfError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -60,8 +91,11 @@ def evaluate(
     table.add_column("fit s", justify="right")
     for name, entry in results["models"].items():
         m = entry["metrics"]
-        table.add_row(name, *[("–" if m.get(c) is None else f"{m[c]:.4f}") for c in (*cols, "coverage@10")],
-                      f"{entry['fit_seconds']:.1f}")
+        table.add_row(
+            name,
+            *[("–" if m.get(c) is None else f"{m[c]:.4f}") for c in (*cols, "coverage@10")],
+            f"{entry['fit_seconds']:.1f}",
+        )
     console = Console()
     Console(width=max(console.width, 130)).print(table)  # never squeeze the metric names
     if results.get("rerank"):

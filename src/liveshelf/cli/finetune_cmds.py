@@ -28,8 +28,11 @@ import typer
 
 from liveshelf.cli.app import app
 
-_CSV_COLUMNS = {"classification": ("text", "label"), "ranking": ("context", "item", "label"),
-                "generation": ("prompt", "target")}
+_CSV_COLUMNS = {
+    "classification": ("text", "label"),
+    "ranking": ("context", "item", "label"),
+    "generation": ("prompt", "target"),
+}
 
 
 def read_finetune_data(spec: str, task: str) -> Any:
@@ -49,15 +52,18 @@ def read_finetune_data(spec: str, task: str) -> Any:
         need = _CSV_COLUMNS[task]
         missing = [c for c in need if c not in frame.columns]
         if missing:
-            raise DataFormatError(f"The '--data' CSV {str(file)!r} for task {task!r} must have the columns "
-                                  f"{list(need)}; missing {missing} (found {list(frame.columns)}). Rename the header.")
+            raise DataFormatError(
+                f"The '--data' CSV {str(file)!r} for task {task!r} must have the columns "
+                f"{list(need)}; missing {missing} (found {list(frame.columns)}). Rename the header."
+            )
         frame = frame[list(need)]
         if task == "ranking":
             frame = frame.assign(label=pd.to_numeric(frame["label"], errors="raise").astype(int))
         return frame
     raise DataFormatError(
         f"The '--data' option of 'liveshelf finetune' must be 'reviews:PATH' (task classification) or 'csv:PATH'. "
-        f"Got {spec!r} for task {task!r}. Write e.g. 'reviews:online-shopping-10-cats/online_shopping_10_cats.csv'.")
+        f"Got {spec!r} for task {task!r}. Write e.g. 'reviews:online-shopping-10-cats/online_shopping_10_cats.csv'."
+    )
 
 
 def _split(frame: Any, size: float, seed: int, stratify: bool) -> tuple[Any, Any]:
@@ -86,8 +92,12 @@ def finetune(
     out: Path = typer.Option(..., "--out", help="Folder to write the run to."),
     task: str = typer.Option("classification", "--task", help="classification | ranking | generation."),
     method: str = typer.Option("lora", "--method", help="full | lora | adalora | ia3 | adapter."),
-    model: str | None = typer.Option(None, "--model", help="Local Hugging Face model folder (default: the "
-                                     "bundled all-MiniLM-L6-v2; required for generation)."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Local Hugging Face model folder (default: the "
+        "bundled all-MiniLM-L6-v2; required for generation).",
+    ),
     epochs: int = typer.Option(3, "--epochs"),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (default per method)."),
     batch_size: int = typer.Option(16, "--batch-size"),
@@ -101,11 +111,16 @@ def finetune(
     limit: int | None = typer.Option(None, "--limit", help="Keep a seeded sample of N rows."),
     test_size: float = typer.Option(0.2, "--test-size", help="Held-out share for the final report."),
     valid_size: float = typer.Option(0.1, "--valid-size", help="Share of the rest used for early stopping."),
-    merge: bool = typer.Option(False, "--merge", help="Also write a merged model to OUT/merged (LoRA/AdaLoRA/IA3)."),
+    merge: bool = typer.Option(
+        False, "--merge", help="Also write a merged model to OUT/merged (LoRA/AdaLoRA/IA3)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     # differential privacy (DP-SGD with opacus; see liveshelf.text.finetune.private)
-    dp_epsilon: float | None = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this epsilon "
-                                            "(full, lora or adapter; off by default)."),
+    dp_epsilon: float | None = typer.Option(
+        None,
+        "--dp-epsilon",
+        help="Train with DP-SGD to this epsilon (full, lora or adapter; off by default).",
+    ),
     dp_delta: float | None = typer.Option(None, "--dp-delta", help="DP delta (default 1 / training rows)."),
     dp_max_grad_norm: float = typer.Option(1.0, "--dp-max-grad-norm", help="DP per-example clipping bound."),
 ) -> None:
@@ -115,11 +130,25 @@ def finetune(
 
     check_param("--test-size", test_size, 0 <= test_size < 1, "a share in [0, 1)", "liveshelf finetune")
     check_param("--valid-size", valid_size, 0 <= valid_size < 1, "a share in [0, 1)", "liveshelf finetune")
-    config = FinetuneConfig(task=task, method=method, model=model, lr=lr, epochs=epochs, batch_size=batch_size,
-                            grad_accum=grad_accum, max_length=max_length, r=r, alpha=alpha,
-                            patience=patience or None, class_weights="balanced" if class_weights else None,
-                            bf16=bf16, seed=seed, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
-                            dp_max_grad_norm=dp_max_grad_norm).validate()
+    config = FinetuneConfig(
+        task=task,
+        method=method,
+        model=model,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        r=r,
+        alpha=alpha,
+        patience=patience or None,
+        class_weights="balanced" if class_weights else None,
+        bf16=bf16,
+        seed=seed,
+        dp_epsilon=dp_epsilon,
+        dp_delta=dp_delta,
+        dp_max_grad_norm=dp_max_grad_norm,
+    ).validate()
     frame = read_finetune_data(data, task)
     stratify = task != "generation"
     if limit is not None and limit < len(frame):
@@ -136,13 +165,26 @@ def finetune(
         ft.merge_and_save(out / "merged")
     report: dict[str, Any] = ft.evaluate(*_inputs(test, task)) if len(test) else {}
     summary = {k: report.get(k) for k in ("accuracy", "macro_f1", "auc", "loss", "perplexity") if k in report}
-    summary.update({"task": task, "method": method, "n_train": len(train), "n_valid": len(valid),
-                    "n_test": len(test), "trainable_pct": ft.fit_stats_["trainable_pct"],
-                    "examples_per_s": ft.fit_stats_["examples_per_s"],
-                    "train_seconds": ft.fit_stats_["train_seconds"]})
+    summary.update(
+        {
+            "task": task,
+            "method": method,
+            "n_train": len(train),
+            "n_valid": len(valid),
+            "n_test": len(test),
+            "trainable_pct": ft.fit_stats_["trainable_pct"],
+            "examples_per_s": ft.fit_stats_["examples_per_s"],
+            "train_seconds": ft.fit_stats_["train_seconds"],
+        }
+    )
     if "privacy" in ft.fit_stats_:  # achieved (epsilon, delta) of a DP run
         summary.update({k: ft.fit_stats_["privacy"][k] for k in ("dp_epsilon", "dp_delta")})
-    (out / "metrics.json").write_text(json.dumps({"summary": summary, "report": report,
-                                                  "fit_stats": ft.fit_stats_, "history": ft.history_},
-                                                 indent=2, sort_keys=True, default=str))
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {"summary": summary, "report": report, "fit_stats": ft.fit_stats_, "history": ft.history_},
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
     typer.echo(json.dumps(summary, sort_keys=True))

@@ -48,5 +48,7 @@ def build(home: HomeOpt = None) -> None:
             path = index.save_table(pipe.neighbour_folder(), k, progress=bar.update)
     finally:
         services.close()
-    Console().print(f"{len(index.ids)} items x {k} neighbours ({index.origin}) in "
-                    f"{time.perf_counter() - t0:.1f} s -> {path}-{{sims,rows}}.npy")
+    Console().print(
+        f"{len(index.ids)} items x {k} neighbours ({index.origin}) in "
+        f"{time.perf_counter() - t0:.1f} s -> {path}-{{sims,rows}}.npy"
+    )

@@ -19,18 +19,36 @@ ingest_app = typer.Typer(
 app.add_typer(ingest_app, name="ingest")
 
 FileArg = Annotated[Path, typer.Argument(help="A .csv, .parquet or .jsonl file.", show_default=False)]
-HomeOpt = Annotated[Path | None, typer.Option(
-    "--home", help="Store folder (default: LIVESHELF_HOME or ~/.liveshelf).", show_default=False)]
-RejectsOpt = Annotated[Path | None, typer.Option(
-    "--rejects", help="Where to write rejected rows (.csv or .jsonl); default <home>/rejects/.",
-    show_default=False)]
-PseudoOpt = Annotated[bool | None, typer.Option(
-    "--pseudonymise/--no-pseudonymise",
-    help="Replace user ids by keyed HMACs (key: LIVESHELF_PSEUDONYM_KEY). Default: on when the key is set.",
-    show_default=False)]
-FutureOpt = Annotated[float, typer.Option(
-    "--max-future-days", min=0.0,
-    help="Reject timestamps more than this many days after now (simulated worlds dated ahead need more).")]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Store folder (default: LIVESHELF_HOME or ~/.liveshelf).", show_default=False
+    ),
+]
+RejectsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects",
+        help="Where to write rejected rows (.csv or .jsonl); default <home>/rejects/.",
+        show_default=False,
+    ),
+]
+PseudoOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--pseudonymise/--no-pseudonymise",
+        help="Replace user ids by keyed HMACs (key: LIVESHELF_PSEUDONYM_KEY). Default: on when the key is set.",
+        show_default=False,
+    ),
+]
+FutureOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-future-days",
+        min=0.0,
+        help="Reject timestamps more than this many days after now (simulated worlds dated ahead need more).",
+    ),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -72,12 +90,21 @@ def _print_reports(reports: list[IngestReport]) -> None:
         table.add_column(col, justify="left" if col in ("kind", "warnings") else "right")
     for r in reports:
         warnings = ", ".join(f"{k}={v}" for k, v in r.warnings.items()) or "-"
-        table.add_row(r.kind, str(r.rows), str(r.accepted), str(r.rejected), str(r.duplicate), warnings,
-                      f"{r.seconds:.2f}")
+        table.add_row(
+            r.kind,
+            str(r.rows),
+            str(r.accepted),
+            str(r.rejected),
+            str(r.duplicate),
+            warnings,
+            f"{r.seconds:.2f}",
+        )
     console.print(table)
     for r in reports:
-        line = (f"{r.kind}: accepted={r.accepted} (new={r.inserted}, updated={r.updated}) "
-                f"rejected={r.rejected} duplicate={r.duplicate}")
+        line = (
+            f"{r.kind}: accepted={r.accepted} (new={r.inserted}, updated={r.updated}) "
+            f"rejected={r.rejected} duplicate={r.duplicate}"
+        )
         for k, v in r.warnings.items():
             line += f" warning {k}={v}"
         console.print(line, highlight=False, markup=False)
@@ -87,8 +114,14 @@ def _print_reports(reports: list[IngestReport]) -> None:
             console.print(f"  ignored columns: {', '.join(r.ignored_columns)}", highlight=False, markup=False)
 
 
-def _ingest_file(kind: str, file: Path, home: Path | None, rejects: Path | None,
-                 pseudonymise: bool | None, max_future_days: float = 1.0) -> None:
+def _ingest_file(
+    kind: str,
+    file: Path,
+    home: Path | None,
+    rejects: Path | None,
+    pseudonymise: bool | None,
+    max_future_days: float = 1.0,
+) -> None:
     from liveshelf.data.ingest import file_format
     from liveshelf.errors import LiveshelfError
 
@@ -108,8 +141,13 @@ def _ingest_file(kind: str, file: Path, home: Path | None, rejects: Path | None,
 
 
 @ingest_app.command("events")
-def events(file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None,
-           pseudonymise: PseudoOpt = None, max_future_days: FutureOpt = 1.0) -> None:
+def events(
+    file: FileArg,
+    home: HomeOpt = None,
+    rejects: RejectsOpt = None,
+    pseudonymise: PseudoOpt = None,
+    max_future_days: FutureOpt = 1.0,
+) -> None:
     """Ingest events (event_id, ts, user, type, room, item, value, text); idempotent by event_id."""
     _ingest_file("events", file, home, rejects, pseudonymise, max_future_days)
 
@@ -121,22 +159,25 @@ def items(file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None) -> No
 
 
 @ingest_app.command("users")
-def users(file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None,
-          pseudonymise: PseudoOpt = None) -> None:
+def users(
+    file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None, pseudonymise: PseudoOpt = None
+) -> None:
     """Ingest user profiles; rows upsert by id (pseudonymised like the events)."""
     _ingest_file("users", file, home, rejects, pseudonymise)
 
 
 @ingest_app.command("rooms")
-def rooms(file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None,
-          max_future_days: FutureOpt = 1.0) -> None:
+def rooms(
+    file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None, max_future_days: FutureOpt = 1.0
+) -> None:
     """Ingest live rooms (id, host, title, start, end); rows upsert by id."""
     _ingest_file("rooms", file, home, rejects, False, max_future_days)
 
 
 @ingest_app.command("shelf")
-def shelf(file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None,
-          max_future_days: FutureOpt = 1.0) -> None:
+def shelf(
+    file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None, max_future_days: FutureOpt = 1.0
+) -> None:
     """Ingest shelf slots (room, item, start, end, pinned); rows upsert by (room, item, start)."""
     _ingest_file("shelf", file, home, rejects, False, max_future_days)
 
@@ -148,9 +189,15 @@ def hosts(file: FileArg, home: HomeOpt = None, rejects: RejectsOpt = None) -> No
 
 
 @ingest_app.command("world")
-def world(folder: Annotated[Path, typer.Argument(help="A folder with items/users/hosts/rooms/shelf/events files.",
-                                                 show_default=False)],
-          home: HomeOpt = None, pseudonymise: PseudoOpt = None, max_future_days: FutureOpt = 1.0) -> None:
+def world(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="A folder with items/users/hosts/rooms/shelf/events files.", show_default=False),
+    ],
+    home: HomeOpt = None,
+    pseudonymise: PseudoOpt = None,
+    max_future_days: FutureOpt = 1.0,
+) -> None:
     """Ingest a whole folder (e.g. the output of `liveshelf simulate`): items, users, hosts, rooms, shelf, events."""
     from liveshelf.errors import LiveshelfError
 

@@ -15,11 +15,20 @@ if TYPE_CHECKING:
 models_app = typer.Typer(help="List, promote and roll back registered model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-HomeOpt = Annotated[Path | None, typer.Option(
-    "--home", help="Home folder (default: LIVESHELF_HOME or ~/.liveshelf); the registry is <home>/models.",
-    show_default=False)]
-NameOpt = Annotated[str | None, typer.Option(
-    "--name", help="Model name (may be left out when the registry holds one model).", show_default=False)]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        help="Home folder (default: LIVESHELF_HOME or ~/.liveshelf); the registry is <home>/models.",
+        show_default=False,
+    ),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--name", help="Model name (may be left out when the registry holds one model).", show_default=False
+    ),
+]
 VersionArg = Annotated[str, typer.Argument(help="A version such as v0003.", show_default=False)]
 
 
@@ -76,8 +85,15 @@ def list_(home: HomeOpt = None, name: NameOpt = None) -> None:
     for col in ("name", "version", "prod", "type", "created", "parent", "metrics"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r.name, r.version, "*" if r.production else "", r.model_type, r.created_at,
-                      str(r.lineage.get("parent") or "-"), _metrics(r.metrics))
+        table.add_row(
+            r.name,
+            r.version,
+            "*" if r.production else "",
+            r.model_type,
+            r.created_at,
+            str(r.lineage.get("parent") or "-"),
+            _metrics(r.metrics),
+        )
     console.print(table)
 
 

@@ -19,34 +19,60 @@ import typer
 from liveshelf.cli.app import app
 from liveshelf.cli.loop_cmds import HomeOpt, _fail, _home, parse_params
 
-ranker_app = typer.Typer(help="The learned ranker of serving: train, evaluate, register, promote.",
-                         no_args_is_help=True)
+ranker_app = typer.Typer(
+    help="The learned ranker of serving: train, evaluate, register, promote.", no_args_is_help=True
+)
 app.add_typer(ranker_app, name="ranker")
 
 
 @ranker_app.command("train")
 def train(
     home: HomeOpt = None,
-    source: Annotated[str, typer.Option("--from", help="exposures | events | auto (exposures when enough are "
-                                        "labelled, else events).")] = "auto",
-    name: Annotated[str, typer.Option("--name", help="Registry name of the ranker (the server's ranker_model).")]
-    = "ranker",
-    window: Annotated[float, typer.Option("--window", help="Attribution window in seconds: outcomes this long "
-                                          "after an exposure count for it.")] = 1800.0,
-    min_queries: Annotated[int, typer.Option("--min-queries", help="auto: the labelled requests needed to train "
-                                             "from exposures.")] = 200,
-    max_queries: Annotated[int, typer.Option("--max-queries", help="events: at most this many replayed queries "
-                                             "(sampled, seeded).")] = 3000,
-    test_share: Annotated[float, typer.Option("--test-share", help="Newest share of queries held out.")] = 0.2,
-    margin: Annotated[float, typer.Option("--margin", help="Promote only when held-out NDCG@5 >= the hand "
-                                          "blend's + margin.")] = 0.0,
-    promote: Annotated[bool, typer.Option("--promote/--no-promote", help="Promote when the gate passes.")] = True,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Ranker parameter KEY=VALUE (repeatable): "
-                                                    "n_estimators, learning_rate, num_leaves, position, ...")]
-    = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from", help="exposures | events | auto (exposures when enough are labelled, else events)."
+        ),
+    ] = "auto",
+    name: Annotated[
+        str, typer.Option("--name", help="Registry name of the ranker (the server's ranker_model).")
+    ] = "ranker",
+    window: Annotated[
+        float,
+        typer.Option(
+            "--window",
+            help="Attribution window in seconds: outcomes this long after an exposure count for it.",
+        ),
+    ] = 1800.0,
+    min_queries: Annotated[
+        int, typer.Option("--min-queries", help="auto: the labelled requests needed to train from exposures.")
+    ] = 200,
+    max_queries: Annotated[
+        int,
+        typer.Option("--max-queries", help="events: at most this many replayed queries (sampled, seeded)."),
+    ] = 3000,
+    test_share: Annotated[
+        float, typer.Option("--test-share", help="Newest share of queries held out.")
+    ] = 0.2,
+    margin: Annotated[
+        float,
+        typer.Option("--margin", help="Promote only when held-out NDCG@5 >= the hand blend's + margin."),
+    ] = 0.0,
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Promote when the gate passes.")
+    ] = True,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Ranker parameter KEY=VALUE (repeatable): "
+            "n_estimators, learning_rate, num_leaves, position, ...",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the report as JSON here.",
-                                             show_default=False)] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the report as JSON here.", show_default=False)
+    ] = None,
 ) -> None:
     """Train the serving ranker from exposures or events; evaluate, register and (gated) promote it."""
     from rich.console import Console
@@ -57,10 +83,20 @@ def train(
 
     console = Console(soft_wrap=True)
     try:
-        report = train_ranker(_home(home), source=source, window_s=window, min_queries=min_queries,
-                              max_queries=max_queries, test_share=test_share, margin=margin, promote=promote,
-                              name=name, params=parse_params(param), seed=seed,
-                              log=lambda m: console.print(m, highlight=False, markup=False))
+        report = train_ranker(
+            _home(home),
+            source=source,
+            window_s=window,
+            min_queries=min_queries,
+            max_queries=max_queries,
+            test_share=test_share,
+            margin=margin,
+            promote=promote,
+            name=name,
+            params=parse_params(param),
+            seed=seed,
+            log=lambda m: console.print(m, highlight=False, markup=False),
+        )
     except LiveshelfError as exc:
         raise _fail(str(exc)) from exc
     table = Table(title=f"ranker {report.version} (from {report.source})")
@@ -68,10 +104,15 @@ def train(
         table.add_column(col)
     for surface, f in report.surfaces.items():
         nd = f.get("ndcg@5", {})
-        table.add_row(surface, str(f.get("train_queries")), str(f.get("queries", 0)),
-                      f"{nd.get('ranker', float('nan')):.4f}", f"{nd.get('hand-blend', float('nan')):.4f}",
-                      f"{nd.get('trending', float('nan')):.4f}",
-                      f"{f.get('ranker_vs_blend', {}).get('p_ttest', float('nan')):.3g}")
+        table.add_row(
+            surface,
+            str(f.get("train_queries")),
+            str(f.get("queries", 0)),
+            f"{nd.get('ranker', float('nan')):.4f}",
+            f"{nd.get('hand-blend', float('nan')):.4f}",
+            f"{nd.get('trending', float('nan')):.4f}",
+            f"{f.get('ranker_vs_blend', {}).get('p_ttest', float('nan')):.3g}",
+        )
     console.print(table)
     console.print(report.reason, highlight=False, markup=False)
     if out is not None:

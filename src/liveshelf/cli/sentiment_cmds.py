@@ -27,8 +27,9 @@ import typer
 
 from liveshelf.cli.app import app
 
-sentiment_app = typer.Typer(help="Sentiment of live comments: train, evaluate and apply the model.",
-                            no_args_is_help=True)
+sentiment_app = typer.Typer(
+    help="Sentiment of live comments: train, evaluate and apply the model.", no_args_is_help=True
+)
 app.add_typer(sentiment_app, name="sentiment")
 
 SPLIT_FILE = "split.json"
@@ -65,13 +66,21 @@ def data_hash(frame) -> str:
 
 @sentiment_app.command("train")
 def train(
-    data: str = typer.Option(..., "--data", help="reviews:PATH (cat,label,review CSV, label,review CSV, "
-                             "or a pos.txt/neg.txt folder)."),
+    data: str = typer.Option(
+        ...,
+        "--data",
+        help="reviews:PATH (cat,label,review CSV, label,review CSV, or a pos.txt/neg.txt folder).",
+    ),
     out: Path = typer.Option(..., "--out", help="Model folder to write."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the model."),
-    test_size: float = typer.Option(0.2, "--test-size", help="Held-out share in [0, 0.9]; 0 trains on all rows."),
-    c: float | None = typer.Option(None, "--c", help="Inverse L2 strength of the logistic regression "
-                                   "(default: the tuned SentimentConfig.C)."),
+    test_size: float = typer.Option(
+        0.2, "--test-size", help="Held-out share in [0, 0.9]; 0 trains on all rows."
+    ),
+    c: float | None = typer.Option(
+        None,
+        "--c",
+        help="Inverse L2 strength of the logistic regression (default: the tuned SentimentConfig.C).",
+    ),
 ) -> None:
     """Train the sentiment model; prints the held-out metrics as one JSON line."""
     import numpy as np
@@ -81,7 +90,9 @@ def train(
 
     err = _err()
     try:
-        check_param("--test-size", test_size, 0.0 <= test_size <= 0.9, "a float in [0, 0.9]", "sentiment train")
+        check_param(
+            "--test-size", test_size, 0.0 <= test_size <= 0.9, "a float in [0, 0.9]", "sentiment train"
+        )
         frame = read_labelled(data)
         labels = frame["label"].to_numpy()
         rows = np.arange(len(frame))
@@ -89,9 +100,16 @@ def train(
             from sklearn.model_selection import train_test_split
 
             counts = np.bincount(labels, minlength=2)
-            check_param("--data", f"{counts[0]} negative / {counts[1]} positive rows", counts.min() >= 2,
-                        "data with at least 2 rows of each label to hold some out", "sentiment train")
-            train_rows, test_rows = train_test_split(rows, test_size=test_size, stratify=labels, random_state=seed)
+            check_param(
+                "--data",
+                f"{counts[0]} negative / {counts[1]} positive rows",
+                counts.min() >= 2,
+                "data with at least 2 rows of each label to hold some out",
+                "sentiment train",
+            )
+            train_rows, test_rows = train_test_split(
+                rows, test_size=test_size, stratify=labels, random_state=seed
+            )
         else:
             train_rows, test_rows = rows, rows[:0]
         train_rows, test_rows = np.sort(train_rows), np.sort(test_rows)
@@ -105,11 +123,24 @@ def train(
         heldout = None
         if len(test_rows):
             heldout = classification_metrics(labels[test_rows], model.predict([texts[i] for i in test_rows]))
-        split = {"data": data, "data_sha1": data_hash(frame), "n_rows": len(frame), "seed": seed,
-                 "test_size": test_size, "test_rows": test_rows.tolist()}
+        split = {
+            "data": data,
+            "data_sha1": data_hash(frame),
+            "n_rows": len(frame),
+            "seed": seed,
+            "test_size": test_size,
+            "test_rows": test_rows.tolist(),
+        }
         (out / SPLIT_FILE).write_text(json.dumps(split))
-        metrics = {"data": data, "n_train": len(train_rows), "n_test": len(test_rows), "seed": seed,
-                   "test_size": test_size, "train_seconds": round(train_seconds, 2), "heldout": heldout}
+        metrics = {
+            "data": data,
+            "n_train": len(train_rows),
+            "n_test": len(test_rows),
+            "seed": seed,
+            "test_size": test_size,
+            "train_seconds": round(train_seconds, 2),
+            "heldout": heldout,
+        }
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     except LiveshelfError as exc:
         err.print(f"[bold red]error:[/] {exc}")
@@ -123,8 +154,12 @@ def train(
 def evaluate(
     model_dir: Path = typer.Option(..., "--model", help="Folder written by 'liveshelf sentiment train'."),
     data: str = typer.Option(..., "--data", help="reviews:PATH to score."),
-    split: str = typer.Option("all", "--split", help="all: every row of PATH; test: the rows held out "
-                              "when the model was trained (PATH must be its training data)."),
+    split: str = typer.Option(
+        "all",
+        "--split",
+        help="all: every row of PATH; test: the rows held out "
+        "when the model was trained (PATH must be its training data).",
+    ),
 ) -> None:
     """Print exactly one JSON line {"accuracy": float, "macro_f1": float, "n": int}."""
     from liveshelf.errors import DataFormatError, LiveshelfError, check_param
@@ -166,7 +201,9 @@ def evaluate(
 @sentiment_app.command("predict")
 def predict(
     model_dir: Path = typer.Option(..., "--model", help="Folder written by 'liveshelf sentiment train'."),
-    texts: list[str] | None = typer.Argument(None, help="Texts to score; read one per line from stdin when absent."),
+    texts: list[str] | None = typer.Argument(
+        None, help="Texts to score; read one per line from stdin when absent."
+    ),
 ) -> None:
     """Print one JSON line per text: {"text", "label", "p_positive"}."""
     from liveshelf.errors import LiveshelfError
@@ -181,5 +218,8 @@ def predict(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     for text, p in zip(items, proba[:, 1], strict=True):
-        typer.echo(json.dumps({"text": text, "label": int(p >= 0.5), "p_positive": round(float(p), 4)},
-                              ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {"text": text, "label": int(p >= 0.5), "p_positive": round(float(p), 4)}, ensure_ascii=False
+            )
+        )

@@ -11,20 +11,32 @@ from liveshelf.cli.app import app
 
 @app.command("serve")
 def serve_cmd(
-    home: Path | None = typer.Option(None, "--home", help="Folder of the event store and the model registry "
-                                     "(default: LIVESHELF_HOME or ~/.liveshelf)."),
-    workers: int | None = typer.Option(None, "--workers", min=1, max=64,
-                                       help="Worker processes, each its own process on a core (> 1 needs --state "
-                                            "redis://; default LIVESHELF_WORKERS or 1)."),
+    home: Path | None = typer.Option(
+        None,
+        "--home",
+        help="Folder of the event store and the model registry (default: LIVESHELF_HOME or ~/.liveshelf).",
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=64,
+        help="Worker processes, each its own process on a core (> 1 needs --state "
+        "redis://; default LIVESHELF_WORKERS or 1).",
+    ),
     state: str | None = typer.Option(None, "--state", help="'memory' (default) or redis://host:port/db."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
-    model: str | None = typer.Option(None, "--model", help="Registry name of the served model (default 'default')."),
+    model: str | None = typer.Option(
+        None, "--model", help="Registry name of the served model (default 'default')."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
-    loop: str = typer.Option("auto", "--loop", help="Event loop: 'uvloop', 'asyncio' or 'auto' (uvloop when "
-                             "installed)."),
-    http: str = typer.Option("auto", "--http", help="HTTP parser: 'httptools', 'h11' or 'auto' (httptools when "
-                             "installed)."),
+    loop: str = typer.Option(
+        "auto", "--loop", help="Event loop: 'uvloop', 'asyncio' or 'auto' (uvloop when installed)."
+    ),
+    http: str = typer.Option(
+        "auto", "--http", help="HTTP parser: 'httptools', 'h11' or 'auto' (httptools when installed)."
+    ),
 ) -> None:
     """Serve the API; the online state is rebuilt from the store at start (rooms, shelves, recent events).
 
@@ -54,17 +66,27 @@ def serve_cmd(
     except ValueError as exc:
         raise ConfigError(f"Invalid serve settings: {exc}") from exc
     workers = settings.workers
-    server = {"loop": _pick("--loop", loop, "uvloop", "asyncio"), "http": _pick("--http", http, "httptools", "h11"),
-              # uvicorn's access log would print raw paths (user ids); the app logs route templates instead.
-              # proxy_headers off: the app trusts X-Forwarded-For only from LIVESHELF_TRUSTED_PROXIES
-              "access_log": False, "proxy_headers": False, "log_level": log_level, "host": host, "port": port}
+    server = {
+        "loop": _pick("--loop", loop, "uvloop", "asyncio"),
+        "http": _pick("--http", http, "httptools", "h11"),
+        # uvicorn's access log would print raw paths (user ids); the app logs route templates instead.
+        # proxy_headers off: the app trusts X-Forwarded-For only from LIVESHELF_TRUSTED_PROXIES
+        "access_log": False,
+        "proxy_headers": False,
+        "log_level": log_level,
+        "host": host,
+        "port": port,
+    }
     console = Console(stderr=True)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not settings.any_keys():
-        console.print("[yellow]no API keys configured (LIVESHELF_API_KEYS): the API and the console are "
-                      "read-only.[/]")
-    console.print(f"liveshelf serve: home={settings.home} state={settings.state.split('@')[-1]} "
-                  f"workers={workers} loop={server['loop']} http={server['http']} http://{host}:{port}/docs")
+        console.print(
+            "[yellow]no API keys configured (LIVESHELF_API_KEYS): the API and the console are read-only.[/]"
+        )
+    console.print(
+        f"liveshelf serve: home={settings.home} state={settings.state.split('@')[-1]} "
+        f"workers={workers} loop={server['loop']} http={server['http']} http://{host}:{port}/docs"
+    )
     if workers == 1:
         from liveshelf.serving.app import create_app
 
@@ -85,10 +107,19 @@ def serve_cmd(
             counts = warm_state(shared, store, settings.warm_window_s)
         shared.close()
         console.print(f"state built: {counts}")
-    os.environ.update({"LIVESHELF_HOME": str(settings.home), "LIVESHELF_STATE": settings.state,
-                       "LIVESHELF_STATE_PREFIX": settings.state_prefix, "LIVESHELF_MODEL": settings.model,
-                       "LIVESHELF_WORKERS": str(workers), "LIVESHELF_WARM_START": "false"})
-    os.environ.setdefault("LIVESHELF_LOG_SALT", secrets.token_hex(16))  # one salt: log ids match across workers
+    os.environ.update(
+        {
+            "LIVESHELF_HOME": str(settings.home),
+            "LIVESHELF_STATE": settings.state,
+            "LIVESHELF_STATE_PREFIX": settings.state_prefix,
+            "LIVESHELF_MODEL": settings.model,
+            "LIVESHELF_WORKERS": str(workers),
+            "LIVESHELF_WARM_START": "false",
+        }
+    )
+    os.environ.setdefault(
+        "LIVESHELF_LOG_SALT", secrets.token_hex(16)
+    )  # one salt: log ids match across workers
     own_dir = MULTIPROC_ENV not in os.environ
     if own_dir:  # /metrics then sums over the workers
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="liveshelf-metrics-")
@@ -109,8 +140,10 @@ def _pick(option: str, value: str, fast: str, fallback: str) -> str:
         raise ConfigError(f"{option} must be 'auto', {fast!r} or {fallback!r}; got {value!r}.")
     installed = importlib.util.find_spec(fast) is not None
     if value == fast and not installed:
-        raise ConfigError(f"{option} {fast}: the '{fast}' package is not installed. Install liveshelf's "
-                          f"dependencies again (pip install -e .), or pass {option} {fallback}.")
+        raise ConfigError(
+            f"{option} {fast}: the '{fast}' package is not installed. Install liveshelf's "
+            f"dependencies again (pip install -e .), or pass {option} {fallback}."
+        )
     if value == "auto":
         return fast if installed else fallback
     return value

@@ -28,7 +28,9 @@ def simulate_cmd(
     from liveshelf.data.simulate import SimConfig, simulate
 
     t0 = time.perf_counter()
-    world = simulate(SimConfig(n_users=users, n_hosts=hosts, days=days, n_items=items, seed=seed, start=start))
+    world = simulate(
+        SimConfig(n_users=users, n_hosts=hosts, days=days, n_items=items, seed=seed, start=start)
+    )
     folder = world.save(out)
     ds = world.dataset
     console = Console()
@@ -43,5 +45,7 @@ def simulate_cmd(
     table.add_row("events (all)", f"{len(ds.events):,}")
     console.print(table)
     console.print(f"comments from: {ds.meta.get('comment_source')}")
-    console.print(f"wrote {', '.join(f'{n}.parquet' for n in ('events', 'items', 'users', 'rooms', 'shelf', 'hosts'))}"
-                  f", truth.npz, truth.json, world.json to [bold]{folder}[/]")
+    console.print(
+        f"wrote {', '.join(f'{n}.parquet' for n in ('events', 'items', 'users', 'rooms', 'shelf', 'hosts'))}"
+        f", truth.npz, truth.json, world.json to [bold]{folder}[/]"
+    )

@@ -37,15 +37,24 @@ class BackgroundServer:
     ``start_timeout`` seconds, else :class:`~liveshelf.errors.ConfigError` says so.
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
-                 start_timeout: float = 120.0, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        start_timeout: float = 120.0,
+        log_level: str = "warning",
+    ) -> None:
         import uvicorn
 
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.start_timeout = start_timeout
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level=log_level,
-                                                    lifespan="on", access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=self.port, log_level=log_level, lifespan="on", access_log=False
+            )
+        )
         self._thread = threading.Thread(target=self.server.run, name="liveshelf-console-server", daemon=True)
 
     @property
@@ -57,12 +66,16 @@ class BackgroundServer:
         deadline = time.monotonic() + self.start_timeout
         while not self.server.started:
             if not self._thread.is_alive():
-                raise ConfigError(f"The server on {self.url} stopped while starting; see the log above "
-                                  "(a port in use, or an error in the app's start-up).")
+                raise ConfigError(
+                    f"The server on {self.url} stopped while starting; see the log above "
+                    "(a port in use, or an error in the app's start-up)."
+                )
             if time.monotonic() > deadline:
                 self.server.should_exit = True
-                raise ConfigError(f"The server on {self.url} did not start within {self.start_timeout:g} s. "
-                                  "Pass a larger start_timeout for a large store.")
+                raise ConfigError(
+                    f"The server on {self.url} did not start within {self.start_timeout:g} s. "
+                    "Pass a larger start_timeout for a large store."
+                )
             time.sleep(0.05)
         return self
 

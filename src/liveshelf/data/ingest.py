@@ -31,8 +31,12 @@ from liveshelf.privacy.pseudonym import Pseudonymiser
 Source = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]] | str | Path
 
 FORMATS: dict[str, str] = {
-    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
 }
 
 #: The order a world folder is ingested in (catalogue before the events that refer to it).
@@ -61,8 +65,9 @@ def read_file(path: str | Path) -> pa.Table:
     path = Path(path)
     fmt = file_format(path)
     if not path.is_file():
-        raise NotFoundError(f"Input file '{path}' does not exist (or is not a file). "
-                            f"Check the path; expected a {fmt} file.")
+        raise NotFoundError(
+            f"Input file '{path}' does not exist (or is not a file). Check the path; expected a {fmt} file."
+        )
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -70,10 +75,13 @@ def read_file(path: str | Path) -> pa.Table:
             return pq.read_table(path)
         if fmt == "csv":
             return _read_csv(path)
-        return frame_to_arrow(pd.read_json(path, lines=True, dtype=False))  # dtype=False: no date or type guessing
+        return frame_to_arrow(
+            pd.read_json(path, lines=True, dtype=False)
+        )  # dtype=False: no date or type guessing
     except (ValueError, OSError, pa.ArrowException) as exc:
-        raise DataFormatError(f"Cannot read '{path}' as {fmt}: {exc}. Check the file's format and "
-                              f"encoding (UTF-8).") from exc
+        raise DataFormatError(
+            f"Cannot read '{path}' as {fmt}: {exc}. Check the file's format and encoding (UTF-8)."
+        ) from exc
 
 
 def _read_csv(path: Path) -> pa.Table:
@@ -86,11 +94,19 @@ def _read_csv(path: Path) -> pa.Table:
     with opener(path, "rt", encoding="utf-8", newline="") as fh:
         header = next(csv.reader(fh), None)
     if not header:
-        raise DataFormatError(f"Cannot read '{path}' as csv: the file is empty (no header line). "
-                              "The first line must name the columns.")
-    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in header}, strings_can_be_null=True,
-        quoted_strings_can_be_null=False, null_values=[""]))
+        raise DataFormatError(
+            f"Cannot read '{path}' as csv: the file is empty (no header line). "
+            "The first line must name the columns."
+        )
+    return pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+        ),
+    )
 
 
 def to_table(source: Source) -> tuple[pa.Table, str]:
@@ -103,8 +119,10 @@ def to_table(source: Source) -> tuple[pa.Table, str]:
         return read_file(source), str(source)
     if isinstance(source, Sequence):
         if source and not isinstance(source[0], Mapping):
-            raise DataFormatError(f"Records must be dicts (column -> value); got {type(source[0]).__name__}. "
-                                  f"Pass a list of dicts, a DataFrame, an Arrow table or a file path.")
+            raise DataFormatError(
+                f"Records must be dicts (column -> value); got {type(source[0]).__name__}. "
+                f"Pass a list of dicts, a DataFrame, an Arrow table or a file path."
+            )
         records = list(source)
         if not records:
             return pa.table({}), "<records>"
@@ -116,8 +134,10 @@ def to_table(source: Source) -> tuple[pa.Table, str]:
             return pa.Table.from_struct_array(pa.array(records)), "<records>"
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return frame_to_arrow(pd.DataFrame.from_records(records)), "<records>"
-    raise DataFormatError(f"Cannot ingest a {type(source).__name__}. Pass a file path, a DataFrame, "
-                          f"an Arrow table or a list of dicts.")
+    raise DataFormatError(
+        f"Cannot ingest a {type(source).__name__}. Pass a file path, a DataFrame, "
+        f"an Arrow table or a list of dicts."
+    )
 
 
 def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
@@ -130,7 +150,9 @@ def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
     elif suffix in (".jsonl", ".ndjson", ".json"):
         rejects.to_json(path, orient="records", lines=True, force_ascii=False)
     else:
-        raise ConfigError(f"The rejects file '{path}' must end in .csv or .jsonl; got {suffix or 'no extension'!r}.")
+        raise ConfigError(
+            f"The rejects file '{path}' must end in .csv or .jsonl; got {suffix or 'no extension'!r}."
+        )
     return path
 
 
@@ -175,8 +197,9 @@ class Ingestor:
     A store remembers the key id it was first written with and refuses another.
     """
 
-    def __init__(self, store: EventStore, *, pseudonymiser: Pseudonymiser | None = None,
-                 rules: Rules | None = None) -> None:
+    def __init__(
+        self, store: EventStore, *, pseudonymiser: Pseudonymiser | None = None, rules: Rules | None = None
+    ) -> None:
         self.store = store
         self.pseudonymiser = pseudonymiser
         self.rules = rules or Rules()
@@ -227,9 +250,17 @@ class Ingestor:
         if raw.num_rows == 0:
             return IngestReport(kind=kind, source=label, seconds=time.perf_counter() - t0)
         meta = self._key_meta(kind)
-        checked: Validated = validate(kind, raw, self.rules, self.pseudonymiser if kind in _USER_KINDS else None)
-        report = IngestReport(kind=kind, source=label, rows=checked.n_rows, rejected=checked.n_rejected,
-                              rejects=checked.rejects, ignored_columns=checked.ignored_columns)
+        checked: Validated = validate(
+            kind, raw, self.rules, self.pseudonymiser if kind in _USER_KINDS else None
+        )
+        report = IngestReport(
+            kind=kind,
+            source=label,
+            rows=checked.n_rows,
+            rejected=checked.n_rejected,
+            rejects=checked.rejects,
+            ignored_columns=checked.ignored_columns,
+        )
         clean = checked.table
         if kind == "events" and clean.num_rows:
             report.warnings.update(self._event_warnings(clean))
@@ -238,15 +269,17 @@ class Ingestor:
                 report.inserted, report.duplicate = self.store.insert_events(clean, source=label, meta=meta)
             else:
                 report.inserted, report.updated, report.duplicate = self.store.upsert(
-                    kind, clean, source=label, meta=meta)
+                    kind, clean, source=label, meta=meta
+                )
         report.accepted = report.inserted + report.updated
         if rejects_path is not None and report.rejected:
             report.rejects_path = write_rejects(checked.rejects, rejects_path)
         report.seconds = time.perf_counter() - t0
         return report
 
-    def ingest_checked(self, kind: str, checked: Validated, *, source: str = "<checked>",
-                       warnings: bool = True) -> IngestReport:
+    def ingest_checked(
+        self, kind: str, checked: Validated, *, source: str = "<checked>", warnings: bool = True
+    ) -> IngestReport:
         """Store one batch the caller already validated (``validate(kind, raw, self.rules, ...)``).
 
         The same as :meth:`ingest` without reading and validating a second time (the API
@@ -257,23 +290,37 @@ class Ingestor:
             return self.store_checked_events(checked, source=source, warnings=warnings)[0]
         t0 = time.perf_counter()
         meta = self._key_meta(kind)
-        report = IngestReport(kind=kind, source=source, rows=checked.n_rows, rejected=checked.n_rejected,
-                              rejects=checked.rejects, ignored_columns=checked.ignored_columns)
+        report = IngestReport(
+            kind=kind,
+            source=source,
+            rows=checked.n_rows,
+            rejected=checked.n_rejected,
+            rejects=checked.rejects,
+            ignored_columns=checked.ignored_columns,
+        )
         if checked.table.num_rows:
             report.inserted, report.updated, report.duplicate = self.store.upsert(
-                kind, checked.table, source=source, meta=meta)
+                kind, checked.table, source=source, meta=meta
+            )
         report.accepted = report.inserted + report.updated
         report.seconds = time.perf_counter() - t0
         return report
 
-    def store_checked_events(self, checked: Validated, *, source: str = "<checked>",
-                             warnings: bool = True) -> tuple[IngestReport, StoredEvents | None]:
+    def store_checked_events(
+        self, checked: Validated, *, source: str = "<checked>", warnings: bool = True
+    ) -> tuple[IngestReport, StoredEvents | None]:
         """:meth:`ingest_checked` for events, also returning what the store took as new (None: no clean row),
         so the caller applies exactly those rows (one insert: no read of the known ids first)."""
         t0 = time.perf_counter()
         meta = self._key_meta("events")
-        report = IngestReport(kind="events", source=source, rows=checked.n_rows, rejected=checked.n_rejected,
-                              rejects=checked.rejects, ignored_columns=checked.ignored_columns)
+        report = IngestReport(
+            kind="events",
+            source=source,
+            rows=checked.n_rows,
+            rejected=checked.n_rejected,
+            rejects=checked.rejects,
+            ignored_columns=checked.ignored_columns,
+        )
         clean = checked.table
         stored = None
         if clean.num_rows:
@@ -294,20 +341,25 @@ class Ingestor:
         n_on_shelf = pc.sum(pc.cast(pc.is_in(items, value_set=shelf_items), pa.int64())).as_py() or 0
         return {"purchase_not_on_shelf": len(items) - int(n_on_shelf)}
 
-    def ingest_world(self, folder: str | Path, *, rejects_dir: str | Path | None = None) -> list[IngestReport]:
+    def ingest_world(
+        self, folder: str | Path, *, rejects_dir: str | Path | None = None
+    ) -> list[IngestReport]:
         """Ingest ``items, users, hosts, rooms, shelf, events`` files found in ``folder``, in that order.
 
         A kind's file is ``<kind>.parquet`` (or ``.csv`` / ``.jsonl``); absent kinds are skipped.
         """
         folder = Path(folder)
         if not folder.is_dir():
-            raise NotFoundError(f"World folder '{folder}' does not exist or is not a folder. "
-                                f"Pass the output folder of `liveshelf simulate`.")
+            raise NotFoundError(
+                f"World folder '{folder}' does not exist or is not a folder. "
+                f"Pass the output folder of `liveshelf simulate`."
+            )
         found = world_files(folder)
         if not found:
             names = ", ".join(f"{k}.parquet" for k in WORLD_ORDER)
-            raise DataFormatError(f"Folder '{folder}' holds none of the expected files ({names}; "
-                                  f".csv / .jsonl also accepted).")
+            raise DataFormatError(
+                f"Folder '{folder}' holds none of the expected files ({names}; .csv / .jsonl also accepted)."
+            )
         reports = []
         for kind, path in found.items():
             rejects = None if rejects_dir is None else Path(rejects_dir) / f"{kind}.rejects.csv"
@@ -327,5 +379,16 @@ def world_files(folder: Path) -> dict[str, Path]:
     return out
 
 
-__all__ = ["FORMATS", "KINDS", "WORLD_ORDER", "IngestReport", "Ingestor", "Source", "file_format",
-           "read_file", "to_table", "world_files", "write_rejects"]
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "WORLD_ORDER",
+    "IngestReport",
+    "Ingestor",
+    "Source",
+    "file_format",
+    "read_file",
+    "to_table",
+    "world_files",
+    "write_rejects",
+]

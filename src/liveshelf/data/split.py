@@ -79,9 +79,15 @@ class EventIndex:
         """The context of event ``e``: the user's events before it (or before ``upto``)."""
         u = int(self.user[e])
         a, b = int(self.user_start[u]), int(e if upto is None else upto)
-        return Context(items=self.item[a:b], ts=self.ts[a:b], types=self.types[a:b],
-                       user=str(self.user_ids[u]), user_index=train_user,
-                       room=self.room[e], time=float(self.ts[e]))
+        return Context(
+            items=self.item[a:b],
+            ts=self.ts[a:b],
+            types=self.types[a:b],
+            user=str(self.user_ids[u]),
+            user_index=train_user,
+            room=self.room[e],
+            time=float(self.ts[e]),
+        )
 
 
 def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None = None) -> EventIndex:
@@ -98,8 +104,11 @@ def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None 
         if ds.rooms is None:
             raise ConfigError(
                 f"The 'target' parameter 'host' needs a data set with rooms; {ds.name!r} has none. "
-                "Use target='item' or load a live data set (twitch, kuailive, store).")
-        room_host = pd.Series(ds.rooms["host"].astype(str).to_numpy(), index=ds.rooms["id"].astype(str).to_numpy())
+                "Use target='item' or load a live data set (twitch, kuailive, store)."
+            )
+        room_host = pd.Series(
+            ds.rooms["host"].astype(str).to_numpy(), index=ds.rooms["id"].astype(str).to_numpy()
+        )
         room_host = room_host[~room_host.index.duplicated()]
         raw = pd.Series(ev["room"].astype(object).map(room_host).to_numpy(), index=ev.index)
         vocab_frame = ds.hosts
@@ -109,11 +118,15 @@ def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None 
     if len(rows) == 0:
         raise DataFormatError(
             f"The data set {ds.name!r} has no interest events with a {target!r} to recommend "
-            f"(types {sorted(keep_types)}). Check the events frame or pick another target.")
+            f"(types {sorted(keep_types)}). Check the events frame or pick another target."
+        )
 
     # vocabularies: frame order first, then first appearance in events
-    known = (vocab_frame["id"].astype(str).to_numpy(dtype=object)
-             if vocab_frame is not None and len(vocab_frame) else np.zeros(0, dtype=object))
+    known = (
+        vocab_frame["id"].astype(str).to_numpy(dtype=object)
+        if vocab_frame is not None and len(vocab_frame)
+        else np.zeros(0, dtype=object)
+    )
     known = pd.unique(known)
     extra = pd.unique(pd.Series(target_str)[~pd.Series(target_str).isin(known)].to_numpy())
     item_ids = np.concatenate([np.asarray(known, dtype=object), np.asarray(extra, dtype=object)])
@@ -133,15 +146,30 @@ def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None 
 
     text, cats = _side_info(vocab_frame, item_ids, target)
     return EventIndex(
-        name=ds.name, target=target, item_ids=item_ids, user_ids=np.asarray(user_ids, dtype=object),
-        user=user, item=item[order], ts=ts[order], types=type_arr[rows][order], room=room_col,
-        row=rows[order].astype(np.int64), user_start=user_start, item_text=text, item_category=cats,
+        name=ds.name,
+        target=target,
+        item_ids=item_ids,
+        user_ids=np.asarray(user_ids, dtype=object),
+        user=user,
+        item=item[order],
+        ts=ts[order],
+        types=type_arr[rows][order],
+        room=room_col,
+        row=rows[order].astype(np.int64),
+        user_start=user_start,
+        item_text=text,
+        item_category=cats,
         meta={"synthetic_ts": bool(ds.meta.get("synthetic_ts", False))},
     )
 
 
-def to_train_data(index: EventIndex, train: np.ndarray, valid: np.ndarray | None = None,
-                  available: Any = None, meta: dict[str, Any] | None = None) -> tuple[TrainData, np.ndarray]:
+def to_train_data(
+    index: EventIndex,
+    train: np.ndarray,
+    valid: np.ndarray | None = None,
+    available: Any = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[TrainData, np.ndarray]:
     """TrainData from the events where ``train`` is True (a bool mask over ``index``).
 
     Users without a training event are left out. ``valid`` marks held-out events; each
@@ -173,9 +201,15 @@ def to_train_data(index: EventIndex, train: np.ndarray, valid: np.ndarray | None
         valid_times[vu[first]] = index.ts[valid][ok][first]
         valid_meta["valid_times"] = valid_times
     data = TrainData(
-        item_ids=index.item_ids, user_ids=index.user_ids[has], sequences=sequences, timestamps=timestamps,
-        types=types, valid_targets=valid_targets, item_text=index.item_text,
-        item_category=index.item_category, available=available,
+        item_ids=index.item_ids,
+        user_ids=index.user_ids[has],
+        sequences=sequences,
+        timestamps=timestamps,
+        types=types,
+        valid_targets=valid_targets,
+        item_text=index.item_text,
+        item_category=index.item_category,
+        available=available,
         meta={"dataset": index.name, "target": index.target, **index.meta, **valid_meta, **(meta or {})},
     )
     return data, train_user
@@ -188,7 +222,9 @@ def dataset_to_train_data(ds: Dataset, target: str = "item") -> TrainData:
 
 
 # ---------------------------------------------------------------------------------------
-def _side_info(frame: pd.DataFrame | None, ids: np.ndarray, target: str) -> tuple[list[str] | None, np.ndarray]:
+def _side_info(
+    frame: pd.DataFrame | None, ids: np.ndarray, target: str
+) -> tuple[list[str] | None, np.ndarray]:
     """Item text and first-level category codes in vocabulary order."""
     n = len(ids)
     if frame is None or not len(frame):

@@ -43,10 +43,20 @@ from liveshelf.schema import EVENT_COLUMNS, EVENT_TYPES, TS_DTYPE, utc
 STORE_FILE = "events.duckdb"
 _EVENT_ID_INDEX = "events_event_id"
 
-_SQL_TYPES = {pa.string(): "VARCHAR", pa.timestamp("us"): "TIMESTAMP", pa.float64(): "DOUBLE",
-              pa.bool_(): "BOOLEAN"}
-_NOT_NULL = {"events": {"event_id", "ts", "user", "type"}, "items": {"id", "title"}, "users": {"id"},
-             "rooms": {"id", "host", "start"}, "shelf": {"room", "item", "start"}, "hosts": {"id"}}
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
+_NOT_NULL = {
+    "events": {"event_id", "ts", "user", "type"},
+    "items": {"id", "title"},
+    "users": {"id"},
+    "rooms": {"id", "host", "start"},
+    "shelf": {"room", "item", "start"},
+    "hosts": {"id"},
+}
 
 
 def _q(name: str) -> str:
@@ -114,8 +124,10 @@ class EventStore:
         self.home = Path(home).expanduser()
         self.path = self.home / STORE_FILE
         if read_only and not self.path.exists():
-            raise ConfigError(f"No event store at '{self.path}' to open read-only. Ingest data first "
-                              f"(`liveshelf ingest ... --home {self.home}`).")
+            raise ConfigError(
+                f"No event store at '{self.path}' to open read-only. Ingest data first "
+                f"(`liveshelf ingest ... --home {self.home}`)."
+            )
         self.home.mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
         self._lock = threading.RLock()
@@ -136,9 +148,13 @@ class EventStore:
                 with self._transaction() as con:
                     for kind in ARROW_SCHEMAS:
                         con.execute(_ddl(kind)).fetchall()
-                    con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)").fetchall()
-                    con.execute("CREATE TABLE IF NOT EXISTS loads (loaded_at TIMESTAMP, kind VARCHAR, "
-                                "source VARCHAR, n_rows BIGINT, inserted BIGINT, updated BIGINT)").fetchall()
+                    con.execute(
+                        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)"
+                    ).fetchall()
+                    con.execute(
+                        "CREATE TABLE IF NOT EXISTS loads (loaded_at TIMESTAMP, kind VARCHAR, "
+                        "source VARCHAR, n_rows BIGINT, inserted BIGINT, updated BIGINT)"
+                    ).fetchall()
                 known = _SCHEMA_READY[key] = self._index_event_ids()
             self._unique_ids = known
         else:
@@ -152,7 +168,9 @@ class EventStore:
 
         try:
             with self._transaction() as con:
-                con.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {_EVENT_ID_INDEX} ON events (event_id)").fetchall()
+                con.execute(
+                    f"CREATE UNIQUE INDEX IF NOT EXISTS {_EVENT_ID_INDEX} ON events (event_id)"
+                ).fetchall()
         except duckdb.ConstraintException:
             return False
         return True
@@ -200,8 +218,9 @@ class EventStore:
         with self._lock:
             return self._conn().execute(sql, list(params or [])).fetchall()
 
-    def _frame(self, sql: str, params: Sequence[Any] | None = None,
-               ts_columns: Sequence[str] = ()) -> pd.DataFrame:
+    def _frame(
+        self, sql: str, params: Sequence[Any] | None = None, ts_columns: Sequence[str] = ()
+    ) -> pd.DataFrame:
         with self._lock:
             table = self._conn().sql(sql, params=list(params or [])).to_arrow_table()
         df = table.to_pandas()
@@ -218,14 +237,18 @@ class EventStore:
             return frame_to_table(kind, data)
         schema = ARROW_SCHEMAS[kind]
         if not data.schema.equals(schema):
-            raise ConfigError(f"The {kind} table to store must have the Arrow schema {schema}; got {data.schema}. "
-                              "Pass the output of liveshelf.data.validate.validate (or a clean schema frame).")
+            raise ConfigError(
+                f"The {kind} table to store must have the Arrow schema {schema}; got {data.schema}. "
+                "Pass the output of liveshelf.data.validate.validate (or a clean schema frame)."
+            )
         return data
 
     def _log_load(self, con: Any, kind: str, source: str, rows: int, inserted: int, updated: int) -> None:
         """Audit row, written inside the batch's transaction (so it commits or rolls back with it)."""
-        con.execute("INSERT INTO loads VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?)",
-                    [kind, source, rows, inserted, updated]).fetchall()
+        con.execute(
+            "INSERT INTO loads VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?)",
+            [kind, source, rows, inserted, updated],
+        ).fetchall()
 
     def _set_meta(self, con: Any, meta: dict[str, str] | None) -> None:
         for key, value in (meta or {}).items():
@@ -235,14 +258,16 @@ class EventStore:
             con.execute("DELETE FROM meta WHERE key = ?", [key]).fetchall()
             con.execute("INSERT INTO meta VALUES (?, ?)", [key, value]).fetchall()
 
-    def insert_events(self, frame: pa.Table | pd.DataFrame, *, source: str = "",
-                      meta: dict[str, str] | None = None) -> tuple[int, int]:
+    def insert_events(
+        self, frame: pa.Table | pd.DataFrame, *, source: str = "", meta: dict[str, str] | None = None
+    ) -> tuple[int, int]:
         """Append validated events not yet stored; returns ``(inserted, duplicate)``."""
         stored = self.append_events(frame, source=source, meta=meta)
         return stored.new.num_rows, stored.duplicate
 
-    def append_events(self, frame: pa.Table | pd.DataFrame, *, source: str = "",
-                      meta: dict[str, str] | None = None) -> StoredEvents:
+    def append_events(
+        self, frame: pa.Table | pd.DataFrame, *, source: str = "", meta: dict[str, str] | None = None
+    ) -> StoredEvents:
         """Append validated events not yet stored (ids unique within ``frame``, as validation makes them) in one
         transaction; returns the rows that were new, with their ``seq``, so a caller can apply exactly those."""
         table = self._arrow("events", frame)
@@ -252,8 +277,11 @@ class EventStore:
             table = table.append_column("seq", pa.array(np.arange(base, base + n, dtype=np.int64)))
             con.register("_batch", table)
             try:
-                sql = ("INSERT OR IGNORE INTO events SELECT * FROM _batch RETURNING seq" if self._unique_ids else
-                       "INSERT INTO events SELECT b.* FROM _batch b ANTI JOIN events e USING (event_id) RETURNING seq")
+                sql = (
+                    "INSERT OR IGNORE INTO events SELECT * FROM _batch RETURNING seq"
+                    if self._unique_ids
+                    else "INSERT INTO events SELECT b.* FROM _batch b ANTI JOIN events e USING (event_id) RETURNING seq"
+                )
                 seqs = con.execute(sql).fetchnumpy()["seq"]
             finally:
                 con.unregister("_batch")
@@ -262,8 +290,14 @@ class EventStore:
         new = table if len(seqs) == n else table.take(pa.array(np.sort(np.asarray(seqs, np.int64)) - base))
         return StoredEvents(new=new, head_before=int(base) - 1, duplicate=n - len(seqs))
 
-    def upsert(self, kind: str, frame: pa.Table | pd.DataFrame, *, source: str = "",
-               meta: dict[str, str] | None = None) -> tuple[int, int, int]:
+    def upsert(
+        self,
+        kind: str,
+        frame: pa.Table | pd.DataFrame,
+        *,
+        source: str = "",
+        meta: dict[str, str] | None = None,
+    ) -> tuple[int, int, int]:
         """Insert or replace rows of ``kind`` by key; returns ``(inserted, updated, unchanged)``."""
         check_kind(kind)
         if kind == "events":
@@ -280,8 +314,10 @@ class EventStore:
                     f"SELECT count(*), count(*) FILTER (WHERE {same}) FROM _batch b JOIN {kind} t ON {on}"
                 ).fetchall()[0]
                 con.execute(f"DELETE FROM {kind} t USING _batch b WHERE {on} AND NOT ({same})").fetchall()
-                con.execute(f"INSERT INTO {kind} SELECT b.* FROM _batch b "
-                            f"WHERE NOT EXISTS (SELECT 1 FROM {kind} t WHERE {on})").fetchall()
+                con.execute(
+                    f"INSERT INTO {kind} SELECT b.* FROM _batch b "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {kind} t WHERE {on})"
+                ).fetchall()
             finally:
                 con.unregister("_batch")
             inserted, updated = table.num_rows - int(existing), int(existing) - int(unchanged)
@@ -345,21 +381,28 @@ class EventStore:
         with self._lock:
             con.register("_ids", pa.table({"event_id": pa.array(list(ids), pa.string())}))
             try:
-                rows = con.execute("SELECT DISTINCT e.event_id FROM events e SEMI JOIN _ids i USING (event_id)"
-                                   ).fetchall()
+                rows = con.execute(
+                    "SELECT DISTINCT e.event_id FROM events e SEMI JOIN _ids i USING (event_id)"
+                ).fetchall()
             finally:
                 con.unregister("_ids")
         return {r[0] for r in rows}
 
-    def sequence(self, user: str, until: datetime | str | float | None = None,
-                 limit: int | None = None) -> UserSequence:
+    def sequence(
+        self, user: str, until: datetime | str | float | None = None, limit: int | None = None
+    ) -> UserSequence:
         """One user's events with ``ts < until`` in time order (ties: ingest order).
 
         With ``limit``, the most recent ``limit`` events (still oldest first).
         """
         if limit is not None:
-            check_param("limit", limit, isinstance(limit, int) and limit >= 1, "an int >= 1 or None",
-                        "EventStore.sequence")
+            check_param(
+                "limit",
+                limit,
+                isinstance(limit, int) and limit >= 1,
+                "an int >= 1 or None",
+                "EventStore.sequence",
+            )
         sql = 'SELECT item, room, epoch_us(ts), type FROM events WHERE "user" = ?'
         params: list[Any] = [user]
         if until is not None:
@@ -384,10 +427,18 @@ class EventStore:
         return self._frame(
             f'SELECT "user", list(item {order}) AS items, list(room {order}) AS rooms, '
             f"list(epoch_us(ts) / 1e6 {order}) AS ts, list(type {order}) AS types "
-            f'FROM events {where} GROUP BY "user" ORDER BY "user"', params)
+            f'FROM events {where} GROUP BY "user" ORDER BY "user"',
+            params,
+        )
 
-    def room_events(self, rooms: Sequence[str], start: datetime | str | float, end: datetime | str | float,
-                    types: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+    def room_events(
+        self,
+        rooms: Sequence[str],
+        start: datetime | str | float,
+        end: datetime | str | float,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
         """Events of ``rooms`` with ``start <= ts < end`` (of ``types``), newest first; the ``limit`` newest."""
         cols = ", ".join(_q(c) for c in EVENT_COLUMNS)
         if not rooms or (types is not None and not types):
@@ -398,8 +449,11 @@ class EventStore:
             conds.append(f"type IN ({', '.join('?' for _ in types)})")
             params += list(types)
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
-        return self._frame(f"SELECT {cols} FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC, seq DESC{tail}",
-                           params, ("ts",))
+        return self._frame(
+            f"SELECT {cols} FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC, seq DESC{tail}",
+            params,
+            ("ts",),
+        )
 
     def max_seq(self) -> int:
         """The ingest order of the newest stored event (-1 when there is none)."""
@@ -410,7 +464,9 @@ class EventStore:
         the seq of the last one returned (``seq`` itself when none): what a view of the store catches up on."""
         cols = ", ".join(_q(c) for c in EVENT_COLUMNS)
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
-        frame = self._frame(f"SELECT {cols}, seq FROM events WHERE seq > ? ORDER BY seq{tail}", [int(seq)], ("ts",))
+        frame = self._frame(
+            f"SELECT {cols}, seq FROM events WHERE seq > ? ORDER BY seq{tail}", [int(seq)], ("ts",)
+        )
         last = int(frame["seq"].iloc[-1]) if len(frame) else int(seq)
         return frame.drop(columns=["seq"]), last
 
@@ -436,18 +492,28 @@ class EventStore:
         tn = _naive(t)
         return self._frame(
             'SELECT id, host, title, start, "end" FROM rooms WHERE start <= ? AND ("end" IS NULL OR ? < "end") '
-            "ORDER BY start, id", [tn, tn], ("start", "end"))
+            "ORDER BY start, id",
+            [tn, tn],
+            ("start", "end"),
+        )
 
     def shelf_items(self, room: str, t: datetime | str | float) -> list[str]:
         """Items on ``room``'s shelf at ``t`` (same interval semantics); pinned first, then by slot start."""
         tn = _naive(t)
         rows = self._rows(
             'SELECT item FROM shelf WHERE room = ? AND start <= ? AND ("end" IS NULL OR ? < "end") '
-            "GROUP BY item ORDER BY bool_or(pinned) DESC, min(start), item", [room, tn, tn])
+            "GROUP BY item ORDER BY bool_or(pinned) DESC, min(start), item",
+            [room, tn, tn],
+        )
         return [r[0] for r in rows]
 
-    def counts(self, kind: str = "item", start: datetime | str | float | None = None,
-               end: datetime | str | float | None = None, types: Sequence[str] | None = None) -> pd.Series:
+    def counts(
+        self,
+        kind: str = "item",
+        start: datetime | str | float | None = None,
+        end: datetime | str | float | None = None,
+        types: Sequence[str] | None = None,
+    ) -> pd.Series:
         """Event counts per item or room over ``start <= ts < end`` (either bound optional), most first."""
         check_param("kind", kind, kind in ("item", "room"), "'item' or 'room'", "EventStore.counts")
         conds, params = [f"{_q(kind)} IS NOT NULL"], []
@@ -460,14 +526,19 @@ class EventStore:
         if types is not None:
             types = list(types)
             unknown = [t for t in types if t not in EVENT_TYPES]
-            check_param("types", unknown, not unknown, f"event types among {list(EVENT_TYPES)}",
-                        "EventStore.counts")
+            check_param(
+                "types", unknown, not unknown, f"event types among {list(EVENT_TYPES)}", "EventStore.counts"
+            )
             conds.append(f"type IN ({', '.join('?' for _ in types)})" if types else "FALSE")
             params += types
-        rows = self._rows(f"SELECT {_q(kind)}, count(*) AS n FROM events WHERE {' AND '.join(conds)} "
-                          f"GROUP BY 1 ORDER BY n DESC, 1", params)
-        return pd.Series([r[1] for r in rows], index=pd.Index([r[0] for r in rows], name=kind),
-                         name="count", dtype="int64")
+        rows = self._rows(
+            f"SELECT {_q(kind)}, count(*) AS n FROM events WHERE {' AND '.join(conds)} "
+            f"GROUP BY 1 ORDER BY n DESC, 1",
+            params,
+        )
+        return pd.Series(
+            [r[1] for r in rows], index=pd.Index([r[0] for r in rows], name=kind), name="count", dtype="int64"
+        )
 
     def to_dataset(self, name: str = "store") -> Dataset:
         """Everything as a :class:`Dataset` (a frame is None when its table is empty)."""
@@ -475,6 +546,13 @@ class EventStore:
         for kind in ("items", "users", "rooms", "shelf", "hosts"):
             df = self.frame(kind)
             frames[kind] = df if len(df) else None
-        return Dataset(name=name, events=self.training_frame(), **frames,
-                       meta={"source": "event_store", "path": str(self.path),
-                             "pseudonym_key_id": self.meta("pseudonym_key_id")})
+        return Dataset(
+            name=name,
+            events=self.training_frame(),
+            **frames,
+            meta={
+                "source": "event_store",
+                "path": str(self.path),
+                "pseudonym_key_id": self.meta("pseudonym_key_id"),
+            },
+        )

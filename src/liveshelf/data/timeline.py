@@ -304,24 +304,39 @@ class Timeline:
     >>> tl.live_rooms(t); tl.shelf_at("r1", t); tl.on_shelf("r1", "i9", t)  # doctest: +SKIP
     """
 
-    def __init__(self, rooms: pd.DataFrame | None = None, shelf: pd.DataFrame | None = None,
-                 *, rebuild_every: int = 512) -> None:
+    def __init__(
+        self,
+        rooms: pd.DataFrame | None = None,
+        shelf: pd.DataFrame | None = None,
+        *,
+        rebuild_every: int = 512,
+    ) -> None:
         rooms = rooms if rooms is not None else pd.DataFrame({c: [] for c in ("id", "host", "start", "end")})
-        shelf = shelf if shelf is not None else pd.DataFrame(
-            {c: [] for c in ("room", "item", "start", "end", "pinned")})
-        for name, frame, cols in (("rooms", rooms, ("id", "start", "end")),
-                                  ("shelf", shelf, ("room", "item", "start", "end"))):
+        shelf = (
+            shelf
+            if shelf is not None
+            else pd.DataFrame({c: [] for c in ("room", "item", "start", "end", "pinned")})
+        )
+        for name, frame, cols in (
+            ("rooms", rooms, ("id", "start", "end")),
+            ("shelf", shelf, ("room", "item", "start", "end")),
+        ):
             missing = [c for c in cols if c not in frame.columns]
             if missing:
                 raise ValidationError(
                     f"The {name} frame given to Timeline lacks columns {missing}; "
                     f"expected the schema columns {list(cols)}. Rename the columns.",
-                    field=name, value=list(frame.columns))
+                    field=name,
+                    value=list(frame.columns),
+                )
         room_ids = rooms["id"].astype(str).to_numpy(dtype=object)
         if len(set(room_ids)) != len(room_ids):
             dup = pd.Series(room_ids)[pd.Series(room_ids).duplicated()].iloc[0]
-            raise ValidationError(f"Room ids must be unique; {dup!r} appears twice. Deduplicate the rooms frame.",
-                                  field="rooms.id", value=dup)
+            raise ValidationError(
+                f"Room ids must be unique; {dup!r} appears twice. Deduplicate the rooms frame.",
+                field="rooms.id",
+                value=dup,
+            )
         self._room_ids = _Ids(room_ids)
         self._room_idx: dict[str, int] = {r: i for i, r in enumerate(room_ids)}
         hosts = rooms["host"].astype(str).tolist() if "host" in rooms.columns else [""] * len(rooms)
@@ -334,7 +349,9 @@ class Timeline:
             raise ValidationError(
                 f"Room {room_ids[i]!r} has start {rooms['start'].iloc[i]!r} and end {rooms['end'].iloc[i]!r}; "
                 "a room needs a start and an end that is not before it (or no end while live).",
-                field="rooms.start", value=rooms["start"].iloc[i])
+                field="rooms.start",
+                value=rooms["start"].iloc[i],
+            )
         self._rooms = _IntervalStore(r_start, r_end, rebuild_every)
         self._member_ids: np.ndarray = _NO_IDS
         self._member_ids_of: IntervalIndex | None = None
@@ -346,7 +363,10 @@ class Timeline:
             bad_room = s_room[int(np.argmin(s_room_idx))]
             raise ValidationError(
                 f"Shelf slots refer to rooms absent from the rooms frame, e.g. {bad_room!r}; "
-                "add those rooms or drop their slots.", field="shelf.room", value=bad_room)
+                "add those rooms or drop their slots.",
+                field="shelf.room",
+                value=bad_room,
+            )
         items = shelf["item"].astype(str).to_numpy(dtype=object)
         s_item_idx, uniq = pd.factorize(items)  # hashing: fast on millions of strings
         self._item_ids = _Ids(uniq)
@@ -355,10 +375,17 @@ class Timeline:
         s_end = _end_seconds(shelf["end"]) if len(shelf) else np.zeros(0)
         if np.isnan(s_start).any():
             i = int(np.nonzero(np.isnan(s_start))[0][0])
-            raise ValidationError(f"Shelf slot {i} (room {s_room[i]!r}, item {items[i]!r}) has no start; "
-                                  "every slot needs a start time.", field="shelf.start", value=None)
-        pinned = (shelf["pinned"].fillna(False).astype(bool).to_numpy() if "pinned" in shelf.columns
-                  else np.zeros(len(shelf), bool))
+            raise ValidationError(
+                f"Shelf slot {i} (room {s_room[i]!r}, item {items[i]!r}) has no start; "
+                "every slot needs a start time.",
+                field="shelf.start",
+                value=None,
+            )
+        pinned = (
+            shelf["pinned"].fillna(False).astype(bool).to_numpy()
+            if "pinned" in shelf.columns
+            else np.zeros(len(shelf), bool)
+        )
         self._slots = _IntervalStore(s_start, s_end, rebuild_every, lazy=True)
         self._slot_room = _Grow(np.asarray(s_room_idx, np.int64))
         self._slot_item = _Grow(np.asarray(s_item_idx, np.int64))
@@ -383,8 +410,12 @@ class Timeline:
     def from_dataset(cls, ds: Any, **kw: Any) -> Timeline:
         """A timeline from a :class:`~liveshelf.data.dataset.Dataset` with ``rooms`` (and ``shelf``)."""
         if ds.rooms is None:
-            raise ValidationError(f"Dataset {ds.name!r} has no rooms frame; a timeline needs rooms. "
-                                  "Use a source with rooms (e.g. the simulator).", field="rooms", value=None)
+            raise ValidationError(
+                f"Dataset {ds.name!r} has no rooms frame; a timeline needs rooms. "
+                "Use a source with rooms (e.g. the simulator).",
+                field="rooms",
+                value=None,
+            )
         return cls(ds.rooms, ds.shelf, **kw)
 
     @property
@@ -530,7 +561,7 @@ class Timeline:
         idx = self._room_positions(rooms)
         ok = idx >= 0
         j = np.where(ok, idx, 0)
-        return ok & (self._rooms.starts[:self.n_rooms][j] <= ts) & (self._rooms.ends[:self.n_rooms][j] > ts)
+        return ok & (self._rooms.starts[: self.n_rooms][j] <= ts) & (self._rooms.ends[: self.n_rooms][j] > ts)
 
     def on_shelf_batch(self, rooms: Any, items: Any, ts: Any) -> np.ndarray:
         """Elementwise ``on_shelf(rooms[k], items[k], ts[k])`` as a bool array (vectorised)."""
@@ -567,13 +598,20 @@ class Timeline:
     def add_room(self, room: str, host: str, start: TimeLike, end: TimeLike | None = None) -> None:
         """Register a new room (``end=None`` while it is live)."""
         if room in self._room_idx:
-            raise ValidationError(f"Room {room!r} is already in the timeline; room ids must be unique. "
-                                  "Use end_room to close it.", field="room", value=room)
+            raise ValidationError(
+                f"Room {room!r} is already in the timeline; room ids must be unique. "
+                "Use end_room to close it.",
+                field="room",
+                value=room,
+            )
         s = to_seconds(start)
         e = math.inf if end is None else to_seconds(end)
         if e < s:
-            raise ValidationError(f"The 'end' of room {room!r} must not be before its start {s}. Got {e} instead.",
-                                  field="end", value=e)
+            raise ValidationError(
+                f"The 'end' of room {room!r} must not be before its start {s}. Got {e} instead.",
+                field="end",
+                value=e,
+            )
         self._room_idx[room] = self._rooms.append(s, e)
         self._room_ids.append(room)
         self._room_host.append(host)
@@ -586,21 +624,29 @@ class Timeline:
         if not (s <= t <= e):
             raise ValidationError(
                 f"The end time of room {room!r} must lie in [{s}, {e}] (its start and current end). "
-                f"Got {t} instead.", field="t", value=t)
+                f"Got {t} instead.",
+                field="t",
+                value=t,
+            )
         self._rooms.shrink(r, t)
         for sl in self._slots_of(r).tolist():
             if self._slots.ends[sl] > t:
                 self._slots.shrink(sl, max(t, float(self._slots.starts[sl])))
 
-    def add_slot(self, room: str, item: str, start: TimeLike, end: TimeLike | None = None,
-                 pinned: bool = False) -> None:
+    def add_slot(
+        self, room: str, item: str, start: TimeLike, end: TimeLike | None = None, pinned: bool = False
+    ) -> None:
         """Put ``item`` on ``room``'s shelf from ``start`` (until ``end``, or open)."""
         r = self._require_room(room)
         s = to_seconds(start)
         e = math.inf if end is None else to_seconds(end)
         if e < s:
-            raise ValidationError(f"The 'end' of the slot of {item!r} in {room!r} must not be before its start "
-                                  f"{s}. Got {e} instead.", field="end", value=e)
+            raise ValidationError(
+                f"The 'end' of the slot of {item!r} in {room!r} must not be before its start "
+                f"{s}. Got {e} instead.",
+                field="end",
+                value=e,
+            )
         it = self._item_idx.get(item)
         if it is None:
             it = self._item_ids.n
@@ -622,8 +668,11 @@ class Timeline:
         it = self._item_idx.get(item)
         sl = self._slots_of(r)
         st = self._slots
-        hits = [] if it is None else sl[(self._slot_item.arr[sl] == it) & (st.starts[sl] <= t)
-                                        & (st.ends[sl] > t)].tolist()
+        hits = (
+            []
+            if it is None
+            else sl[(self._slot_item.arr[sl] == it) & (st.starts[sl] <= t) & (st.ends[sl] > t)].tolist()
+        )
         if not hits:
             raise NotFoundError(f"Item {item!r} is not on the shelf of room {room!r} at {t}; nothing to end.")
         for s in hits:

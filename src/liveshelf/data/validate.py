@@ -74,20 +74,47 @@ _TS = pa.timestamp("us")  # tz-naive, UTC by convention (DuckDB TIMESTAMP)
 
 #: Arrow layout of each clean table, the same as the store's tables.
 ARROW_SCHEMAS: dict[str, pa.Schema] = {
-    "events": pa.schema([("event_id", _STR), ("ts", _TS), ("user", _STR), ("type", _STR), ("room", _STR),
-                         ("item", _STR), ("value", pa.float64()), ("text", _STR)]),
-    "items": pa.schema([("id", _STR), ("title", _STR), ("description", _STR), ("category", _STR),
-                        ("brand", _STR), ("price", pa.float64()), ("rating", pa.float64()),
-                        ("attributes", _STR), ("language", _STR)]),
-    "users": pa.schema([("id", _STR), ("gender", _STR), ("age_band", _STR), ("region", _STR),
-                        ("spending_tier", _STR)]),
+    "events": pa.schema(
+        [
+            ("event_id", _STR),
+            ("ts", _TS),
+            ("user", _STR),
+            ("type", _STR),
+            ("room", _STR),
+            ("item", _STR),
+            ("value", pa.float64()),
+            ("text", _STR),
+        ]
+    ),
+    "items": pa.schema(
+        [
+            ("id", _STR),
+            ("title", _STR),
+            ("description", _STR),
+            ("category", _STR),
+            ("brand", _STR),
+            ("price", pa.float64()),
+            ("rating", pa.float64()),
+            ("attributes", _STR),
+            ("language", _STR),
+        ]
+    ),
+    "users": pa.schema(
+        [("id", _STR), ("gender", _STR), ("age_band", _STR), ("region", _STR), ("spending_tier", _STR)]
+    ),
     "rooms": pa.schema([("id", _STR), ("host", _STR), ("title", _STR), ("start", _TS), ("end", _TS)]),
-    "shelf": pa.schema([("room", _STR), ("item", _STR), ("start", _TS), ("end", _TS), ("pinned", pa.bool_())]),
+    "shelf": pa.schema(
+        [("room", _STR), ("item", _STR), ("start", _TS), ("end", _TS), ("pinned", pa.bool_())]
+    ),
     "hosts": pa.schema([("id", _STR), ("name", _STR), ("categories", _STR)]),  # JSON list string
 }
 
 #: Timestamp columns of each kind.
-TS_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("ts",), "rooms": ("start", "end"), "shelf": ("start", "end")}
+TS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("ts",),
+    "rooms": ("start", "end"),
+    "shelf": ("start", "end"),
+}
 
 REJECT_COLUMNS = ("row", "field", "value", "reason")
 
@@ -230,7 +257,8 @@ def _as_num(a: Arr) -> tuple[np.ndarray, np.ndarray]:
         v = pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         v = pd.to_numeric(pd.Series(s.to_pylist(), dtype=object), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan)
+            dtype=np.float64, na_value=np.nan
+        )
     bad = (np.isnan(v) & ~_missing(s)) | np.isinf(v)
     return np.where(bad, np.nan, v), bad
 
@@ -288,8 +316,11 @@ def _as_ts_slow(s: pa.Array, missing: np.ndarray) -> tuple[np.ndarray, np.ndarra
             out.iloc[idx[is_num]] = pd.to_datetime(us[is_num], unit="us", utc=True)
         rest = idx[np.isnan(num)]
         if len(rest):
-            out.iloc[rest] = pd.to_datetime(strs.iloc[rest], utc=True, errors="coerce",
-                                            format="mixed").astype(TS_DTYPE).to_numpy()
+            out.iloc[rest] = (
+                pd.to_datetime(strs.iloc[rest], utc=True, errors="coerce", format="mixed")
+                .astype(TS_DTYPE)
+                .to_numpy()
+            )
     bad = out.isna().to_numpy() & ~missing
     vals = out.to_numpy(dtype="datetime64[us]", na_value=np.datetime64(0, "us")).astype(np.int64)
     return vals, missing, bad
@@ -336,8 +367,11 @@ def _as_attributes(a: Arr) -> tuple[pa.Array, np.ndarray]:
         if key not in cache:
             try:
                 parsed = json.loads(key)
-                cache[key] = json.dumps(parsed, ensure_ascii=False, sort_keys=True) if isinstance(
-                    parsed, dict) else None
+                cache[key] = (
+                    json.dumps(parsed, ensure_ascii=False, sort_keys=True)
+                    if isinstance(parsed, dict)
+                    else None
+                )
             except json.JSONDecodeError:
                 cache[key] = None
         out.append(cache[key])
@@ -398,8 +432,12 @@ class _Problems:
         else:
             return [None] * len(idx)
         vals = src.take(pa.array(idx)).to_pylist()
-        return [None if v is None else (json.dumps(v, ensure_ascii=False, default=str)
-                                        if isinstance(v, (list, dict)) else str(v)) for v in vals]
+        return [
+            None
+            if v is None
+            else (json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (list, dict)) else str(v))
+            for v in vals
+        ]
 
     def add(self, mask: np.ndarray, fld: str, reason: Reason) -> None:
         if not mask.any():
@@ -407,13 +445,20 @@ class _Problems:
         idx = np.flatnonzero(mask)
         self.bad[idx] = True
         reasons = reason if isinstance(reason, str) else reason(idx)
-        self._parts.append(pd.DataFrame({"row": idx + 1, "field": fld, "value": self._display(fld, idx),
-                                         "reason": reasons}))
+        self._parts.append(
+            pd.DataFrame({"row": idx + 1, "field": fld, "value": self._display(fld, idx), "reason": reasons})
+        )
 
     def frame(self) -> pd.DataFrame:
         if not self._parts:
-            return pd.DataFrame({"row": pd.Series(dtype="int64"), "field": pd.Series(dtype="str"),
-                                 "value": pd.Series(dtype=object), "reason": pd.Series(dtype="str")})
+            return pd.DataFrame(
+                {
+                    "row": pd.Series(dtype="int64"),
+                    "field": pd.Series(dtype="str"),
+                    "value": pd.Series(dtype=object),
+                    "reason": pd.Series(dtype="str"),
+                }
+            )
         out = pd.concat(self._parts, ignore_index=True)
         return out.sort_values("row", kind="stable", ignore_index=True)
 
@@ -422,22 +467,33 @@ class _Problems:
     def required(self, a: pa.Array, fld: str, what: str = "id") -> None:
         self.add(_missing(a), fld, f"missing required {what} '{fld}'")
 
-    def timestamps(self, us: np.ndarray, missing: np.ndarray, bad: np.ndarray, fld: str, rules: Rules,
-                   required: bool) -> None:
+    def timestamps(
+        self, us: np.ndarray, missing: np.ndarray, bad: np.ndarray, fld: str, rules: Rules, required: bool
+    ) -> None:
         if required:
             self.add(missing, fld, f"missing required timestamp '{fld}'")
         self.add(bad, fld, "unparseable timestamp; expected ISO 8601 or epoch seconds")
         lo, hi = rules.window()
         ok = ~missing & ~bad
-        self.add(ok & (us < lo.value // 1000), fld, f"timestamp before {lo:%Y-%m-%d} is outside the plausible window")
-        self.add(ok & (us > hi.value // 1000), fld, f"timestamp more than {_fmt_delta(rules.max_future)} in the "
-                                                    f"future (after {hi:%Y-%m-%dT%H:%M:%SZ})")
+        self.add(
+            ok & (us < lo.value // 1000),
+            fld,
+            f"timestamp before {lo:%Y-%m-%d} is outside the plausible window",
+        )
+        self.add(
+            ok & (us > hi.value // 1000),
+            fld,
+            f"timestamp more than {_fmt_delta(rules.max_future)} in the "
+            f"future (after {hi:%Y-%m-%dT%H:%M:%SZ})",
+        )
 
     def printable(self, a: pa.Array, fld: str) -> None:
         """Reject ids holding control, NUL or bidirectional override characters."""
         self.add(_np(pc.match_substring_regex(a, ID_BAD_RE2)), fld, f"'{fld}' must hold {ID_RULE}")
 
-    def at_most(self, v: np.ndarray, limit: float, fld: str, what: str, mask: np.ndarray | None = None) -> None:
+    def at_most(
+        self, v: np.ndarray, limit: float, fld: str, what: str, mask: np.ndarray | None = None
+    ) -> None:
         over = ~np.isnan(v) & (v > limit)
         self.add(over if mask is None else over & mask, fld, f"{what} too large; expected at most {limit:g}")
 
@@ -467,13 +523,19 @@ class _Problems:
         first_rows = rows[first_pos] + 1
         mask = np.zeros(len(self.bad), dtype=bool)
         mask[rows[dup]] = True
-        self.add(mask, fld, lambda idx: [f"duplicate {label} within the input (first at row {r})"
-                                         for r in first_rows.tolist()])
+        self.add(
+            mask,
+            fld,
+            lambda idx: [
+                f"duplicate {label} within the input (first at row {r})" for r in first_rows.tolist()
+            ],
+        )
 
 
 def _typed_reason(typ: pa.Array, template: str) -> Callable[[np.ndarray], list[str]]:
     def reason(idx: np.ndarray) -> list[str]:
         return [template.format(type=t) for t in typ.take(pa.array(idx)).to_pylist()]
+
     return reason
 
 
@@ -504,16 +566,26 @@ def _events(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> 
     item_types, room_types = _is_in(typ, rules.item_types), _is_in(typ, rules.room_types)
     p.add(item_types & no_item, "item", _typed_reason(typ, "event type '{type}' requires an item"))
     p.add(room_types & no_room, "room", _typed_reason(typ, "event type '{type}' requires a room"))
-    p.add(known & ~item_types & ~room_types & no_item & no_room, "item",
-          _typed_reason(typ, "event type '{type}' requires an item or a room"))
+    p.add(
+        known & ~item_types & ~room_types & no_item & no_room,
+        "item",
+        _typed_reason(typ, "event type '{type}' requires an item or a room"),
+    )
     p.add(value_bad, "value", "value is not a number")
     p.add(value < 0, "value", "negative value; expected a price / amount >= 0")
     p.at_most(value, rules.max_value, "value", "value", ~room_types)
     p.at_most(value, rules.max_watch_s, "value", "watch time (seconds) of a room event", room_types)
     p.duplicates(eid, "event_id", "event_id")
-    return {"event_id": eid, "ts": _ts_array(us, ts_missing | ts_bad), "user": user, "type": typ,
-            "room": room, "item": item, "value": pa.array(value, mask=np.isnan(value)),
-            "text": _as_text(col("text"))}
+    return {
+        "event_id": eid,
+        "ts": _ts_array(us, ts_missing | ts_bad),
+        "user": user,
+        "type": typ,
+        "room": room,
+        "item": item,
+        "value": pa.array(value, mask=np.isnan(value)),
+        "text": _as_text(col("text")),
+    }
 
 
 def _items(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> dict[str, pa.Array]:
@@ -528,14 +600,24 @@ def _items(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     p.add(price < 0, "price", "negative price; expected a price >= 0")
     p.at_most(price, rules.max_price, "price", "price")
     p.add(rating_bad, "rating", "rating is not a number")
-    p.add((rating < rules.rating_min) | (rating > rules.rating_max), "rating",
-          f"rating out of range; expected a number in [{rules.rating_min:g}, {rules.rating_max:g}]")
+    p.add(
+        (rating < rules.rating_min) | (rating > rules.rating_max),
+        "rating",
+        f"rating out of range; expected a number in [{rules.rating_min:g}, {rules.rating_max:g}]",
+    )
     p.add(attrs_bad, "attributes", "attributes is not a JSON object string")
     p.duplicates(iid, "id", "item id")
-    return {"id": iid, "title": title, "description": pc.fill_null(_as_text(col("description")), ""),
-            "category": _as_path(col("category"), " > "), "brand": _as_str(col("brand")),
-            "price": pa.array(price, mask=np.isnan(price)), "rating": pa.array(rating, mask=np.isnan(rating)),
-            "attributes": attrs, "language": pc.utf8_lower(_as_str(col("language")))}
+    return {
+        "id": iid,
+        "title": title,
+        "description": pc.fill_null(_as_text(col("description")), ""),
+        "category": _as_path(col("category"), " > "),
+        "brand": _as_str(col("brand")),
+        "price": pa.array(price, mask=np.isnan(price)),
+        "rating": pa.array(rating, mask=np.isnan(rating)),
+        "attributes": attrs,
+        "language": pc.utf8_lower(_as_str(col("language"))),
+    }
 
 
 def _users(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> dict[str, pa.Array]:
@@ -546,13 +628,24 @@ def _users(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     gender = pc.utf8_lower(_as_str(col("gender")))
     tier = pc.utf8_lower(_as_str(col("spending_tier")))
     p.required(uid, "id")
-    p.add(~_missing(gender) & ~_is_in(gender, GENDERS), "gender",
-          f"bad gender; expected one of: {', '.join(GENDERS)} (or empty)")
-    p.add(~_missing(tier) & ~_is_in(tier, SPENDING_TIERS), "spending_tier",
-          f"bad spending tier; expected one of: {', '.join(SPENDING_TIERS)} (or empty)")
+    p.add(
+        ~_missing(gender) & ~_is_in(gender, GENDERS),
+        "gender",
+        f"bad gender; expected one of: {', '.join(GENDERS)} (or empty)",
+    )
+    p.add(
+        ~_missing(tier) & ~_is_in(tier, SPENDING_TIERS),
+        "spending_tier",
+        f"bad spending tier; expected one of: {', '.join(SPENDING_TIERS)} (or empty)",
+    )
     p.duplicates(uid, "id", "user id")
-    return {"id": uid, "gender": gender, "age_band": _as_str(col("age_band")),
-            "region": _as_str(col("region")), "spending_tier": tier}
+    return {
+        "id": uid,
+        "gender": gender,
+        "age_band": _as_str(col("age_band")),
+        "region": _as_str(col("region")),
+        "spending_tier": tier,
+    }
 
 
 def _interval(col: _Col, p: _Problems, rules: Rules, what: str) -> tuple[pa.Array, pa.Array]:
@@ -572,8 +665,13 @@ def _rooms(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     p.printable(host, "host")
     start, end = _interval(col, p, rules, "room")
     p.duplicates(rid, "id", "room id")
-    return {"id": rid, "host": host, "title": pc.fill_null(_as_text(col("title")), ""),
-            "start": start, "end": end}
+    return {
+        "id": rid,
+        "host": host,
+        "title": pc.fill_null(_as_text(col("title")), ""),
+        "start": start,
+        "end": end,
+    }
 
 
 def _shelf(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> dict[str, pa.Array]:
@@ -585,8 +683,9 @@ def _shelf(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     p.printable(item, "item")
     start, end = _interval(col, p, rules, "shelf slot")
     p.add(pinned_bad, "pinned", "pinned is not a boolean; expected true/false/1/0")
-    key = pc.binary_join_element_wise(pc.fill_null(room, ""), pc.fill_null(item, ""),
-                                      pc.fill_null(pc.cast(start, _STR), ""), "\x1f")
+    key = pc.binary_join_element_wise(
+        pc.fill_null(room, ""), pc.fill_null(item, ""), pc.fill_null(pc.cast(start, _STR), ""), "\x1f"
+    )
     p.duplicates(key, "room", "shelf slot (room, item, start)")
     return {"room": room, "item": item, "start": start, "end": end, "pinned": pinned}
 
@@ -595,12 +694,21 @@ def _hosts(col: _Col, p: _Problems, rules: Rules, pz: Pseudonymiser | None) -> d
     hid = _as_str(col("id"))
     p.required(hid, "id")
     p.duplicates(hid, "id", "host id")
-    return {"id": hid, "name": pc.fill_null(_as_text(col("name")), ""),
-            "categories": _host_categories(col("categories"))}
+    return {
+        "id": hid,
+        "name": pc.fill_null(_as_text(col("name")), ""),
+        "categories": _host_categories(col("categories")),
+    }
 
 
-_VALIDATORS = {"events": _events, "items": _items, "users": _users, "rooms": _rooms,
-               "shelf": _shelf, "hosts": _hosts}
+_VALIDATORS = {
+    "events": _events,
+    "items": _items,
+    "users": _users,
+    "rooms": _rooms,
+    "shelf": _shelf,
+    "hosts": _hosts,
+}
 
 
 def check_kind(kind: str) -> str:
@@ -609,8 +717,12 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def validate(kind: str, data: pa.Table | pd.DataFrame, rules: Rules | None = None,
-             pseudonymiser: Pseudonymiser | None = None) -> Validated:
+def validate(
+    kind: str,
+    data: pa.Table | pd.DataFrame,
+    rules: Rules | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
+) -> Validated:
     """Validate and clean one table of ``kind``; nothing is written anywhere.
 
     Raises :class:`DataFormatError` when a required column is absent altogether;
@@ -648,9 +760,17 @@ def frame_to_arrow(df: pd.DataFrame) -> pa.Table:
         try:
             arr = pa.array(s, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            arr = pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
-                            if isinstance(v, (list, dict)) else (None if _is_na(v) else str(v))
-                            for v in s.to_numpy(dtype=object)], _STR)
+            arr = pa.array(
+                [
+                    None
+                    if v is None
+                    else json.dumps(v, ensure_ascii=False, default=str)
+                    if isinstance(v, (list, dict))
+                    else (None if _is_na(v) else str(v))
+                    for v in s.to_numpy(dtype=object)
+                ],
+                _STR,
+            )
         arrays.append(arr)
         names.append(str(name))
     return pa.Table.from_arrays(arrays, names=names)

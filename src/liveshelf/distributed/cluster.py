@@ -22,8 +22,10 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - ray is an optional extra
-        raise ConfigError("The distributed jobs need Ray, which is not installed. Install the 'scale' extra "
-                          "(pip install 'liveshelf[scale]', i.e. ray[data,train]).") from exc
+        raise ConfigError(
+            "The distributed jobs need Ray, which is not installed. Install the 'scale' extra "
+            "(pip install 'liveshelf[scale]', i.e. ray[data,train])."
+        ) from exc
     return ray
 
 
@@ -32,12 +34,21 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> dict[
 
     ``num_cpus`` only applies when a local cluster is started (None: every core).
     """
-    check_param("num_cpus", num_cpus, num_cpus is None or (isinstance(num_cpus, int) and num_cpus >= 1),
-                "None or an int >= 1", "ensure_ray")
+    check_param(
+        "num_cpus",
+        num_cpus,
+        num_cpus is None or (isinstance(num_cpus, int) and num_cpus >= 1),
+        "None or an int >= 1",
+        "ensure_ray",
+    )
     ray = import_ray()
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "configure_logging": True, "logging_level": "WARNING"}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": True,
+            "logging_level": "WARNING",
+        }
         if address is not None:
             ray.init(address=address, **kwargs)
         else:

@@ -47,8 +47,15 @@ from liveshelf.text.encoder import TextEncoder
 class _EncodeBlock:
     """Ray Data actor: one ``TextEncoder`` per worker, pinned to the driver's backend."""
 
-    def __init__(self, model: str, encoder_kwargs: dict[str, Any], backend: str,
-                 fallback: HashedTfidfEncoder | None, unk_share: float | None, threads: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        encoder_kwargs: dict[str, Any],
+        backend: str,
+        fallback: HashedTfidfEncoder | None,
+        unk_share: float | None,
+        threads: int,
+    ) -> None:
         import torch
 
         torch.set_num_threads(threads)
@@ -84,19 +91,41 @@ class RayTextEncoder:
     (1, 384)
     """
 
-    def __init__(self, model: str | Path | None = None, *, num_workers: int = 2, threads_per_worker: int = 1,
-                 block_rows: int = 256, cache_dir: str | Path | None = None, address: str | None = None,
-                 num_cpus: int | None = None, **encoder_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        num_workers: int = 2,
+        threads_per_worker: int = 1,
+        block_rows: int = 256,
+        cache_dir: str | Path | None = None,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        **encoder_kwargs: Any,
+    ) -> None:
         where = "RayTextEncoder"
-        check_param("num_workers", num_workers, isinstance(num_workers, int) and num_workers >= 1,
-                    "an int >= 1", where)
-        check_param("threads_per_worker", threads_per_worker,
-                    isinstance(threads_per_worker, int) and threads_per_worker >= 1, "an int >= 1", where)
-        check_param("block_rows", block_rows, isinstance(block_rows, int) and block_rows >= 1,
-                    "an int >= 1", where)
+        check_param(
+            "num_workers",
+            num_workers,
+            isinstance(num_workers, int) and num_workers >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "threads_per_worker",
+            threads_per_worker,
+            isinstance(threads_per_worker, int) and threads_per_worker >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "block_rows", block_rows, isinstance(block_rows, int) and block_rows >= 1, "an int >= 1", where
+        )
         if "device" in encoder_kwargs and encoder_kwargs["device"] != "cpu":
-            raise ConfigError(f"The 'device' parameter of RayTextEncoder must be 'cpu' (the actors ask Ray for "
-                              f"CPUs only). Got {encoder_kwargs['device']!r} instead.")
+            raise ConfigError(
+                f"The 'device' parameter of RayTextEncoder must be 'cpu' (the actors ask Ray for "
+                f"CPUs only). Got {encoder_kwargs['device']!r} instead."
+            )
         self.num_workers = num_workers
         self.threads_per_worker = threads_per_worker
         self.block_rows = block_rows
@@ -115,14 +144,23 @@ class RayTextEncoder:
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Embed ``texts``: float32 (N, dim), the same vectors as ``TextEncoder.encode`` in the same order."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise ConfigError("The 'texts' parameter of RayTextEncoder.encode must be a list of strings. "
-                              f"Got {type(texts).__name__} {str(texts)[:60]!r} instead.")
+            raise ConfigError(
+                "The 'texts' parameter of RayTextEncoder.encode must be a list of strings. "
+                f"Got {type(texts).__name__} {str(texts)[:60]!r} instead."
+            )
         t0 = time.perf_counter()
         texts = list(texts)
         enc = self.encoder
         out = np.zeros((len(texts), enc.dim), dtype=np.float32)
-        self.stats_ = {"texts": len(texts), "unique": 0, "cached": 0, "encoded": 0, "blocks": 0,
-                       "workers": self.num_workers, "seconds": 0.0}
+        self.stats_ = {
+            "texts": len(texts),
+            "unique": 0,
+            "cached": 0,
+            "encoded": 0,
+            "blocks": 0,
+            "workers": self.num_workers,
+            "seconds": 0.0,
+        }
         if not texts:
             return out
         enc._choose_backend(texts)  # same decision, same sample, same fallback fit as the local path
@@ -143,8 +181,12 @@ class RayTextEncoder:
                 cache.put(enc.cache_namespace, [text_key(t) for t in todo], fresh)
         for i, t in enumerate(texts):
             out[i] = vectors[t]
-        self.stats_.update(unique=len(unique), cached=len(unique) - len(todo), encoded=len(todo),
-                           seconds=time.perf_counter() - t0)
+        self.stats_.update(
+            unique=len(unique),
+            cached=len(unique) - len(todo),
+            encoded=len(todo),
+            seconds=time.perf_counter() - t0,
+        )
         return out
 
     # ---------------------------------------------------------------- internals
@@ -153,14 +195,17 @@ class RayTextEncoder:
         import pandas as pd
 
         if self.backend_ == "model":
-            ids = self.encoder.tokenizer(texts, add_special_tokens=True, truncation=True,
-                                         max_length=self.encoder.max_length)["input_ids"]
+            ids = self.encoder.tokenizer(
+                texts, add_special_tokens=True, truncation=True, max_length=self.encoder.max_length
+            )["input_ids"]
             order = np.argsort([len(x) for x in ids], kind="stable")
         else:  # the fallback has no padding to save
             order = np.arange(len(texts))
         frame = pd.DataFrame({"row": order.astype(np.int64), "text": [texts[i] for i in order]})
-        return [frame.iloc[s:s + self.block_rows].reset_index(drop=True)
-                for s in range(0, len(frame), self.block_rows)]
+        return [
+            frame.iloc[s : s + self.block_rows].reset_index(drop=True)
+            for s in range(0, len(frame), self.block_rows)
+        ]
 
     def _encode_on_ray(self, texts: list[str], progress: bool) -> np.ndarray:
         import_ray()
@@ -181,12 +226,20 @@ class RayTextEncoder:
         enc = self.encoder
         fallback = enc._fallback if self.backend_ == "fallback" else None
         ds = data.from_pandas(blocks).map_batches(
-            _EncodeBlock, batch_size=self.block_rows, batch_format="numpy",
-            fn_constructor_kwargs={"model": str(enc.path), "encoder_kwargs": self.encoder_kwargs,
-                                   "backend": self.backend_, "fallback": fallback,
-                                   "unk_share": enc.unk_share_, "threads": self.threads_per_worker},
+            _EncodeBlock,
+            batch_size=self.block_rows,
+            batch_format="numpy",
+            fn_constructor_kwargs={
+                "model": str(enc.path),
+                "encoder_kwargs": self.encoder_kwargs,
+                "backend": self.backend_,
+                "fallback": fallback,
+                "unk_share": enc.unk_share_,
+                "threads": self.threads_per_worker,
+            },
             compute=data.ActorPoolStrategy(size=min(self.num_workers, len(blocks))),
-            num_cpus=self.threads_per_worker)
+            num_cpus=self.threads_per_worker,
+        )
         out = np.zeros((n, enc.dim), dtype=np.float32)
         seen = np.zeros(n, dtype=bool)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -198,15 +251,23 @@ class RayTextEncoder:
         return out
 
 
-def encode_catalogue(texts: Sequence[str], model: str | Path | None = None, *, num_workers: int = 2,
-                     cache_dir: str | Path | None = None, progress: bool = False,
-                     **kwargs: Any) -> np.ndarray:
+def encode_catalogue(
+    texts: Sequence[str],
+    model: str | Path | None = None,
+    *,
+    num_workers: int = 2,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    **kwargs: Any,
+) -> np.ndarray:
     """One-call form: ``RayTextEncoder(model, num_workers=..., cache_dir=..., **kwargs).encode(texts)``.
 
     >>> encode_catalogue(["lab beaker", "gloves"], num_workers=2).shape   # doctest: +SKIP
     (2, 384)
     """
-    return RayTextEncoder(model, num_workers=num_workers, cache_dir=cache_dir, **kwargs).encode(texts, progress)
+    return RayTextEncoder(model, num_workers=num_workers, cache_dir=cache_dir, **kwargs).encode(
+        texts, progress
+    )
 
 
 __all__ = ["RayTextEncoder", "encode_catalogue"]

@@ -74,9 +74,11 @@ def _train_context() -> Any:
         ctx = ray.train.get_context()
         ctx.get_world_rank()
     except Exception as exc:  # outside a Ray Train worker Ray raises several kinds of error
-        raise ConfigError("DDPStrategy must run inside a Ray Train worker (TorchTrainer); it got none. "
-                          "Use liveshelf.distributed.train.fit_distributed(model, data, num_workers=N), or "
-                          "train without a strategy.") from exc
+        raise ConfigError(
+            "DDPStrategy must run inside a Ray Train worker (TorchTrainer); it got none. "
+            "Use liveshelf.distributed.train.fit_distributed(model, data, num_workers=N), or "
+            "train without a strategy."
+        ) from exc
     return ctx
 
 
@@ -102,10 +104,17 @@ class DDPStrategy(TrainStrategy):
         self.steps_per_epoch_ = 0
         self.dropped_batches_ = 0
 
-    def setup(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              batches: Callable[[int], Iterable[Any]], *, epochs: int, n_samples: int | None = None,
-              batch_size: int | None = None, make_batch: Callable[[np.ndarray], Any] | None = None,
-              ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
+    def setup(
+        self,
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: Callable[[int], Iterable[Any]],
+        *,
+        epochs: int,
+        n_samples: int | None = None,
+        batch_size: int | None = None,
+        make_batch: Callable[[np.ndarray], Any] | None = None,
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
         from ray.train.torch import prepare_model
 
         ctx = _train_context()
@@ -113,19 +122,30 @@ class DDPStrategy(TrainStrategy):
         self._check_same_data(n_samples, batch_size)
         if self.decorrelate_dropout and self.rank_ > 0:
             torch.manual_seed(torch.initial_seed() + 1_000_003 * self.rank_)
-        wrapped = prepare_model(_LossModule(module), parallel_strategy="ddp", parallel_strategy_kwargs={
-            "find_unused_parameters": self.find_unused_parameters, **_no_forward_buffer_sync()})
+        wrapped = prepare_model(
+            _LossModule(module),
+            parallel_strategy="ddp",
+            parallel_strategy_kwargs={
+                "find_unused_parameters": self.find_unused_parameters,
+                **_no_forward_buffer_sync(),
+            },
+        )
         return wrapped, optimizer, lambda epoch: self._shard(batches(epoch))
 
-    def backward(self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
-                 batch: Any) -> torch.Tensor:
+    def backward(
+        self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], batch: Any
+    ) -> torch.Tensor:
         loss = module(loss_fn, batch)  # DDP forward: the all-reduce hooks are armed for this step
         loss.backward()
         return loss
 
     def report(self) -> dict[str, Any]:
-        return {"strategy": "ddp", "world_size": self.world_size_, "steps_per_epoch": self.steps_per_epoch_,
-                "dropped_batches": self.dropped_batches_}
+        return {
+            "strategy": "ddp",
+            "world_size": self.world_size_,
+            "steps_per_epoch": self.steps_per_epoch_,
+            "dropped_batches": self.dropped_batches_,
+        }
 
     # ---------------------------------------------------------------- internals
     def _shard(self, batches: Iterable[Any]) -> Iterator[Any]:
@@ -152,8 +172,10 @@ class DDPStrategy(TrainStrategy):
         seen: list[Any] = [None] * self.world_size_
         dist.all_gather_object(seen, mine)
         if any(s != seen[0] for s in seen):
-            raise ConfigError(f"The ranks of this DDP run see different training data ((windows, batch size) per "
-                              f"rank: {seen}); every rank must get the same TrainData and settings.")
+            raise ConfigError(
+                f"The ranks of this DDP run see different training data ((windows, batch size) per "
+                f"rank: {seen}); every rank must get the same TrainData and settings."
+            )
 
 
 def _no_forward_buffer_sync() -> dict[str, bool]:
@@ -163,7 +185,9 @@ def _no_forward_buffer_sync() -> dict[str, bool]:
     every step. Newer torch names the switch ``forward_sync_buffers``; older torch ``broadcast_buffers``.
     """
     params = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
-    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    return (
+        {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    )
 
 
 class _ReportEpoch(Callback):
@@ -172,8 +196,9 @@ class _ReportEpoch(Callback):
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         import ray.train
 
-        ray.train.report({k: float(v) for k, v in logs.items()
-                          if isinstance(v, int | float) and math.isfinite(float(v))})
+        ray.train.report(
+            {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(float(v))}
+        )
 
 
 def _train_loop(config: dict[str, Any]) -> None:
@@ -185,8 +210,12 @@ def _train_loop(config: dict[str, Any]) -> None:
     model = config["model_class"](**config["params"])
     strategy = DDPStrategy(find_unused_parameters=config["find_unused_parameters"])
     model.fit(data, callbacks=[_ReportEpoch()], strategy=strategy)
-    info = {"history": model.history_, "best_epoch": int(model.best_epoch_),
-            "fit_seconds": float(model.fit_seconds_), "strategy": strategy.report()}
+    info = {
+        "history": model.history_,
+        "best_epoch": int(model.best_epoch_),
+        "fit_seconds": float(model.fit_seconds_),
+        "strategy": strategy.report(),
+    }
     final = {"best_epoch": float(model.best_epoch_), "fit_seconds": float(model.fit_seconds_)}
     if ray.train.get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory(prefix="liveshelf-ddp-") as tmp:
@@ -201,15 +230,26 @@ def check_trainable(model: Any) -> None:
     """Raise ConfigError unless ``model.fit`` takes a ``strategy`` (what DDP plugs into)."""
     fit = getattr(model, "fit", None)
     if fit is None or "strategy" not in inspect.signature(fit).parameters:
-        raise ConfigError(f"The 'model' parameter of fit_distributed must be a model whose fit takes a "
-                          f"'strategy' (SASRec, LiveSASRec). Got {type(model).__name__}, whose fit does "
-                          "not. Train it locally.")
+        raise ConfigError(
+            f"The 'model' parameter of fit_distributed must be a model whose fit takes a "
+            f"'strategy' (SASRec, LiveSASRec). Got {type(model).__name__}, whose fit does "
+            "not. Train it locally."
+        )
 
 
-def fit_distributed(model: Any, data: TrainData, *, num_workers: int = 2, threads_per_worker: int = 1,
-                    split_batch: bool = True, use_gpu: bool = False, backend: str = "gloo",
-                    find_unused_parameters: bool = False, address: str | None = None,
-                    storage_path: str | Path | None = None) -> Any:
+def fit_distributed(
+    model: Any,
+    data: TrainData,
+    *,
+    num_workers: int = 2,
+    threads_per_worker: int = 1,
+    split_batch: bool = True,
+    use_gpu: bool = False,
+    backend: str = "gloo",
+    find_unused_parameters: bool = False,
+    address: str | None = None,
+    storage_path: str | Path | None = None,
+) -> Any:
     """Fit ``model`` (unfitted; its settings are kept) on ``num_workers`` Ray Train workers with DDP.
 
     ``model`` must take ``fit(data, callbacks=..., strategy=...)`` (SASRec and its subclasses).
@@ -226,21 +266,31 @@ def fit_distributed(model: Any, data: TrainData, *, num_workers: int = 2, thread
     >>> fitted.history_[-1]["ndcg@10"]                                                     # doctest: +SKIP
     """
     where = "fit_distributed"
-    check_param("num_workers", num_workers, isinstance(num_workers, int) and num_workers >= 1,
-                "an int >= 1", where)
-    check_param("threads_per_worker", threads_per_worker,
-                isinstance(threads_per_worker, int) and threads_per_worker >= 1, "an int >= 1", where)
+    check_param(
+        "num_workers", num_workers, isinstance(num_workers, int) and num_workers >= 1, "an int >= 1", where
+    )
+    check_param(
+        "threads_per_worker",
+        threads_per_worker,
+        isinstance(threads_per_worker, int) and threads_per_worker >= 1,
+        "an int >= 1",
+        where,
+    )
     check_param("backend", backend, backend in ("gloo", "nccl"), "'gloo' (CPU) or 'nccl' (GPU)", where)
     if backend == "nccl" and not use_gpu:
-        raise ConfigError("The 'backend' parameter of fit_distributed is 'nccl', which needs GPUs. "
-                          "Pass use_gpu=True, or backend='gloo' for CPU workers.")
+        raise ConfigError(
+            "The 'backend' parameter of fit_distributed is 'nccl', which needs GPUs. "
+            "Pass use_gpu=True, or backend='gloo' for CPU workers."
+        )
     check_trainable(model)
     given = model.get_params()
     params = dict(given, n_threads=threads_per_worker)
     if split_batch and "batch_size" in params:
         if params["batch_size"] < num_workers:
-            raise ConfigError(f"The 'batch_size' of the model ({params['batch_size']}) must be at least num_workers "
-                              f"({num_workers}) with split_batch=True. Raise batch_size or pass split_batch=False.")
+            raise ConfigError(
+                f"The 'batch_size' of the model ({params['batch_size']}) must be at least num_workers "
+                f"({num_workers}) with split_batch=True. Raise batch_size or pass split_batch=False."
+            )
         params["batch_size"] = params["batch_size"] // num_workers
     if use_gpu and str(params.get("device", "cpu")) == "cpu":
         params["device"] = "cuda"
@@ -253,13 +303,20 @@ def fit_distributed(model: Any, data: TrainData, *, num_workers: int = 2, thread
     with tempfile.TemporaryDirectory(prefix="liveshelf-ray-train-") as tmp:
         trainer = TorchTrainer(
             _train_loop,
-            train_loop_config={"data": ray.put(data), "model_class": type(model), "params": params,
-                               "find_unused_parameters": find_unused_parameters},
+            train_loop_config={
+                "data": ray.put(data),
+                "model_class": type(model),
+                "params": params,
+                "find_unused_parameters": find_unused_parameters,
+            },
             torch_config=TorchConfig(backend=backend),
-            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                         resources_per_worker={"CPU": threads_per_worker}),
-            run_config=RunConfig(name=f"liveshelf-{type(model).__name__.lower()}-ddp",
-                                 storage_path=str(storage_path if storage_path is not None else tmp)),
+            scaling_config=ScalingConfig(
+                num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": threads_per_worker}
+            ),
+            run_config=RunConfig(
+                name=f"liveshelf-{type(model).__name__.lower()}-ddp",
+                storage_path=str(storage_path if storage_path is not None else tmp),
+            ),
         )
         result = trainer.fit()
         if result.error is not None:  # pragma: no cover - Ray raises TrainingFailedError first

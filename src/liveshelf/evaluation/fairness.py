@@ -49,8 +49,9 @@ def item_exposure(topk: np.ndarray, n_items: int, discount: str = "log", p: floa
     return np.bincount(t[ok], weights=w[ok], minlength=n_items)[:n_items].astype(np.float64)
 
 
-def group_exposure(topk: np.ndarray, groups: np.ndarray, n_groups: int | None = None, discount: str = "log",
-                   p: float = 0.8) -> np.ndarray:
+def group_exposure(
+    topk: np.ndarray, groups: np.ndarray, n_groups: int | None = None, discount: str = "log", p: float = 0.8
+) -> np.ndarray:
     """(n_groups,) exposure per group; ``groups`` is an int code per item (-1 = unknown, left out)."""
     g = np.asarray(groups, dtype=np.int64)
     n = int(n_groups if n_groups is not None else (g.max() + 1 if len(g) else 0))
@@ -83,11 +84,19 @@ class Disparity:
 
     def to_dict(self, names: list[str] | None = None) -> dict[str, Any]:
         names = names or [str(i) for i in range(len(self.ratio))]
-        return {"gap": self.gap,
-                "groups": {n: {"exposure_share": float(e), "relevance_share": float(r),
-                               "ratio": None if not np.isfinite(q) else float(q)}
-                           for n, e, r, q in zip(names, self.exposure_share, self.relevance_share, self.ratio,
-                                                 strict=True)}}
+        return {
+            "gap": self.gap,
+            "groups": {
+                n: {
+                    "exposure_share": float(e),
+                    "relevance_share": float(r),
+                    "ratio": None if not np.isfinite(q) else float(q),
+                }
+                for n, e, r, q in zip(
+                    names, self.exposure_share, self.relevance_share, self.ratio, strict=True
+                )
+            },
+        }
 
 
 def exposure_disparity(exposure: np.ndarray, relevance: np.ndarray) -> Disparity:
@@ -100,9 +109,11 @@ def exposure_disparity(exposure: np.ndarray, relevance: np.ndarray) -> Disparity
     e = np.asarray(exposure, dtype=np.float64)
     r = np.asarray(relevance, dtype=np.float64)
     if e.shape != r.shape or e.ndim != 1 or (e < 0).any() or (r < 0).any():
-        raise ConfigError(f"The 'exposure' and 'relevance' of exposure_disparity must be 1-D non-negative "
-                          f"arrays of the same length (one value per group). Got shapes {e.shape} and "
-                          f"{r.shape}.")
+        raise ConfigError(
+            f"The 'exposure' and 'relevance' of exposure_disparity must be 1-D non-negative "
+            f"arrays of the same length (one value per group). Got shapes {e.shape} and "
+            f"{r.shape}."
+        )
     es = e / e.sum() if e.sum() > 0 else np.zeros_like(e)
     rs = r / r.sum() if r.sum() > 0 else np.zeros_like(r)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -110,8 +121,9 @@ def exposure_disparity(exposure: np.ndarray, relevance: np.ndarray) -> Disparity
     return Disparity(es, rs, ratio, float(0.5 * np.abs(es - rs).sum()))
 
 
-def fairness_metrics(topk: np.ndarray, n_items: int, *, tail: np.ndarray, relevance: np.ndarray,
-                     discount: str = "log") -> dict[str, float]:
+def fairness_metrics(
+    topk: np.ndarray, n_items: int, *, tail: np.ndarray, relevance: np.ndarray, discount: str = "log"
+) -> dict[str, float]:
     """The fairness columns of a trade-off row, over top-k lists (k = ``topk.shape[1]``).
 
     ``tail``: bool per item (long tail); ``relevance``: per-item merit (e.g. how often each
@@ -124,12 +136,14 @@ def fairness_metrics(topk: np.ndarray, n_items: int, *, tail: np.ndarray, releva
     head_tail = tail.astype(np.int64)  # 0 = head, 1 = tail
     rel_groups = np.bincount(head_tail, weights=np.asarray(relevance, dtype=np.float64), minlength=2)
     disp = exposure_disparity(group_exposure(topk, head_tail, 2, discount), rel_groups)
-    return {f"gini@{k}": M.exposure_gini(topk, n_items),
-            f"exposure_gini@{k}": weighted_exposure_gini(topk, n_items, discount),
-            f"tail_share@{k}": M.tail_share(topk, tail),
-            f"exposure_tail_share@{k}": exposure_tail_share(topk, tail, discount),
-            f"coverage@{k}": M.coverage_at_k(topk, n_items),
-            f"disparity@{k}": disp.gap}
+    return {
+        f"gini@{k}": M.exposure_gini(topk, n_items),
+        f"exposure_gini@{k}": weighted_exposure_gini(topk, n_items, discount),
+        f"tail_share@{k}": M.tail_share(topk, tail),
+        f"exposure_tail_share@{k}": exposure_tail_share(topk, tail, discount),
+        f"coverage@{k}": M.coverage_at_k(topk, n_items),
+        f"disparity@{k}": disp.gap,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,15 +159,29 @@ def list_ranks(lists: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def accuracy_metrics(lists: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, float]:
     """Mean ndcg / recall / mrr @k of single targets in (re-ranked) lists."""
     r = list_ranks(lists[:, :k], targets)
-    return {f"ndcg@{k}": float(M.ndcg_at_k(r, k).mean()), f"recall@{k}": float(M.recall_at_k(r, k).mean()),
-            f"mrr@{k}": float(M.mrr_at_k(r, k).mean())}
+    return {
+        f"ndcg@{k}": float(M.ndcg_at_k(r, k).mean()),
+        f"recall@{k}": float(M.recall_at_k(r, k).mean()),
+        f"mrr@{k}": float(M.mrr_at_k(r, k).mean()),
+    }
 
 
-def rerank_sweep(items: np.ndarray, scores: np.ndarray, targets: np.ndarray, settings: list, *,
-                 n_items: int, tail: np.ndarray, relevance: np.ndarray, k: int = 10, discount: str = "log",
-                 groups: np.ndarray | None = None, histories: list[np.ndarray] | None = None,
-                 progress: Callable[[str], None] | None = None,
-                 similar: np.ndarray | None = None) -> list[dict[str, Any]]:
+def rerank_sweep(
+    items: np.ndarray,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    settings: list,
+    *,
+    n_items: int,
+    tail: np.ndarray,
+    relevance: np.ndarray,
+    k: int = 10,
+    discount: str = "log",
+    groups: np.ndarray | None = None,
+    histories: list[np.ndarray] | None = None,
+    progress: Callable[[str], None] | None = None,
+    similar: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
     """Accuracy + fairness of the model's own top-k (``none``) and of every re-ranking setting.
 
     ``items`` / ``scores``: (cases, N) top-N candidates per test case, best first (``-1``
@@ -175,8 +203,9 @@ def rerank_sweep(items: np.ndarray, scores: np.ndarray, targets: np.ndarray, set
         hist = histories if histories is not None else [np.zeros(0, np.int64)] * len(items)
         target_mix = history_target(hist, tail.astype(np.int64), 2)
 
-    def row(label: str, method: str, value: float | None, lists: np.ndarray, seconds: float,
-            extra: dict) -> dict[str, Any]:
+    def row(
+        label: str, method: str, value: float | None, lists: np.ndarray, seconds: float, extra: dict
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"method": method, "value": value, "label": label}
         out.update(accuracy_metrics(lists, targets, k))
         out.update(fairness_metrics(lists[:, :k], n_items, tail=tail, relevance=relevance, discount=discount))
@@ -193,13 +222,25 @@ def rerank_sweep(items: np.ndarray, scores: np.ndarray, targets: np.ndarray, set
         lists = r.rerank(items, scores, k)
         extra = {"overflow": int(r.overflow_)} if hasattr(r, "overflow_") else {}
         rows.append(row(s.label, s.method, s.value, lists, time.perf_counter() - t0, extra))
-        say(f"  {rows[-1]['label']}: ndcg@{k}={rows[-1][f'ndcg@{k}']:.4f} "
-            f"exposure_gini@{k}={rows[-1][f'exposure_gini@{k}']:.4f}")
+        say(
+            f"  {rows[-1]['label']}: ndcg@{k}={rows[-1][f'ndcg@{k}']:.4f} "
+            f"exposure_gini@{k}={rows[-1][f'exposure_gini@{k}']:.4f}"
+        )
     b = base[f"ndcg@{k}"]
     for r_ in rows:
         r_["ndcg_cost"] = (b - r_[f"ndcg@{k}"]) / b if b > 0 else 0.0
     return rows
 
 
-__all__ = ["Disparity", "accuracy_metrics", "exposure_disparity", "exposure_tail_share", "fairness_metrics",
-           "group_exposure", "item_exposure", "list_ranks", "rerank_sweep", "weighted_exposure_gini"]
+__all__ = [
+    "Disparity",
+    "accuracy_metrics",
+    "exposure_disparity",
+    "exposure_tail_share",
+    "fairness_metrics",
+    "group_exposure",
+    "item_exposure",
+    "list_ranks",
+    "rerank_sweep",
+    "weighted_exposure_gini",
+]

@@ -49,8 +49,9 @@ def _clean(scores: np.ndarray) -> np.ndarray:
     return np.where(nan, -np.inf, s).astype(s.dtype) if nan.any() else s
 
 
-def target_ranks(scores: np.ndarray, targets: np.ndarray, valid: np.ndarray | None = None,
-                 ties: str = "pessimistic") -> np.ndarray:
+def target_ranks(
+    scores: np.ndarray, targets: np.ndarray, valid: np.ndarray | None = None, ties: str = "pessimistic"
+) -> np.ndarray:
     """0-based rank of each row's target among the row's valid items.
 
     ``scores`` (B, N); ``targets`` (B,) item indices; ``valid`` (B, N) bool or None (all).
@@ -183,8 +184,9 @@ def _hits(topk: np.ndarray, targets: Sequence[np.ndarray], n_items: int) -> tupl
     return hits, sizes
 
 
-def multi_target_metrics(topk: np.ndarray, targets: Sequence[np.ndarray], n_items: int,
-                         k: int | None = None) -> dict[str, np.ndarray]:
+def multi_target_metrics(
+    topk: np.ndarray, targets: Sequence[np.ndarray], n_items: int, k: int | None = None
+) -> dict[str, np.ndarray]:
     """Per-user hr, recall, precision, ndcg and mrr @k for sets of targets.
 
     recall = hits / |targets| (NaN for an empty set); precision = hits / k;
@@ -203,8 +205,13 @@ def multi_target_metrics(topk: np.ndarray, targets: Sequence[np.ndarray], n_item
         ndcg = np.where(sizes > 0, dcg / idcg, np.nan)
     first = np.where(hits.any(1), hits.argmax(1), -1)
     mrr = np.where(first >= 0, 1.0 / (np.maximum(first, 0) + 1.0), 0.0)
-    return {"hr": (n_hit > 0).astype(np.float64), "recall": recall, "precision": n_hit / k,
-            "ndcg": ndcg, "mrr": mrr}
+    return {
+        "hr": (n_hit > 0).astype(np.float64),
+        "recall": recall,
+        "precision": n_hit / k,
+        "ndcg": ndcg,
+        "mrr": mrr,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,8 +262,9 @@ def coverage_at_k(topk: np.ndarray, n_items: int) -> float:
     return float(len(np.unique(t)) / n_items) if n_items else 0.0
 
 
-def intra_list_diversity(topk: np.ndarray, categories: np.ndarray | None = None,
-                         embeddings: np.ndarray | None = None) -> np.ndarray:
+def intra_list_diversity(
+    topk: np.ndarray, categories: np.ndarray | None = None, embeddings: np.ndarray | None = None
+) -> np.ndarray:
     """Per-list mean pairwise distance of recommended items.
 
     With ``categories`` (int code per item, -1 unknown): share of pairs in different

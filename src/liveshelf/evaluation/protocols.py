@@ -83,11 +83,16 @@ class ProtocolSplit:
 
     def summary(self) -> dict[str, Any]:
         rep = self.repeats()
-        return {"protocol": self.protocol, "dataset": self.dataset, "n_items": self.n_items,
-                "n_train_users": self.train.n_users,
-                "n_train_events": int(sum(len(s) for s in self.train.sequences)),
-                "cases": {"all": len(self.cases), "new": int((~rep).sum()), "repeat": int(rep.sum())},
-                "mask_history": self.mask_history, **self.meta}
+        return {
+            "protocol": self.protocol,
+            "dataset": self.dataset,
+            "n_items": self.n_items,
+            "n_train_users": self.train.n_users,
+            "n_train_events": int(sum(len(s) for s in self.train.sequences)),
+            "cases": {"all": len(self.cases), "new": int((~rep).sum()), "repeat": int(rep.sum())},
+            "mask_history": self.mask_history,
+            **self.meta,
+        }
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,7 +112,8 @@ def loo(ds: Dataset, *, mask_history: bool = False, target: str = "item") -> Pro
         if bad.any():
             raise DataFormatError(
                 f"The split of {ds.name!r} must hold 'train', 'valid' or 'test' per event; "
-                f"found {labels[bad][0]!r}. Fix the reader or drop the split to let 'loo' make one.")
+                f"found {labels[bad][0]!r}. Fix the reader or drop the split to let 'loo' make one."
+            )
         source = "dataset"
     else:
         pos = index.position()
@@ -120,12 +126,20 @@ def loo(ds: Dataset, *, mask_history: bool = False, target: str = "item") -> Pro
     train, valid, test = labels == "train", labels == "valid", labels == "test"
     data, train_user = to_train_data(index, train, valid, meta={"protocol": "loo"})
     cases = _cases(index, np.nonzero(test)[0], train_user)
-    return ProtocolSplit("loo", ds.name, data, cases, mask_history,
-                         {"split_source": source, "target": target})
+    return ProtocolSplit(
+        "loo", ds.name, data, cases, mask_history, {"split_source": source, "target": target}
+    )
 
 
-def temporal(ds: Dataset, *, mask_history: bool = False, target: str = "item", q_valid: float = 0.8,
-             q_test: float = 0.9, per_user: str = "all") -> ProtocolSplit:
+def temporal(
+    ds: Dataset,
+    *,
+    mask_history: bool = False,
+    target: str = "item",
+    q_valid: float = 0.8,
+    q_test: float = 0.9,
+    per_user: str = "all",
+) -> ProtocolSplit:
     """Global time split (see module docs)."""
     check_param("per_user", per_user, per_user in ("all", "first"), "'all' or 'first'", "temporal")
     index = index_events(ds, target=target)
@@ -133,12 +147,20 @@ def temporal(ds: Dataset, *, mask_history: bool = False, target: str = "item", q
     data, train_user = to_train_data(index, train, valid, meta={"protocol": "temporal", **bounds})
     picked = _pick_tests(index, test, train_user, per_user)
     cases = _cases(index, picked, train_user)
-    return ProtocolSplit("temporal", ds.name, data, cases, mask_history,
-                         {"target": target, "per_user": per_user, **bounds})
+    return ProtocolSplit(
+        "temporal", ds.name, data, cases, mask_history, {"target": target, "per_user": per_user, **bounds}
+    )
 
 
-def live(ds: Dataset, *, mask_history: bool = False, target: str = "host", q_valid: float = 0.8,
-         q_test: float = 0.9, per_user: str = "all") -> ProtocolSplit:
+def live(
+    ds: Dataset,
+    *,
+    mask_history: bool = False,
+    target: str = "host",
+    q_valid: float = 0.8,
+    q_test: float = 0.9,
+    per_user: str = "all",
+) -> ProtocolSplit:
     """The LiveRec protocol (see module docs)."""
     from liveshelf.data.timeline import Timeline
 
@@ -147,11 +169,13 @@ def live(ds: Dataset, *, mask_history: bool = False, target: str = "host", q_val
     if ds.rooms is None or not len(ds.rooms):
         raise ConfigError(
             f"The 'live' protocol needs rooms with start/end times; {ds.name!r} has none. "
-            "Use --protocol loo or temporal, or load a live data set (twitch, kuailive, store).")
+            "Use --protocol loo or temporal, or load a live data set (twitch, kuailive, store)."
+        )
     if target == "item" and (ds.shelf is None or not len(ds.shelf)):
         raise ConfigError(
             f"The 'live' protocol with target='item' needs shelf slots; {ds.name!r} has none. "
-            "Use target='host'.")
+            "Use target='host'."
+        )
     # a room choice is an "enter"; sources without enters (clicks into rooms) use every interest event
     has_enter = bool((ds.events["type"].astype(str) == "enter").any())
     types = {"enter"} if target == "host" and has_enter else None
@@ -159,16 +183,27 @@ def live(ds: Dataset, *, mask_history: bool = False, target: str = "host", q_val
     timeline = Timeline.from_dataset(ds)
     available = _Availability(timeline, index, target)
     train, valid, test, bounds = _time_masks(index, q_valid, q_test)
-    data, train_user = to_train_data(index, train, valid, available=available,
-                                     meta={"protocol": "live", **bounds})
+    data, train_user = to_train_data(
+        index, train, valid, available=available, meta={"protocol": "live", **bounds}
+    )
     picked = _pick_tests(index, test, train_user, per_user)
     cands = available.for_events(picked)
     cases = _cases(index, picked, train_user, cands)
     n_missing = int(sum(not np.isin(c.target, c.candidates) for c in cases))
-    return ProtocolSplit("live", ds.name, data, cases, mask_history,
-                         {"target": target, "per_user": per_user, "targets_not_available": n_missing,
-                          "mean_candidates": float(np.mean([len(c.candidates) for c in cases])) if cases else 0.0,
-                          **bounds})
+    return ProtocolSplit(
+        "live",
+        ds.name,
+        data,
+        cases,
+        mask_history,
+        {
+            "target": target,
+            "per_user": per_user,
+            "targets_not_available": n_missing,
+            "mean_candidates": float(np.mean([len(c.candidates) for c in cases])) if cases else 0.0,
+            **bounds,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,8 +250,12 @@ class _Availability:
 
 
 def _time_masks(index: EventIndex, q_valid: float, q_test: float):
-    check_param("q_valid", q_valid, 0 < q_valid < q_test, f"a float in (0, q_test={q_test})", "temporal split")
-    check_param("q_test", q_test, q_valid < q_test < 1, f"a float in (q_valid={q_valid}, 1)", "temporal split")
+    check_param(
+        "q_valid", q_valid, 0 < q_valid < q_test, f"a float in (0, q_test={q_test})", "temporal split"
+    )
+    check_param(
+        "q_test", q_test, q_valid < q_test < 1, f"a float in (q_valid={q_valid}, 1)", "temporal split"
+    )
     t1, t2 = (float(x) for x in np.quantile(index.ts, [q_valid, q_test]))
     train = index.ts < t1
     valid = (index.ts >= t1) & (index.ts < t2)
@@ -225,7 +264,8 @@ def _time_masks(index: EventIndex, q_valid: float, q_test: float):
         raise DataFormatError(
             f"The temporal split of {index.name!r} at t1={t1}, t2={t2} leaves "
             f"{int(train.sum())} train and {int(test.sum())} test events; the event times are too few "
-            "or all equal. Use --protocol loo.")
+            "or all equal. Use --protocol loo."
+        )
     return train, valid, test, {"t_valid": t1, "t_test": t2, "q_valid": q_valid, "q_test": q_test}
 
 
@@ -236,15 +276,21 @@ def _pick_tests(index: EventIndex, test: np.ndarray, train_user: np.ndarray, per
     return picked
 
 
-def _cases(index: EventIndex, events: np.ndarray, train_user: np.ndarray,
-           candidates: list[np.ndarray] | None = None) -> list[TestCase]:
+def _cases(
+    index: EventIndex, events: np.ndarray, train_user: np.ndarray, candidates: list[np.ndarray] | None = None
+) -> list[TestCase]:
     repeat = index.is_repeat()
     out = []
     for j, e in enumerate(events.tolist()):
         ctx = index.context(e, train_user=int(train_user[index.user[e]]))
-        out.append(TestCase(context=ctx, target=int(index.item[e]),
-                            candidates=None if candidates is None else candidates[j],
-                            is_repeat=bool(repeat[e])))
+        out.append(
+            TestCase(
+                context=ctx,
+                target=int(index.item[e]),
+                candidates=None if candidates is None else candidates[j],
+                is_repeat=bool(repeat[e]),
+            )
+        )
     return out
 
 

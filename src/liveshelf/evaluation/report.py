@@ -146,12 +146,15 @@ def write_report(results: dict[str, Any], out_dir: Path | str) -> Path:
                 lines.append(
                     f"| {name} | {metric} | {_fmt(t['mean_a'])} | {_fmt(t['mean_b'])} | {_fmt(t['mean_diff'])} "
                     f"| [{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}] | {_p(t['p_ttest'])} "
-                    f"| {_p(t['p_bootstrap'], 1e-3)} |")
+                    f"| {_p(t['p_bootstrap'], 1e-3)} |"
+                )
         lines.append("")
     timing = results.get("timing", {})
     if timing:
         lines += ["## Time", "", "| model | fit s | eval s |", "|---|---:|---:|"]
-        lines += [f"| {n} | {_fmt(t['fit_seconds'], 2)} | {_fmt(t['eval_seconds'], 2)} |" for n, t in timing.items()]
+        lines += [
+            f"| {n} | {_fmt(t['fit_seconds'], 2)} | {_fmt(t['eval_seconds'], 2)} |" for n, t in timing.items()
+        ]
         lines.append("")
     if results.get("rerank"):
         lines += rerank_section(results, out_dir)
@@ -163,8 +166,17 @@ def write_report(results: dict[str, Any], out_dir: Path | str) -> Path:
 # ---------------------------------------------------------------------------------------
 # re-ranking trade-off (results["rerank"], written by ``evaluate --rerank``)
 # ---------------------------------------------------------------------------------------
-RERANK_COLUMNS = ("ndcg@10", "recall@10", "exposure_gini@10", "gini@10", "tail_share@10",
-                  "exposure_tail_share@10", "coverage@10", "disparity@10", "ndcg_cost")
+RERANK_COLUMNS = (
+    "ndcg@10",
+    "recall@10",
+    "exposure_gini@10",
+    "gini@10",
+    "tail_share@10",
+    "exposure_tail_share@10",
+    "coverage@10",
+    "disparity@10",
+    "ndcg_cost",
+)
 
 
 def plot_tradeoff(rerank: dict[str, Any], path: Path, title: str = "") -> Path:
@@ -182,11 +194,22 @@ def plot_tradeoff(rerank: dict[str, Any], path: Path, title: str = "") -> Path:
         methods = list(dict.fromkeys(r["method"] for r in rows[1:]))
         for m, style in zip(methods, ("-", "--", ":", "-."), strict=False):
             pts = [base] + [r for r in rows[1:] if r["method"] == m]
-            ax.plot([r["exposure_gini@10"] for r in pts], [r["ndcg@10"] for r in pts], style, marker="o",
-                    color=color, label=f"{name} {m}")
+            ax.plot(
+                [r["exposure_gini@10"] for r in pts],
+                [r["ndcg@10"] for r in pts],
+                style,
+                marker="o",
+                color=color,
+                label=f"{name} {m}",
+            )
             for r in pts[1:]:
-                ax.annotate(f"{r['value']:g}", (r["exposure_gini@10"], r["ndcg@10"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))
+                ax.annotate(
+                    f"{r['value']:g}",
+                    (r["exposure_gini@10"], r["ndcg@10"]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                )
     ax.set_xlabel("exposure Gini@10 (position-weighted; lower = fairer)")
     ax.set_ylabel("NDCG@10")
     ax.set_title(title or "accuracy vs exposure fairness (★ = no re-ranking)")
@@ -215,11 +238,19 @@ def rerank_section(results: dict[str, Any], out_dir: Path) -> list[str]:
         "|---|---|" + "---:|" * len(RERANK_COLUMNS),
     ]
     for name, rows in rr["models"].items():
-        lines += [f"| {name} | {r['label']} | " + " | ".join(_fmt(r.get(c)) for c in RERANK_COLUMNS) + " |"
-                  for r in rows]
+        lines += [
+            f"| {name} | {r['label']} | " + " | ".join(_fmt(r.get(c)) for c in RERANK_COLUMNS) + " |"
+            for r in rows
+        ]
     lines += ["", "![NDCG@10 vs exposure Gini](tradeoff.png)", ""]
     return lines
 
 
-__all__ = ["markdown_table", "plot_history", "plot_metrics", "plot_tradeoff", "rerank_section",
-           "write_report"]
+__all__ = [
+    "markdown_table",
+    "plot_history",
+    "plot_metrics",
+    "plot_tradeoff",
+    "rerank_section",
+    "write_report",
+]

@@ -35,8 +35,14 @@ from liveshelf.evaluation.protocols import PROTOCOLS, ProtocolSplit, make_split
 from liveshelf.models.base import TrainData
 
 LIVE_FORMATS = ("twitch", "kuailive", "store")
-HISTORY_BUCKETS = ((0, 1, "0"), (1, 5, "1-4"), (5, 10, "5-9"), (10, 20, "10-19"), (20, 50, "20-49"),
-                   (50, math.inf, "50+"))
+HISTORY_BUCKETS = (
+    (0, 1, "0"),
+    (1, 5, "1-4"),
+    (5, 10, "5-9"),
+    (10, 20, "10-19"),
+    (20, 50, "20-49"),
+    (50, math.inf, "50+"),
+)
 BEYOND_K = 10
 
 
@@ -57,10 +63,18 @@ class ModelEvaluation:
 # ---------------------------------------------------------------------------------------
 # one model on one split
 # ---------------------------------------------------------------------------------------
-def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | None = None,
-                   batch_size: int = 512, ties: str = "pessimistic", progress: bool = False,
-                   desc: str = "evaluate", diversity_basis: tuple[str, Any] | None = None,
-                   keep_candidates: int = 0) -> ModelEvaluation:
+def evaluate_model(
+    model: Any,
+    split: ProtocolSplit,
+    *,
+    ks: tuple[int, ...] | None = None,
+    batch_size: int = 512,
+    ties: str = "pessimistic",
+    progress: bool = False,
+    desc: str = "evaluate",
+    diversity_basis: tuple[str, Any] | None = None,
+    keep_candidates: int = 0,
+) -> ModelEvaluation:
     """Score every test case of ``split`` with ``model.score_batch`` and compute metrics.
 
     ``keep_candidates=N`` also keeps each case's top-N items and scores (``.candidates``).
@@ -76,14 +90,15 @@ def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | No
     cand_scores = np.full((len(cases), keep_candidates), -np.inf) if keep_candidates else None
     bar = _progress(len(cases), desc, progress)
     for a in range(0, len(cases), batch_size):
-        batch = cases[a:a + batch_size]
+        batch = cases[a : a + batch_size]
         scores = np.array(model.score_batch([c.context for c in batch]))  # a copy: masked below
         if scores.dtype not in (np.float32, np.float64):
             scores = scores.astype(np.float64)
         if scores.shape != (len(batch), n_items):
             raise ConfigError(
                 f"{type(model).__name__}.score_batch must return shape ({len(batch)}, {n_items}) "
-                f"(cases, items); got {scores.shape}. Fit the model on this split's TrainData.")
+                f"(cases, items); got {scores.shape}. Fit the model on this split's TrainData."
+            )
         valid = _candidate_mask(batch, n_items)
         if split.mask_history:
             lens = [len(c.context.items) for c in batch]
@@ -91,13 +106,14 @@ def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | No
                 rows = np.repeat(np.arange(len(batch)), lens)
                 scores[rows, np.concatenate([c.context.items for c in batch])] = -np.inf
         targets = np.array([c.target for c in batch], dtype=np.int64)
-        ranks[a:a + len(batch)] = M.target_ranks(scores, targets, valid, ties=ties)
-        top[a:a + len(batch)] = M.topk_indices(scores, kmax, valid)[:, :BEYOND_K]
+        ranks[a : a + len(batch)] = M.target_ranks(scores, targets, valid, ties=ties)
+        top[a : a + len(batch)] = M.topk_indices(scores, kmax, valid)[:, :BEYOND_K]
         if keep_candidates:  # for re-ranking sweeps (liveshelf.evaluation.fairness)
             ci = M.topk_indices(scores, keep_candidates, valid)
-            cand_items[a:a + len(batch)] = ci
-            cand_scores[a:a + len(batch)] = np.where(
-                ci >= 0, scores[np.arange(len(batch))[:, None], np.maximum(ci, 0)], -np.inf)
+            cand_items[a : a + len(batch)] = ci
+            cand_scores[a : a + len(batch)] = np.where(
+                ci >= 0, scores[np.arange(len(batch))[:, None], np.maximum(ci, 0)], -np.inf
+            )
         bar.update(len(batch))
     bar.close()
 
@@ -128,8 +144,12 @@ def evaluate_model(model: Any, split: ProtocolSplit, *, ks: tuple[int, ...] | No
     out[f"gini@{BEYOND_K}"] = M.exposure_gini(top, n_items)
     out[f"tail_share@{BEYOND_K}"] = M.tail_share(top, M.long_tail_mask(counts))
     per_case["rank"] = ranks
-    return ModelEvaluation(metrics=out, per_case=per_case, eval_seconds=time.perf_counter() - t0,
-                           candidates=None if cand_items is None else (cand_items, cand_scores))
+    return ModelEvaluation(
+        metrics=out,
+        per_case=per_case,
+        eval_seconds=time.perf_counter() - t0,
+        candidates=None if cand_items is None else (cand_items, cand_scores),
+    )
 
 
 def diversity_basis_of(train: TrainData) -> tuple[str, Any] | None:
@@ -171,11 +191,20 @@ def _mean(values: np.ndarray) -> float | None:
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="case", disable=not enabled, file=sys.stderr, leave=False,
-                mininterval=1.0)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="case",
+        disable=not enabled,
+        file=sys.stderr,
+        leave=False,
+        mininterval=1.0,
+    )
 
 
-def history_buckets(lengths: np.ndarray, values: np.ndarray) -> tuple[list[str], list[int], list[float | None]]:
+def history_buckets(
+    lengths: np.ndarray, values: np.ndarray
+) -> tuple[list[str], list[int], list[float | None]]:
     """Mean of ``values`` per user-history-length bucket (labels, counts, means)."""
     labels, counts, means = [], [], []
     for lo, hi, label in HISTORY_BUCKETS:
@@ -198,12 +227,16 @@ def parse_params(items: list[str] | None, models: list[str]) -> dict[str, dict[s
     for item in items or []:
         m = re.fullmatch(r"([^.=\s]+)\.([^=\s]+)=(.*)", item.strip())
         if not m:
-            raise ConfigError(f"The '--param' option must look like NAME.KEY=VALUE (e.g. als.factors=64). "
-                              f"Got {item!r} instead.")
+            raise ConfigError(
+                f"The '--param' option must look like NAME.KEY=VALUE (e.g. als.factors=64). "
+                f"Got {item!r} instead."
+            )
         name, key, raw = m.groups()
         if name not in out:
-            raise ConfigError(f"The '--param' option {item!r} names the model {name!r}, which is not in "
-                              f"--model ({', '.join(models)}). Use one of those names.")
+            raise ConfigError(
+                f"The '--param' option {item!r} names the model {name!r}, which is not in "
+                f"--model ({', '.join(models)}). Use one of those names."
+            )
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -223,8 +256,10 @@ def build_model(name: str, params: dict[str, Any], *, seed: int | None = None, e
     kwargs = dict(params)
     unknown = [k for k in kwargs if k not in accepted]
     if unknown and not open_kw:
-        raise ConfigError(f"The model {name!r} has no parameter {unknown[0]!r}; it accepts "
-                          f"{sorted(accepted - {'args', 'kwargs'})}. Fix the --param option.")
+        raise ConfigError(
+            f"The model {name!r} has no parameter {unknown[0]!r}; it accepts "
+            f"{sorted(accepted - {'args', 'kwargs'})}. Fix the --param option."
+        )
     if epochs is not None and "epochs" in accepted:
         kwargs.setdefault("epochs", epochs)
     if seed is not None:
@@ -248,16 +283,20 @@ def seed_everything(seed: int) -> None:
 def load_data(spec: str) -> Dataset:
     """``FORMAT:PATH`` through the format readers, or ``store:HOMEDIR`` from an EventStore."""
     if ":" not in spec or not spec.split(":", 1)[0] or not spec.split(":", 1)[1]:
-        raise ConfigError(f"The '--data' option must be FORMAT:PATH (e.g. unisrec:/data/amazon-scientific "
-                          f"or store:~/.liveshelf). Got {spec!r} instead.")
+        raise ConfigError(
+            f"The '--data' option must be FORMAT:PATH (e.g. unisrec:/data/amazon-scientific "
+            f"or store:~/.liveshelf). Got {spec!r} instead."
+        )
     fmt, path = spec.split(":", 1)
     if fmt == "store":
         from liveshelf.data.store import EventStore
 
         home = Path(path).expanduser()
         if not home.is_dir():
-            raise ConfigError(f"The '--data' option {spec!r} names the store folder {str(home)!r}, which does "
-                              "not exist. Ingest events first (liveshelf ingest) or fix the path.")
+            raise ConfigError(
+                f"The '--data' option {spec!r} names the store folder {str(home)!r}, which does "
+                "not exist. Ingest events first (liveshelf ingest) or fix the path."
+            )
         with EventStore(home, read_only=True) as store:
             return store.to_dataset(name=f"store:{home.name}")
     from liveshelf.data.formats import load_dataset
@@ -283,11 +322,23 @@ def dataset_slug(name: str) -> str:
 # ---------------------------------------------------------------------------------------
 # the whole run
 # ---------------------------------------------------------------------------------------
-def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, out: Path | str | None = None,
-        seed: int = 0, epochs: int | None = None, mask_history: bool = False,
-        params: dict[str, dict[str, Any]] | None = None, batch_size: int = 512, progress: bool = True,
-        target: str | None = None, log: Any = None, rerank: str | list[str] | None = None,
-        rerank_candidates: int = 100) -> dict[str, Any]:
+def run(
+    data: str | Dataset,
+    models: list[str],
+    *,
+    protocol: str | None = None,
+    out: Path | str | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    mask_history: bool = False,
+    params: dict[str, dict[str, Any]] | None = None,
+    batch_size: int = 512,
+    progress: bool = True,
+    target: str | None = None,
+    log: Any = None,
+    rerank: str | list[str] | None = None,
+    rerank_candidates: int = 100,
+) -> dict[str, Any]:
     """Evaluate ``models`` on ``data``; write ``results.json`` + ``report.md`` + plots to ``out``.
 
     ``target`` overrides what is recommended (``"item"``, or ``"host"`` for live data;
@@ -320,11 +371,15 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
     t0 = time.perf_counter()
     split = make_split(ds, protocol, mask_history=mask_history, **({"target": target} if target else {}))
     summary = split.summary()
-    say(f"{ds.name}: {summary['n_train_users']} train users, {summary['n_items']} items, "
-        f"{summary['cases']['all']} test cases ({protocol}, split in {time.perf_counter() - t0:.1f}s)")
+    say(
+        f"{ds.name}: {summary['n_train_users']} train users, {summary['n_items']} items, "
+        f"{summary['cases']['all']} test cases ({protocol}, split in {time.perf_counter() - t0:.1f}s)"
+    )
     if not split.cases:
-        raise ConfigError(f"The {protocol!r} protocol found no test cases in {ds.name!r}; "
-                          "the data set is too small or has no held-out events. Try another --protocol.")
+        raise ConfigError(
+            f"The {protocol!r} protocol found no test cases in {ds.name!r}; "
+            "the data set is too small or has no held-out events. Try another --protocol."
+        )
     basis = diversity_basis_of(split.train)
 
     results: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "models": {}}
@@ -339,21 +394,34 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
         t = time.perf_counter()
         model.fit(split.train)
         fit_s = time.perf_counter() - t
-        ev = evaluate_model(model, split, batch_size=batch_size, progress=progress, desc=f"evaluate {name}",
-                            diversity_basis=basis, keep_candidates=rerank_candidates if settings else 0)
+        ev = evaluate_model(
+            model,
+            split,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"evaluate {name}",
+            diversity_basis=basis,
+            keep_candidates=rerank_candidates if settings else 0,
+        )
         if settings:
             rerank_rows[name] = rerank_tradeoff(ev, split, settings, log=say, name=name)
-        results["models"][name] = {"metrics": ev.metrics, "fit_seconds": round(fit_s, 4),
-                                   "params": _jsonable(model.get_params() if hasattr(model, "get_params")
-                                                       else params.get(name, {}))}
+        results["models"][name] = {
+            "metrics": ev.metrics,
+            "fit_seconds": round(fit_s, 4),
+            "params": _jsonable(model.get_params() if hasattr(model, "get_params") else params.get(name, {})),
+        }
         if getattr(model, "privacy_", None):  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
             results["models"][name]["privacy"] = model.privacy_
-        if getattr(model, "fit_info_", None):  # what the fit decided (e.g. skipped sources), as the model says
+        if getattr(
+            model, "fit_info_", None
+        ):  # what the fit decided (e.g. skipped sources), as the model says
             results["models"][name]["fit_info"] = model.fit_info_
         per_case[name] = ev.per_case
         timing[name] = {"fit_seconds": round(fit_s, 4), "eval_seconds": round(ev.eval_seconds, 4)}
-        say(f"{name}: ndcg@10={ev.metrics['ndcg@10']:.4f} recall@10={ev.metrics['recall@10']:.4f} "
-            f"(fit {fit_s:.1f}s, eval {ev.eval_seconds:.1f}s)")
+        say(
+            f"{name}: ndcg@10={ev.metrics['ndcg@10']:.4f} recall@10={ev.metrics['recall@10']:.4f} "
+            f"(fit {fit_s:.1f}s, eval {ev.eval_seconds:.1f}s)"
+        )
 
     base = models[0]
     significance: dict[str, Any] = {}
@@ -364,24 +432,34 @@ def run(data: str | Dataset, models: list[str], *, protocol: str | None = None, 
         }
     lengths = split.history_lengths()
     labels, counts, _ = history_buckets(lengths, per_case[base]["ndcg@10"])
-    results.update({
-        "mask_history": mask_history,
-        "ties": "pessimistic",
-        "seed": seed,
-        "split": _jsonable(summary),
-        "diversity_basis": None if basis is None else basis[0],
-        "timing": timing,
-        "significance": {"baseline": base, "models": significance},
-        "by_history_length": {
-            "buckets": labels, "counts": counts,
-            "ndcg@10": {n: history_buckets(lengths, per_case[n]["ndcg@10"])[2] for n in models},
-        },
-    })
+    results.update(
+        {
+            "mask_history": mask_history,
+            "ties": "pessimistic",
+            "seed": seed,
+            "split": _jsonable(summary),
+            "diversity_basis": None if basis is None else basis[0],
+            "timing": timing,
+            "significance": {"baseline": base, "models": significance},
+            "by_history_length": {
+                "buckets": labels,
+                "counts": counts,
+                "ndcg@10": {n: history_buckets(lengths, per_case[n]["ndcg@10"])[2] for n in models},
+            },
+        }
+    )
     if settings:
-        results["rerank"] = {"candidates": rerank_candidates, "k": BEYOND_K, "discount": RERANK_DISCOUNT,
-                             "exposure_on": "item", "tail": "all but the 20% most popular training items",
-                             "relevance": "test targets per item", "ties": "index",
-                             "settings": [s.label for s in settings], "models": rerank_rows}
+        results["rerank"] = {
+            "candidates": rerank_candidates,
+            "k": BEYOND_K,
+            "discount": RERANK_DISCOUNT,
+            "exposure_on": "item",
+            "tail": "all but the 20% most popular training items",
+            "relevance": "test targets per item",
+            "ties": "index",
+            "settings": [s.label for s in settings],
+            "models": rerank_rows,
+        }
     (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=2, allow_nan=False))
     write_report(results, out_dir)
     return results
@@ -398,13 +476,16 @@ def _rerank_settings(rerank: str | list[str] | None, candidates: int) -> list:
 
     settings = parse_rerank(rerank)
     if settings and not (isinstance(candidates, int) and candidates >= BEYOND_K):
-        raise ConfigError(f"The '--rerank-candidates' option must be an int >= {BEYOND_K} (the list length). "
-                          f"Got {candidates!r} instead.")
+        raise ConfigError(
+            f"The '--rerank-candidates' option must be an int >= {BEYOND_K} (the list length). "
+            f"Got {candidates!r} instead."
+        )
     return settings
 
 
-def rerank_tradeoff(ev: ModelEvaluation, split: ProtocolSplit, settings: list, *, log: Any = None,
-                    name: str = "model") -> list[dict[str, Any]]:
+def rerank_tradeoff(
+    ev: ModelEvaluation, split: ProtocolSplit, settings: list, *, log: Any = None, name: str = "model"
+) -> list[dict[str, Any]]:
     """Trade-off rows of one model: its own top 10 (``none``) and every re-ranking setting.
 
     ``ev`` must come from ``evaluate_model(..., keep_candidates=N)``; long tail = all but the 20 %
@@ -413,8 +494,10 @@ def rerank_tradeoff(ev: ModelEvaluation, split: ProtocolSplit, settings: list, *
     from liveshelf.evaluation.fairness import rerank_sweep
 
     if ev.candidates is None:
-        raise ConfigError("rerank_tradeoff needs the candidates of each case; evaluate the model with "
-                          "evaluate_model(..., keep_candidates=N), N >= 10. Got an evaluation without them.")
+        raise ConfigError(
+            "rerank_tradeoff needs the candidates of each case; evaluate the model with "
+            "evaluate_model(..., keep_candidates=N), N >= 10. Got an evaluation without them."
+        )
     say = log or (lambda msg: None)
     n_items = split.n_items
     train_items = np.concatenate(split.train.sequences) if split.train.sequences else np.zeros(0, np.int64)
@@ -422,10 +505,20 @@ def rerank_tradeoff(ev: ModelEvaluation, split: ProtocolSplit, settings: list, *
     relevance = np.bincount(split.targets(), minlength=n_items)[:n_items].astype(np.float64)
     items, scores = ev.candidates
     say(f"rerank {name} ({len(settings)} settings over the top {items.shape[1]}) ...")
-    return rerank_sweep(items, scores, split.targets(), settings, n_items=n_items, tail=tail,
-                        relevance=relevance, k=BEYOND_K, discount=RERANK_DISCOUNT,
-                        histories=[c.context.items for c in split.cases], progress=say,
-                        similar=None if split.train.item_category is None else np.asarray(split.train.item_category))
+    return rerank_sweep(
+        items,
+        scores,
+        split.targets(),
+        settings,
+        n_items=n_items,
+        tail=tail,
+        relevance=relevance,
+        k=BEYOND_K,
+        discount=RERANK_DISCOUNT,
+        histories=[c.context.items for c in split.cases],
+        progress=say,
+        similar=None if split.train.item_category is None else np.asarray(split.train.item_category),
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -449,5 +542,16 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-__all__ = ["ModelEvaluation", "build_model", "default_protocol", "diversity_basis_of", "evaluate_model",
-           "history_buckets", "ks_for", "load_data", "parse_params", "rerank_tradeoff", "run"]
+__all__ = [
+    "ModelEvaluation",
+    "build_model",
+    "default_protocol",
+    "diversity_basis_of",
+    "evaluate_model",
+    "history_buckets",
+    "ks_for",
+    "load_data",
+    "parse_params",
+    "rerank_tradeoff",
+    "run",
+]

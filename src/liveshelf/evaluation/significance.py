@@ -38,8 +38,9 @@ def paired_ttest(a: np.ndarray, b: np.ndarray) -> float:
     return float(ttest_rel(b, a).pvalue)
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
-                     seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """Percentile CI of mean(b - a) from resampling users with replacement, and a p-value.
 
     The p-value is two-sided: twice the smaller share of bootstrap means on either side of
@@ -57,30 +58,39 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, confidenc
     chunk = max(1, 2_000_000 // n)
     for s in range(0, n_boot, chunk):
         m = min(chunk, n_boot - s)
-        means[s:s + m] = d[rng.integers(0, n, size=(m, n))].mean(1)
+        means[s : s + m] = d[rng.integers(0, n, size=(m, n))].mean(1)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     p = min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean()))
     return float(lo), float(hi), float(p)
 
 
-def compare(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
-            seed: int = 0) -> PairedTest:
+def compare(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> PairedTest:
     """Paired t-test plus bootstrap CI of ``mean(b) - mean(a)``."""
     a, b = _pair(a, b)
     lo, hi, pb = paired_bootstrap(a, b, n_boot=n_boot, confidence=confidence, seed=seed)
-    return PairedTest(n=len(a), mean_a=float(a.mean()) if len(a) else float("nan"),
-                      mean_b=float(b.mean()) if len(b) else float("nan"),
-                      mean_diff=float((b - a).mean()) if len(a) else float("nan"),
-                      ci_low=lo, ci_high=hi, confidence=confidence,
-                      p_ttest=paired_ttest(a, b), p_bootstrap=pb)
+    return PairedTest(
+        n=len(a),
+        mean_a=float(a.mean()) if len(a) else float("nan"),
+        mean_b=float(b.mean()) if len(b) else float("nan"),
+        mean_diff=float((b - a).mean()) if len(a) else float("nan"),
+        ci_low=lo,
+        ci_high=hi,
+        confidence=confidence,
+        p_ttest=paired_ttest(a, b),
+        p_bootstrap=pb,
+    )
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired values must be two 1-D arrays of the same length; got {a.shape} and {b.shape}.")
+        raise ValueError(
+            f"paired values must be two 1-D arrays of the same length; got {a.shape} and {b.shape}."
+        )
     keep = ~(np.isnan(a) | np.isnan(b))
     return a[keep], b[keep]
 

@@ -41,8 +41,17 @@ from liveshelf.errors import ConfigError, NotFoundError, check_param
 BUCKETS = 10_000
 
 #: Pipeline settings an arm may override (ServeSettings fields).
-ARM_SETTINGS: tuple[str, ...] = ("weights", "mmr_lambda", "host_cap", "brand_cap", "blocked_items", "history_len",
-                                 "profile_half_life_s", "neighbours", "use_ranker")
+ARM_SETTINGS: tuple[str, ...] = (
+    "weights",
+    "mmr_lambda",
+    "host_cap",
+    "brand_cap",
+    "blocked_items",
+    "history_len",
+    "profile_half_life_s",
+    "neighbours",
+    "use_ranker",
+)
 
 #: Metrics computed per arm (see :func:`liveshelf.experiment.ab_report.user_table`).
 METRICS: tuple[str, ...] = ("ctr", "cart_rate", "conversion", "gmv_per_viewer", "watch_s_per_viewer")
@@ -69,15 +78,35 @@ class Arm:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str = "Arm") -> Arm:
-        check_param("name", self.name, isinstance(self.name, str) and bool(_NAME.match(self.name)),
-                    "1-64 letters, digits, '_', '.' or '-'", where)
-        check_param("share", self.share, isinstance(self.share, (int, float)) and 0 < self.share <= 1,
-                    "a float in (0, 1]", f"{where} {self.name!r}")
+        check_param(
+            "name",
+            self.name,
+            isinstance(self.name, str) and bool(_NAME.match(self.name)),
+            "1-64 letters, digits, '_', '.' or '-'",
+            where,
+        )
+        check_param(
+            "share",
+            self.share,
+            isinstance(self.share, (int, float)) and 0 < self.share <= 1,
+            "a float in (0, 1]",
+            f"{where} {self.name!r}",
+        )
         unknown = sorted(set(self.settings) - set(ARM_SETTINGS))
-        check_param("settings", self.settings, not unknown,
-                    f"a dict with keys among {list(ARM_SETTINGS)} (unknown: {unknown})", f"{where} {self.name!r}")
-        check_param("version", self.version, self.version is None or self.model is not None,
-                    "given together with 'model' (the registry name)", f"{where} {self.name!r}")
+        check_param(
+            "settings",
+            self.settings,
+            not unknown,
+            f"a dict with keys among {list(ARM_SETTINGS)} (unknown: {unknown})",
+            f"{where} {self.name!r}",
+        )
+        check_param(
+            "version",
+            self.version,
+            self.version is None or self.model is not None,
+            "given together with 'model' (the registry name)",
+            f"{where} {self.name!r}",
+        )
         return self
 
     def describe(self) -> str:
@@ -94,8 +123,10 @@ class Arm:
         """
         name, sep, spec = text.partition("=")
         if not sep or not name:
-            raise ConfigError(f"The 'arm' option must look like NAME=MODEL@VERSION, NAME=MODEL or NAME=production. "
-                              f"Got {text!r} instead.")
+            raise ConfigError(
+                f"The 'arm' option must look like NAME=MODEL@VERSION, NAME=MODEL or NAME=production. "
+                f"Got {text!r} instead."
+            )
         spec = spec.strip()
         if spec in ("", "production"):
             return cls(name.strip(), share).validate()
@@ -112,7 +143,9 @@ class Guardrail:
 
     def validate(self) -> Guardrail:
         check_param("metric", self.metric, self.metric in METRICS, f"one of {list(METRICS)}", "Guardrail")
-        check_param("max_drop", self.max_drop, 0 <= self.max_drop < 1, "a relative drop in [0, 1)", "Guardrail")
+        check_param(
+            "max_drop", self.max_drop, 0 <= self.max_drop < 1, "a relative drop in [0, 1)", "Guardrail"
+        )
         return self
 
 
@@ -143,18 +176,35 @@ class Experiment:
 
     def validate(self) -> Experiment:
         w = "Experiment"
-        check_param("name", self.name, isinstance(self.name, str) and bool(_NAME.match(self.name)),
-                    "1-64 letters, digits, '_', '.' or '-' (it names a folder)", w)
-        check_param("arms", [a.name for a in self.arms], len(self.arms) >= 2, "at least two arms (control first)", w)
+        check_param(
+            "name",
+            self.name,
+            isinstance(self.name, str) and bool(_NAME.match(self.name)),
+            "1-64 letters, digits, '_', '.' or '-' (it names a folder)",
+            w,
+        )
+        check_param(
+            "arms", [a.name for a in self.arms], len(self.arms) >= 2, "at least two arms (control first)", w
+        )
         for a in self.arms:
             a.validate(f"experiment {self.name!r} arm")
         names = [a.name for a in self.arms]
         check_param("arms", names, len(set(names)) == len(names), "arms with distinct names", w)
         total = sum(a.share for a in self.arms)
-        check_param("shares", [a.share for a in self.arms], abs(total - 1.0) < 1e-6 or total < 1.0,
-                    "shares that sum to at most 1 (the rest of the traffic is not in the experiment)", w)
-        check_param("surfaces", self.surfaces, bool(self.surfaces) and set(self.surfaces) <= set(SURFACES),
-                    f"a non-empty subset of {list(SURFACES)}", w)
+        check_param(
+            "shares",
+            [a.share for a in self.arms],
+            abs(total - 1.0) < 1e-6 or total < 1.0,
+            "shares that sum to at most 1 (the rest of the traffic is not in the experiment)",
+            w,
+        )
+        check_param(
+            "surfaces",
+            self.surfaces,
+            bool(self.surfaces) and set(self.surfaces) <= set(SURFACES),
+            f"a non-empty subset of {list(SURFACES)}",
+            w,
+        )
         check_param("primary", self.primary, self.primary in METRICS, f"one of {list(METRICS)}", w)
         check_param("alpha", self.alpha, 0 < self.alpha < 1, "a float in (0, 1)", w)
         check_param("tau", self.tau, self.tau is None or self.tau > 0, "None or a float > 0", w)
@@ -183,8 +233,9 @@ class Experiment:
         for a in self.arms:
             if a.name == name:
                 return a
-        raise NotFoundError(f"Experiment {self.name!r} has no arm {name!r}; its arms are "
-                            f"{[a.name for a in self.arms]}.")
+        raise NotFoundError(
+            f"Experiment {self.name!r} has no arm {name!r}; its arms are {[a.name for a in self.arms]}."
+        )
 
     @property
     def shares(self) -> list[float]:
@@ -222,7 +273,9 @@ class EventLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.written = 0
-        self._thread = threading.Thread(target=self._run, name=f"eventlog-{self.path.parent.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"eventlog-{self.path.parent.name}", daemon=True
+        )
         self._thread.start()
 
     def append(self, row: dict[str, Any]) -> None:
@@ -321,8 +374,10 @@ class ExperimentStore:
         path = self.folder(name) / self.FILE
         if not path.is_file():
             have = self.names()
-            raise NotFoundError(f"No experiment {name!r} (experiments: {have or 'none'}). "
-                                "Create it with 'liveshelf ab create'.")
+            raise NotFoundError(
+                f"No experiment {name!r} (experiments: {have or 'none'}). "
+                "Create it with 'liveshelf ab create'."
+            )
         return Experiment.from_dict(json.loads(path.read_text()))
 
     def save(self, exp: Experiment) -> Path:
@@ -338,8 +393,10 @@ class ExperimentStore:
     def create(self, exp: Experiment, *, start: bool = False) -> Experiment:
         exp.validate()
         if self.exists(exp.name):
-            raise ConfigError(f"The 'name' parameter of ab create must be a new experiment name. Got {exp.name!r}, "
-                              "which exists already; choose another name or stop and remove the old one.")
+            raise ConfigError(
+                f"The 'name' parameter of ab create must be a new experiment name. Got {exp.name!r}, "
+                "which exists already; choose another name or stop and remove the old one."
+            )
         if start:
             exp.status, exp.started_at = "running", _now()
         self.save(exp)
@@ -348,8 +405,10 @@ class ExperimentStore:
     def start(self, name: str) -> Experiment:
         exp = self.get(name)
         if exp.status == "stopped":
-            raise ConfigError(f"Experiment {name!r} was stopped on {exp.stopped_at}; a stopped experiment does not "
-                              "restart (its users would mix two periods). Create a new one.")
+            raise ConfigError(
+                f"Experiment {name!r} was stopped on {exp.stopped_at}; a stopped experiment does not "
+                "restart (its users would mix two periods). Create a new one."
+            )
         if exp.status != "running":
             exp.status, exp.started_at = "running", _now()
             self.save(exp)
@@ -387,15 +446,39 @@ class ExperimentStore:
         for n in self.names():
             exp = self.get(n)
             folder = self.folder(n)
-            reports = {k: str(folder / f) for k, f in (("markdown", "report.md"), ("png", "report.png"),
-                                                       ("json", "report.json")) if (folder / f).is_file()}
-            out.append({"name": exp.name, "status": exp.status, "arms": [a.name for a in exp.arms],
-                        "arm_specs": {a.name: a.describe() for a in exp.arms}, "shares": exp.shares,
-                        "surfaces": list(exp.surfaces), "primary": exp.primary, "created_at": exp.created_at,
-                        "started_at": exp.started_at, "stopped_at": exp.stopped_at, "reports": reports,
-                        "folder": str(folder)})
+            reports = {
+                k: str(folder / f)
+                for k, f in (("markdown", "report.md"), ("png", "report.png"), ("json", "report.json"))
+                if (folder / f).is_file()
+            }
+            out.append(
+                {
+                    "name": exp.name,
+                    "status": exp.status,
+                    "arms": [a.name for a in exp.arms],
+                    "arm_specs": {a.name: a.describe() for a in exp.arms},
+                    "shares": exp.shares,
+                    "surfaces": list(exp.surfaces),
+                    "primary": exp.primary,
+                    "created_at": exp.created_at,
+                    "started_at": exp.started_at,
+                    "stopped_at": exp.stopped_at,
+                    "reports": reports,
+                    "folder": str(folder),
+                }
+            )
         return out
 
 
-__all__ = ["ARM_SETTINGS", "BUCKETS", "METRICS", "SURFACES", "Arm", "EventLog", "Experiment", "ExperimentStore",
-           "Guardrail", "read_jsonl"]
+__all__ = [
+    "ARM_SETTINGS",
+    "BUCKETS",
+    "METRICS",
+    "SURFACES",
+    "Arm",
+    "EventLog",
+    "Experiment",
+    "ExperimentStore",
+    "Guardrail",
+    "read_jsonl",
+]

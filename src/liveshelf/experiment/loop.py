@@ -106,7 +106,9 @@ class StoreSource:
 
     def head(self) -> Watermark:
         with self._open() as store:
-            seq, ts, n = store._rows("SELECT coalesce(max(seq), -1), epoch_us(max(ts)), count(*) FROM events")[0]
+            seq, ts, n = store._rows(
+                "SELECT coalesce(max(seq), -1), epoch_us(max(ts)), count(*) FROM events"
+            )[0]
         return Watermark(seq=int(seq), ts=None if ts is None else float(ts) / 1e6, events=int(n))
 
     def dataset(self, upto: Watermark) -> Dataset:
@@ -114,14 +116,19 @@ class StoreSource:
 
         cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
         with self._open() as store:
-            events = store._frame(f'SELECT {cols} FROM events WHERE seq <= ? ORDER BY "user", ts, seq',
-                                  [int(upto.seq)], ("ts",))
+            events = store._frame(
+                f'SELECT {cols} FROM events WHERE seq <= ? ORDER BY "user", ts, seq', [int(upto.seq)], ("ts",)
+            )
             frames = {}
             for kind in ("items", "users", "rooms", "shelf", "hosts"):
                 df = store.frame(kind)
                 frames[kind] = df if len(df) else None
-        return Dataset(name=f"store:{self.home.name}", events=events, **frames,
-                       meta={"source": "event_store", "watermark": upto.as_dict()})
+        return Dataset(
+            name=f"store:{self.home.name}",
+            events=events,
+            **frames,
+            meta={"source": "event_store", "watermark": upto.as_dict()},
+        )
 
 
 # ------------------------------------------------------------------------------------ config
@@ -159,18 +166,45 @@ class LoopConfig:
         w = "LoopConfig"
         check_param("mode", self.mode, self.mode in MODES, f"one of {MODES}", w)
         check_param("target", self.target, self.target in ("item", "host"), "'item' or 'host'", w)
-        check_param("every_events", self.every_events, _int(self.every_events) and self.every_events >= 1,
-                    "an int >= 1", w)
-        check_param("interval_s", self.interval_s, self.interval_s is None or
-                    (isinstance(self.interval_s, (int, float)) and self.interval_s > 0), "None or seconds > 0", w)
-        check_param("refit_every", self.refit_every, _int(self.refit_every) and self.refit_every >= 0,
-                    "an int >= 0 (0 = only when needed)", w)
+        check_param(
+            "every_events",
+            self.every_events,
+            _int(self.every_events) and self.every_events >= 1,
+            "an int >= 1",
+            w,
+        )
+        check_param(
+            "interval_s",
+            self.interval_s,
+            self.interval_s is None or (isinstance(self.interval_s, (int, float)) and self.interval_s > 0),
+            "None or seconds > 0",
+            w,
+        )
+        check_param(
+            "refit_every",
+            self.refit_every,
+            _int(self.refit_every) and self.refit_every >= 0,
+            "an int >= 0 (0 = only when needed)",
+            w,
+        )
         check_param("eval_fraction", self.eval_fraction, 0 < self.eval_fraction < 1, "a float in (0, 1)", w)
-        check_param("max_cases", self.max_cases, _int(self.max_cases) and self.max_cases >= 1, "an int >= 1", w)
-        check_param("latency_contexts", self.latency_contexts,
-                    _int(self.latency_contexts) and self.latency_contexts >= 1, "an int >= 1", w)
-        check_param("finetune_epochs", self.finetune_epochs,
-                    _int(self.finetune_epochs) and self.finetune_epochs >= 1, "an int >= 1", w)
+        check_param(
+            "max_cases", self.max_cases, _int(self.max_cases) and self.max_cases >= 1, "an int >= 1", w
+        )
+        check_param(
+            "latency_contexts",
+            self.latency_contexts,
+            _int(self.latency_contexts) and self.latency_contexts >= 1,
+            "an int >= 1",
+            w,
+        )
+        check_param(
+            "finetune_epochs",
+            self.finetune_epochs,
+            _int(self.finetune_epochs) and self.finetune_epochs >= 1,
+            "an int >= 1",
+            w,
+        )
         from liveshelf.models.registry import get_model_class
 
         get_model_class(self.model)
@@ -208,9 +242,15 @@ class AlignedModel:
             return replace(ctx, user_index=user_index)
         mapped = self.to_model[ctx.items] if len(ctx.items) else ctx.items
         keep = mapped >= 0
-        return Context(items=mapped[keep], ts=None if ctx.ts is None else np.asarray(ctx.ts)[keep],
-                       types=None if ctx.types is None else np.asarray(ctx.types)[keep], user=ctx.user,
-                       user_index=user_index, room=ctx.room, time=ctx.time)
+        return Context(
+            items=mapped[keep],
+            ts=None if ctx.ts is None else np.asarray(ctx.ts)[keep],
+            types=None if ctx.types is None else np.asarray(ctx.types)[keep],
+            user=ctx.user,
+            user_index=user_index,
+            room=ctx.room,
+            time=ctx.time,
+        )
 
     def score_mapped(self, contexts: list[Context]) -> np.ndarray:
         """Scores ``(B, n_items)`` in the split's order for contexts already mapped."""
@@ -228,8 +268,9 @@ class AlignedModel:
         return self.score_mapped([self.map_context(c) for c in contexts])
 
 
-def latency_and_finite(models: list[AlignedModel], contexts: list[Context],
-                       repeats: int = 3) -> list[tuple[float, bool]]:
+def latency_and_finite(
+    models: list[AlignedModel], contexts: list[Context], repeats: int = 3
+) -> list[tuple[float, bool]]:
     """Per model: (p95 ms per single-context ``score_batch`` call, whether every score was finite).
 
     Models are timed interleaved, context by context, and each call's time is the best of
@@ -250,8 +291,9 @@ def latency_and_finite(models: list[AlignedModel], contexts: list[Context],
     return [(float(np.percentile(t, 95)) if t else 0.0, f) for t, f in zip(times, finite, strict=True)]
 
 
-def window_split(ds: Dataset, t_cut: float, *, target: str = "item", max_cases: int = 2000,
-                 seed: int = 0) -> tuple[ProtocolSplit, Any, np.ndarray]:
+def window_split(
+    ds: Dataset, t_cut: float, *, target: str = "item", max_cases: int = 2000, seed: int = 0
+) -> tuple[ProtocolSplit, Any, np.ndarray]:
     """Train on events before ``t_cut``, test on the window from ``t_cut`` on (temporal protocol).
 
     Returns the split, the :class:`~liveshelf.data.split.EventIndex` and ``train_user``.
@@ -261,17 +303,30 @@ def window_split(ds: Dataset, t_cut: float, *, target: str = "item", max_cases: 
     index = index_events(ds, target=target)
     train = index.ts < t_cut
     if not train.any():
-        raise ConfigError(f"No training events before t_cut={_iso(t_cut)} in {ds.name!r}; the loop needs "
-                          "history before its evaluation window. Lower LoopConfig.eval_fraction or ingest more.")
+        raise ConfigError(
+            f"No training events before t_cut={_iso(t_cut)} in {ds.name!r}; the loop needs "
+            "history before its evaluation window. Lower LoopConfig.eval_fraction or ingest more."
+        )
     data, train_user = to_train_data(index, train, meta={"protocol": "temporal", "t_test": t_cut})
     picked = np.nonzero(~train & (train_user[index.user] >= 0))[0]
     if len(picked) > max_cases:
         picked = np.sort(np.random.default_rng(seed).choice(picked, size=max_cases, replace=False))
     repeat = index.is_repeat()
-    cases = [TestCase(context=index.context(int(e), train_user=int(train_user[index.user[e]])),
-                      target=int(index.item[e]), is_repeat=bool(repeat[e])) for e in picked.tolist()]
-    meta = {"target": target, "per_user": "all", "t_test": t_cut, "t_end": float(index.ts.max()),
-            "window_events": int((~train).sum())}
+    cases = [
+        TestCase(
+            context=index.context(int(e), train_user=int(train_user[index.user[e]])),
+            target=int(index.item[e]),
+            is_repeat=bool(repeat[e]),
+        )
+        for e in picked.tolist()
+    ]
+    meta = {
+        "target": target,
+        "per_user": "all",
+        "t_test": t_cut,
+        "t_end": float(index.ts.max()),
+        "window_events": int((~train).sum()),
+    }
     return ProtocolSplit("temporal", ds.name, data, cases, False, meta), index, train_user
 
 
@@ -298,8 +353,13 @@ def warm_start(model: Any, parent: Any) -> bool:
         for k, v in parent_state.items():
             if k not in state:
                 continue
-            if "item_emb" in k and v.ndim == 2 and state[k].shape[1:] == v.shape[1:] \
-                    and v.shape[0] == len(parent_pos) + 1 and state[k].shape[0] == n_items + 1:
+            if (
+                "item_emb" in k
+                and v.ndim == 2
+                and state[k].shape[1:] == v.shape[1:]
+                and v.shape[0] == len(parent_pos) + 1
+                and state[k].shape[0] == n_items + 1
+            ):
                 new = state[k].clone()
                 hit = np.flatnonzero(rows >= 0)
                 new[torch.from_numpy(hit + 1)] = v[torch.from_numpy(rows[hit] + 1)]
@@ -356,8 +416,15 @@ def _jsonable(value: Any) -> Any:
 class ContinuousLoop:
     """Train, gate and promote one registry name from an event source (see the module docs)."""
 
-    def __init__(self, home: Path | str, config: LoopConfig | None = None, *, source: EventSource | None = None,
-                 registry: Any = None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | str,
+        config: LoopConfig | None = None,
+        *,
+        source: EventSource | None = None,
+        registry: Any = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         from liveshelf.serving.registry import ModelRegistry
 
         self.home = Path(home).expanduser()
@@ -408,11 +475,15 @@ class ContinuousLoop:
     def production_stale(self) -> bool:
         from liveshelf.privacy.deletion import stale_versions
 
-        prod = self.registry.production(self.config.name) if self.registry.versions(self.config.name) else None
+        prod = (
+            self.registry.production(self.config.name) if self.registry.versions(self.config.name) else None
+        )
         return prod is not None and prod.version in stale_versions(self.home, self.config.name)
 
     # ---- one cycle ---------------------------------------------------------------------------
-    def run_once(self, trigger: str = "manual", *, candidate: Any = None, force: bool = True) -> CycleResult | None:
+    def run_once(
+        self, trigger: str = "manual", *, candidate: Any = None, force: bool = True
+    ) -> CycleResult | None:
         """Run one cycle now; returns None when there is nothing new and ``force`` is False.
 
         ``candidate``: gate this already-fitted model instead of training one (it must be
@@ -431,8 +502,9 @@ class ContinuousLoop:
         if not force and wm is not None and head.seq <= wm.seq and not stale:
             return None
         if head.events == 0 or head.ts is None:
-            raise ConfigError(f"The event source {self.source!r} holds no events; ingest some before running the "
-                              "loop.")
+            raise ConfigError(
+                f"The event source {self.source!r} holds no events; ingest some before running the loop."
+            )
         ds = self.source.dataset(head)
         t_end = float(head.ts)
         prod_info = self.registry.production(cfg.name) if self.registry.versions(cfg.name) else None
@@ -447,10 +519,17 @@ class ContinuousLoop:
             ts = to_epoch_seconds(ds.events["ts"])
             t_cut = float(np.quantile(ts[np.isfinite(ts)], 1.0 - cfg.eval_fraction))
         split, index, _ = window_split(ds, t_cut, target=cfg.target, max_cases=cfg.max_cases, seed=cfg.seed)
-        window = {"train_start": _iso(float(index.ts.min())), "train_end": _iso(t_cut), "t_cut": t_cut,
-                  "eval_start": _iso(t_cut), "eval_end": _iso(t_end), "train_events": int((index.ts < t_cut).sum()),
-                  "eval_events": split.meta["window_events"], "cases": len(split.cases),
-                  "watermark": head.as_dict()}
+        window = {
+            "train_start": _iso(float(index.ts.min())),
+            "train_end": _iso(t_cut),
+            "t_cut": t_cut,
+            "eval_start": _iso(t_cut),
+            "eval_end": _iso(t_end),
+            "train_events": int((index.ts < t_cut).sum()),
+            "eval_events": split.meta["window_events"],
+            "cases": len(split.cases),
+            "watermark": head.as_dict(),
+        }
 
         cycle = int(state.get("cycles", 0)) + 1
         if not split.cases:
@@ -474,8 +553,10 @@ class ContinuousLoop:
             mode, why = self._choose_mode(cycle, prod_info, prod_model, prod_stale, t_cut)
             model, mode, why = self._build(mode, why, split, index, prod_info, t_cut)
         train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-        self.say(f"cycle {cycle}: {mode} ({why}), {window['train_events']} train events, "
-                 f"{len(split.cases)} cases, {train_s:.2f}s")
+        self.say(
+            f"cycle {cycle}: {mode} ({why}), {window['train_events']} train events, "
+            f"{len(split.cases)} cases, {train_s:.2f}s"
+        )
 
         # save, load back, evaluate both on the same cases
         tmp = Path(tempfile.mkdtemp(prefix="candidate-", dir=self._tmp_root()))
@@ -495,60 +576,113 @@ class ContinuousLoop:
                 if m is None:
                     continue
                 lat = timed[id(m)]
-                rep, ev_ = (ModelReport(error=lat), None) if isinstance(lat, str) else \
-                    self._report(m, split, lat, evaluate_model)
+                rep, ev_ = (
+                    (ModelReport(error=lat), None)
+                    if isinstance(lat, str)
+                    else self._report(m, split, lat, evaluate_model)
+                )
                 if is_cand:
                     cand_report, cand_eval = rep, ev_
                 else:
                     prod_report, prod_eval = rep, ev_
             eval_s = time.perf_counter() - t0 - train_s
 
-            waive = "production is stale (trained on a deleted user) and must be replaced" if prod_stale else None
+            waive = (
+                "production is stale (trained on a deleted user) and must be replaced" if prod_stale else None
+            )
             decision = decide(cand_report, prod_report, cfg.gate, waive_metric=waive)
             paired: dict[str, Any] = {}
             if cand_eval is not None and prod_eval is not None:
                 metric = cfg.gate.metric
                 if metric in cand_eval.per_case and metric in prod_eval.per_case:
-                    paired = {metric: compare(prod_eval.per_case[metric], cand_eval.per_case[metric],
-                                              seed=cfg.seed).to_dict()}
+                    paired = {
+                        metric: compare(
+                            prod_eval.per_case[metric], cand_eval.per_case[metric], seed=cfg.seed
+                        ).to_dict()
+                    }
 
             # the registry keeps the headline metrics (the new/repeat splits stay in the decision log)
-            metrics = {**{k: v for k, v in cand_report.metrics.items() if "/" not in k},
-                       "p95_ms": cand_report.p95_ms}
-            lineage = {"data_start": window["train_start"], "data_end": window["train_end"], "data_end_ts": t_cut,
-                       "events": window["train_events"], "eval_window": {k: window[k] for k in (
-                           "eval_start", "eval_end", "eval_events", "cases")},
-                       "watermark": head.as_dict(), "parent": None if prod_info is None else prod_info.version,
-                       "trigger": trigger, "mode": mode, "mode_reason": why, "model": cfg.model,
-                       "params": _jsonable(loaded.get_params() if loaded is not None and
-                                           hasattr(loaded, "get_params") else cfg.params),
-                       "protocol": "temporal", "gate": {**decision.as_dict(), "config": cfg.gate.as_dict()},
-                       "loop_cycle": cycle}
+            metrics = {
+                **{k: v for k, v in cand_report.metrics.items() if "/" not in k},
+                "p95_ms": cand_report.p95_ms,
+            }
+            lineage = {
+                "data_start": window["train_start"],
+                "data_end": window["train_end"],
+                "data_end_ts": t_cut,
+                "events": window["train_events"],
+                "eval_window": {k: window[k] for k in ("eval_start", "eval_end", "eval_events", "cases")},
+                "watermark": head.as_dict(),
+                "parent": None if prod_info is None else prod_info.version,
+                "trigger": trigger,
+                "mode": mode,
+                "mode_reason": why,
+                "model": cfg.model,
+                "params": _jsonable(
+                    loaded.get_params()
+                    if loaded is not None and hasattr(loaded, "get_params")
+                    else cfg.params
+                ),
+                "protocol": "temporal",
+                "gate": {**decision.as_dict(), "config": cfg.gate.as_dict()},
+                "loop_cycle": cycle,
+            }
             version = None
             if loaded is not None:
-                version = self.registry.register(loaded, name=cfg.name, metrics=_jsonable(metrics),
-                                                 lineage=_jsonable(lineage))
+                version = self.registry.register(
+                    loaded, name=cfg.name, metrics=_jsonable(metrics), lineage=_jsonable(lineage)
+                )
                 if decision.promote:
                     self.registry.promote(cfg.name, version)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
         result = CycleResult(
-            cycle=cycle, decision=decision.verdict, version=version,
-            production=None if prod_info is None else prod_info.version, mode=mode, trigger=trigger,
-            reasons=decision.reasons, metrics={**cand_report.metrics, "p95_ms": cand_report.p95_ms},
-            production_metrics={} if prod_report is None else {**prod_report.metrics, "p95_ms": prod_report.p95_ms},
-            window=window, checks=decision.checks, paired=paired,
-            timings={"train_s": round(train_s, 4), "train_cpu_s": round(train_cpu_s, 4), "eval_s": round(eval_s, 4),
-                     "cycle_s": round(time.perf_counter() - t_start, 4)})
-        self._log_decision({"at": _now(), "name": cfg.name, "model": cfg.model, **result.as_dict(),
-                            "gate": cfg.gate.as_dict()})
+            cycle=cycle,
+            decision=decision.verdict,
+            version=version,
+            production=None if prod_info is None else prod_info.version,
+            mode=mode,
+            trigger=trigger,
+            reasons=decision.reasons,
+            metrics={**cand_report.metrics, "p95_ms": cand_report.p95_ms},
+            production_metrics={}
+            if prod_report is None
+            else {**prod_report.metrics, "p95_ms": prod_report.p95_ms},
+            window=window,
+            checks=decision.checks,
+            paired=paired,
+            timings={
+                "train_s": round(train_s, 4),
+                "train_cpu_s": round(train_cpu_s, 4),
+                "eval_s": round(eval_s, 4),
+                "cycle_s": round(time.perf_counter() - t_start, 4),
+            },
+        )
+        self._log_decision(
+            {
+                "at": _now(),
+                "name": cfg.name,
+                "model": cfg.model,
+                **result.as_dict(),
+                "gate": cfg.gate.as_dict(),
+            }
+        )
         if cfg.ranker:  # after the sources: the ranker's rows are computed with the production models
             result.ranker = self._ranker_cycle(cycle, trigger)
-        self._save_state({"watermark": head.as_dict(), "cycles": cycle, "last_run_at": _now(),
-                          "last_decision": result.decision, "last_version": version})
-        self.say(f"cycle {cycle}: {result.decision} {version or '-'}"
-                 + (f" ({'; '.join(result.reasons)})" if result.reasons else ""))
+        self._save_state(
+            {
+                "watermark": head.as_dict(),
+                "cycles": cycle,
+                "last_run_at": _now(),
+                "last_decision": result.decision,
+                "last_version": version,
+            }
+        )
+        self.say(
+            f"cycle {cycle}: {result.decision} {version or '-'}"
+            + (f" ({'; '.join(result.reasons)})" if result.reasons else "")
+        )
         return result
 
     def _ranker_cycle(self, cycle: int, trigger: str) -> dict[str, Any]:
@@ -557,27 +691,58 @@ class ContinuousLoop:
 
         cfg = self.config
         try:
-            report = train_ranker(self.home, source="auto", margin=cfg.ranker_margin, name=cfg.ranker_name,
-                                  seed=cfg.seed, log=self.say).to_dict()
+            report = train_ranker(
+                self.home,
+                source="auto",
+                margin=cfg.ranker_margin,
+                name=cfg.ranker_name,
+                seed=cfg.seed,
+                log=self.say,
+            ).to_dict()
         except LiveshelfError as exc:
             report = {"version": None, "promoted": False, "reason": f"skipped: {exc}"}
         decision = "promote" if report.get("promoted") else "refuse"
-        self._log_decision({"at": _now(), "name": cfg.ranker_name, "model": "liveranker", "cycle": cycle,
-                            "trigger": trigger, "decision": decision, **_jsonable(report)})
+        self._log_decision(
+            {
+                "at": _now(),
+                "name": cfg.ranker_name,
+                "model": "liveranker",
+                "cycle": cycle,
+                "trigger": trigger,
+                "decision": decision,
+                **_jsonable(report),
+            }
+        )
         self.say(f"cycle {cycle}: ranker {decision} {report.get('version') or '-'} ({report.get('reason')})")
         return report
 
-    def _skip(self, cycle: int, trigger: str, window: dict[str, Any], state: dict[str, Any],
-              t_start: float) -> CycleResult:
+    def _skip(
+        self, cycle: int, trigger: str, window: dict[str, Any], state: dict[str, Any], t_start: float
+    ) -> CycleResult:
         """A window without evaluation cases: nothing is trained; the watermark stays, so the window grows."""
-        reason = ("the evaluation window has no case (no event of a user with earlier history); "
-                  "waiting for more events")
-        prod = self.registry.production(self.config.name) if self.registry.versions(self.config.name) else None
-        result = CycleResult(cycle=cycle, decision="skipped", version=None,
-                             production=None if prod is None else prod.version, mode="none", trigger=trigger,
-                             reasons=[reason], metrics={}, production_metrics={}, window=window,
-                             timings={"cycle_s": round(time.perf_counter() - t_start, 4)})
-        self._log_decision({"at": _now(), "name": self.config.name, "model": self.config.model, **result.as_dict()})
+        reason = (
+            "the evaluation window has no case (no event of a user with earlier history); "
+            "waiting for more events"
+        )
+        prod = (
+            self.registry.production(self.config.name) if self.registry.versions(self.config.name) else None
+        )
+        result = CycleResult(
+            cycle=cycle,
+            decision="skipped",
+            version=None,
+            production=None if prod is None else prod.version,
+            mode="none",
+            trigger=trigger,
+            reasons=[reason],
+            metrics={},
+            production_metrics={},
+            window=window,
+            timings={"cycle_s": round(time.perf_counter() - t_start, 4)},
+        )
+        self._log_decision(
+            {"at": _now(), "name": self.config.name, "model": self.config.model, **result.as_dict()}
+        )
         self._save_state({**state, "cycles": cycle, "last_run_at": _now(), "last_decision": "skipped"})
         self.say(f"cycle {cycle}: skipped ({reason})")
         return result
@@ -618,8 +783,9 @@ class ContinuousLoop:
                     out[i] = f"{type(exc).__name__}: {exc}"
         return out
 
-    def _choose_mode(self, cycle: int, prod_info: Any, prod_model: Any, prod_stale: bool,
-                     t_cut: float) -> tuple[str, str]:
+    def _choose_mode(
+        self, cycle: int, prod_info: Any, prod_model: Any, prod_stale: bool, t_cut: float
+    ) -> tuple[str, str]:
         """(mode, why) for this cycle's candidate."""
         from liveshelf.models.registry import get_model_class
 
@@ -630,9 +796,13 @@ class ContinuousLoop:
         if cfg.mode == "refit":
             return "refit", "mode refit"
         if prod_model is None or prod_info.model_type != cfg.model:
-            return "refit", ("no production version" if prod_info is None else
-                             "production could not be loaded" if prod_model is None else
-                             f"production is a {prod_info.model_type!r}, not {cfg.model!r}")
+            return "refit", (
+                "no production version"
+                if prod_info is None
+                else "production could not be loaded"
+                if prod_model is None
+                else f"production is a {prod_info.model_type!r}, not {cfg.model!r}"
+            )
         if cfg.refit_every and cycle % cfg.refit_every == 0:
             return "refit", f"every {cfg.refit_every} cycles"
         if cfg.mode in ("auto", "update") and hasattr(cls, "update"):
@@ -644,8 +814,9 @@ class ContinuousLoop:
             return "finetune", "warm start from production's weights"
         return "refit", f"{cfg.model!r} has no {cfg.mode if cfg.mode != 'auto' else 'incremental'} path"
 
-    def _build(self, mode: str, why: str, split: ProtocolSplit, index: Any, prod_info: Any,
-               t_cut: float) -> tuple[Any, str, str]:
+    def _build(
+        self, mode: str, why: str, split: ProtocolSplit, index: Any, prod_info: Any, t_cut: float
+    ) -> tuple[Any, str, str]:
         """(fitted candidate, mode, why); an update that cannot run falls back to a refit."""
         from liveshelf.data.split import to_train_data
         from liveshelf.errors import NotFittedError
@@ -653,7 +824,9 @@ class ContinuousLoop:
 
         cfg = self.config
         if mode == "update":
-            base = self.registry.load(cfg.name, prod_info.version)  # a fresh copy: production is evaluated too
+            base = self.registry.load(
+                cfg.name, prod_info.version
+            )  # a fresh copy: production is evaluated too
             mask = (index.ts >= float(prod_info.lineage["data_end_ts"])) & (index.ts < t_cut)
             try:
                 if mask.any():
@@ -677,10 +850,18 @@ class ContinuousLoop:
         return model, mode, why
 
     # ---- forever -----------------------------------------------------------------------------
-    def run(self, *, max_cycles: int | None = None, poll_s: float = 5.0, stop: Callable[[], bool] | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> list[CycleResult]:
+    def run(
+        self,
+        *,
+        max_cycles: int | None = None,
+        poll_s: float = 5.0,
+        stop: Callable[[], bool] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[CycleResult]:
         """Poll the source; run a cycle on ``every_events`` new events, on ``interval_s``, or when stale."""
-        check_param("poll_s", poll_s, isinstance(poll_s, (int, float)) and poll_s >= 0, "seconds >= 0", "loop.run")
+        check_param(
+            "poll_s", poll_s, isinstance(poll_s, (int, float)) and poll_s >= 0, "seconds >= 0", "loop.run"
+        )
         cfg = self.config
         results: list[CycleResult] = []
         last = time.monotonic()
@@ -719,5 +900,16 @@ def read_decisions(home: Path | str, name: str = "default") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["AlignedModel", "ContinuousLoop", "CycleResult", "EventSource", "LoopConfig", "StoreSource",
-           "Watermark", "latency_and_finite", "read_decisions", "warm_start", "window_split"]
+__all__ = [
+    "AlignedModel",
+    "ContinuousLoop",
+    "CycleResult",
+    "EventSource",
+    "LoopConfig",
+    "StoreSource",
+    "Watermark",
+    "latency_and_finite",
+    "read_decisions",
+    "warm_start",
+    "window_split",
+]

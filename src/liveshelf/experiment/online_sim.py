@@ -59,12 +59,31 @@ class SimStats:
 class OnlineSimulator:
     """Replays simulated viewers against a liveshelf HTTP API (see the module docstring)."""
 
-    def __init__(self, world: World, client: Any, *, api_key: str | None = None, feed_k: int = 6,
-                 shelf_k: int = 10, mean_dwell_s: float = 240.0, seed: int = 0) -> None:
-        check_param("feed_k", feed_k, isinstance(feed_k, int) and 1 <= feed_k <= 500, "an int in [1, 500]",
-                    "OnlineSimulator")
-        check_param("shelf_k", shelf_k, isinstance(shelf_k, int) and 1 <= shelf_k <= 500, "an int in [1, 500]",
-                    "OnlineSimulator")
+    def __init__(
+        self,
+        world: World,
+        client: Any,
+        *,
+        api_key: str | None = None,
+        feed_k: int = 6,
+        shelf_k: int = 10,
+        mean_dwell_s: float = 240.0,
+        seed: int = 0,
+    ) -> None:
+        check_param(
+            "feed_k",
+            feed_k,
+            isinstance(feed_k, int) and 1 <= feed_k <= 500,
+            "an int in [1, 500]",
+            "OnlineSimulator",
+        )
+        check_param(
+            "shelf_k",
+            shelf_k,
+            isinstance(shelf_k, int) and 1 <= shelf_k <= 500,
+            "an int in [1, 500]",
+            "OnlineSimulator",
+        )
         check_param("mean_dwell_s", mean_dwell_s, mean_dwell_s > 0, "a float > 0", "OnlineSimulator")
         self.world, self.truth, self.client = world, world.truth, client
         self.headers = {"X-API-Key": api_key} if api_key else {}
@@ -95,22 +114,39 @@ class OnlineSimulator:
             raise LiveshelfError(f"POST /v1/events answered {r.status_code}: {r.text[:300]}")
         body = r.json()
         if body.get("rejected"):
-            raise LiveshelfError(f"POST /v1/events rejected {body['rejected']} simulated event(s): "
-                                 f"{body.get('errors', [])[:3]}")
+            raise LiveshelfError(
+                f"POST /v1/events rejected {body['rejected']} simulated event(s): "
+                f"{body.get('errors', [])[:3]}"
+            )
 
-    def _event(self, user: str, t: float, typ: str, room: str | None, item: str | None = None,
-               value: float | None = None) -> dict[str, Any]:
+    def _event(
+        self,
+        user: str,
+        t: float,
+        typ: str,
+        room: str | None,
+        item: str | None = None,
+        value: float | None = None,
+    ) -> dict[str, Any]:
         self._seq += 1
-        return {"event_id": f"{self._tag}-{self._seq:09d}", "ts": round(float(t), 3), "user": user, "type": typ,
-                "room": room, "item": item, "value": value}
+        return {
+            "event_id": f"{self._tag}-{self._seq:09d}",
+            "ts": round(float(t), 3),
+            "user": user,
+            "type": typ,
+            "room": room,
+            "item": item,
+            "value": value,
+        }
 
     def _on_shelf(self, room: str, t: float) -> np.ndarray:
         m = (self._slot_room == room) & (self._slot_start <= t) & (t < self._slot_end)
         return np.unique(self._slot_item[m])
 
     # ---- one visit ----------------------------------------------------------------------------
-    def visit(self, user: str, t: float, stats: SimStats | None = None,
-              pending: list[dict[str, Any]] | None = None) -> SimStats:
+    def visit(
+        self, user: str, t: float, stats: SimStats | None = None, pending: list[dict[str, Any]] | None = None
+    ) -> SimStats:
         """One visit of ``user`` at ``t``; returns (and adds to) ``stats``.
 
         The visit's events are posted at once, or appended to ``pending`` for the caller to post
@@ -144,7 +180,9 @@ class OnlineSimulator:
         stats.requests += 1
         shown = [r["item"] for r in shelf.get("items", [])]
         if shown:
-            pref = self.truth.preference(np.full(len(shown), user, dtype=object), np.asarray(shown, dtype=object))
+            pref = self.truth.preference(
+                np.full(len(shown), user, dtype=object), np.asarray(shown, dtype=object)
+            )
             exam = self.truth.exam(np.arange(1, len(shown) + 1))
             par = self.truth.params
             u = self.rng.random((len(shown), 4))
@@ -180,14 +218,22 @@ class OnlineSimulator:
     def post(self, events: list[dict[str, Any]], stats: SimStats | None = None, chunk: int = 5000) -> None:
         """Post ``events`` in batches of at most ``chunk``."""
         for lo in range(0, len(events), chunk):
-            self._post(events[lo:lo + chunk])
+            self._post(events[lo : lo + chunk])
             if stats is not None:
                 stats.requests += 1
 
     # ---- many visits --------------------------------------------------------------------------
-    def run(self, users: Sequence[str], start: float, *, visits_per_user: int = 1, gap_s: float = 2.0,
-            batch_users: int = 50, on_batch: Callable[[int, SimStats], bool] | None = None,
-            progress: bool = False) -> SimStats:
+    def run(
+        self,
+        users: Sequence[str],
+        start: float,
+        *,
+        visits_per_user: int = 1,
+        gap_s: float = 2.0,
+        batch_users: int = 50,
+        on_batch: Callable[[int, SimStats], bool] | None = None,
+        progress: bool = False,
+    ) -> SimStats:
         """Visits of ``users`` in a shuffled order, ``gap_s`` simulated seconds apart, from ``start``.
 
         Users come in batches of ``batch_users``; each user of a batch makes ``visits_per_user``
@@ -196,10 +242,20 @@ class OnlineSimulator:
         After each batch ``on_batch(users_so_far, stats)`` is called; returning True stops the
         run (a sequential test that has decided).
         """
-        check_param("visits_per_user", visits_per_user, isinstance(visits_per_user, int) and visits_per_user >= 1,
-                    "an int >= 1", "OnlineSimulator.run")
-        check_param("batch_users", batch_users, isinstance(batch_users, int) and batch_users >= 1,
-                    "an int >= 1", "OnlineSimulator.run")
+        check_param(
+            "visits_per_user",
+            visits_per_user,
+            isinstance(visits_per_user, int) and visits_per_user >= 1,
+            "an int >= 1",
+            "OnlineSimulator.run",
+        )
+        check_param(
+            "batch_users",
+            batch_users,
+            isinstance(batch_users, int) and batch_users >= 1,
+            "an int >= 1",
+            "OnlineSimulator.run",
+        )
         order = [str(u) for u in self.rng.permutation(np.asarray(users, dtype=object))]
         stats = SimStats()
         t = float(start)
@@ -208,7 +264,7 @@ class OnlineSimulator:
         bar = tqdm(total=len(order), desc="simulated users", unit="user", disable=not progress)
         try:
             for lo in range(0, len(order), batch_users):
-                batch = order[lo:lo + batch_users]
+                batch = order[lo : lo + batch_users]
                 for _ in range(visits_per_user):
                     pending: list[dict[str, Any]] = []
                     for user in batch:
@@ -301,7 +357,9 @@ def live_times(world: World, lo: float, hi: float, n: int, *, min_rooms: int = 3
     return [float(ok[int(i)]) for i in np.linspace(0, len(ok) - 1, n).round().astype(int)]
 
 
-def prepare_home(home: Path, world: World, until: float, *, model: str = "itemknn", oracle: bool = True) -> None:
+def prepare_home(
+    home: Path, world: World, until: float, *, model: str = "itemknn", oracle: bool = True
+) -> None:
     """A home for online simulation: the world's catalogue, hosts, rooms and shelves, its events before ``until``,
     ``model`` trained on them and promoted as ``default``, and (``oracle``) the truth oracle registered."""
     import pandas as pd
@@ -343,5 +401,12 @@ def event_payloads(frame: Any) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["GroundTruthRanker", "OnlineSimulator", "SimStats", "event_payloads", "live_times", "live_window",
-           "prepare_home"]
+__all__ = [
+    "GroundTruthRanker",
+    "OnlineSimulator",
+    "SimStats",
+    "event_payloads",
+    "live_times",
+    "live_window",
+    "prepare_home",
+]

@@ -41,8 +41,14 @@ SOURCES = ("exposures", "events", "auto")
 
 
 # ------------------------------------------------------------------------------------ rows
-def tables_from_exposures(home: Path | str, *, window_s: float = 1800.0, events: pd.DataFrame | None = None,
-                          since: float | None = None, until: float | None = None) -> dict[str, RankTable]:
+def tables_from_exposures(
+    home: Path | str,
+    *,
+    window_s: float = 1800.0,
+    events: pd.DataFrame | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> dict[str, RankTable]:
     """One :class:`RankTable` per feature set from the exposure log, labelled from the store's events."""
     ex = read_exposures(home, since=since, until=until)
     ex = ex[ex["features"].notna() & ex["user"].notna()]
@@ -59,8 +65,10 @@ def tables_from_exposures(home: Path | str, *, window_s: float = 1800.0, events:
         part, yy = ex[m], y[m]
         X = np.asarray(part["features"].tolist(), dtype=np.float64)
         if X.shape[1] != len(names):
-            raise ConfigError(f"Exposures of feature set {fset!r} hold {X.shape[1]} features, but this version "
-                              f"computes {len(names)}; train from rows logged by the same version (--since).")
+            raise ConfigError(
+                f"Exposures of feature set {fset!r} hold {X.shape[1]} features, but this version "
+                f"computes {len(names)}; train from rows logged by the same version (--since)."
+            )
         rid = part["request_id"].to_numpy()  # rows of a request are contiguous (read_exposures' order)
         starts = np.flatnonzero(np.r_[True, rid[1:] != rid[:-1]])
         sizes = np.diff(np.r_[starts, len(rid)])
@@ -69,17 +77,35 @@ def tables_from_exposures(home: Path | str, *, window_s: float = 1800.0, events:
     return out
 
 
-def tables_from_events(home: Path | str, *, window_s: float = 1800.0, max_queries: int = 3000, seed: int = 0,
-                       since: float | None = None, until: float | None = None,
-                       settings: Any = None) -> dict[str, RankTable]:
+def tables_from_events(
+    home: Path | str,
+    *,
+    window_s: float = 1800.0,
+    max_queries: int = 3000,
+    seed: int = 0,
+    since: float | None = None,
+    until: float | None = None,
+    settings: Any = None,
+) -> dict[str, RankTable]:
     """Item-surface rows rebuilt by replaying the store's events (see the module docstring)."""
     from liveshelf.data.store import EventStore
 
     with EventStore(home, read_only=True) as store:
         items, rooms, shelf = store.frame("items"), store.frame("rooms"), store.frame("shelf")
         events = store.training_frame()
-    return tables_from_frames(items, rooms, shelf, events, home=home, window_s=window_s, max_queries=max_queries,
-                              seed=seed, since=since, until=until, settings=settings)
+    return tables_from_frames(
+        items,
+        rooms,
+        shelf,
+        events,
+        home=home,
+        window_s=window_s,
+        max_queries=max_queries,
+        seed=seed,
+        since=since,
+        until=until,
+        settings=settings,
+    )
 
 
 class Replay:
@@ -91,8 +117,17 @@ class Replay:
     ``models``: role -> model getter (default: the production models of ``home``'s registry).
     """
 
-    def __init__(self, items: pd.DataFrame, rooms: pd.DataFrame, shelf: pd.DataFrame, events: pd.DataFrame, *,
-                 home: Path | str | None = None, settings: Any = None, models: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        items: pd.DataFrame,
+        rooms: pd.DataFrame,
+        shelf: pd.DataFrame,
+        events: pd.DataFrame,
+        *,
+        home: Path | str | None = None,
+        settings: Any = None,
+        models: dict[str, Any] | None = None,
+    ) -> None:
         from liveshelf.serving.pipeline import Catalogue, Pipeline
         from liveshelf.serving.settings import ServeSettings
         from liveshelf.serving.state import MemoryState
@@ -118,10 +153,12 @@ class Replay:
         """Apply the events with ``ts < t`` not applied yet; returns the index of the first event at or after t."""
         upto = int(np.searchsorted(self.t, t, side="left"))
         if upto < self.applied:
-            raise ConfigError(f"Replay queries must come in time order; got t={t} after events up to "
-                              f"{self.t[self.applied - 1]}.")
+            raise ConfigError(
+                f"Replay queries must come in time order; got t={t} after events up to "
+                f"{self.t[self.applied - 1]}."
+            )
         if upto > self.applied:
-            self.state.apply_events(self.events.iloc[self.applied:upto])
+            self.state.apply_events(self.events.iloc[self.applied : upto])
             self.applied = upto
         return upto
 
@@ -135,10 +172,21 @@ class Replay:
         return item_features(p, [p.viewer(user, t)], cands, room, t)[0]
 
 
-def tables_from_frames(items: pd.DataFrame, rooms: pd.DataFrame, shelf: pd.DataFrame, events: pd.DataFrame, *,
-                       home: Path | str | None = None, window_s: float = 1800.0, max_queries: int = 3000,
-                       seed: int = 0, since: float | None = None, until: float | None = None,
-                       settings: Any = None, models: dict[str, Any] | None = None) -> dict[str, RankTable]:
+def tables_from_frames(
+    items: pd.DataFrame,
+    rooms: pd.DataFrame,
+    shelf: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    home: Path | str | None = None,
+    window_s: float = 1800.0,
+    max_queries: int = 3000,
+    seed: int = 0,
+    since: float | None = None,
+    until: float | None = None,
+    settings: Any = None,
+    models: dict[str, Any] | None = None,
+) -> dict[str, RankTable]:
     """:func:`tables_from_events` over frames (schema columns); see :class:`Replay` for ``models``."""
     replay = Replay(items, rooms, shelf, events, home=home, settings=settings, models=models)
     ev, t_all = replay.events, replay.t
@@ -151,8 +199,14 @@ def tables_from_frames(items: pd.DataFrame, rooms: pd.DataFrame, shelf: pd.DataF
     ev_type = ev["type"].astype(str).to_numpy()
     from tqdm.auto import tqdm
 
-    for q in tqdm(queries.itertuples(index=False), total=len(queries), desc="replay", unit="query",
-                  mininterval=1.0, leave=False):
+    for q in tqdm(
+        queries.itertuples(index=False),
+        total=len(queries),
+        desc="replay",
+        unit="query",
+        mininterval=1.0,
+        leave=False,
+    ):
         t = float(q.t) - 1e-3  # just before the viewer acted
         rows = replay.rows(q.user, q.room, t)
         if rows is None or len(rows.keys) < 2:
@@ -173,25 +227,47 @@ def tables_from_frames(items: pd.DataFrame, rooms: pd.DataFrame, shelf: pd.DataF
         ts.append(t)
     if not Xs:
         return {}
-    return {"item": RankTable(np.concatenate(Xs), np.concatenate(ys), np.asarray(sizes), ITEM_FEATURES,
-                              position=None, ts=np.asarray(ts))}
+    return {
+        "item": RankTable(
+            np.concatenate(Xs),
+            np.concatenate(ys),
+            np.asarray(sizes),
+            ITEM_FEATURES,
+            position=None,
+            ts=np.asarray(ts),
+        )
+    }
 
 
-def _event_queries(ev: pd.DataFrame, t_all: np.ndarray, window_s: float, max_queries: int, seed: int,
-                   since: float | None, until: float | None) -> pd.DataFrame:
+def _event_queries(
+    ev: pd.DataFrame,
+    t_all: np.ndarray,
+    window_s: float,
+    max_queries: int,
+    seed: int,
+    since: float | None,
+    until: float | None,
+) -> pd.DataFrame:
     """The first click / cart / purchase of each visit (viewer, room; a gap over ``window_s`` starts a new one)."""
     m = ev["type"].astype(str).isin(["click", "cart", "purchase"]).to_numpy() & ev["room"].notna().to_numpy()
     if since is not None:
         m &= t_all >= since
     if until is not None:
         m &= t_all < until
-    q = pd.DataFrame({"user": ev["user"].astype(str).to_numpy()[m], "room": ev["room"].astype(str).to_numpy()[m],
-                      "t": t_all[m]})
+    q = pd.DataFrame(
+        {
+            "user": ev["user"].astype(str).to_numpy()[m],
+            "room": ev["room"].astype(str).to_numpy()[m],
+            "t": t_all[m],
+        }
+    )
     if not len(q):
         return q
     q = q.sort_values(["user", "room", "t"], kind="stable")
     gap = q["t"].diff().to_numpy()
-    same = (q["user"].to_numpy()[1:] == q["user"].to_numpy()[:-1]) & (q["room"].to_numpy()[1:] == q["room"].to_numpy()[:-1])
+    same = (q["user"].to_numpy()[1:] == q["user"].to_numpy()[:-1]) & (
+        q["room"].to_numpy()[1:] == q["room"].to_numpy()[:-1]
+    )
     first = np.ones(len(q), dtype=bool)
     first[1:] = ~(same & (gap[1:] <= window_s))
     q = q[first]
@@ -272,12 +348,25 @@ class RankerReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "surfaces": self.surfaces, "version": self.version,
-                "promoted": self.promoted, "surfaces_kept": self.surfaces_kept, "reason": self.reason, "seconds": round(self.seconds, 2)}
+        return {
+            "source": self.source,
+            "surfaces": self.surfaces,
+            "version": self.version,
+            "promoted": self.promoted,
+            "surfaces_kept": self.surfaces_kept,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 2),
+        }
 
 
-def evaluate_tables(model: LiveRanker, tests: dict[str, RankTable], *, weights: dict[str, float] | None = None,
-                    k: int = 5, seed: int = 0) -> dict[str, dict[str, Any]]:
+def evaluate_tables(
+    model: LiveRanker,
+    tests: dict[str, RankTable],
+    *,
+    weights: dict[str, float] | None = None,
+    k: int = 5,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
     """Held-out NDCG@k per surface: the ranker, the hand blend and trending alone, with paired tests."""
     from liveshelf.evaluation.significance import compare
 
@@ -292,17 +381,36 @@ def evaluate_tables(model: LiveRanker, tests: dict[str, RankTable], *, weights: 
         b = query_ndcg(test, hand_blend_scores(test, weights), k)
         tr = query_ndcg(test, np.nan_to_num(test.X[:, trend_col], nan=0.0), k)
         sig = compare(b, r, seed=seed).to_dict()
-        out[surface] = {"queries": int(test.queries), f"ndcg@{k}": {"ranker": float(np.nanmean(r)),
-                        "hand-blend": float(np.nanmean(b)), "trending": float(np.nanmean(tr))},
-                        "ranker_vs_blend": sig}
+        out[surface] = {
+            "queries": int(test.queries),
+            f"ndcg@{k}": {
+                "ranker": float(np.nanmean(r)),
+                "hand-blend": float(np.nanmean(b)),
+                "trending": float(np.nanmean(tr)),
+            },
+            "ranker_vs_blend": sig,
+        }
     return out
 
 
 # ------------------------------------------------------------------------------------ the whole run
-def train_ranker(home: Path | str, *, source: str = "auto", window_s: float = 1800.0, min_queries: int = 200,
-                 max_queries: int = 3000, test_share: float = 0.2, margin: float = 0.0, promote: bool = True,
-                 name: str = "ranker", params: dict[str, Any] | None = None, seed: int = 0,
-                 since: float | None = None, until: float | None = None, log: Any = None) -> RankerReport:
+def train_ranker(
+    home: Path | str,
+    *,
+    source: str = "auto",
+    window_s: float = 1800.0,
+    min_queries: int = 200,
+    max_queries: int = 3000,
+    test_share: float = 0.2,
+    margin: float = 0.0,
+    promote: bool = True,
+    name: str = "ranker",
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    since: float | None = None,
+    until: float | None = None,
+    log: Any = None,
+) -> RankerReport:
     """Build rows, fit a :class:`LiveRanker`, evaluate on the newest queries, register, promote when it passes."""
     from liveshelf.serving.registry import ModelRegistry
 
@@ -321,39 +429,53 @@ def train_ranker(home: Path | str, *, source: str = "auto", window_s: float = 18
         if source == "auto" and labelled < min_queries:
             tables, used = {}, "events"
         elif source == "exposures" and labelled < 2:
-            raise ConfigError(f"The exposure log under {home / 'exposures'} has {labelled} request(s) with an "
-                              "outcome; serve traffic first, or train with --from events.")
+            raise ConfigError(
+                f"The exposure log under {home / 'exposures'} has {labelled} request(s) with an "
+                "outcome; serve traffic first, or train with --from events."
+            )
         else:
             used = "exposures"
     if used == "events":
-        tables = tables_from_events(home, window_s=window_s, max_queries=max_queries, seed=seed, since=since,
-                                    until=until)
+        tables = tables_from_events(
+            home, window_s=window_s, max_queries=max_queries, seed=seed, since=since, until=until
+        )
         say(f"events: {sum(t.queries for t in tables.values())} replayed queries")
     if not tables:
-        raise ConfigError(f"No training rows in {home}: no exposures with outcomes and no click / cart / purchase "
-                          "events in a room with a shelf. Ingest or serve traffic first.")
+        raise ConfigError(
+            f"No training rows in {home}: no exposures with outcomes and no click / cart / purchase "
+            "events in a room with a shelf. Ingest or serve traffic first."
+        )
     train, test = {}, {}
     for surface, table in tables.items():
         order = np.argsort(table.ts, kind="stable")
         n_test = int(round(test_share * table.queries))
         is_test = np.zeros(table.queries, dtype=bool)
-        is_test[order[len(order) - n_test:]] = n_test > 0
+        is_test[order[len(order) - n_test :]] = n_test > 0
         train[surface], test[surface] = table.take_queries(~is_test), table.take_queries(is_test)
     model = LiveRanker(**{"seed": seed, **(params or {})}).fit(train)
     figures = evaluate_tables(model, test, seed=seed)
     report = RankerReport(source=used)
     for surface in tables:
-        report.surfaces[surface] = {"train_queries": train[surface].queries, **model.info_.get(surface, {}),
-                                    **figures.get(surface, {}),
-                                    "importance": _top(model.feature_importance(surface), 8)}
+        report.surfaces[surface] = {
+            "train_queries": train[surface].queries,
+            **model.info_.get(surface, {}),
+            **figures.get(surface, {}),
+            "importance": _top(model.feature_importance(surface), 8),
+        }
     kept, why = _gate(model, test, figures, margin)
     for surface in set(model.names_) - set(kept):  # a surface that failed its gate stays with the hand blend
         model.drop(surface)
     report.surfaces_kept = sorted(kept)
     reg = ModelRegistry(home / "models")
     metrics = {f"{s}/{k}": v for s, f in figures.items() for k, v in f.get("ndcg@5", {}).items()}
-    lineage = {"trained_from": used, "window_s": window_s, "since": since, "until": until,
-               "queries": {s: t.queries for s, t in tables.items()}, "gate": why}
+    lineage = {
+        "trained_from": used,
+        "window_s": window_s,
+        "since": since,
+        "until": until,
+        "queries": {s: t.queries for s, t in tables.items()},
+        "gate": why,
+    }
     if not kept:
         report.reason = "refused: " + why
         report.seconds = time.perf_counter() - t0
@@ -371,8 +493,9 @@ def _labelled_queries(t: RankTable) -> int:
     return int(sum(t.y[a:b].max() > 0 for a, b in query_bounds(t.group)))
 
 
-def _gate(model: LiveRanker, test: dict[str, RankTable], figures: dict[str, dict[str, Any]],
-          margin: float) -> tuple[list[str], str]:
+def _gate(
+    model: LiveRanker, test: dict[str, RankTable], figures: dict[str, dict[str, Any]], margin: float
+) -> tuple[list[str], str]:
     """The surfaces whose ranker passes: finite scores and held-out NDCG@5 >= the hand blend's + ``margin``."""
     kept, notes = [], []
     for surface, table in test.items():
@@ -385,7 +508,9 @@ def _gate(model: LiveRanker, test: dict[str, RankTable], figures: dict[str, dict
             continue
         r, b = f["ndcg@5"]["ranker"], f["ndcg@5"]["hand-blend"]
         if r < b + margin:
-            notes.append(f"{surface}: NDCG@5 {r:.4f} < hand blend {b:.4f} + margin {margin} (kept on the hand blend)")
+            notes.append(
+                f"{surface}: NDCG@5 {r:.4f} < hand blend {b:.4f} + margin {margin} (kept on the hand blend)"
+            )
             continue
         kept.append(surface)
         notes.append(f"{surface}: NDCG@5 {r:.4f} vs hand blend {b:.4f}")
@@ -396,5 +521,14 @@ def _top(d: dict[str, float], n: int) -> dict[str, float]:
     return {k: round(float(v), 2) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]}
 
 
-__all__ = ["RankerReport", "Replay", "evaluate_tables", "hand_blend_scores", "query_ndcg", "tables_from_events",
-           "tables_from_exposures", "tables_from_frames", "train_ranker"]
+__all__ = [
+    "RankerReport",
+    "Replay",
+    "evaluate_tables",
+    "hand_blend_scores",
+    "query_ndcg",
+    "tables_from_events",
+    "tables_from_exposures",
+    "tables_from_frames",
+    "train_ranker",
+]

@@ -102,12 +102,18 @@ def _resample_sums(values: np.ndarray, n_boot: int, rng: np.random.Generator) ->
     for s in range(0, n_boot, chunk):
         m = min(chunk, n_boot - s)
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=m).astype(np.float64)  # (m, N)
-        out[s:s + m] = w @ values
+        out[s : s + m] = w @ values
     return out
 
 
-def bootstrap_ci(values: np.ndarray, denominators: np.ndarray | None = None, *, n_boot: int = 1000,
-                 confidence: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_ci(
+    values: np.ndarray,
+    denominators: np.ndarray | None = None,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Percentile CI of ``mean(values)``, or of the ratio ``sum(values) / sum(denominators)``.
 
     Users are the unit of resampling, so a ratio metric such as clicks per exposure gets an
@@ -130,8 +136,16 @@ def bootstrap_ci(values: np.ndarray, denominators: np.ndarray | None = None, *, 
     return Interval(est, float(np.quantile(stats, q)), float(np.quantile(stats, 1 - q)), confidence)
 
 
-def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, a_den: np.ndarray | None = None, b_den: np.ndarray | None = None,
-                      *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_diff_ci(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_den: np.ndarray | None = None,
+    b_den: np.ndarray | None = None,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Percentile CI of ``metric(b) - metric(a)`` (a mean or a ratio of sums), arms resampled independently."""
     _check_boot(n_boot, confidence, "bootstrap_diff_ci")
     rng = np.random.default_rng(seed)
@@ -152,8 +166,15 @@ def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, a_den: np.ndarray | None = N
 
 
 # ------------------------------------------------------------------------------------ mSPRT
-def msprt_lr(mean_a: np.ndarray, var_a: np.ndarray, n_a: np.ndarray, mean_b: np.ndarray, var_b: np.ndarray,
-             n_b: np.ndarray, tau: float) -> np.ndarray:
+def msprt_lr(
+    mean_a: np.ndarray,
+    var_a: np.ndarray,
+    n_a: np.ndarray,
+    mean_b: np.ndarray,
+    var_b: np.ndarray,
+    n_b: np.ndarray,
+    tau: float,
+) -> np.ndarray:
     """The normal-mixture likelihood ratio Lambda of ``theta = mean_b - mean_a`` against ``theta = 0``.
 
     With ``s2 = var_a / n_a + var_b / n_b`` (the variance of the difference of means) and the
@@ -165,8 +186,9 @@ def msprt_lr(mean_a: np.ndarray, var_a: np.ndarray, n_a: np.ndarray, mean_b: np.
     ``sqrt(V / (V + n tau^2)) exp(n^2 tau^2 d^2 / (2 V (V + n tau^2)))`` with ``V = 2 sigma^2``.
     Computed in logs; vectorised over any equal shapes. Arms without users give Lambda = 1.
     """
-    mean_a, var_a, n_a, mean_b, var_b, n_b = (np.asarray(v, np.float64)
-                                              for v in (mean_a, var_a, n_a, mean_b, var_b, n_b))
+    mean_a, var_a, n_a, mean_b, var_b, n_b = (
+        np.asarray(v, np.float64) for v in (mean_a, var_a, n_a, mean_b, var_b, n_b)
+    )
     t2 = float(tau) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         s2 = var_a / n_a + var_b / n_b
@@ -175,8 +197,16 @@ def msprt_lr(mean_a: np.ndarray, var_a: np.ndarray, n_a: np.ndarray, mean_b: np.
     return np.exp(np.where(np.isfinite(log_lr) & (s2 > 0), log_lr, 0.0))
 
 
-def msprt_pvalue(mean_a: float, var_a: float, n_a: float, mean_b: float, var_b: float, n_b: float,
-                 tau: float, previous: float = 1.0) -> float:
+def msprt_pvalue(
+    mean_a: float,
+    var_a: float,
+    n_a: float,
+    mean_b: float,
+    var_b: float,
+    n_b: float,
+    tau: float,
+    previous: float = 1.0,
+) -> float:
     """The always-valid p-value after one more look: ``min(previous, 1 / Lambda)``."""
     check_param("tau", tau, tau > 0, "a float > 0 (the prior sd of the effect)", "msprt_pvalue")
     lr = float(msprt_lr(mean_a, var_a, n_a, mean_b, var_b, n_b, tau))
@@ -228,7 +258,9 @@ def srm_check(counts: np.ndarray, shares: np.ndarray, threshold: float = 0.001) 
 
     c = np.asarray(counts, np.float64)
     s = np.asarray(shares, np.float64)
-    check_param("shares", shares, len(s) == len(c) and bool(np.all(s > 0)), "one share > 0 per arm", "srm_check")
+    check_param(
+        "shares", shares, len(s) == len(c) and bool(np.all(s > 0)), "one share > 0 per arm", "srm_check"
+    )
     check_param("threshold", threshold, 0 < threshold < 1, "a float in (0, 1)", "srm_check")
     total = c.sum()
     if total <= 0:
@@ -236,12 +268,32 @@ def srm_check(counts: np.ndarray, shares: np.ndarray, threshold: float = 0.001) 
     expected = total * s / s.sum()
     res = chisquare(c, expected)
     p = float(res.pvalue)
-    return SRM(tuple(int(x) for x in c), tuple(float(x) for x in expected), float(res.statistic), p, threshold,
-               p < threshold)
+    return SRM(
+        tuple(int(x) for x in c),
+        tuple(float(x) for x in expected),
+        float(res.statistic),
+        p,
+        threshold,
+        p < threshold,
+    )
 
 
-__all__ = ["SRM", "Interval", "PeekingResult", "ZTest", "bootstrap_ci", "bootstrap_diff_ci", "default_tau", "msprt_lr",
-           "msprt_path", "msprt_pvalue", "simulate_peeking", "srm_check", "two_proportion_ztest", "ztest_pvalues"]
+__all__ = [
+    "SRM",
+    "Interval",
+    "PeekingResult",
+    "ZTest",
+    "bootstrap_ci",
+    "bootstrap_diff_ci",
+    "default_tau",
+    "msprt_lr",
+    "msprt_path",
+    "msprt_pvalue",
+    "simulate_peeking",
+    "srm_check",
+    "two_proportion_ztest",
+    "ztest_pvalues",
+]
 
 
 # ------------------------------------------------------------------------------------ operating characteristics
@@ -261,9 +313,18 @@ class PeekingResult:
         return asdict(self)
 
 
-def simulate_peeking(p_a: float, p_b: float, *, reps: int = 200, looks: int = 50, users_per_look: int = 400,
-                     tau: float | None = None, alpha: float = 0.05, burn_in: int = 100, seed: int = 0
-                     ) -> PeekingResult:
+def simulate_peeking(
+    p_a: float,
+    p_b: float,
+    *,
+    reps: int = 200,
+    looks: int = 50,
+    users_per_look: int = 400,
+    tau: float | None = None,
+    alpha: float = 0.05,
+    burn_in: int = 100,
+    seed: int = 0,
+) -> PeekingResult:
     """Run ``reps`` two-arm Bernoulli experiments at once and test after every batch of users.
 
     Each look adds ``users_per_look`` users, split evenly over the arms. ``p_a == p_b`` is an
@@ -278,8 +339,13 @@ def simulate_peeking(p_a: float, p_b: float, *, reps: int = 200, looks: int = 50
     w = "simulate_peeking"
     check_param("reps", reps, isinstance(reps, int) and reps >= 1, "an int >= 1", w)
     check_param("looks", looks, isinstance(looks, int) and looks >= 1, "an int >= 1", w)
-    check_param("users_per_look", users_per_look, isinstance(users_per_look, int) and users_per_look >= 2,
-                "an int >= 2", w)
+    check_param(
+        "users_per_look",
+        users_per_look,
+        isinstance(users_per_look, int) and users_per_look >= 2,
+        "an int >= 2",
+        w,
+    )
     for name, p in (("p_a", p_a), ("p_b", p_b)):
         check_param(name, p, 0 < p < 1, "a probability in (0, 1)", w)
     check_param("alpha", alpha, 0 < alpha < 1, "a float in (0, 1)", w)
@@ -299,7 +365,12 @@ def simulate_peeking(p_a: float, p_b: float, *, reps: int = 200, looks: int = 50
     ever = seq_hit.any(1)
     first = np.where(ever, seq_hit.argmax(1), -1)
     users = (first[ever] + 1) * 2 * half
-    return PeekingResult(reps=reps, looks=looks, users_per_look=2 * half, sequential_reject=float(ever.mean()),
-                         naive_reject=float((p_z <= alpha).any(1).mean()),
-                         final_reject=float((p_z[:, -1] <= alpha).mean()),
-                         median_users_to_detect=float(np.median(users)) if len(users) else float("nan"))
+    return PeekingResult(
+        reps=reps,
+        looks=looks,
+        users_per_look=2 * half,
+        sequential_reject=float(ever.mean()),
+        naive_reject=float((p_z <= alpha).any(1).mean()),
+        final_reject=float((p_z[:, -1] <= alpha).mean()),
+        median_users_to_detect=float(np.median(users)) if len(users) else float("nan"),
+    )

@@ -145,9 +145,7 @@ class BaseRecommender:
 
     def _check_fitted(self) -> None:
         if getattr(self, "item_ids_", None) is None:
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first."
-            )
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first.")
 
     def _set_vocab(self, data: TrainData) -> None:
         self.item_ids_ = np.asarray(data.item_ids, dtype=object)
@@ -167,8 +165,13 @@ class BaseRecommender:
     def score(self, ctx: Context, candidates: np.ndarray) -> np.ndarray:
         return self.score_batch([ctx])[0][np.asarray(candidates, dtype=np.int64)]
 
-    def recommend(self, ctx: Context, k: int = 10, candidates: np.ndarray | None = None,
-                  exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self,
+        ctx: Context,
+        k: int = 10,
+        candidates: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (item indices, scores) among ``candidates`` (default: all items)."""
         scores = self.score_batch([ctx])[0]
         cand = np.arange(len(scores)) if candidates is None else np.asarray(candidates, dtype=np.int64)

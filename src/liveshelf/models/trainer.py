@@ -88,14 +88,22 @@ class TrainStrategy:
 
     private: bool = False
 
-    def setup(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              batches: Callable[[int], Iterable[Any]], *, epochs: int, n_samples: int | None = None,
-              batch_size: int | None = None, make_batch: Callable[[np.ndarray], Any] | None = None,
-              ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
+    def setup(
+        self,
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: Callable[[int], Iterable[Any]],
+        *,
+        epochs: int,
+        n_samples: int | None = None,
+        batch_size: int | None = None,
+        make_batch: Callable[[np.ndarray], Any] | None = None,
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
         return module, optimizer, batches
 
-    def backward(self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
-                 batch: Any) -> torch.Tensor:
+    def backward(
+        self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], batch: Any
+    ) -> torch.Tensor:
         loss = loss_fn(module, batch)
         loss.backward()
         return loss
@@ -165,14 +173,28 @@ class Trainer:
     def fit(self) -> Trainer:
         # the strategy's module/optimizer/batches train; ``self.module`` (evaluation, callbacks) stays
         module, optimizer, batches = self.strategy.setup(
-            self.module, self.optimizer, self.batches, epochs=self.epochs, n_samples=self.n_samples,
-            batch_size=self.batch_size, make_batch=self.make_batch)
+            self.module,
+            self.optimizer,
+            self.batches,
+            epochs=self.epochs,
+            n_samples=self.n_samples,
+            batch_size=self.batch_size,
+            make_batch=self.make_batch,
+        )
         self._fire("on_train_begin")
         if self.eval_first and self.evaluate is not None:  # epoch 0: the initial weights compete too
             t0, c0 = time.perf_counter(), time.process_time()
             metrics = self._evaluate()
-            self.history.append({"epoch": 0, "loss": math.nan, "train_seconds": 0.0, **metrics,
-                                 "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
+            self.history.append(
+                {
+                    "epoch": 0,
+                    "loss": math.nan,
+                    "train_seconds": 0.0,
+                    **metrics,
+                    "seconds": time.perf_counter() - t0,
+                    "cpu_seconds": time.process_time() - c0,
+                }
+            )
         for epoch in range(1, self.epochs + 1):
             self.epoch = epoch
             t0, c0 = time.perf_counter(), time.process_time()
@@ -188,8 +210,11 @@ class Trainer:
                 value = float(loss.detach())
                 total, n = total + value, n + 1
                 self._fire("on_batch_end", value)
-            logs: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1),
-                                    "train_seconds": time.perf_counter() - t0}
+            logs: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": total / max(n, 1),
+                "train_seconds": time.perf_counter() - t0,
+            }
             if self.evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
                 logs.update(self._evaluate())
             logs["seconds"] = time.perf_counter() - t0

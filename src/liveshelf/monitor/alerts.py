@@ -95,13 +95,25 @@ class _RoomState:
 class SpikeDetector:
     """EWMA z-score detector of negative-share spikes per room (see the module docstring)."""
 
-    def __init__(self, *, alpha: float = 0.1, z_threshold: float = 3.5, min_volume: int = 20,
-                 cooldown_s: float = 120.0, warmup: int = 5, min_std: float = 0.03,
-                 anomaly_weight: float = 0.2, huber: float = 1.5, var_weight: float = 0.25) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.1,
+        z_threshold: float = 3.5,
+        min_volume: int = 20,
+        cooldown_s: float = 120.0,
+        warmup: int = 5,
+        min_std: float = 0.03,
+        anomaly_weight: float = 0.2,
+        huber: float = 1.5,
+        var_weight: float = 0.25,
+    ) -> None:
         where = "SpikeDetector"
         check_param("alpha", alpha, 0 < alpha <= 1, "a float in (0, 1]", where)
         check_param("z_threshold", z_threshold, z_threshold > 0, "a float > 0", where)
-        check_param("min_volume", min_volume, isinstance(min_volume, int) and min_volume >= 1, "an int >= 1", where)
+        check_param(
+            "min_volume", min_volume, isinstance(min_volume, int) and min_volume >= 1, "an int >= 1", where
+        )
         check_param("cooldown_s", cooldown_s, cooldown_s >= 0, "a float >= 0 (seconds)", where)
         check_param("warmup", warmup, isinstance(warmup, int) and warmup >= 1, "an int >= 1", where)
         check_param("min_std", min_std, min_std > 0, "a float > 0", where)
@@ -128,23 +140,44 @@ class SpikeDetector:
         """Drop ``room``'s baseline (the room has ended)."""
         self._rooms.pop(room, None)
 
-    def update(self, room: str, ts: float, n: int, n_negative: int,
-               keywords: Sequence[str] = (), bucket_start: float = float("nan")) -> Alert | None:
+    def update(
+        self,
+        room: str,
+        ts: float,
+        n: int,
+        n_negative: int,
+        keywords: Sequence[str] = (),
+        bucket_start: float = float("nan"),
+    ) -> Alert | None:
         """Feed one closed bucket (``ts`` = its end); returns an :class:`Alert` on a spike."""
-        check_param("n_negative", n_negative, 0 <= n_negative <= n, f"an int in [0, n={n}]", "SpikeDetector.update")
+        check_param(
+            "n_negative", n_negative, 0 <= n_negative <= n, f"an int in [0, n={n}]", "SpikeDetector.update"
+        )
         if n < self.min_volume:
             return None
         st = self._rooms.setdefault(room, _RoomState())
         share = n_negative / n
         p = st.mean
-        z = max(self._z(st, n, n_negative), self._z(st, n + st.prev_n, n_negative + st.prev_neg)) if st.seen else 0.0
+        z = (
+            max(self._z(st, n, n_negative), self._z(st, n + st.prev_n, n_negative + st.prev_neg))
+            if st.seen
+            else 0.0
+        )
         std = self._std(st, n)
         warm = st.seen >= self.warmup
         anomalous = warm and z >= self.z_threshold
         alert = None
         if anomalous and ts - st.last_alert >= self.cooldown_s:
-            alert = Alert(room=room, ts=float(ts), negative_share=share, z=z, n=int(n),
-                          keywords=tuple(keywords), baseline=p, bucket_start=float(bucket_start))
+            alert = Alert(
+                room=room,
+                ts=float(ts),
+                negative_share=share,
+                z=z,
+                n=int(n),
+                keywords=tuple(keywords),
+                baseline=p,
+                bucket_start=float(bucket_start),
+            )
             st.last_alert = ts
         a = max(self.alpha, 1.0 / (st.seen + 1))
         diff = share - p
@@ -205,10 +238,17 @@ class WebhookSink:
 
     def __post_init__(self) -> None:
         where = "WebhookSink"
-        check_param("url", self.url, isinstance(self.url, str) and self.url.startswith(("http://", "https://")),
-                    "an http:// or https:// URL", where)
+        check_param(
+            "url",
+            self.url,
+            isinstance(self.url, str) and self.url.startswith(("http://", "https://")),
+            "an http:// or https:// URL",
+            where,
+        )
         check_param("timeout_s", self.timeout_s, self.timeout_s > 0, "a float > 0 (seconds)", where)
-        check_param("retries", self.retries, isinstance(self.retries, int) and self.retries >= 0, "an int >= 0", where)
+        check_param(
+            "retries", self.retries, isinstance(self.retries, int) and self.retries >= 0, "an int >= 0", where
+        )
         check_param("backoff_s", self.backoff_s, self.backoff_s >= 0, "a float >= 0 (seconds)", where)
 
     def emit(self, alert: Alert) -> None:
@@ -238,7 +278,9 @@ class WebhookSink:
 
 
 # ---------------------------------------------------------------- evaluation
-def detection_report(alerts: Iterable[Alert], bursts: Sequence[Burst], *, grace_s: float = 120.0) -> dict[str, Any]:
+def detection_report(
+    alerts: Iterable[Alert], bursts: Sequence[Burst], *, grace_s: float = 120.0
+) -> dict[str, Any]:
     """Match alerts to bursts: an alert of a burst's room at ``start <= ts <= end + grace_s`` detects it.
 
     Returns ``detected``, ``missed``, ``false_alarms`` (alerts matching no burst), ``delays_s``
@@ -252,7 +294,12 @@ def detection_report(alerts: Iterable[Alert], bursts: Sequence[Burst], *, grace_
         used.update(hits)
         if hits:
             delays.append(min(alerts[i].ts for i in hits) - b.start)
-    return {"bursts": len(bursts), "detected": len(delays), "missed": len(bursts) - len(delays),
-            "false_alarms": len(alerts) - len(used), "delays_s": delays,
-            "mean_delay_s": float(sum(delays) / len(delays)) if delays else float("nan"),
-            "max_delay_s": float(max(delays)) if delays else float("nan")}
+    return {
+        "bursts": len(bursts),
+        "detected": len(delays),
+        "missed": len(bursts) - len(delays),
+        "false_alarms": len(alerts) - len(used),
+        "delays_s": delays,
+        "mean_delay_s": float(sum(delays) / len(delays)) if delays else float("nan"),
+        "max_delay_s": float(max(delays)) if delays else float("nan"),
+    }

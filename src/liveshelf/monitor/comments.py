@@ -45,15 +45,13 @@ log = logging.getLogger(__name__)
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _WORD = re.compile(r"[a-z][a-z']+")
-_EN_STOP = (
-    """a about above after again against all am an and any are as at be because been before being below
+_EN_STOP = """a about above after again against all am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have
     having he her here hers him his how i if in into is it its itself just me more most my no nor not of
     off on once only or other our ours out over own same she should so some such than that the their
     them then there these they this those through to too under until up very was we were what when where
     which while who whom why will with you your yours im ive dont cant its got get one also really would
     still again much"""
-)
 EN_STOPWORDS = frozenset(_EN_STOP.split())
 
 
@@ -84,20 +82,38 @@ class _Bucket:
 class CommentMonitor:
     """Rolling per-room comment sentiment with optional spike detection and alert sinks."""
 
-    def __init__(self, model: SentimentModel, *, bucket_s: float = 30.0, window_s: float = 300.0,
-                 threshold: float = 0.5, detector: SpikeDetector | None = None,
-                 sinks: Sequence[AlertSink] = (), keyword_k: int = 8, max_texts_per_bucket: int = 200,
-                 item_prior: float = 5.0, prior_share: float = 0.2, baseline_alpha: float = 0.05,
-                 forget_after_s: float = 1800.0) -> None:
+    def __init__(
+        self,
+        model: SentimentModel,
+        *,
+        bucket_s: float = 30.0,
+        window_s: float = 300.0,
+        threshold: float = 0.5,
+        detector: SpikeDetector | None = None,
+        sinks: Sequence[AlertSink] = (),
+        keyword_k: int = 8,
+        max_texts_per_bucket: int = 200,
+        item_prior: float = 5.0,
+        prior_share: float = 0.2,
+        baseline_alpha: float = 0.05,
+        forget_after_s: float = 1800.0,
+    ) -> None:
         where = "CommentMonitor"
         check_param("bucket_s", bucket_s, bucket_s > 0, "a float > 0 (seconds)", where)
         check_param("window_s", window_s, window_s >= bucket_s, f"a float >= bucket_s={bucket_s}", where)
         check_param("threshold", threshold, 0 < threshold < 1, "a float in (0, 1)", where)
-        check_param("keyword_k", keyword_k, isinstance(keyword_k, int) and keyword_k >= 0, "an int >= 0", where)
+        check_param(
+            "keyword_k", keyword_k, isinstance(keyword_k, int) and keyword_k >= 0, "an int >= 0", where
+        )
         check_param("item_prior", item_prior, item_prior > 0, "a float > 0 (pseudo-comments)", where)
         check_param("prior_share", prior_share, 0 <= prior_share < 1, "a float in [0, 1)", where)
-        check_param("forget_after_s", forget_after_s, forget_after_s >= window_s,
-                    f"a float >= window_s={window_s} (seconds)", where)
+        check_param(
+            "forget_after_s",
+            forget_after_s,
+            forget_after_s >= window_s,
+            f"a float >= window_s={window_s} (seconds)",
+            where,
+        )
         check_param("baseline_alpha", baseline_alpha, 0 < baseline_alpha <= 1, "a float in (0, 1]", where)
         self.model = model
         self.bucket_s = float(bucket_s)
@@ -265,10 +281,14 @@ class CommentMonitor:
         """JSON-ready state of one room for the dashboard."""
         share = self.negative_share(room)
         items = sorted({i for b in self._window(room) for i in b.items})
-        return {"room": room, "volume": self.volume(room),
-                "negative_share": None if math.isnan(share) else round(share, 4),
-                "baseline": round(self.baseline(room), 4), "keywords": self.keywords(room),
-                "items": {i: round(self.item_signal(room, i), 4) for i in items}}
+        return {
+            "room": room,
+            "volume": self.volume(room),
+            "negative_share": None if math.isnan(share) else round(share, 4),
+            "baseline": round(self.baseline(room), 4),
+            "keywords": self.keywords(room),
+            "items": {i: round(self.item_signal(room, i), 4) for i in items},
+        }
 
 
 def _comment_from_mapping(m: Mapping[str, Any]) -> Comment:
@@ -279,8 +299,13 @@ def _comment_from_mapping(m: Mapping[str, Any]) -> Comment:
             f"{dict(m)!r}. Add them or pass Comment objects."
         )
     item = m.get("item")
-    return Comment(room=str(m["room"]), ts=float(m["ts"]), text=str(m["text"]),
-                   item=None if item is None or item == "" else str(item), user=m.get("user"))
+    return Comment(
+        room=str(m["room"]),
+        ts=float(m["ts"]),
+        text=str(m["text"]),
+        item=None if item is None or item == "" else str(item),
+        user=m.get("user"),
+    )
 
 
 def extract_keywords(texts: Sequence[str], k: int = 8) -> list[str]:
@@ -319,9 +344,18 @@ def _is_keyword(word: str) -> bool:
     return len(w) >= 2 and not w.isdigit() and any(ch.isalnum() for ch in w)
 
 
-def synthetic_comments(pos_texts: Sequence[str], neg_texts: Sequence[str], *, rooms: Sequence[str],
-                       duration_s: float, rate_per_s: float = 1.0, base_negative: float = 0.15,
-                       bursts: Sequence[Burst] = (), start: float = 0.0, seed: int = 0) -> list[Comment]:
+def synthetic_comments(
+    pos_texts: Sequence[str],
+    neg_texts: Sequence[str],
+    *,
+    rooms: Sequence[str],
+    duration_s: float,
+    rate_per_s: float = 1.0,
+    base_negative: float = 0.15,
+    bursts: Sequence[Burst] = (),
+    start: float = 0.0,
+    seed: int = 0,
+) -> list[Comment]:
     """A seeded comment stream: Poisson arrivals per room, texts drawn from ``pos_texts`` /
     ``neg_texts`` with P(negative) = ``base_negative``, or a burst's ``negative_share`` (and rate
     times its ``rate_multiplier``) inside a :class:`Burst`. Sorted by time."""

@@ -83,20 +83,43 @@ class SentimentConfig:
                 f"The 'backend' parameter of {where} must be one of {list(BACKENDS)}. Got {self.backend!r} "
                 f"instead. Only the linear backend exists; retrain with backend='linear'."
             )
-        check_param("n_features", self.n_features, isinstance(self.n_features, int)
-                    and 2**10 <= self.n_features <= 2**24, "an int in [2**10, 2**24]", where)
-        check_param("char_ngram_max", self.char_ngram_max, isinstance(self.char_ngram_max, int)
-                    and 0 <= self.char_ngram_max <= 5, "an int in [0, 5] (0 = no char n-grams)", where)
-        check_param("min_df", self.min_df, isinstance(self.min_df, int) and self.min_df >= 1, "an int >= 1", where)
-        check_param("max_chars", self.max_chars, isinstance(self.max_chars, int) and self.max_chars >= 1,
-                    "an int >= 1", where)
+        check_param(
+            "n_features",
+            self.n_features,
+            isinstance(self.n_features, int) and 2**10 <= self.n_features <= 2**24,
+            "an int in [2**10, 2**24]",
+            where,
+        )
+        check_param(
+            "char_ngram_max",
+            self.char_ngram_max,
+            isinstance(self.char_ngram_max, int) and 0 <= self.char_ngram_max <= 5,
+            "an int in [0, 5] (0 = no char n-grams)",
+            where,
+        )
+        check_param(
+            "min_df", self.min_df, isinstance(self.min_df, int) and self.min_df >= 1, "an int >= 1", where
+        )
+        check_param(
+            "max_chars",
+            self.max_chars,
+            isinstance(self.max_chars, int) and self.max_chars >= 1,
+            "an int >= 1",
+            where,
+        )
         check_param("C", self.C, isinstance(self.C, (int, float)) and self.C > 0, "a float > 0", where)
-        check_param("max_iter", self.max_iter, isinstance(self.max_iter, int) and self.max_iter >= 1,
-                    "an int >= 1", where)
+        check_param(
+            "max_iter",
+            self.max_iter,
+            isinstance(self.max_iter, int) and self.max_iter >= 1,
+            "an int >= 1",
+            where,
+        )
 
 
-def text_features(text: str, *, word_bigrams: bool = True, char_ngram_max: int = 3,
-                  max_chars: int = 400) -> list[str]:
+def text_features(
+    text: str, *, word_bigrams: bool = True, char_ngram_max: int = 3, max_chars: int = 400
+) -> list[str]:
     """The feature strings of one text: ``w:`` words, ``b:`` word bigrams, ``c:`` char n-grams.
 
     >>> text_features("不 好", char_ngram_max=1)
@@ -109,7 +132,7 @@ def text_features(text: str, *, word_bigrams: bool = True, char_ngram_max: int =
         feats += [f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
     chars = t.replace(" ", "")
     for n in range(1, char_ngram_max + 1):
-        feats += ["c:" + chars[i:i + n] for i in range(len(chars) - n + 1)]
+        feats += ["c:" + chars[i : i + n] for i in range(len(chars) - n + 1)]
     return feats
 
 
@@ -135,8 +158,9 @@ class SentimentClassifier:
     # ------------------------------------------------------------- features
     def _analyzer(self, text: str) -> list[str]:
         c = self.config
-        return text_features(text, word_bigrams=c.word_bigrams, char_ngram_max=c.char_ngram_max,
-                             max_chars=c.max_chars)
+        return text_features(
+            text, word_bigrams=c.word_bigrams, char_ngram_max=c.char_ngram_max, max_chars=c.max_chars
+        )
 
     def count_features(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Raw hashed feature counts (N, n_features): the slow, model-independent step.
@@ -146,8 +170,13 @@ class SentimentClassifier:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         texts = _check_texts(texts)
-        vec = HashingVectorizer(analyzer=self._analyzer, n_features=self.config.n_features,
-                                alternate_sign=False, norm=None, dtype=np.float64)
+        vec = HashingVectorizer(
+            analyzer=self._analyzer,
+            n_features=self.config.n_features,
+            alternate_sign=False,
+            norm=None,
+            dtype=np.float64,
+        )
         return vec.transform(texts).tocsr()
 
     def _weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -178,9 +207,13 @@ class SentimentClassifier:
 
         self.config.validate()
         y = _check_labels(labels, counts.shape[0])
-        check_param("counts", f"{counts.shape[1]} columns", counts.shape[1] == self.config.n_features,
-                    f"a matrix with n_features={self.config.n_features} columns from count_features",
-                    "SentimentClassifier.fit_counts")
+        check_param(
+            "counts",
+            f"{counts.shape[1]} columns",
+            counts.shape[1] == self.config.n_features,
+            f"a matrix with n_features={self.config.n_features} columns from count_features",
+            "SentimentClassifier.fit_counts",
+        )
         counts = sp.csr_matrix(counts)
         df = np.bincount(counts.indices, minlength=self.config.n_features).astype(np.float64)
         n = counts.shape[0]
@@ -188,8 +221,9 @@ class SentimentClassifier:
         idf[df < self.config.min_df] = 0.0
         self.idf_ = idf
         x = self._weight(counts)
-        clf = LogisticRegression(C=self.config.C, solver="liblinear", max_iter=self.config.max_iter,
-                                 random_state=self.config.seed)
+        clf = LogisticRegression(
+            C=self.config.C, solver="liblinear", max_iter=self.config.max_iter, random_state=self.config.seed
+        )
         clf.fit(x, y.astype(np.int64))
         self.model_ = clf
         self.n_train_ = n
@@ -221,7 +255,9 @@ class SentimentClassifier:
 
     def _check_fitted(self) -> None:
         if not self.fitted:
-            raise NotFittedError("This SentimentClassifier instance is not fitted yet. Call 'fit' or 'load' first.")
+            raise NotFittedError(
+                "This SentimentClassifier instance is not fitted yet. Call 'fit' or 'load' first."
+            )
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -233,11 +269,19 @@ class SentimentClassifier:
         out.mkdir(parents=True, exist_ok=True)
         cols = np.flatnonzero(self.idf_).astype(np.int64)
         coef = self.model_.coef_.ravel()
-        arrays = {"columns": cols, "idf": self.idf_[cols].astype(np.float64),
-                  "coef": coef[cols].astype(np.float64),
-                  "intercept": np.asarray(self.model_.intercept_, dtype=np.float64).reshape(1)}
+        arrays = {
+            "columns": cols,
+            "idf": self.idf_[cols].astype(np.float64),
+            "coef": coef[cols].astype(np.float64),
+            "intercept": np.asarray(self.model_.intercept_, dtype=np.float64).reshape(1),
+        }
         save_file(arrays, str(out / WEIGHTS_FILE))
-        cfg = {"model_type": MODEL_TYPE, **asdict(self.config), "labels": list(LABELS), "n_train": int(self.n_train_)}
+        cfg = {
+            "model_type": MODEL_TYPE,
+            **asdict(self.config),
+            "labels": list(LABELS),
+            "n_train": int(self.n_train_),
+        }
         (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True))
         return out
 
@@ -293,17 +337,24 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
     y_pred = np.asarray(y_pred).astype(np.int64)
     if len(y_true) == 0:
         raise ConfigError("classification_metrics needs at least one labelled text. Got 0 instead.")
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=[0, 1], zero_division=0)),
-            "n": int(len(y_true))}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=[0, 1], zero_division=0)),
+        "n": int(len(y_true)),
+    }
 
 
 def _check_labels(labels: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     y = np.asarray(labels)
     where = "SentimentClassifier.fit"
     check_param("labels", f"{len(y)} labels for {n} texts", len(y) == n, "as long as texts", where)
-    check_param("labels", sorted(set(y.tolist()))[:5], set(y.tolist()) == {0, 1},
-                "0/1 values with both classes present", where)
+    check_param(
+        "labels",
+        sorted(set(y.tolist()))[:5],
+        set(y.tolist()) == {0, 1},
+        "0/1 values with both classes present",
+        where,
+    )
     return y
 
 

@@ -59,8 +59,13 @@ def privacy_dir(home: Path | str) -> Path:
     return Path(home).expanduser() / PRIVACY_DIR
 
 
-def stored_user_id(store_key_id: str | None, user: str | None, *, key: str | bytes | None = None,
-                   pseudonym: str | None = None) -> str:
+def stored_user_id(
+    store_key_id: str | None,
+    user: str | None,
+    *,
+    key: str | bytes | None = None,
+    pseudonym: str | None = None,
+) -> str:
     """The id the store keeps for a user: the pseudonym, or the raw id when the store has none.
 
     ``store_key_id`` is the store's ``pseudonym_key_id`` meta value (``"none"`` or None: not
@@ -69,25 +74,33 @@ def stored_user_id(store_key_id: str | None, user: str | None, *, key: str | byt
     from liveshelf.privacy.pseudonym import Pseudonymiser
 
     if (user is None) == (pseudonym is None):
-        raise ConfigError("forget_user needs exactly one of 'user' (the raw id) and 'pseudonym' (the stored id). "
-                          f"Got user={'<set>' if user is not None else None}, "
-                          f"pseudonym={'<set>' if pseudonym is not None else None}.")
+        raise ConfigError(
+            "forget_user needs exactly one of 'user' (the raw id) and 'pseudonym' (the stored id). "
+            f"Got user={'<set>' if user is not None else None}, "
+            f"pseudonym={'<set>' if pseudonym is not None else None}."
+        )
     if pseudonym is not None:
         return str(pseudonym)
     pseudonymised = store_key_id not in (None, "none")
     if key is None:
         if pseudonymised:
-            raise ConfigError(f"The event store pseudonymises user ids (key id {store_key_id!r}), so the 'key' "
-                              "parameter of forget_user is required with a raw user id. Pass key= (the "
-                              "LIVESHELF_PSEUDONYM_KEY used at ingest) or pseudonym= (the stored id).")
+            raise ConfigError(
+                f"The event store pseudonymises user ids (key id {store_key_id!r}), so the 'key' "
+                "parameter of forget_user is required with a raw user id. Pass key= (the "
+                "LIVESHELF_PSEUDONYM_KEY used at ingest) or pseudonym= (the stored id)."
+            )
         return str(user)
     pz = Pseudonymiser(key)
     if not pseudonymised:
-        raise ConfigError(f"The 'key' parameter of forget_user was given, but the event store holds raw user ids "
-                          f"(key id {store_key_id!r}). Leave the key out.")
+        raise ConfigError(
+            f"The 'key' parameter of forget_user was given, but the event store holds raw user ids "
+            f"(key id {store_key_id!r}). Leave the key out."
+        )
     if pz.key_id != store_key_id:
-        raise ConfigError(f"The 'key' parameter of forget_user has key id {pz.key_id!r}, but the store was "
-                          f"ingested with key id {store_key_id!r}. Pass the key used at ingest.")
+        raise ConfigError(
+            f"The 'key' parameter of forget_user has key id {pz.key_id!r}, but the store was "
+            f"ingested with key id {store_key_id!r}. Pass the key used at ingest."
+        )
     return pz(str(user))
 
 
@@ -124,9 +137,16 @@ def stale_versions(home: Path | str, name: str) -> dict[str, dict[str, str]]:
     return dict(json.loads(path.read_text()).get(name, {}))
 
 
-def forget_user(home: Path | str, user: str | None = None, *, key: str | bytes | None = None,
-                pseudonym: str | None = None, state: Any = None, registry_root: Path | str | None = None,
-                use_settings_key: bool = True) -> ForgetReport:
+def forget_user(
+    home: Path | str,
+    user: str | None = None,
+    *,
+    key: str | bytes | None = None,
+    pseudonym: str | None = None,
+    state: Any = None,
+    registry_root: Path | str | None = None,
+    use_settings_key: bool = True,
+) -> ForgetReport:
     """Delete a user from the store (and ``state``), and mark the model versions trained on them stale.
 
     ``registry_root`` defaults to ``<home>/models``. When the store is pseudonymised and no
@@ -149,8 +169,14 @@ def forget_user(home: Path | str, user: str | None = None, *, key: str | bytes |
     return record_deletion(home, stored, counts, state=state is not None, registry_root=registry_root)
 
 
-def record_deletion(home: Path | str, stored: str, counts: dict[str, int], *, state: bool,
-                    registry_root: Path | str | None = None) -> ForgetReport:
+def record_deletion(
+    home: Path | str,
+    stored: str,
+    counts: dict[str, int],
+    *,
+    state: bool,
+    registry_root: Path | str | None = None,
+) -> ForgetReport:
     """After a user's data left the store (and state): mark the model versions trained on them stale, log it.
 
     :func:`forget_user` and the HTTP route ``DELETE /v1/users/{user}`` both end here, so a deletion
@@ -167,8 +193,13 @@ def record_deletion(home: Path | str, stored: str, counts: dict[str, int], *, st
         if hit:
             mark_stale(home, name, hit, f"trained on a user deleted at {at}")
             stale[name] = hit
-    report = ForgetReport(stored_id=stored, events=int(counts.get("events", 0)), users=int(counts.get("users", 0)),
-                          state=state, stale=stale)
+    report = ForgetReport(
+        stored_id=stored,
+        events=int(counts.get("events", 0)),
+        users=int(counts.get("users", 0)),
+        state=state,
+        stale=stale,
+    )
     folder = privacy_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LEDGER_FILE, "a", encoding="utf-8") as fh:
@@ -176,5 +207,12 @@ def record_deletion(home: Path | str, stored: str, counts: dict[str, int], *, st
     return report
 
 
-__all__ = ["ForgetReport", "forget_user", "mark_stale", "record_deletion", "stale_versions", "stored_user_id",
-           "trained_on"]
+__all__ = [
+    "ForgetReport",
+    "forget_user",
+    "mark_stale",
+    "record_deletion",
+    "stale_versions",
+    "stored_user_id",
+    "trained_on",
+]

@@ -61,16 +61,20 @@ def _require_opacus() -> Any:
     try:
         import opacus
     except ImportError as exc:  # pragma: no cover - opacus is a declared extra
-        raise ConfigError("Differential privacy needs the 'opacus' package; install liveshelf[dp] "
-                          "(pip install 'opacus>=1.5').") from exc
+        raise ConfigError(
+            "Differential privacy needs the 'opacus' package; install liveshelf[dp] "
+            "(pip install 'opacus>=1.5')."
+        ) from exc
     return opacus
 
 
 def _batch_len(batch: Any) -> int:
     leaves = [t for t in tree_flatten(batch)[0] if isinstance(t, torch.Tensor)]
     if not leaves:
-        raise ConfigError("DPStrategy needs batches of tensors whose first dimension is the example; "
-                          f"got a batch of type {type(batch).__name__} without tensors.")
+        raise ConfigError(
+            "DPStrategy needs batches of tensors whose first dimension is the example; "
+            f"got a batch of type {type(batch).__name__} without tensors."
+        )
     return int(leaves[0].shape[0])
 
 
@@ -78,7 +82,9 @@ class _LossOf(torch.nn.Module):
     """``forward(batch) = loss_fn(module, batch)``, so ``torch.func.functional_call`` can swap the
     parameters of ``module`` for the whole loss (forward *and* any other method the loss calls)."""
 
-    def __init__(self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor]) -> None:
+    def __init__(
+        self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor]
+    ) -> None:
         super().__init__()
         self.inner = module
         self.loss_fn = loss_fn
@@ -87,8 +93,12 @@ class _LossOf(torch.nn.Module):
         return self.loss_fn(self.inner, batch)
 
 
-def per_sample_grads(module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
-                     batch: Any, chunk_size: int | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def per_sample_grads(
+    module: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    batch: Any,
+    chunk_size: int | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per-example gradients ``{name: (B, *param.shape)}`` of trainable parameters, and losses ``(B,)``.
 
     ``loss_fn(module, batch)`` is called on batches of one example (every tensor of ``batch``
@@ -113,9 +123,13 @@ def per_sample_grads(module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module
     # the math attention kernel is plain matmul + softmax, which vmap batches; the fused CPU kernels
     # have no batching rule and would run example by example
     with sdpa_kernel([SDPBackend.MATH]):
-        grads, losses = vmap(grad_and_value(one, has_aux=True), in_dims=(None, 0), randomness="different",
-                             chunk_size=chunk_size)(params, batch)
-    return {n[len("inner."):]: g for n, g in grads.items()}, losses[1]
+        grads, losses = vmap(
+            grad_and_value(one, has_aux=True),
+            in_dims=(None, 0),
+            randomness="different",
+            chunk_size=chunk_size,
+        )(params, batch)
+    return {n[len("inner.") :]: g for n, g in grads.items()}, losses[1]
 
 
 def empty_step(module: torch.nn.Module) -> None:
@@ -151,23 +165,55 @@ class DPStrategy(TrainStrategy):
 
     private = True
 
-    def __init__(self, target_epsilon: float, delta: float | None = None, max_grad_norm: float = 1.0,
-                 accountant: str = "prv", mode: str = "vmap", chunk_size: int | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        target_epsilon: float,
+        delta: float | None = None,
+        max_grad_norm: float = 1.0,
+        accountant: str = "prv",
+        mode: str = "vmap",
+        chunk_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
         where = "DPStrategy"
-        check_param("target_epsilon", target_epsilon,
-                    isinstance(target_epsilon, (int, float)) and not isinstance(target_epsilon, bool)
-                    and 0 < target_epsilon < math.inf, "a finite float > 0 (e.g. 1, 4 or 8)", where)
-        check_param("delta", delta, delta is None or (isinstance(delta, (int, float)) and 0 < delta < 1),
-                    "a float in (0, 1), or None for 1 / (number of training examples)", where)
-        check_param("max_grad_norm", max_grad_norm,
-                    isinstance(max_grad_norm, (int, float)) and 0 < max_grad_norm < math.inf,
-                    "a finite float > 0 (the per-example gradient clipping bound, e.g. 1.0)", where)
+        check_param(
+            "target_epsilon",
+            target_epsilon,
+            isinstance(target_epsilon, (int, float))
+            and not isinstance(target_epsilon, bool)
+            and 0 < target_epsilon < math.inf,
+            "a finite float > 0 (e.g. 1, 4 or 8)",
+            where,
+        )
+        check_param(
+            "delta",
+            delta,
+            delta is None or (isinstance(delta, (int, float)) and 0 < delta < 1),
+            "a float in (0, 1), or None for 1 / (number of training examples)",
+            where,
+        )
+        check_param(
+            "max_grad_norm",
+            max_grad_norm,
+            isinstance(max_grad_norm, (int, float)) and 0 < max_grad_norm < math.inf,
+            "a finite float > 0 (the per-example gradient clipping bound, e.g. 1.0)",
+            where,
+        )
         check_param("accountant", accountant, accountant in ACCOUNTANTS, f"one of {list(ACCOUNTANTS)}", where)
-        check_param("mode", mode, mode in MODES, "'vmap' (torch.func per-example gradients) or 'hooks' "
-                    "(opacus layer hooks)", where)
-        check_param("chunk_size", chunk_size, chunk_size is None or (isinstance(chunk_size, int) and chunk_size >= 1),
-                    "an int >= 1 or None (whole batch)", where)
+        check_param(
+            "mode",
+            mode,
+            mode in MODES,
+            "'vmap' (torch.func per-example gradients) or 'hooks' (opacus layer hooks)",
+            where,
+        )
+        check_param(
+            "chunk_size",
+            chunk_size,
+            chunk_size is None or (isinstance(chunk_size, int) and chunk_size >= 1),
+            "an int >= 1 or None (whole batch)",
+            where,
+        )
         self.target_epsilon = float(target_epsilon)
         self.delta = delta
         self.max_grad_norm = float(max_grad_norm)
@@ -181,32 +227,51 @@ class DPStrategy(TrainStrategy):
         self.n_samples = 0
         self.sample_rate = 0.0
 
-    def setup(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              batches: Callable[[int], Iterable[Any]], *, epochs: int, n_samples: int | None = None,
-              batch_size: int | None = None, make_batch: Callable[[np.ndarray], Any] | None = None,
-              ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
+    def setup(
+        self,
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: Callable[[int], Iterable[Any]],
+        *,
+        epochs: int,
+        n_samples: int | None = None,
+        batch_size: int | None = None,
+        make_batch: Callable[[np.ndarray], Any] | None = None,
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable[Any]]]:
         _require_opacus()
         from opacus import PrivacyEngine
         from torch.utils.data import DataLoader, TensorDataset
 
         if n_samples is None or batch_size is None or make_batch is None:
-            raise ConfigError("DPStrategy draws its own Poisson batches, so the Trainer must be given "
-                              f"n_samples, batch_size and make_batch; got n_samples={n_samples}, "
-                              f"batch_size={batch_size}, make_batch={'set' if make_batch else None}.")
+            raise ConfigError(
+                "DPStrategy draws its own Poisson batches, so the Trainer must be given "
+                f"n_samples, batch_size and make_batch; got n_samples={n_samples}, "
+                f"batch_size={batch_size}, make_batch={'set' if make_batch else None}."
+            )
         check_param("n_samples", n_samples, n_samples >= 2, "at least 2 training examples", "DPStrategy")
         self.n_samples = int(n_samples)
         self.delta = float(self.delta) if self.delta is not None else 1.0 / self.n_samples
-        loader = DataLoader(TensorDataset(torch.arange(self.n_samples)), batch_size=min(batch_size, self.n_samples))
+        loader = DataLoader(
+            TensorDataset(torch.arange(self.n_samples)), batch_size=min(batch_size, self.n_samples)
+        )
         noise = torch.Generator().manual_seed(self.seed)
         module.train()  # opacus validates the module in training mode
         with warnings.catch_warnings():  # opacus warns that secure_mode is off: we seed on purpose
             warnings.simplefilter("ignore")
             self.engine = PrivacyEngine(accountant=self.accountant)
             self.hooks, self.optimizer, dp_loader = self.engine.make_private_with_epsilon(
-                module=module, optimizer=optimizer, data_loader=loader, target_epsilon=self.target_epsilon,
-                target_delta=self.delta, epochs=epochs, max_grad_norm=self.max_grad_norm,
-                grad_sample_mode="no_op" if self.mode == "vmap" else "hooks", wrap_model=False,
-                poisson_sampling=True, noise_generator=noise)
+                module=module,
+                optimizer=optimizer,
+                data_loader=loader,
+                target_epsilon=self.target_epsilon,
+                target_delta=self.delta,
+                epochs=epochs,
+                max_grad_norm=self.max_grad_norm,
+                grad_sample_mode="no_op" if self.mode == "vmap" else "hooks",
+                wrap_model=False,
+                poisson_sampling=True,
+                noise_generator=noise,
+            )
         self.sample_rate = 1.0 / len(loader)
 
         def dp_batches(epoch: int) -> Iterator[Any]:
@@ -215,8 +280,9 @@ class DPStrategy(TrainStrategy):
 
         return module, self.optimizer, dp_batches
 
-    def backward(self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
-                 batch: Any) -> torch.Tensor:
+    def backward(
+        self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], batch: Any
+    ) -> torch.Tensor:
         params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if _batch_len(batch) == 0:  # Poisson sampling may draw nobody: the step adds noise only
             empty_step(module)
@@ -252,7 +318,9 @@ class DPStrategy(TrainStrategy):
             "dp_delta": self.delta,
             "dp_target_epsilon": self.target_epsilon,
             "dp_max_grad_norm": self.max_grad_norm,
-            "dp_noise_multiplier": float(self.optimizer.noise_multiplier) if self.optimizer is not None else None,
+            "dp_noise_multiplier": float(self.optimizer.noise_multiplier)
+            if self.optimizer is not None
+            else None,
             "dp_sample_rate": self.sample_rate,
             "dp_steps": int(steps),
             "dp_n_samples": self.n_samples,

@@ -36,8 +36,13 @@ class Pseudonymiser:
     def __init__(self, key: str | bytes, length: int = 32) -> None:
         raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         check_param("key", "<empty>", len(raw) > 0, "a non-empty string or bytes", "Pseudonymiser")
-        check_param("length", length, isinstance(length, int) and 16 <= length <= 64,
-                    "an int in [16, 64] (hex characters of the digest)", "Pseudonymiser")
+        check_param(
+            "length",
+            length,
+            isinstance(length, int) and 16 <= length <= 64,
+            "an int in [16, 64] (hex characters of the digest)",
+            "Pseudonymiser",
+        )
         self._key = raw
         self.length = length
 
@@ -63,8 +68,13 @@ class Pseudonymiser:
 
     def map_series(self, values: pd.Series, namespace: str = "user") -> pd.Series:
         """Pseudonymise a column; missing values stay missing. One HMAC per distinct value."""
-        check_param("namespace", namespace, namespace in ("user", "event"), "'user' or 'event'",
-                    "Pseudonymiser.map_series")
+        check_param(
+            "namespace",
+            namespace,
+            namespace in ("user", "event"),
+            "'user' or 'event'",
+            "Pseudonymiser.map_series",
+        )
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         mapped = np.array([self._digest(namespace, str(u)) for u in uniques] + [None], dtype=object)
         out = mapped[np.where(codes < 0, len(uniques), codes)]
@@ -72,8 +82,13 @@ class Pseudonymiser:
 
     def map_array(self, values: pa.Array | pa.ChunkedArray, namespace: str = "user") -> pa.Array:
         """Pseudonymise an Arrow string column; nulls stay null. One HMAC per distinct value."""
-        check_param("namespace", namespace, namespace in ("user", "event"), "'user' or 'event'",
-                    "Pseudonymiser.map_array")
+        check_param(
+            "namespace",
+            namespace,
+            namespace in ("user", "event"),
+            "'user' or 'event'",
+            "Pseudonymiser.map_array",
+        )
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         enc = values.dictionary_encode()

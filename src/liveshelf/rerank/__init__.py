@@ -21,5 +21,18 @@ from liveshelf.rerank.diversity import MMRDiversity, mmr
 from liveshelf.rerank.penalty import ExposurePenalty
 from liveshelf.rerank.spec import METHODS, RerankSetting, build_reranker, parse_rerank
 
-__all__ = ["DISCOUNTS", "METHODS", "Calibrated", "ExposureCap", "ExposurePenalty", "MMRDiversity", "RerankSetting",
-           "build_reranker", "history_target", "mmr", "parse_rerank", "position_weights", "scale_relevance"]
+__all__ = [
+    "DISCOUNTS",
+    "METHODS",
+    "Calibrated",
+    "ExposureCap",
+    "ExposurePenalty",
+    "MMRDiversity",
+    "RerankSetting",
+    "build_reranker",
+    "history_target",
+    "mmr",
+    "parse_rerank",
+    "position_weights",
+    "scale_relevance",
+]

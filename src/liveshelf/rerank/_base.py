@@ -31,18 +31,21 @@ def position_weights(k: int, discount: str = "log", p: float = 0.8) -> np.ndarra
     if discount == "log":
         return 1.0 / np.log2(r + 2.0)
     if discount == "rbp":
-        return p ** r
+        return p**r
     return np.ones(int(k))
 
 
-def check_candidates(items: np.ndarray, scores: np.ndarray, k: int,
-                     where: str) -> tuple[np.ndarray, np.ndarray]:
+def check_candidates(
+    items: np.ndarray, scores: np.ndarray, k: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated copies: ``items`` int64 (U, N), ``scores`` float64 (U, N) with padding/NaN at -inf."""
     it = np.asarray(items)
     sc = np.asarray(scores)
     if it.ndim != 2 or sc.shape != it.shape:
-        raise ConfigError(f"The 'items' and 'scores' of {where} must be 2-D arrays of the same shape "
-                          f"(users, candidates). Got {it.shape} and {sc.shape} instead.")
+        raise ConfigError(
+            f"The 'items' and 'scores' of {where} must be 2-D arrays of the same shape "
+            f"(users, candidates). Got {it.shape} and {sc.shape} instead."
+        )
     check_param("k", k, isinstance(k, (int, np.integer)) and k >= 1, "an int >= 1", where)
     it = it.astype(np.int64)
     sc = sc.astype(np.float64)
@@ -77,12 +80,16 @@ def check_groups(groups: np.ndarray | None, items: np.ndarray, where: str) -> tu
         return safe, max(n, 1)
     g = np.asarray(groups)
     if g.ndim != 1 or not np.issubdtype(g.dtype, np.integer) or (len(g) and g.min() < 0):
-        raise ConfigError(f"The 'groups' parameter of {where} must be a 1-D array of int codes >= 0, one per "
-                          f"item. Got dtype {g.dtype}, shape {g.shape}. Map unknown groups to a code of "
-                          "their own.")
+        raise ConfigError(
+            f"The 'groups' parameter of {where} must be a 1-D array of int codes >= 0, one per "
+            f"item. Got dtype {g.dtype}, shape {g.shape}. Map unknown groups to a code of "
+            "their own."
+        )
     if items.size and items.max() >= len(g):
-        raise ConfigError(f"The 'groups' parameter of {where} has {len(g)} entries but a candidate item "
-                          f"index is {int(items.max())}. Pass one group code per catalogue item.")
+        raise ConfigError(
+            f"The 'groups' parameter of {where} has {len(g)} entries but a candidate item "
+            f"index is {int(items.max())}. Pass one group code per catalogue item."
+        )
     return g.astype(np.int64)[safe], int(g.max()) + 1 if len(g) else 1
 
 

@@ -45,13 +45,20 @@ class Calibrated:
         return f"calib:lambda={self.lam:g}"
 
     def _check(self) -> None:
-        check_param("lam", self.lam, isinstance(self.lam, (int, float)) and 0 <= self.lam <= 1,
-                    "a number in [0, 1]", "Calibrated")
+        check_param(
+            "lam",
+            self.lam,
+            isinstance(self.lam, (int, float)) and 0 <= self.lam <= 1,
+            "a number in [0, 1]",
+            "Calibrated",
+        )
         check_param("alpha", self.alpha, 0 < self.alpha < 1, "a float in (0, 1)", "Calibrated")
         if self.groups is None or self.target is None:
-            raise ConfigError("Calibrated needs 'groups' (an int code per item) and 'target' (a "
-                              "distribution over those groups, one row per user or one for all). Got None. "
-                              "Pass both, e.g. groups = long-tail mask as int, target = history_target(...).")
+            raise ConfigError(
+                "Calibrated needs 'groups' (an int code per item) and 'target' (a "
+                "distribution over those groups, one row per user or one for all). Got None. "
+                "Pass both, e.g. groups = long-tail mask as int, target = history_target(...)."
+            )
 
     def rerank(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """(U, k) re-ranked item indices from the (U, N) candidates; -1 where a user runs out."""
@@ -62,12 +69,16 @@ class Calibrated:
         p = np.asarray(self.target, dtype=np.float64)
         p = np.broadcast_to(p, (u, p.shape[-1])) if p.ndim == 1 else p
         if p.ndim != 2 or p.shape[0] != u or p.shape[1] < n_groups:
-            raise ConfigError(f"The 'target' of Calibrated must have one column per group ({n_groups}) and "
-                              f"one row per user ({u}) or be 1-D. Got shape {np.shape(self.target)} instead.")
+            raise ConfigError(
+                f"The 'target' of Calibrated must have one column per group ({n_groups}) and "
+                f"one row per user ({u}) or be 1-D. Got shape {np.shape(self.target)} instead."
+            )
         n_groups = p.shape[1]
         if (p < 0).any() or not np.allclose(p.sum(1), 1.0):
-            raise ConfigError("The 'target' of Calibrated must hold distributions (rows >= 0 summing to 1). "
-                              "Normalise it first.")
+            raise ConfigError(
+                "The 'target' of Calibrated must hold distributions (rows >= 0 summing to 1). "
+                "Normalise it first."
+            )
         rel = scale_relevance(scores)
         free = np.isfinite(rel)
         rows = np.arange(u)
@@ -91,8 +102,12 @@ class Calibrated:
         return out
 
 
-def history_target(histories: list[np.ndarray], groups: np.ndarray, n_groups: int | None = None,
-                   prior: np.ndarray | None = None) -> np.ndarray:
+def history_target(
+    histories: list[np.ndarray],
+    groups: np.ndarray,
+    n_groups: int | None = None,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
     """(U, G) group mix of each user's history; users without history get ``prior`` (default uniform).
 
     >>> history_target([np.array([0, 0, 3]), np.array([], dtype=int)], np.array([0, 0, 1, 1])).tolist()
@@ -101,8 +116,11 @@ def history_target(histories: list[np.ndarray], groups: np.ndarray, n_groups: in
     g = np.asarray(groups, dtype=np.int64)
     n = int(n_groups if n_groups is not None else g.max() + 1)
     lens = np.array([len(h) for h in histories], dtype=np.int64)
-    flat = (g[np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])] if lens.sum()
-            else np.zeros(0, np.int64))
+    flat = (
+        g[np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])]
+        if lens.sum()
+        else np.zeros(0, np.int64)
+    )
     rows = np.repeat(np.arange(len(histories)), lens)
     counts = np.zeros((len(histories), n))
     np.add.at(counts, (rows, flat), 1.0)

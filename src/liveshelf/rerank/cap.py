@@ -40,12 +40,19 @@ class ExposureCap:
         return f"cap:{self.cap:g}"
 
     def _check(self) -> None:
-        check_param("cap", self.cap, isinstance(self.cap, (int, float)) and 0 < self.cap <= 1,
-                    "a share in (0, 1]", "ExposureCap")
-        check_param("discount", self.discount, self.discount in DISCOUNTS, f"one of {DISCOUNTS}",
-                    "ExposureCap")
-        check_param("block", self.block, isinstance(self.block, int) and self.block >= 1, "an int >= 1",
-                    "ExposureCap")
+        check_param(
+            "cap",
+            self.cap,
+            isinstance(self.cap, (int, float)) and 0 < self.cap <= 1,
+            "a share in (0, 1]",
+            "ExposureCap",
+        )
+        check_param(
+            "discount", self.discount, self.discount in DISCOUNTS, f"one of {DISCOUNTS}", "ExposureCap"
+        )
+        check_param(
+            "block", self.block, isinstance(self.block, int) and self.block >= 1, "an int >= 1", "ExposureCap"
+        )
 
     def rerank(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """(U, k) re-ranked item indices from the (U, N) candidates (best first); -1 where a user runs out."""

@@ -17,9 +17,16 @@ from liveshelf.errors import check_param
 from liveshelf.rerank._base import check_candidates
 
 
-def mmr(relevance: np.ndarray, vectors: np.ndarray | None, k: int, lam: float,
-        groups: Sequence[str | None] | None = None, cap: int | None = None, demote: bool = False,
-        sim_row: Callable[[int], np.ndarray] | None = None) -> list[int]:
+def mmr(
+    relevance: np.ndarray,
+    vectors: np.ndarray | None,
+    k: int,
+    lam: float,
+    groups: Sequence[str | None] | None = None,
+    cap: int | None = None,
+    demote: bool = False,
+    sim_row: Callable[[int], np.ndarray] | None = None,
+) -> list[int]:
     """Greedy maximal marginal relevance with an optional per-group cap.
 
     Picks ``argmax lam * rel_i - (1 - lam) * max_{j picked} sim(i, j)`` until ``k`` are
@@ -82,8 +89,13 @@ class MMRDiversity:
 
     def rerank(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """(U, k) re-ranked item indices from the (U, N) candidates (best first); -1 where a user runs out."""
-        check_param("lam", self.lam, isinstance(self.lam, (int, float)) and 0 <= self.lam <= 1, "a float in [0, 1]",
-                    "MMRDiversity")
+        check_param(
+            "lam",
+            self.lam,
+            isinstance(self.lam, (int, float)) and 0 <= self.lam <= 1,
+            "a float in [0, 1]",
+            "MMRDiversity",
+        )
         items, scores = check_candidates(items, scores, k, "MMRDiversity.rerank")
         out = np.full((len(items), k), -1, dtype=np.int64)
         g = None if self.groups is None else np.asarray(self.groups, dtype=np.int64)

@@ -45,10 +45,20 @@ class ExposurePenalty:
         return f"fair:lambda={self.lam:g}"
 
     def _check(self) -> None:
-        check_param("lam", self.lam, isinstance(self.lam, (int, float)) and self.lam >= 0, "a number >= 0",
-                    "ExposurePenalty")
-        check_param("discount", self.discount, self.discount in B.DISCOUNTS, f"one of {B.DISCOUNTS}",
-                    "ExposurePenalty")
+        check_param(
+            "lam",
+            self.lam,
+            isinstance(self.lam, (int, float)) and self.lam >= 0,
+            "a number >= 0",
+            "ExposurePenalty",
+        )
+        check_param(
+            "discount",
+            self.discount,
+            self.discount in B.DISCOUNTS,
+            f"one of {B.DISCOUNTS}",
+            "ExposurePenalty",
+        )
         ok_block = self.block is None or (isinstance(self.block, int) and self.block >= 1)
         check_param("block", self.block, ok_block, "None or an int >= 1", "ExposurePenalty")
 

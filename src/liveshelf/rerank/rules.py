@@ -35,7 +35,9 @@ def parse_attributes(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def allowed(items: Sequence[str], attributes: Sequence[dict[str, Any] | None], blocked: set[str]) -> np.ndarray:
+def allowed(
+    items: Sequence[str], attributes: Sequence[dict[str, Any] | None], blocked: set[str]
+) -> np.ndarray:
     """Business rules: not blocked and not out of stock (``stock == 0``)."""
     ok = np.ones(len(items), dtype=bool)
     for i, (item, attrs) in enumerate(zip(items, attributes, strict=True)):

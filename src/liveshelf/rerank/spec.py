@@ -55,32 +55,44 @@ def parse_rerank(specs: str | list[str] | None) -> list[RerankSetting]:
     for spec in items:
         method, sep, rest = spec.strip().partition(":")
         if method not in METHODS or not sep or not rest.strip():
-            raise ConfigError(f"The '--rerank' option must be METHOD:VALUES with METHOD one of "
-                              f"{sorted(METHODS)} (e.g. fair:lambda=0,0.1,0.3 or cap:0.01,0.02). "
-                              f"Got {spec!r} instead.")
+            raise ConfigError(
+                f"The '--rerank' option must be METHOD:VALUES with METHOD one of "
+                f"{sorted(METHODS)} (e.g. fair:lambda=0,0.1,0.3 or cap:0.01,0.02). "
+                f"Got {spec!r} instead."
+            )
         key, check_text, check = METHODS[method]
         if "=" in rest:
             given, _, rest = rest.partition("=")
             if given.strip() != key:
-                raise ConfigError(f"The '--rerank' option {spec!r} names the parameter {given.strip()!r}; "
-                                  f"{method} takes {key!r} (e.g. {method}:{key}=...). Fix the spec.")
+                raise ConfigError(
+                    f"The '--rerank' option {spec!r} names the parameter {given.strip()!r}; "
+                    f"{method} takes {key!r} (e.g. {method}:{key}=...). Fix the spec."
+                )
         for raw in rest.split(","):
             try:
                 value = float(raw)
             except ValueError:
-                raise ConfigError(f"The '--rerank' option {spec!r} must list {check_text} separated by "
-                                  f"commas; {raw.strip()!r} is not a number. Fix the spec.") from None
+                raise ConfigError(
+                    f"The '--rerank' option {spec!r} must list {check_text} separated by "
+                    f"commas; {raw.strip()!r} is not a number. Fix the spec."
+                ) from None
             if not (np.isfinite(value) and check(value)):
-                raise ConfigError(f"The '{key}' values of '--rerank {method}' must be {check_text}. "
-                                  f"Got {value:g} instead.")
+                raise ConfigError(
+                    f"The '{key}' values of '--rerank {method}' must be {check_text}. Got {value:g} instead."
+                )
             setting = RerankSetting(method, value)
             if setting not in out:
                 out.append(setting)
     return out
 
 
-def build_reranker(setting: RerankSetting, *, groups: np.ndarray | None = None,
-                   target: np.ndarray | None = None, discount: str = "log"):
+def build_reranker(
+    setting: RerankSetting,
+    *,
+    groups: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    discount: str = "log",
+):
     """The re-ranker of one setting. ``groups`` (int per item) is what exposure is counted on for
     ``fair`` / ``cap`` (None = items) and the mix ``calib`` calibrates with ``target``."""
     from liveshelf.rerank.calibrated import Calibrated

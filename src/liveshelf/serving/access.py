@@ -40,9 +40,16 @@ from liveshelf.serving.security import (
 )
 
 #: What each role's routes are, for messages.
-ROLE_ROUTES = {"ingest": "data writes (events, items, rooms)", "admin": "model administration",
-               "delete": "user deletion"}
-ROLE_SETTING = {"ingest": "LIVESHELF_INGEST_KEYS", "admin": "LIVESHELF_ADMIN_KEYS", "delete": "LIVESHELF_DELETE_KEYS"}
+ROLE_ROUTES = {
+    "ingest": "data writes (events, items, rooms)",
+    "admin": "model administration",
+    "delete": "user deletion",
+}
+ROLE_SETTING = {
+    "ingest": "LIVESHELF_INGEST_KEYS",
+    "admin": "LIVESHELF_ADMIN_KEYS",
+    "delete": "LIVESHELF_DELETE_KEYS",
+}
 
 
 @dataclass
@@ -58,9 +65,13 @@ class Guard:
     @classmethod
     def of(cls, services: Services) -> Guard:
         s = services.settings
-        return cls(keys=KeyRing.from_settings(s), proxies=Proxies(s.trusted_proxies),
-                   failures=TokenBucket(s.auth_fail_rate_per_s, s.auth_fail_burst),
-                   allowed_hosts=list(s.allowed_hosts), allowed_origins=list(s.cors_origins))
+        return cls(
+            keys=KeyRing.from_settings(s),
+            proxies=Proxies(s.trusted_proxies),
+            failures=TokenBucket(s.auth_fail_rate_per_s, s.auth_fail_burst),
+            allowed_hosts=list(s.allowed_hosts),
+            allowed_origins=list(s.cors_origins),
+        )
 
 
 _guard_lock = threading.Lock()
@@ -88,14 +99,20 @@ def _check_origin(request: Request, services: Services, g: Guard) -> None:
     host = request.headers.get("host")
     if host is not None and not host_allowed(host_name(host), g.allowed_hosts):
         services.metrics.rejected.labels("host").inc()
-        raise HTTPException(403, f"The Host header {host[:100]!r} is not an allowed host of this server, so "
-                                 "writes are refused (DNS rebinding). Add the name the server is reached by to "
-                                 "LIVESHELF_ALLOWED_HOSTS.")
+        raise HTTPException(
+            403,
+            f"The Host header {host[:100]!r} is not an allowed host of this server, so "
+            "writes are refused (DNS rebinding). Add the name the server is reached by to "
+            "LIVESHELF_ALLOWED_HOSTS.",
+        )
     origin = request.headers.get("origin")
     if origin is not None and not origin_allowed(origin, g.allowed_hosts, g.allowed_origins):
         services.metrics.rejected.labels("origin").inc()
-        raise HTTPException(403, f"The Origin header {origin[:100]!r} is not allowed to write here. Add it to "
-                                 "LIVESHELF_CORS_ORIGINS, or its host to LIVESHELF_ALLOWED_HOSTS.")
+        raise HTTPException(
+            403,
+            f"The Origin header {origin[:100]!r} is not allowed to write here. Add it to "
+            "LIVESHELF_CORS_ORIGINS, or its host to LIVESHELF_ALLOWED_HOSTS.",
+        )
 
 
 def _authenticate(request: Request, services: Services, role: str | None) -> str:
@@ -107,32 +124,50 @@ def _authenticate(request: Request, services: Services, role: str | None) -> str
         wait = g.failures.peek(address)
         if wait > 0:
             services.metrics.rejected.labels("auth_fail").inc()
-            raise HTTPException(429, "Too many requests with unknown API keys from this address. "
-                                     f"Retry in {wait:.0f} s with a configured key.",
-                                headers={"Retry-After": retry_after(wait)})
+            raise HTTPException(
+                429,
+                "Too many requests with unknown API keys from this address. "
+                f"Retry in {wait:.0f} s with a configured key.",
+                headers={"Retry-After": retry_after(wait)},
+            )
         if not g.keys.valid(key):
             services.metrics.rejected.labels("bad_key").inc()
             wait = g.failures.take(address)
             if wait > 0:
-                raise HTTPException(429, "Too many requests with unknown API keys from this address. "
-                                         f"Retry in {wait:.0f} s with a configured key.",
-                                    headers={"Retry-After": retry_after(wait)})
-            raise HTTPException(401, "The API key in the X-API-Key header is not valid.",
-                                headers={"WWW-Authenticate": "ApiKey"})
+                raise HTTPException(
+                    429,
+                    "Too many requests with unknown API keys from this address. "
+                    f"Retry in {wait:.0f} s with a configured key.",
+                    headers={"Retry-After": retry_after(wait)},
+                )
+            raise HTTPException(
+                401,
+                "The API key in the X-API-Key header is not valid.",
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
         if role is not None and not g.keys.allows(key, role):
             services.metrics.rejected.labels("role").inc()
-            raise HTTPException(403, f"This API key may not call {ROLE_ROUTES[role]}: send a key of "
-                                     f"{ROLE_SETTING[role]} or LIVESHELF_API_KEYS.")
+            raise HTTPException(
+                403,
+                f"This API key may not call {ROLE_ROUTES[role]}: send a key of "
+                f"{ROLE_SETTING[role]} or LIVESHELF_API_KEYS.",
+            )
         return f"key:{KeyRing.key_id(key)}"
     if role is not None or services.settings.read_key_required:
         services.metrics.rejected.labels("no_key").inc()
         if (role is not None and not g.keys.has_role(role)) or (role is None and not g.keys):
             setting = "LIVESHELF_API_KEYS" if role is None else f"LIVESHELF_API_KEYS or {ROLE_SETTING[role]}"
-            raise HTTPException(401, "This route needs an API key, and the server has none configured for it. "
-                                     f"Set {setting} and send one in the X-API-Key header.",
-                                headers={"WWW-Authenticate": "ApiKey"})
-        raise HTTPException(401, "Missing API key: send a configured key in the X-API-Key header.",
-                            headers={"WWW-Authenticate": "ApiKey"})
+            raise HTTPException(
+                401,
+                "This route needs an API key, and the server has none configured for it. "
+                f"Set {setting} and send one in the X-API-Key header.",
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
+        raise HTTPException(
+            401,
+            "Missing API key: send a configured key in the X-API-Key header.",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
     return f"anon:{address}"
 
 
@@ -140,9 +175,12 @@ def _limit(services: Services, client: str) -> None:
     wait = services.bucket.take(client)
     if wait > 0:
         services.metrics.rejected.labels("rate").inc()
-        raise HTTPException(429, f"Rate limit: at most {services.settings.rate_per_s:g} requests/s per key "
-                                 f"(burst {services.settings.rate_burst}). Retry in {wait:.2f} s.",
-                            headers={"Retry-After": retry_after(wait)})
+        raise HTTPException(
+            429,
+            f"Rate limit: at most {services.settings.rate_per_s:g} requests/s per key "
+            f"(burst {services.settings.rate_burst}). Retry in {wait:.2f} s.",
+            headers={"Retry-After": retry_after(wait)},
+        )
 
 
 def _access(request: Request, services: Services, role: str | None) -> str:
@@ -177,5 +215,16 @@ IngestAccess = Annotated[str, Depends(ingest_access)]
 AdminAccess = Annotated[str, Depends(admin_access)]
 DeleteAccess = Annotated[str, Depends(delete_access)]
 
-__all__ = ["AdminAccess", "DeleteAccess", "Guard", "IngestAccess", "ReadAccess", "admin_access", "client_address",
-           "delete_access", "guard", "ingest_access", "read_access"]
+__all__ = [
+    "AdminAccess",
+    "DeleteAccess",
+    "Guard",
+    "IngestAccess",
+    "ReadAccess",
+    "admin_access",
+    "client_address",
+    "delete_access",
+    "guard",
+    "ingest_access",
+    "read_access",
+]

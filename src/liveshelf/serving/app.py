@@ -45,8 +45,13 @@ log = logging.getLogger("liveshelf.serving")
 
 #: One HTTP status per error class (the first match in this order wins).
 STATUS: tuple[tuple[type[LiveshelfError], int], ...] = (
-    (ValidationError, 422), (ConfigError, 422), (DataFormatError, 422), (NotFoundError, 404),
-    (RegistryError, 404), (NotFittedError, 503), (LiveshelfError, 400),
+    (ValidationError, 422),
+    (ConfigError, 422),
+    (DataFormatError, 422),
+    (NotFoundError, 404),
+    (RegistryError, 404),
+    (NotFittedError, 503),
+    (LiveshelfError, 400),
 )
 
 
@@ -67,15 +72,22 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # loc / msg / type only: the offending input is not echoed back (it may be large or personal)
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-                  for e in exc.errors()[:50]]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()[:50]
+        ]
         return JSONResponse({"detail": errors}, status_code=422)
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         # a dependency is down (the online state): a clear 503 within the state's timeout, never a 500
-        return JSONResponse({"detail": "The online state is unavailable right now; retry shortly. Events posted "
-                                       "meanwhile are stored and applied once it answers again."},
-                            status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            {
+                "detail": "The online state is unavailable right now; retry shortly. Events posted "
+                "meanwhile are stored and applied once it answers again."
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     for exc_type in state_errors():
         app.add_exception_handler(exc_type, unavailable)
@@ -126,8 +138,14 @@ class Observe:
             if services is not None:
                 services.metrics.observe(scope["method"], route, status, seconds)
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %d %.1fms client=%s", scope["method"], route, status, seconds * 1000,
-                         (scope.get("state") or {}).get("client", "-"))
+                log.info(
+                    "%s %s %d %.1fms client=%s",
+                    scope["method"],
+                    route,
+                    status,
+                    seconds * 1000,
+                    (scope.get("state") or {}).get("client", "-"),
+                )
 
 
 def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
@@ -147,8 +165,13 @@ def _install_middleware(app: FastAPI, settings: ServeSettings) -> None:
 
     app.add_middleware(LoadShedMiddleware, limit=settings.max_in_flight, on_refuse=shed)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["*", "X-API-Key"], allow_credentials=False)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*", "X-API-Key"],
+            allow_credentials=False,
+        )
 
 
 def create_app(settings: ServeSettings | None = None, *, state: OnlineState | None = None) -> FastAPI:
@@ -185,9 +208,14 @@ def create_app(settings: ServeSettings | None = None, *, state: OnlineState | No
 
     from liveshelf import __version__
 
-    app = FastAPI(title="liveshelf", version=__version__, lifespan=lifespan, docs_url="/docs",
-                  description="Real-time recommendation for live-stream commerce: live rooms for a viewer, "
-                              "a room's shelf ranked for a viewer, the next item for a room's audience.")
+    app = FastAPI(
+        title="liveshelf",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        description="Real-time recommendation for live-stream commerce: live rooms for a viewer, "
+        "a room's shelf ranked for a viewer, the next item for a room's audience.",
+    )
     app.state.services = None
     app.state.settings = settings
     _install_handlers(app)

@@ -24,12 +24,22 @@ class ItemInfo:
     language: str | None = None
 
     def text(self) -> str:
-        return ". ".join(p for p in (self.title, self.category or "", self.brand or "", self.description) if p)
+        return ". ".join(
+            p for p in (self.title, self.category or "", self.brand or "", self.description) if p
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "description": self.description, "category": self.category,
-                "brand": self.brand, "price": self.price, "rating": self.rating,
-                "attributes": dict(self.attributes), "language": self.language}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "category": self.category,
+            "brand": self.brand,
+            "price": self.price,
+            "rating": self.rating,
+            "attributes": dict(self.attributes),
+            "language": self.language,
+        }
 
 
 class Catalogue:
@@ -58,12 +68,30 @@ class Catalogue:
 
         rows = []
         for iid, title, desc, cat, brand, price, rating, attrs, lang in zip(
-                frame["id"].tolist(), col("title"), col("description"), col("category"), col("brand"), col("price"),
-                col("rating"), col("attributes"), col("language"), strict=True):
-            rows.append(ItemInfo(
-                id=str(iid), title=str(title or ""), description=str(desc or ""), category=cat, brand=brand,
-                price=None if price is None else float(price), rating=None if rating is None else float(rating),
-                attributes=parse_attributes(attrs), language=lang))
+            frame["id"].tolist(),
+            col("title"),
+            col("description"),
+            col("category"),
+            col("brand"),
+            col("price"),
+            col("rating"),
+            col("attributes"),
+            col("language"),
+            strict=True,
+        ):
+            rows.append(
+                ItemInfo(
+                    id=str(iid),
+                    title=str(title or ""),
+                    description=str(desc or ""),
+                    category=cat,
+                    brand=brand,
+                    price=None if price is None else float(price),
+                    rating=None if rating is None else float(rating),
+                    attributes=parse_attributes(attrs),
+                    language=lang,
+                )
+            )
         return rows
 
     def upsert_frame(self, frame: pd.DataFrame) -> int:

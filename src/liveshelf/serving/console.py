@@ -58,7 +58,8 @@ def _finite(value: Any) -> Any:
 
 def _seconds(ts: pd.Series) -> np.ndarray:
     return ((pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
-        dtype=np.float64)
+        dtype=np.float64
+    )
 
 
 # ------------------------------------------------------------------------------------ sentiment
@@ -71,8 +72,9 @@ class SentimentCache:
 
     def __init__(self, model: Any, threshold: float, max_size: int = 100_000) -> None:
         check_param("threshold", threshold, 0 < threshold < 1, "a float in (0, 1)", "SentimentCache")
-        check_param("max_size", max_size, isinstance(max_size, int) and max_size >= 1, "an int >= 1",
-                    "SentimentCache")
+        check_param(
+            "max_size", max_size, isinstance(max_size, int) and max_size >= 1, "an int >= 1", "SentimentCache"
+        )
         self.model = model
         self.threshold = float(threshold)
         self.max_size = max_size
@@ -129,10 +131,15 @@ def _spark(ts: np.ndarray, negative: np.ndarray | None, t: float, bucket_s: floa
     np.add.at(n, idx[ok], 1)
     if negative is not None:
         np.add.at(neg, idx[ok], negative[ok].astype(np.int64))
-    return [{"start": float((first + b) * bucket_s), "n": int(n[b]),
-             "negative": int(neg[b]) if negative is not None else None,
-             "share": (round(float(neg[b] / n[b]), 4) if n[b] and negative is not None else None)}
-            for b in range(SPARK_BUCKETS)]
+    return [
+        {
+            "start": float((first + b) * bucket_s),
+            "n": int(n[b]),
+            "negative": int(neg[b]) if negative is not None else None,
+            "share": (round(float(neg[b] / n[b]), 4) if n[b] and negative is not None else None),
+        }
+        for b in range(SPARK_BUCKETS)
+    ]
 
 
 def _bucket_s(services: Any) -> float:
@@ -157,13 +164,18 @@ def room_cards(services: Any, t: float, sentiment: SentimentCache | None) -> lis
     since = min(float(i["start"]) for i in infos)
     with services.store.open() as store:
         purchases = store.room_events(rooms, since, t, types=["purchase"])
-        comments = store.room_events(rooms, (int(t // bucket_s) - SPARK_BUCKETS + 1) * bucket_s, t,
-                                     types=["comment"])
+        comments = store.room_events(
+            rooms, (int(t // bucket_s) - SPARK_BUCKETS + 1) * bucket_s, t, types=["comment"]
+        )
     comments = comments[comments["text"].notna()]
     negative = None
     if sentiment is not None and len(comments):
-        negative = sentiment.negative(comments["event_id"].astype(str).tolist(),
-                                      comments["text"].astype(str).tolist()) >= sentiment.threshold
+        negative = (
+            sentiment.negative(
+                comments["event_id"].astype(str).tolist(), comments["text"].astype(str).tolist()
+            )
+            >= sentiment.threshold
+        )
     c_ts = _seconds(comments["ts"]) if len(comments) else np.zeros(0)
     c_room = comments["room"].to_numpy(dtype=object)
     p_ts = _seconds(purchases["ts"]) if len(purchases) else np.zeros(0)
@@ -174,15 +186,23 @@ def room_cards(services: Any, t: float, sentiment: SentimentCache | None) -> lis
         gmv, orders = _gmv(purchases[mine & (p_ts >= float(info["start"]))], services.catalogue)
         cm = c_room == room
         snap = services.text.comments(room, t, limit=3) if sentiment is not None else None
-        cards.append({
-            "room": room, "host": info.get("host"), "title": info.get("title") or "", "start": info["start"],
-            "audience": len(state.audience(room, t)), "shelf_size": len(state.shelf(room, t)),
-            "gmv": gmv, "orders": orders, "comments": int(cm.sum()),
-            "negative_share": None if snap is None else snap["negative_share"],
-            "baseline": None if snap is None else snap["baseline"],
-            "alerts": [] if snap is None else snap["alerts"],
-            "spark": _spark(c_ts[cm], None if negative is None else negative[cm], t, bucket_s),
-        })
+        cards.append(
+            {
+                "room": room,
+                "host": info.get("host"),
+                "title": info.get("title") or "",
+                "start": info["start"],
+                "audience": len(state.audience(room, t)),
+                "shelf_size": len(state.shelf(room, t)),
+                "gmv": gmv,
+                "orders": orders,
+                "comments": int(cm.sum()),
+                "negative_share": None if snap is None else snap["negative_share"],
+                "baseline": None if snap is None else snap["baseline"],
+                "alerts": [] if snap is None else snap["alerts"],
+                "spark": _spark(c_ts[cm], None if negative is None else negative[cm], t, bucket_s),
+            }
+        )
     cards.sort(key=lambda c: (-c["audience"], -c["gmv"], c["room"]))
     return cards
 
@@ -196,8 +216,14 @@ def room_totals(services: Any, room: str, t: float) -> dict[str, Any]:
     return {"gmv": gmv, "orders": orders, "audience": len(services.state.audience(room, t))}
 
 
-def comment_stream(services: Any, room: str, t: float, sentiment: SentimentCache | None,
-                   limit: int = 40, window_s: float = 1800.0) -> list[dict[str, Any]]:
+def comment_stream(
+    services: Any,
+    room: str,
+    t: float,
+    sentiment: SentimentCache | None,
+    limit: int = 40,
+    window_s: float = 1800.0,
+) -> list[dict[str, Any]]:
     """The room's ``limit`` latest comments up to ``t`` (within ``window_s``), newest first.
 
     Each has ``p_negative`` and ``negative`` when comments are monitored (else None).
@@ -211,13 +237,21 @@ def comment_stream(services: Any, room: str, t: float, sentiment: SentimentCache
     texts = frame["text"].astype(str).tolist()
     p = sentiment.negative(ids, texts) if sentiment is not None else None
     out = []
-    for j, (ts, user, item) in enumerate(zip(_seconds(frame["ts"]).tolist(), frame["user"], frame["item"],
-                                             strict=True)):
+    for j, (ts, user, item) in enumerate(
+        zip(_seconds(frame["ts"]).tolist(), frame["user"], frame["item"], strict=True)
+    ):
         info = services.catalogue.get(item) if isinstance(item, str) else None
-        out.append({"ts": ts, "user": str(user), "text": texts[j], "item": item if isinstance(item, str) else None,
-                    "item_title": None if info is None else info.title,
-                    "p_negative": None if p is None else round(float(p[j]), 4),
-                    "negative": None if p is None else bool(p[j] >= sentiment.threshold)})  # type: ignore[union-attr]
+        out.append(
+            {
+                "ts": ts,
+                "user": str(user),
+                "text": texts[j],
+                "item": item if isinstance(item, str) else None,
+                "item_title": None if info is None else info.title,
+                "p_negative": None if p is None else round(float(p[j]), 4),
+                "negative": None if p is None else bool(p[j] >= sentiment.threshold),
+            }
+        )  # type: ignore[union-attr]
     return out
 
 
@@ -246,9 +280,11 @@ def audience_profile(pipeline: Any, audience: Sequence[str], t: float, top: int 
         if not v.known:
             continue
         known += 1
-        parts = {"categories": _shares(v.category_weight, lambda c: ">" not in c),
-                 "leaf_categories": _shares(v.category_weight, lambda c: ">" in c),
-                 "brands": _shares(v.brand_weight, lambda _b: True)}
+        parts = {
+            "categories": _shares(v.category_weight, lambda c: ">" not in c),
+            "leaf_categories": _shares(v.category_weight, lambda c: ">" in c),
+            "brands": _shares(v.brand_weight, lambda _b: True),
+        }
         for name, shares in parts.items():
             acc = sums[name]
             counts[name] += bool(shares)
@@ -257,7 +293,9 @@ def audience_profile(pipeline: Any, audience: Sequence[str], t: float, top: int 
     out: dict[str, Any] = {"viewers": len(audience), "known": known, "with_interests": counts["categories"]}
     for name, acc in sums.items():
         pairs = sorted(acc.items(), key=lambda p: (-p[1], p[0]))[:top]
-        out[name] = [{"key": k, "share": round(s / counts[name], 4)} for k, s in pairs] if counts[name] else []
+        out[name] = (
+            [{"key": k, "share": round(s / counts[name], 4)} for k, s in pairs] if counts[name] else []
+        )
     return out
 
 
@@ -266,9 +304,18 @@ def _top_category(path: str | None) -> str:
     return str(path).split(">")[0].strip() if path else ""
 
 
-def viewer_burst(room: str, shelf: Sequence[Any], t: float, *, n: int = 100, seed: int = 0,
-                 focus: str | None = None, focus_share: float = 0.7, negative_share: float = 0.1,
-                 span_s: float = 60.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def viewer_burst(
+    room: str,
+    shelf: Sequence[Any],
+    t: float,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    focus: str | None = None,
+    focus_share: float = 0.7,
+    negative_share: float = 0.1,
+    span_s: float = 60.0,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``n`` synthetic viewers entering ``room`` in the ``span_s`` seconds before ``t`` and interacting.
 
     ``shelf`` holds the room's :class:`~liveshelf.serving.pipeline.ItemInfo` rows. A share
@@ -290,8 +337,13 @@ def viewer_burst(room: str, shelf: Sequence[Any], t: float, *, n: int = 100, see
     check_param("focus_share", focus_share, 0.0 <= focus_share <= 1.0, "a float in [0, 1]", where)
     check_param("negative_share", negative_share, 0.0 <= negative_share <= 1.0, "a float in [0, 1]", where)
     check_param("span_s", span_s, span_s > 0, "a number of seconds > 0", where)
-    check_param("shelf", len(shelf), len(shelf) > 0, "the items on the room's shelf now (the shelf is empty: "
-                "the room has ended or has no items)", where)
+    check_param(
+        "shelf",
+        len(shelf),
+        len(shelf) > 0,
+        "the items on the room's shelf now (the shelf is empty: the room has ended or has no items)",
+        where,
+    )
     from liveshelf.data.sim.behaviour import comment_pools
 
     rng = np.random.default_rng(seed)
@@ -328,17 +380,42 @@ def viewer_burst(room: str, shelf: Sequence[Any], t: float, *, n: int = 100, see
             bad = bool(rng.random() < negative_share)
             pool = pools[(f"builtin-{lang}", 0 if bad else 1)]
             negative += bad
-            acts.append(("comment", info.id if rng.random() < 0.5 else None, None,
-                         str(pool[int(rng.integers(len(pool)))])))
+            acts.append(
+                (
+                    "comment",
+                    info.id if rng.random() < 0.5 else None,
+                    None,
+                    str(pool[int(rng.integers(len(pool)))]),
+                )
+            )
         # enter in the first half of the span, then act in time order, never after t
-        ts = np.minimum(t - span_s + rng.random() * span_s * 0.5
-                        + np.cumsum(rng.random(len(acts)) * span_s / 20), t - 1e-3)
+        ts = np.minimum(
+            t - span_s + rng.random() * span_s * 0.5 + np.cumsum(rng.random(len(acts)) * span_s / 20),
+            t - 1e-3,
+        )
         for k, ((kind, item, value, text), when) in enumerate(zip(acts, ts.tolist(), strict=True)):
-            events.append({"event_id": f"{tag}-{v:04d}-{k}", "ts": round(when, 3), "user": f"sim-{seed}-{v:04d}",
-                           "type": kind, "room": room, "item": item, "value": value, "text": text})
+            events.append(
+                {
+                    "event_id": f"{tag}-{v:04d}-{k}",
+                    "ts": round(when, 3),
+                    "user": f"sim-{seed}-{v:04d}",
+                    "type": kind,
+                    "room": room,
+                    "item": item,
+                    "value": value,
+                    "text": text,
+                }
+            )
             counts[kind] += 1
-    summary = {"viewers": n, "seed": seed, "focus": focus, "events": len(events), "by_type": counts,
-               "negative_comments": int(negative), "gmv": round(gmv, 2)}
+    summary = {
+        "viewers": n,
+        "seed": seed,
+        "focus": focus,
+        "events": len(events),
+        "by_type": counts,
+        "negative_comments": int(negative),
+        "gmv": round(gmv, 2),
+    }
     return events, summary
 
 
@@ -350,18 +427,27 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """
     b_rank = {it: r + 1 for r, it in enumerate(before["shelf"])}
     a_rank = {it: r + 1 for r, it in enumerate(after["shelf"])}
-    moves = [{"item": it, "before": b_rank.get(it), "after": a_rank.get(it)}
-             for it in dict.fromkeys([*after["shelf"], *before["shelf"]]) if b_rank.get(it) != a_rank.get(it)]
+    moves = [
+        {"item": it, "before": b_rank.get(it), "after": a_rank.get(it)}
+        for it in dict.fromkeys([*after["shelf"], *before["shelf"]])
+        if b_rank.get(it) != a_rank.get(it)
+    ]
 
     def top(snap: dict[str, Any]) -> list[str]:
         return [c["key"] for c in snap["audience"]["categories"][:3]]
 
-    return {"audience": {"before": before["audience"]["viewers"], "after": after["audience"]["viewers"]},
-            "top_categories": {"before": top(before), "after": top(after)},
-            "gmv": {"before": before["gmv"], "after": after["gmv"]},
-            "next_item": {"before": before["next_item"], "after": after["next_item"],
-                          "changed": before["next_item"] != after["next_item"]},
-            "shelf_order_changed": before["shelf"] != after["shelf"], "moves": moves}
+    return {
+        "audience": {"before": before["audience"]["viewers"], "after": after["audience"]["viewers"]},
+        "top_categories": {"before": top(before), "after": top(after)},
+        "gmv": {"before": before["gmv"], "after": after["gmv"]},
+        "next_item": {
+            "before": before["next_item"],
+            "after": after["next_item"],
+            "changed": before["next_item"] != after["next_item"],
+        },
+        "shelf_order_changed": before["shelf"] != after["shelf"],
+        "moves": moves,
+    }
 
 
 # ------------------------------------------------------------------------------------ models
@@ -373,11 +459,25 @@ def model_versions(models: dict[str, Any]) -> list[dict[str, Any]]:
         reg = slot.registry
         infos = reg.list(slot.name) if reg.versions(slot.name) else []
         history = reg.history(slot.name) if infos else {"stack": [], "events": []}
-        out.append({"role": role, "name": slot.name, "serving": slot.holder.version,
-                    "versions": [{"version": i.version, "model_type": i.model_type, "created_at": i.created_at,
-                                  "production": i.production, "metrics": _finite(i.metrics),
-                                  "parent": i.lineage.get("parent")} for i in reversed(infos)],
-                    "history": _finite(list(history.get("events", []))[-20:])})
+        out.append(
+            {
+                "role": role,
+                "name": slot.name,
+                "serving": slot.holder.version,
+                "versions": [
+                    {
+                        "version": i.version,
+                        "model_type": i.model_type,
+                        "created_at": i.created_at,
+                        "production": i.production,
+                        "metrics": _finite(i.metrics),
+                        "parent": i.lineage.get("parent"),
+                    }
+                    for i in reversed(infos)
+                ],
+                "history": _finite(list(history.get("events", []))[-20:]),
+            }
+        )
     return out
 
 
@@ -432,8 +532,13 @@ def report_path(home: Path, name: str, file: str) -> Path | None:
     end in ``.png`` and the resolved path must stay inside the experiments folder, so a
     request can never read another file.
     """
-    if not (is_safe_name(name) and is_safe_name(file) and SAFE_NAME.match(name) and SAFE_NAME.match(file)
-            and file.lower().endswith(".png")):
+    if not (
+        is_safe_name(name)
+        and is_safe_name(file)
+        and SAFE_NAME.match(name)
+        and SAFE_NAME.match(file)
+        and file.lower().endswith(".png")
+    ):
         return None
     root = experiments_root(home).resolve()
     path = (root / name / file).resolve()
@@ -442,5 +547,16 @@ def report_path(home: Path, name: str, file: str) -> Path | None:
     return path
 
 
-__all__ = ["SPARK_BUCKETS", "SentimentCache", "audience_profile", "changes", "comment_stream", "experiments",
-           "model_versions", "report_path", "room_cards", "room_totals", "viewer_burst"]
+__all__ = [
+    "SPARK_BUCKETS",
+    "SentimentCache",
+    "audience_profile",
+    "changes",
+    "comment_stream",
+    "experiments",
+    "model_versions",
+    "report_path",
+    "room_cards",
+    "room_totals",
+    "viewer_burst",
+]

@@ -123,8 +123,10 @@ class ContentIndex:
     def use_table(self, k: int, sims: np.ndarray, rows: np.ndarray) -> None:
         """Answer :meth:`neighbours` searches of ``k`` from a table of every item's neighbours."""
         if sims.shape != (len(self.ids), k) or rows.shape != sims.shape:
-            raise ValueError(f"A neighbour table for this index must be {len(self.ids)} x {k}; got {sims.shape} "
-                             f"and {rows.shape}.")
+            raise ValueError(
+                f"A neighbour table for this index must be {len(self.ids)} x {k}; got {sims.shape} "
+                f"and {rows.shape}."
+            )
         self._table = (k, sims, rows)
 
     def save_table(self, folder: Path | str, k: int, progress: Any = None) -> Path:
@@ -165,8 +167,9 @@ class ContentIndex:
         best = sims.argmax(axis=1)
         vals = sims[np.arange(n), best].astype(np.float64)
         ok = vals > 0
-        return np.where(ok, vals, 0.0), [known[b] if o else None for b, o in zip(best.tolist(), ok.tolist(),
-                                                                                 strict=True)]
+        return np.where(ok, vals, 0.0), [
+            known[b] if o else None for b, o in zip(best.tolist(), ok.tolist(), strict=True)
+        ]
 
     def neighbours(self, items: Sequence[str], k: int) -> dict[str, tuple[float, str]]:
         """For every item near one of ``items``: (best cosine, the history item it is near)."""
@@ -238,8 +241,11 @@ _TOKEN = re.compile(r"[\u3400-\u9fff]|[a-z0-9]+")
 def text_tokens(text: str) -> list[str]:
     """Latin words / numbers, single CJK characters and adjacent CJK pairs (no segmenter needed)."""
     toks = _TOKEN.findall(text.lower())
-    pairs = [a + b for a, b in zip(toks, toks[1:], strict=False) if len(a) == 1 and len(b) == 1
-             and a >= "\u3400" and b >= "\u3400"]
+    pairs = [
+        a + b
+        for a, b in zip(toks, toks[1:], strict=False)
+        if len(a) == 1 and len(b) == 1 and a >= "\u3400" and b >= "\u3400"
+    ]
     return toks + pairs
 
 
@@ -249,8 +255,9 @@ def hashed_tfidf(texts: Sequence[str], dim: int) -> np.ndarray:
 
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)
-    counts = HashingVectorizer(n_features=dim, analyzer=text_tokens, alternate_sign=False,
-                               norm=None).transform(list(texts))
+    counts = HashingVectorizer(
+        n_features=dim, analyzer=text_tokens, alternate_sign=False, norm=None
+    ).transform(list(texts))
     return TfidfTransformer(sublinear_tf=True).fit_transform(counts).astype(np.float32).toarray()
 
 

@@ -37,7 +37,6 @@ from liveshelf.serving.text_services import TextServices
 log = logging.getLogger("liveshelf.serving")
 
 
-
 # ------------------------------------------------------------------------------------ the store
 class StoreGateway:
     """Access to the DuckDB event store.
@@ -218,14 +217,22 @@ class Services:
         if self.state_sync is not None:
             self.state_sync.stop()
 
-    def log_exposure(self, surface: str, user: str | None, room: str | None, t: float, ranked: Any,
-                     ab: Any = None) -> None:
+    def log_exposure(
+        self, surface: str, user: str | None, room: str | None, t: float, ranked: Any, ab: Any = None
+    ) -> None:
         """Buffer one answer in the exposure log (no-op when logging is off)."""
         if self.exposures is None:
             return
-        self.exposures.log(surface, user, room, t, ranked,
-                           model_version=ab.model_version() if ab is not None else self.model_version(),
-                           arm=None if ab is None else ab.arm, experiment=None if ab is None else ab.experiment)
+        self.exposures.log(
+            surface,
+            user,
+            room,
+            t,
+            ranked,
+            model_version=ab.model_version() if ab is not None else self.model_version(),
+            arm=None if ab is None else ab.arm,
+            experiment=None if ab is None else ab.experiment,
+        )
 
 
 def services_of(request: Request) -> Services:
@@ -276,12 +283,19 @@ def parse_time(value: str | float | None, name: str) -> float:
             ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
             t = ts.timestamp()
     except (ValueError, TypeError, OverflowError) as exc:
-        raise ValidationError(f"The '{name}' parameter must be an ISO 8601 time or epoch seconds. "
-                              f"Got {str(value)[:64]!r} instead.", field=name, value=value) from exc
+        raise ValidationError(
+            f"The '{name}' parameter must be an ISO 8601 time or epoch seconds. "
+            f"Got {str(value)[:64]!r} instead.",
+            field=name,
+            value=value,
+        ) from exc
     lo, hi = datetime(2000, 1, 1).timestamp(), datetime(2200, 1, 1).timestamp()
     if not lo <= t <= hi:
-        raise ValidationError(f"The '{name}' parameter must lie between 2000 and 2200. Got {value!r} instead.",
-                              field=name, value=value)
+        raise ValidationError(
+            f"The '{name}' parameter must lie between 2000 and 2200. Got {value!r} instead.",
+            field=name,
+            value=value,
+        )
     return t
 
 
@@ -293,9 +307,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
-async def request_time(at: Annotated[str | None, Query(max_length=64, description="Request time (ISO 8601 or "
-                                                       "epoch seconds); default now. For replays and tests.")]
-                 = None) -> float:
+async def request_time(
+    at: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Request time (ISO 8601 or epoch seconds); default now. For replays and tests.",
+        ),
+    ] = None,
+) -> float:
     return parse_time(at, "at")
 
 
@@ -323,29 +343,55 @@ def build_services(settings: ServeSettings, state: OnlineState | None = None) ->
     if settings.cf_model:
         models["cf"] = ModelSlot(home, settings.cf_model)
     models["ranker"] = ModelSlot(home, settings.ranker_model)
-    pipeline = Pipeline(state, catalogue, settings, {role: slot.get for role, slot in models.items()},
-                        on_cache=metrics.cache_lookup, ranker_version=lambda: models["ranker"].current()[0])
-    pz = Pseudonymiser(settings.pseudonym_key.get_secret_value()) if (
-        settings.pseudonym_key is not None and settings.pseudonym_key.get_secret_value()) else None
+    pipeline = Pipeline(
+        state,
+        catalogue,
+        settings,
+        {role: slot.get for role, slot in models.items()},
+        on_cache=metrics.cache_lookup,
+        ranker_version=lambda: models["ranker"].current()[0],
+    )
+    pz = (
+        Pseudonymiser(settings.pseudonym_key.get_secret_value())
+        if (settings.pseudonym_key is not None and settings.pseudonym_key.get_secret_value())
+        else None
+    )
     sync = CatalogueSync(None if settings.state == "memory" else settings.state, settings.state_prefix)
-    services = Services(settings=settings, state=state, store=store, catalogue=catalogue, pipeline=pipeline,
-                        metrics=metrics, keys=KeyRing.from_settings(settings),
-                        bucket=TokenBucket(settings.rate_per_s, settings.rate_burst), pseudonymiser=pz,
-                        models=models, sync=sync, text=text)
+    services = Services(
+        settings=settings,
+        state=state,
+        store=store,
+        catalogue=catalogue,
+        pipeline=pipeline,
+        metrics=metrics,
+        keys=KeyRing.from_settings(settings),
+        bucket=TokenBucket(settings.rate_per_s, settings.rate_burst),
+        pseudonymiser=pz,
+        models=models,
+        sync=sync,
+        text=text,
+    )
     # ---- A/B experiments (<home>/experiments): arm pipelines share the state and the catalogue
-    services.experiments = ExperimentService(home, state, catalogue, settings,
-                                             {role: slot.get for role, slot in models.items()},
-                                             services.model_version,
-                                             ranker_version=lambda: models["ranker"].current()[0])
+    services.experiments = ExperimentService(
+        home,
+        state,
+        catalogue,
+        settings,
+        {role: slot.get for role, slot in models.items()},
+        services.model_version,
+        ranker_version=lambda: models["ranker"].current()[0],
+    )
     if settings.log_exposures:
         services.exposures = ExposureLog(home, sample=settings.exposure_sample)
-    services.state_sync = StateSync(state, store, window_s=settings.warm_window_s, text=text,
-                              rebuild_missing=settings.warm_start)
+    services.state_sync = StateSync(
+        state, store, window_s=settings.warm_window_s, text=text, rebuild_missing=settings.warm_start
+    )
     return services
 
 
-def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, rooms: pd.DataFrame,
-                   store: StoreGateway) -> TextServices:
+def _text_services(
+    settings: ServeSettings, home: Path, items: pd.DataFrame, rooms: pd.DataFrame, store: StoreGateway
+) -> TextServices:
     model_dir = settings.sentiment_model or (home / "sentiment")
     sentiment = None
     if (Path(model_dir) / "config.json").exists():
@@ -353,14 +399,23 @@ def _text_services(settings: ServeSettings, home: Path, items: pd.DataFrame, roo
 
         sentiment = SentimentClassifier.load(model_dir)
     elif settings.sentiment_model is not None:
-        raise NotFoundError(f"The 'sentiment_model' setting points to {model_dir}, which holds no model "
-                            "(no config.json). Train one with 'liveshelf sentiment train' or unset it.")
+        raise NotFoundError(
+            f"The 'sentiment_model' setting points to {model_dir}, which holds no model "
+            "(no config.json). Train one with 'liveshelf sentiment train' or unset it."
+        )
     # built in a thread, from the store, on the first request that needs it (or text_build_after_s after the
     # start): the hot routes never wait for it nor share the interpreter with it
-    return TextServices(items, rooms, backend=settings.text_backend, sentiment_model=sentiment,
-                        alert_webhook=settings.alert_webhook, comment_demotion=settings.comment_demotion,
-                        background=True, start_after_s=settings.text_build_after_s,
-                        source=functools.partial(_text_source, store, settings.warm_window_s))
+    return TextServices(
+        items,
+        rooms,
+        backend=settings.text_backend,
+        sentiment_model=sentiment,
+        alert_webhook=settings.alert_webhook,
+        comment_demotion=settings.comment_demotion,
+        background=True,
+        start_after_s=settings.text_build_after_s,
+        source=functools.partial(_text_source, store, settings.warm_window_s),
+    )
 
 
 def _text_source(store: StoreGateway, window_s: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -371,7 +426,12 @@ def _text_source(store: StoreGateway, window_s: float) -> tuple[pd.DataFrame, pd
         return s.frame("items"), s.frame("rooms"), recent_events(s, window_s)
 
 
-def warm_state(state: OnlineState, store: EventStore, window_s: float, chunk: int | None = None,
-               text: TextServices | None = None) -> dict[str, int]:
+def warm_state(
+    state: OnlineState,
+    store: EventStore,
+    window_s: float,
+    chunk: int | None = None,
+    text: TextServices | None = None,
+) -> dict[str, int]:
     """Rebuild the online state from the store (see :func:`liveshelf.serving.sync.rebuild_state`)."""
     return rebuild_state(state, store, window_s, chunk=chunk, text=text)

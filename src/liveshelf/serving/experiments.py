@@ -98,8 +98,9 @@ class _PinnedModel:
 class _Running:
     """A running experiment: its definition, one pipeline per arm and its logs."""
 
-    def __init__(self, exp: Experiment, folder: Path, pipelines: dict[str, tuple[Pipeline, Callable]],
-                 flush_s: float) -> None:
+    def __init__(
+        self, exp: Experiment, folder: Path, pipelines: dict[str, tuple[Pipeline, Callable]], flush_s: float
+    ) -> None:
         self.exp = exp
         self.pipelines = pipelines
         self.exposures = EventLog(folder / "exposures.jsonl", flush_s=flush_s)
@@ -113,10 +114,19 @@ class _Running:
 class ExperimentService:
     """The running experiments of one server process."""
 
-    def __init__(self, home: Path, state: Any, catalogue: Catalogue, settings: ServeSettings,
-                 production: dict[str, Callable[[], Any]], production_version: Callable[[], str | None],
-                 *, poll_s: float = 1.0, flush_s: float = 0.5,
-                 ranker_version: Callable[[], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        state: Any,
+        catalogue: Catalogue,
+        settings: ServeSettings,
+        production: dict[str, Callable[[], Any]],
+        production_version: Callable[[], str | None],
+        *,
+        poll_s: float = 1.0,
+        flush_s: float = 0.5,
+        ranker_version: Callable[[], str | None] | None = None,
+    ) -> None:
         self.ranker_version = ranker_version
         self.store = ExperimentStore(home)
         self.home = Path(home)
@@ -151,8 +161,9 @@ class ExperimentService:
                     del self._running[name]
             for name, exp in wanted.items():
                 if name not in self._running:
-                    self._running[name] = _Running(exp, self.store.folder(name), self._arm_pipelines(exp),
-                                                   self.flush_s)
+                    self._running[name] = _Running(
+                        exp, self.store.folder(name), self._arm_pipelines(exp), self.flush_s
+                    )
                     log.info("experiment %s running: arms %s", name, [a.describe() for a in exp.arms])
             self._signature = sig
         finally:
@@ -170,8 +181,10 @@ class ExperimentService:
                 pinned = _PinnedModel(self.home, arm.model, arm.version)
                 models = {**self.production, "sequence": pinned.get}
                 version = pinned.current_version
-            out[arm.name] = (Pipeline(self.state, self.catalogue, settings, models,
-                                      ranker_version=self.ranker_version), version)
+            out[arm.name] = (
+                Pipeline(self.state, self.catalogue, settings, models, ranker_version=self.ranker_version),
+                version,
+            )
         return out
 
     @property
@@ -194,13 +207,24 @@ class ExperimentService:
             return Assignment(name, arm.name, pipeline, version)
         return None
 
-    def expose(self, a: Assignment, user: str, at: float, surface: str, room: str | None, recs: list[str]) -> None:
+    def expose(
+        self, a: Assignment, user: str, at: float, surface: str, room: str | None, recs: list[str]
+    ) -> None:
         """Buffer one exposure row: the recommendations ``recs`` (in order) shown to ``user`` at ``at``."""
         run = self._running.get(a.experiment)
         if run is None:
             return
-        run.exposures.append({"ts": float(at), "user": user, "arm": a.arm, "surface": surface, "room": room,
-                              "recs": list(recs), "logged": time.time()})
+        run.exposures.append(
+            {
+                "ts": float(at),
+                "user": user,
+                "arm": a.arm,
+                "surface": surface,
+                "room": room,
+                "recs": list(recs),
+                "logged": time.time(),
+            }
+        )
 
     def observe_events(self, frame: pd.DataFrame | None) -> int:
         """Buffer the outcome events of ``frame`` (stored user keys) in every running experiment's log."""
@@ -210,10 +234,19 @@ class ExperimentService:
         if not len(sub):
             return 0
         secs = to_seconds_array(sub["ts"].to_numpy()).tolist()
-        rows = [{"ts": float(t), "user": str(u), "type": str(ty), "room": _opt(r), "item": _opt(i),
-                 "value": None if v is None or pd.isna(v) else float(v)}
-                for t, u, ty, r, i, v in zip(secs, sub["user"], sub["type"], sub["room"], sub["item"], sub["value"],
-                                             strict=True)]
+        rows = [
+            {
+                "ts": float(t),
+                "user": str(u),
+                "type": str(ty),
+                "room": _opt(r),
+                "item": _opt(i),
+                "value": None if v is None or pd.isna(v) else float(v),
+            }
+            for t, u, ty, r, i, v in zip(
+                secs, sub["user"], sub["type"], sub["room"], sub["item"], sub["value"], strict=True
+            )
+        ]
         for run in list(self._running.values()):
             run.outcomes.extend(rows)
         return len(rows)

@@ -42,13 +42,25 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {"item": ITEM_FEATURES, "room": ROOM_
 #: Which feature set each surface logs.
 SURFACE_SET: dict[str, str] = {"feed": "room", "shelf": "item", "next-item": "item"}
 
-SCHEMA = pa.schema([
-    ("request_id", pa.string()), ("ts", pa.float64()), ("user", pa.string()), ("room", pa.string()),
-    ("surface", pa.string()), ("candidate", pa.string()), ("position", pa.int32()), ("score", pa.float64()),
-    ("ranked_by", pa.string()), ("model_version", pa.string()), ("arm", pa.string()),
-    ("experiment", pa.string()), ("feature_set", pa.string()), ("features", pa.list_(pa.float64())),
-    ("logged", pa.float64()),
-])
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("ts", pa.float64()),
+        ("user", pa.string()),
+        ("room", pa.string()),
+        ("surface", pa.string()),
+        ("candidate", pa.string()),
+        ("position", pa.int32()),
+        ("score", pa.float64()),
+        ("ranked_by", pa.string()),
+        ("model_version", pa.string()),
+        ("arm", pa.string()),
+        ("experiment", pa.string()),
+        ("feature_set", pa.string()),
+        ("features", pa.list_(pa.float64())),
+        ("logged", pa.float64()),
+    ]
+)
 
 _files = itertools.count()
 
@@ -85,9 +97,19 @@ class ExposureLog:
         h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
         return h / 2.0**64 < self.sample
 
-    def log(self, surface: str, user: str | None, room: str | None, t: float, ranked: Any, *,
-            model_version: str | None = None, arm: str | None = None, experiment: str | None = None,
-            request_id: str | None = None) -> str | None:
+    def log(
+        self,
+        surface: str,
+        user: str | None,
+        room: str | None,
+        t: float,
+        ranked: Any,
+        *,
+        model_version: str | None = None,
+        arm: str | None = None,
+        experiment: str | None = None,
+        request_id: str | None = None,
+    ) -> str | None:
         """Buffer the shown candidates of one answer (``ranked``: a pipeline ``Ranked``); returns the request id
         (None when not sampled or nothing was shown)."""
         rid = request_id or uuid.uuid4().hex
@@ -101,10 +123,25 @@ class ExposureLog:
         for pos, rec in enumerate(ranked.recs):
             j = col.get(rec.key)
             feats = None if j is None else [float(x) for x in rows.X[j]]
-            out.append({"request_id": rid, "ts": float(t), "user": user, "room": room, "surface": surface,
-                        "candidate": rec.key, "position": pos, "score": float(rec.score),
-                        "ranked_by": ranked.ranked_by, "model_version": model_version, "arm": arm,
-                        "experiment": experiment, "feature_set": fset, "features": feats, "logged": now})
+            out.append(
+                {
+                    "request_id": rid,
+                    "ts": float(t),
+                    "user": user,
+                    "room": room,
+                    "surface": surface,
+                    "candidate": rec.key,
+                    "position": pos,
+                    "score": float(rec.score),
+                    "ranked_by": ranked.ranked_by,
+                    "model_version": model_version,
+                    "arm": arm,
+                    "experiment": experiment,
+                    "feature_set": fset,
+                    "features": feats,
+                    "logged": now,
+                }
+            )
         self._log.extend(out)
         return rid
 
@@ -116,8 +153,9 @@ class ExposureLog:
 
 
 # ------------------------------------------------------------------------------------ reading
-def read_exposures(home: Path | str, *, surface: str | None = None, since: float | None = None,
-                   until: float | None = None) -> pd.DataFrame:
+def read_exposures(
+    home: Path | str, *, surface: str | None = None, since: float | None = None, until: float | None = None
+) -> pd.DataFrame:
     """All logged exposure rows (optionally one surface and a ``since <= ts < until`` window), by time."""
     folder = Path(home) / "exposures"
     files = sorted(folder.glob("date=*/part-*.parquet")) if folder.is_dir() else []
@@ -145,9 +183,15 @@ def join_outcomes(exposures: pd.DataFrame, events: pd.DataFrame, *, window_s: fl
     of ``leave`` events in the room: rooms only). One row per exposure, in its order; rows without a viewer
     get zeros. ``events``: schema event columns (``ts`` as datetimes or epoch seconds)."""
     n = len(exposures)
-    out = pd.DataFrame({"grade": np.zeros(n, dtype=np.int64), "clicks": np.zeros(n, dtype=np.int64),
-                        "carts": np.zeros(n, dtype=np.int64), "purchases": np.zeros(n, dtype=np.int64),
-                        "watch_s": np.zeros(n)})
+    out = pd.DataFrame(
+        {
+            "grade": np.zeros(n, dtype=np.int64),
+            "clicks": np.zeros(n, dtype=np.int64),
+            "carts": np.zeros(n, dtype=np.int64),
+            "purchases": np.zeros(n, dtype=np.int64),
+            "watch_s": np.zeros(n),
+        }
+    )
     if not n or not len(events):
         return out
     ev = events[["user", "type", "room", "item", "ts", "value"]].copy()
@@ -183,5 +227,13 @@ def label_exposures(exposures: pd.DataFrame, events: pd.DataFrame, *, window_s: 
     return join_outcomes(exposures, events, window_s=window_s)["grade"].to_numpy()
 
 
-__all__ = ["FEATURE_SETS", "ITEM_GRADES", "ROOM_GRADES", "SURFACE_SET", "ExposureLog", "join_outcomes", "label_exposures",
-           "read_exposures"]
+__all__ = [
+    "FEATURE_SETS",
+    "ITEM_GRADES",
+    "ROOM_GRADES",
+    "SURFACE_SET",
+    "ExposureLog",
+    "join_outcomes",
+    "label_exposures",
+    "read_exposures",
+]

@@ -44,41 +44,62 @@ def _source_block(prefix: str, sources: Sequence[str]) -> list[str]:
 
 ITEM_FEATURES: tuple[str, ...] = (
     *_source_block("src_", ITEM_SOURCES),
-    "trending_raw",           # log1p of the item's decayed counter in this room
-    "item_trend",             # log1p of the item's decayed counter everywhere
-    "category_trend",         # log1p of the decayed counter of the item's leaf category everywhere
-    "room_category_share",    # share of the room's trending mass on the item's leaf category
-    "repeat_count",           # log1p of the viewer's events on the item
-    "repeat_recency",         # log1p of seconds since the viewer's last event on the item
-    "profile_l1", "profile_l2", "profile_l3",  # the viewer's share of the item's category, per depth
-    "brand_share",            # the viewer's share of the item's brand
-    "price_log", "price_gap",  # log1p price; |log price - the viewer's mean log price|
-    "price_rel",              # log price - the mean log price of the item's leaf category in the catalogue
-    "price_rel_gap",          # |price_rel - the viewer's mean price_rel|
-    "hand_blend",             # the default hand blend of the sources (a prior the trees refine)
-    "rating", "stock_log",
-    "shelf_pos",              # the host's shelf order, 0 = first, 1 = last
-    "shelf_size", "room_age", "audience",
-    "host_affinity",          # the viewer's share of the room's host
-    "history_len", "known",
+    "trending_raw",  # log1p of the item's decayed counter in this room
+    "item_trend",  # log1p of the item's decayed counter everywhere
+    "category_trend",  # log1p of the decayed counter of the item's leaf category everywhere
+    "room_category_share",  # share of the room's trending mass on the item's leaf category
+    "repeat_count",  # log1p of the viewer's events on the item
+    "repeat_recency",  # log1p of seconds since the viewer's last event on the item
+    "profile_l1",
+    "profile_l2",
+    "profile_l3",  # the viewer's share of the item's category, per depth
+    "brand_share",  # the viewer's share of the item's brand
+    "price_log",
+    "price_gap",  # log1p price; |log price - the viewer's mean log price|
+    "price_rel",  # log price - the mean log price of the item's leaf category in the catalogue
+    "price_rel_gap",  # |price_rel - the viewer's mean price_rel|
+    "hand_blend",  # the default hand blend of the sources (a prior the trees refine)
+    "rating",
+    "stock_log",
+    "shelf_pos",  # the host's shelf order, 0 = first, 1 = last
+    "shelf_size",
+    "room_age",
+    "audience",
+    "host_affinity",  # the viewer's share of the room's host
+    "history_len",
+    "known",
 )
 
 ROOM_FEATURES: tuple[str, ...] = (
     *_source_block("src_", ROOM_SOURCES),
     "hand_blend",
-    "room_trend",             # log1p of the room's decayed counter
-    "host_trend",             # log1p of the host's decayed counter
+    "room_trend",  # log1p of the room's decayed counter
+    "host_trend",  # log1p of the host's decayed counter
     "host_affinity",
-    "shelf_size", "room_age", "audience",
-    "history_len", "known",
+    "shelf_size",
+    "room_age",
+    "audience",
+    "history_len",
+    "known",
 )
 
 _SOURCE_OF_EXTRA: dict[str, str] = {
-    "trending_raw": "trending", "item_trend": "trending", "category_trend": "trending",
-    "room_category_share": "trending", "room_trend": "trending", "host_trend": "trending",
-    "repeat_count": "repeat", "repeat_recency": "repeat", "host_affinity": "repeat",
-    "profile_l1": "profile", "profile_l2": "profile", "profile_l3": "profile", "brand_share": "profile",
-    "price_gap": "profile", "price_rel_gap": "profile", "hand_blend": "blend",
+    "trending_raw": "trending",
+    "item_trend": "trending",
+    "category_trend": "trending",
+    "room_category_share": "trending",
+    "room_trend": "trending",
+    "host_trend": "trending",
+    "repeat_count": "repeat",
+    "repeat_recency": "repeat",
+    "host_affinity": "repeat",
+    "profile_l1": "profile",
+    "profile_l2": "profile",
+    "profile_l3": "profile",
+    "brand_share": "profile",
+    "price_gap": "profile",
+    "price_rel_gap": "profile",
+    "hand_blend": "blend",
 }
 
 
@@ -146,14 +167,17 @@ def rank_share_at(values: np.ndarray, at: np.ndarray) -> np.ndarray:
     if n <= 1:
         return np.where(v[at] > -np.inf, 0.0, 1.0) if n else out
     x = v[at]
-    ahead = (v[None, :] > x[:, None]).sum(axis=1) + ((v[None, :] == x[:, None])
-                                                     & (np.arange(n)[None, :] < at[:, None])).sum(axis=1)
+    ahead = (v[None, :] > x[:, None]).sum(axis=1) + (
+        (v[None, :] == x[:, None]) & (np.arange(n)[None, :] < at[:, None])
+    ).sum(axis=1)
     known = x > -np.inf
     out[known] = ahead[known] / (n - 1)
     return out
 
 
-def _source_columns(src: Sources, sources: Sequence[str], n: int, at: np.ndarray | None = None) -> list[np.ndarray]:
+def _source_columns(
+    src: Sources, sources: Sequence[str], n: int, at: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Per source: its values normalised within the request and their rank shares (rows ``at`` only, if given)."""
     m = n if at is None else len(at)
     cols = []
@@ -204,7 +228,9 @@ def _hand_blend(X: np.ndarray, names: Sequence[str], sources: Sequence[str]) -> 
 
 
 # ------------------------------------------------------------------------------------ items
-def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: str, t: float) -> list[FeatureRows]:
+def item_features(
+    p: Pipeline, viewers: list[Viewer], items: list[str], room: str, t: float
+) -> list[FeatureRows]:
     """Rows of :data:`ITEM_FEATURES` for each viewer over the room's shelf ``items`` (in shelf order)."""
     from liveshelf.serving.viewer import category_levels, level_shares
 
@@ -218,7 +244,9 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
     trend = np.zeros(n) if trend is None else trend
     item_trend = state.counters("item", items, t) if n else np.zeros(0)
     uniq_leaves = sorted({c for c in leaves if c})
-    leaf_trend = dict(zip(uniq_leaves, state.counters("category", uniq_leaves, t), strict=True)) if uniq_leaves else {}
+    leaf_trend = (
+        dict(zip(uniq_leaves, state.counters("category", uniq_leaves, t), strict=True)) if uniq_leaves else {}
+    )
     room_mass: dict[str, float] = {}
     for c, v in zip(leaves, trend, strict=True):
         if c:
@@ -230,8 +258,14 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
     audience = _log1p(float(state.audience_sizes([room], t)[0]))  # a count: no sorted list of viewers
     host = info.get("host")
     lp = leaf_prices(p)
-    rel = np.asarray([math.log1p(i.price) - lp[c] if i is not None and i.price is not None and i.price > 0
-                      and c in lp else math.nan for i, c in zip(infos, leaves, strict=True)])
+    rel = np.asarray(
+        [
+            math.log1p(i.price) - lp[c]
+            if i is not None and i.price is not None and i.price > 0 and c in lp
+            else math.nan
+            for i, c in zip(infos, leaves, strict=True)
+        ]
+    )
     fixed = np.empty((n, 11))
     for j, (i, c) in enumerate(zip(infos, leaves, strict=True)):
         price = None if i is None else i.price
@@ -241,11 +275,19 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
                 stock = float(i.attributes["stock"])
             except (TypeError, ValueError):
                 stock = None
-        fixed[j] = (_log1p(float(trend[j])), _log1p(float(item_trend[j])),
-                    _log1p(leaf_trend.get(c, 0.0)) if c else math.nan,
-                    room_mass.get(c, 0.0) / total_mass if c and total_mass > 0 else math.nan,
-                    _log1p(price), math.nan if i is None or i.rating is None else float(i.rating), _log1p(stock),
-                    j / (n - 1) if n > 1 else 0.0, _log1p(float(n)), room_age, audience)
+        fixed[j] = (
+            _log1p(float(trend[j])),
+            _log1p(float(item_trend[j])),
+            _log1p(leaf_trend.get(c, 0.0)) if c else math.nan,
+            room_mass.get(c, 0.0) / total_mass if c and total_mass > 0 else math.nan,
+            _log1p(price),
+            math.nan if i is None or i.rating is None else float(i.rating),
+            _log1p(stock),
+            j / (n - 1) if n > 1 else 0.0,
+            _log1p(float(n)),
+            room_age,
+            audience,
+        )
     out = []
     for v, src in zip(viewers, sources, strict=True):
         cols = _source_columns(src, ITEM_SOURCES, n)
@@ -272,27 +314,66 @@ def item_features(p: Pipeline, viewers: list[Viewer], items: list[str], room: st
         for j, (it, i) in enumerate(zip(items, infos, strict=True)):
             levels = [] if i is None else category_levels(i.category)
             lv = [shares.get(levels[d], 0.0) if d < len(levels) else math.nan for d in range(3)]
-            brand = (v.brand_weight.get(i.brand, 0.0) / btot if btot > 0 else 0.0) if i is not None and i.brand \
+            brand = (
+                (v.brand_weight.get(i.brand, 0.0) / btot if btot > 0 else 0.0)
+                if i is not None and i.brand
                 else math.nan
-            gap = abs(fixed[j, 4] - mean_price) if math.isfinite(mean_price) and math.isfinite(fixed[j, 4]) \
+            )
+            gap = (
+                abs(fixed[j, 4] - mean_price)
+                if math.isfinite(mean_price) and math.isfinite(fixed[j, 4])
                 else math.nan
-            per[j] = (math.log1p(count.get(it, 0)), math.log1p(max(t - last[it], 0.0)) if it in last
-                      else math.log1p(NEVER_S), *lv, brand, gap,
-                      (v.host_weight.get(host, 0.0) / htot if htot > 0 else 0.0) if host else math.nan)
+            )
+            per[j] = (
+                math.log1p(count.get(it, 0)),
+                math.log1p(max(t - last[it], 0.0)) if it in last else math.log1p(NEVER_S),
+                *lv,
+                brand,
+                gap,
+                (v.host_weight.get(host, 0.0) / htot if htot > 0 else 0.0) if host else math.nan,
+            )
         hist = np.full(n, math.log1p(len(v.seq)))
         known = np.full(n, 1.0 if v.known else 0.0)
         rel_gap = np.abs(rel - mean_rel)
-        blend = _hand_blend(np.column_stack(cols), _source_block("src_", ITEM_SOURCES), ITEM_SOURCES) if n \
+        blend = (
+            _hand_blend(np.column_stack(cols), _source_block("src_", ITEM_SOURCES), ITEM_SOURCES)
+            if n
             else np.zeros(0)
-        X = np.column_stack([*cols, fixed[:, 0:4], per[:, 0:6], fixed[:, 4:5], per[:, 6:7], rel, rel_gap, blend,
-                             fixed[:, 5:11], per[:, 7:8], hist, known]) if n else np.zeros((0, len(ITEM_FEATURES)))
+        )
+        X = (
+            np.column_stack(
+                [
+                    *cols,
+                    fixed[:, 0:4],
+                    per[:, 0:6],
+                    fixed[:, 4:5],
+                    per[:, 6:7],
+                    rel,
+                    rel_gap,
+                    blend,
+                    fixed[:, 5:11],
+                    per[:, 7:8],
+                    hist,
+                    known,
+                ]
+            )
+            if n
+            else np.zeros((0, len(ITEM_FEATURES)))
+        )
         out.append(FeatureRows("item", ITEM_FEATURES, list(items), X.astype(np.float64), src))
     return out
 
 
 # ------------------------------------------------------------------------------------ rooms
-def room_features(p: Pipeline, viewer: Viewer, snap: Any, t: float, *, sources: Sources | None = None,
-                  at: np.ndarray | None = None) -> FeatureRows:
+def room_features(
+    p: Pipeline,
+    viewer: Viewer,
+    snap: Any,
+    t: float,
+    *,
+    sources: Sources | None = None,
+    at: np.ndarray | None = None,
+) -> FeatureRows:
     """Rows of :data:`ROOM_FEATURES` for the viewer over the live rooms of ``snap`` (a live snapshot).
 
     Column-wise over all rooms: what does not depend on the viewer comes from the snapshot's arrays.
@@ -317,12 +398,20 @@ def room_features(p: Pipeline, viewer: Viewer, snap: Any, t: float, *, sources: 
     with np.errstate(invalid="ignore"):
         age = np.log1p(np.maximum(t - snap.starts[keep], 0.0))
     audience = snap.audience_sizes(state, t, p.settings.room_stats_ttl_s)[keep]
-    X = np.column_stack([
-        *cols, _hand_blend(np.column_stack(cols), _source_block("src_", ROOM_SOURCES), ROOM_SOURCES),
-        _log1p_array(src.values["trending"][keep]),  # the room's decayed counter, as room_sources read it
-        _log1p_array(host_trend[hi]), affinity[hi],
-        np.log1p(snap.shelf_sizes[keep]), age, np.log1p(audience),
-        np.full(m, math.log1p(len(viewer.seq))), np.full(m, 1.0 if viewer.known else 0.0)])
+    X = np.column_stack(
+        [
+            *cols,
+            _hand_blend(np.column_stack(cols), _source_block("src_", ROOM_SOURCES), ROOM_SOURCES),
+            _log1p_array(src.values["trending"][keep]),  # the room's decayed counter, as room_sources read it
+            _log1p_array(host_trend[hi]),
+            affinity[hi],
+            np.log1p(snap.shelf_sizes[keep]),
+            age,
+            np.log1p(audience),
+            np.full(m, math.log1p(len(viewer.seq))),
+            np.full(m, 1.0 if viewer.known else 0.0),
+        ]
+    )
     keys = list(rooms) if at is None else [rooms[j] for j in keep.tolist()]
     return FeatureRows("room", ROOM_FEATURES, keys, X.astype(np.float64), src)
 
@@ -336,5 +425,17 @@ def _log1p_array(x: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["FEATURE_SOURCE", "ITEM_FEATURES", "ITEM_SOURCES", "ROOM_FEATURES", "ROOM_SOURCES", "FeatureRows",
-           "feature_source", "item_features", "normalised", "rank_share", "rank_share_at", "room_features"]
+__all__ = [
+    "FEATURE_SOURCE",
+    "ITEM_FEATURES",
+    "ITEM_SOURCES",
+    "ROOM_FEATURES",
+    "ROOM_SOURCES",
+    "FeatureRows",
+    "feature_source",
+    "item_features",
+    "normalised",
+    "rank_share",
+    "rank_share_at",
+    "room_features",
+]

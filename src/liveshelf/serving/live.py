@@ -32,11 +32,13 @@ class Lazy:
         return (self.fn(j) for j in range(self.n))
 
 
-def room_cause(cause: Callable[[int], dict[str, Any]], col: np.ndarray, items: list[str]
-                ) -> Callable[[int], dict[str, Any]]:
+def room_cause(
+    cause: Callable[[int], dict[str, Any]], col: np.ndarray, items: list[str]
+) -> Callable[[int], dict[str, Any]]:
     def at(j: int) -> dict[str, Any]:
         c = int(col[j])
         return {} if c < 0 else {**cause(c), "shelf_item": items[c]}
+
     return at
 
 
@@ -63,8 +65,12 @@ class ItemTable:
                 levels = category_levels(info.category) if info is not None else ()
                 lv = tuple(self.levels.setdefault(x, len(self.levels)) for x in levels)
                 path = self.paths.setdefault(lv, len(self.paths))
-                got = (path, self.brands.setdefault(info.brand, len(self.brands))
-                       if info is not None and info.brand else -1)
+                got = (
+                    path,
+                    self.brands.setdefault(info.brand, len(self.brands))
+                    if info is not None and info.brand
+                    else -1,
+                )
                 self._items[it] = got
         return got
 
@@ -101,8 +107,11 @@ class LiveSnapshot:
         for j, sh in enumerate(shelves):
             self.grid[j, : len(sh)] = [self.col[it] for it in sh]
         dim = self.content.dim
-        self.vectors = (np.stack([table.shelf_vector(sh) for sh in shelves]) if shelves
-                        else np.zeros((0, dim), dtype=np.float32))
+        self.vectors = (
+            np.stack([table.shelf_vector(sh) for sh in shelves])
+            if shelves
+            else np.zeros((0, dim), dtype=np.float32)
+        )
         # profile: item -> category path id and brand id (-1: none); a path's level ids padded with -1.
         # Items share few paths: the profile source is computed per path, then gathered per item.
         rows = [table.item(it) for it in self.items]
@@ -121,12 +130,16 @@ class LiveSnapshot:
         self.host_names: list[str] = sorted({h for h in self.hosts if h})
         self.host_pos = {h: i for i, h in enumerate(self.host_names)}
         self.host_index = np.asarray([self.host_pos[h] if h else -1 for h in self.hosts], dtype=np.int64)
-        self.starts = np.asarray([np.nan if row.get("start") is None else float(row["start"]) for row in layout.info],
-                                 dtype=np.float64)
+        self.starts = np.asarray(
+            [np.nan if row.get("start") is None else float(row["start"]) for row in layout.info],
+            dtype=np.float64,
+        )
         self.shelf_sizes = np.asarray([len(sh) for sh in shelves], dtype=np.float64)
         self._audience: tuple[float, np.ndarray] | None = None
         # each room's largest item position (-1: empty shelf)
-        self.room_last = np.where(self.grid < n, self.grid, -1).max(axis=1) if len(shelves) else np.zeros(0, np.int64)
+        self.room_last = (
+            np.where(self.grid < n, self.grid, -1).max(axis=1) if len(shelves) else np.zeros(0, np.int64)
+        )
         self._columns: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
         self._sim_rows: dict[int, np.ndarray] = {}
 
@@ -229,8 +242,13 @@ class LiveSnapshot:
         return value, self._profile_cause(lc[self.path_of], use_brand), np.flatnonzero(value)
 
     def _profile_cause(self, lvl: np.ndarray, use_brand: np.ndarray) -> Callable[[int], dict[str, Any]]:
-        level_names, brand_names, paths, path_of, brand_ids = (self.level_names, self.brand_names, self.paths,
-                                                               self.path_of, self.brand_ids)
+        level_names, brand_names, paths, path_of, brand_ids = (
+            self.level_names,
+            self.brand_names,
+            self.paths,
+            self.path_of,
+            self.brand_ids,
+        )
 
         def cause(c: int) -> dict[str, Any]:
             if use_brand[c]:
@@ -238,6 +256,7 @@ class LiveSnapshot:
             if lvl[c] >= 0:
                 return {"interest": f"category:{level_names[paths[path_of[c], lvl[c]]]}"}
             return {}
+
         return cause
 
 

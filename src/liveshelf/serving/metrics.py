@@ -37,16 +37,38 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.latency = Histogram("liveshelf_request_seconds", "Request latency by route template.",
-                                 ("method", "route", "status"), buckets=_BUCKETS, registry=self.registry)
-        self.events = Counter("liveshelf_events_ingested_total", "Events posted, by outcome.",
-                              ("outcome",), registry=self.registry)
-        self.model = Gauge("liveshelf_model_info", "The model version served (1; 0 once replaced).",
-                           ("role", "name", "version"), registry=self.registry, multiprocess_mode="liveall")
-        self.cache = Counter("liveshelf_cache_total", "Cache lookups by cache and result.",
-                             ("cache", "result"), registry=self.registry)
-        self.rejected = Counter("liveshelf_requests_refused_total", "Requests refused by reason.",
-                                ("reason",), registry=self.registry)
+        self.latency = Histogram(
+            "liveshelf_request_seconds",
+            "Request latency by route template.",
+            ("method", "route", "status"),
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "liveshelf_events_ingested_total",
+            "Events posted, by outcome.",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.model = Gauge(
+            "liveshelf_model_info",
+            "The model version served (1; 0 once replaced).",
+            ("role", "name", "version"),
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+        self.cache = Counter(
+            "liveshelf_cache_total",
+            "Cache lookups by cache and result.",
+            ("cache", "result"),
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "liveshelf_requests_refused_total",
+            "Requests refused by reason.",
+            ("reason",),
+            registry=self.registry,
+        )
         self._model_labels: dict[str, tuple[str, str]] = {}
         # labelled children by label values: ``labels()`` checks and joins its arguments on every call
         self._latency: dict[tuple[str, str, int], Any] = {}

@@ -57,8 +57,13 @@ ModelGetter = Callable[[], Any]
 log = logging.getLogger("liveshelf.serving")
 
 REASON_NAMES: dict[str, str] = {
-    "repeat": "repeat", "sequence": "sequence", "cf": "cf", "trending": "trending-in-room",
-    "similar": "similar-to", "profile": "profile-match", "context": "context",
+    "repeat": "repeat",
+    "sequence": "sequence",
+    "cf": "cf",
+    "trending": "trending-in-room",
+    "similar": "similar-to",
+    "profile": "profile-match",
+    "context": "context",
 }
 
 
@@ -81,9 +86,15 @@ _normalise = normalised
 class Pipeline:
     """Recommendations from the online state, the catalogue and the served models."""
 
-    def __init__(self, state: Any, catalogue: Catalogue, settings: ServeSettings,
-                 models: dict[str, ModelGetter] | None = None, on_cache: Callable[[str, bool], None] | None = None,
-                 ranker_version: Callable[[], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        state: Any,
+        catalogue: Catalogue,
+        settings: ServeSettings,
+        models: dict[str, ModelGetter] | None = None,
+        on_cache: Callable[[str, bool], None] | None = None,
+        ranker_version: Callable[[], str | None] | None = None,
+    ) -> None:
         self.state = state
         self.ranker_version = ranker_version
         self.catalogue = catalogue
@@ -166,16 +177,19 @@ class Pipeline:
         """What the pipeline knows about ``user`` at ``t`` (an unknown or absent user: an empty viewer)."""
         seq = self.state.user_sequence(user, limit=self.settings.history_len) if user else []
         seq_rooms = list(dict.fromkeys(e[1] for e in seq if e[1] is not None))
-        room_host = {r: None if row is None else row.get("host")
-                     for r, row in zip(seq_rooms, self.state.rooms(seq_rooms), strict=True)}
+        room_host = {
+            r: None if row is None else row.get("host")
+            for r, row in zip(seq_rooms, self.state.rooms(seq_rooms), strict=True)
+        }
         return build_viewer(user, seq, room_host, self.catalogue, t, self.settings.profile_half_life_s)
 
     # ---- item sources ------------------------------------------------------------------------
     def _on(self, source: str, every: bool) -> bool:
         return every or self.settings.weights.get(source, 0.0) > 0
 
-    def item_sources(self, viewers: list[Viewer], items: list[str], room: str | None, t: float,
-                     every: bool = False) -> list[Sources]:
+    def item_sources(
+        self, viewers: list[Viewer], items: list[str], room: str | None, t: float, every: bool = False
+    ) -> list[Sources]:
         """Per viewer, the raw source values of ``items`` (``every``: also the sources the blend weighs 0)."""
         n = len(items)
         out = [Sources(n) for _ in viewers]
@@ -206,15 +220,21 @@ class Pipeline:
                 src.put("trending", trend, tcause)
             if not v.known:
                 continue
-            src.put("repeat", np.asarray([v.item_weight.get(it, 0.0) for it in items]),
-                    [{"item": it} for it in items])
+            src.put(
+                "repeat",
+                np.asarray([v.item_weight.get(it, 0.0) for it in items]),
+                [{"item": it} for it in items],
+            )
             if content is not None and n <= DIRECT_SIMILAR_MAX:
                 sim, sim_of = content.similarities(items, v.recent_items)
                 src.put("similar", sim, [{"item": it} for it in sim_of])
             elif content is not None:
                 near = content.neighbours(v.recent_items, self.settings.neighbours)
-                src.put("similar", np.asarray([near.get(it, (0.0, None))[0] for it in items]),
-                        [{"item": near.get(it, (0.0, None))[1]} for it in items])
+                src.put(
+                    "similar",
+                    np.asarray([near.get(it, (0.0, None))[0] for it in items]),
+                    [{"item": near.get(it, (0.0, None))[1]} for it in items],
+                )
             prof, pcause = np.zeros(n), [{} for _ in range(n)]
             shares = level_shares(v.category_weight)
             btot = max(sum(v.brand_weight.values()), 1e-12)
@@ -245,12 +265,19 @@ class Pipeline:
         return total, parts
 
     @staticmethod
-    def _reasons(parts: dict[str, float], causes: dict[str, Any], j: int,
-                 fallback: dict[str, Any]) -> list[dict[str, Any]]:
+    def _reasons(
+        parts: dict[str, float], causes: dict[str, Any], j: int, fallback: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Reasons of candidate ``j`` from its per-source parts (largest first; none above 1e-3: ``fallback``)."""
-        rs = [{"source": REASON_NAMES[name], "score": round(float(v), 6), **(causes[name][j] if name in causes
-                                                                              else {})}
-              for name, v in parts.items() if v >= 1e-3]
+        rs = [
+            {
+                "source": REASON_NAMES[name],
+                "score": round(float(v), 6),
+                **(causes[name][j] if name in causes else {}),
+            }
+            for name, v in parts.items()
+            if v >= 1e-3
+        ]
         rs.sort(key=lambda r: -r["score"])
         return rs or [fallback]
 
@@ -300,8 +327,11 @@ class Pipeline:
         col = {n: f for f, n in enumerate(names)}
         parts = {src: contrib[:, fs].sum(axis=1) for src, fs in groups.items()}
         if blend_cols:
-            share = {src: DEFAULT_WEIGHTS.get(src, 0.0) * np.nan_to_num(X[:, col[f"src_{src}_norm"]])
-                     for src in parts if f"src_{src}_norm" in col}
+            share = {
+                src: DEFAULT_WEIGHTS.get(src, 0.0) * np.nan_to_num(X[:, col[f"src_{src}_norm"]])
+                for src in parts
+                if f"src_{src}_norm" in col
+            }
             total = sum(share.values(), np.zeros(len(X)))
             hb = contrib[:, blend_cols].sum(axis=1)
             for src, v in share.items():
@@ -324,8 +354,11 @@ class Pipeline:
         if ranker is None and not self.settings.log_features:
             src = self.item_sources([viewer], items, room, t)[0]
             total, parts = self._blend(src)
-            return Ranked(self._rerank_items(items, total, _arrays(parts), src.causes, k, fallback), None,
-                          self.ranked_by(None))
+            return Ranked(
+                self._rerank_items(items, total, _arrays(parts), src.causes, k, fallback),
+                None,
+                self.ranked_by(None),
+            )
         rows = item_features(self, [viewer], items, room, t)[0]
         if ranker is not None:
             total = self._learned(ranker, [rows])[0]
@@ -336,24 +369,44 @@ class Pipeline:
         recs = self._rerank_items(items, total, explain, rows.sources.causes, k, fallback)
         return Ranked(recs, rows, self.ranked_by(ranker))
 
-    def _rerank_items(self, items: list[str], total: np.ndarray, explain: Callable[[np.ndarray], dict[str, np.ndarray]],
-                      causes: dict[str, Any], k: int, fallback: dict[str, Any],
-                      diversify: bool = True) -> list[Scored]:
+    def _rerank_items(
+        self,
+        items: list[str],
+        total: np.ndarray,
+        explain: Callable[[np.ndarray], dict[str, np.ndarray]],
+        causes: dict[str, Any],
+        k: int,
+        fallback: dict[str, Any],
+        diversify: bool = True,
+    ) -> list[Scored]:
         infos = [self.catalogue.get(it) for it in items]
-        ok = allowed(items, [None if i is None else i.attributes for i in infos], set(self.settings.blocked_items))
+        ok = allowed(
+            items, [None if i is None else i.attributes for i in infos], set(self.settings.blocked_items)
+        )
         keep = np.nonzero(ok)[0]
         if not len(keep):
             return []
         vectors = self.content().matrix([items[i] for i in keep]) if diversify else None
         brands = [None if infos[i] is None else infos[i].brand for i in keep]
-        order = mmr(total[keep], vectors, k, self.settings.mmr_lambda if diversify else 1.0,
-                    groups=brands if diversify else None, cap=self.settings.brand_cap if diversify else None,
-                    demote=True)
+        order = mmr(
+            total[keep],
+            vectors,
+            k,
+            self.settings.mmr_lambda if diversify else 1.0,
+            groups=brands if diversify else None,
+            cap=self.settings.brand_cap if diversify else None,
+            demote=True,
+        )
         shown = keep[np.asarray(order, dtype=np.int64)]
         parts = explain(shown)
-        return [Scored(items[j], round(float(total[j]), 6),
-                       self._reasons({name: p[r] for name, p in parts.items()}, causes, int(j), fallback))
-                for r, j in enumerate(shown)]
+        return [
+            Scored(
+                items[j],
+                round(float(total[j]), 6),
+                self._reasons({name: p[r] for name, p in parts.items()}, causes, int(j), fallback),
+            )
+            for r, j in enumerate(shown)
+        ]
 
     # ---- next item ---------------------------------------------------------------------------
     def next_item(self, room: str, t: float, k: int) -> tuple[list[Scored], int]:
@@ -384,10 +437,14 @@ class Pipeline:
         if ranker is not None and rows is not None:
             for src, tot in zip(sources, self._learned(ranker, rows), strict=True):
                 total += tot / len(sources)
-                for name, values in src.values.items():  # a viewer's cause counts where its source has a value
+                for (
+                    name,
+                    values,
+                ) in src.values.items():  # a viewer's cause counts where its source has a value
                     if name in src.causes:
-                        votes.setdefault(name, []).append({it: c for it, c, v in zip(items, src.causes[name], values,
-                                                                                     strict=True) if v > 0})
+                        votes.setdefault(name, []).append(
+                            {it: c for it, c, v in zip(items, src.causes[name], values, strict=True) if v > 0}
+                        )
             explain = partial(self.contributions, ranker, rows[:EXPLAIN_VIEWERS])
         else:
             parts: dict[str, np.ndarray] = {}
@@ -397,16 +454,29 @@ class Pipeline:
                 for name, p in prt.items():
                     parts[name] = parts.get(name, np.zeros(len(items))) + p / len(sources)
                     if name in src.causes:
-                        votes.setdefault(name, []).append({it: c for it, c, v in zip(items, src.causes[name], p,
-                                                                                     strict=True) if v > 0})
+                        votes.setdefault(name, []).append(
+                            {it: c for it, c, v in zip(items, src.causes[name], p, strict=True) if v > 0}
+                        )
             explain = _arrays(parts)
         causes = {name: [majority([vote.get(it) for vote in votes[name]]) for it in items] for name in votes}
-        recs = self._rerank_items(items, total, explain, causes, k, {"source": "on-shelf", "score": 0.0, "room": room},
-                                  diversify=False)
+        recs = self._rerank_items(
+            items,
+            total,
+            explain,
+            causes,
+            k,
+            {"source": "on-shelf", "score": 0.0, "room": room},
+            diversify=False,
+        )
         mean_rows = None
         if rows is not None:
-            mean_rows = FeatureRows("item", rows[0].names, list(items),
-                                    np.mean(np.stack([r.X for r in rows]), axis=0), rows[0].sources)
+            mean_rows = FeatureRows(
+                "item",
+                rows[0].names,
+                list(items),
+                np.mean(np.stack([r.X for r in rows]), axis=0),
+                rows[0].sources,
+            )
         return Ranked(recs, mean_rows, self.ranked_by(ranker), audience=len(audience))
 
     # ---- feed --------------------------------------------------------------------------------
@@ -423,8 +493,12 @@ class Pipeline:
         key = (version, self.catalogue.version, id(content))
         with self._lock:
             snap = self._live
-        hit = (snap is not None and version is not None and snap.key == key
-               and snap.layout.valid_from <= t < snap.layout.valid_until)
+        hit = (
+            snap is not None
+            and version is not None
+            and snap.key == key
+            and snap.layout.valid_from <= t < snap.layout.valid_until
+        )
         self.on_cache("live_layout", hit)
         if hit:
             assert snap is not None
@@ -457,8 +531,11 @@ class Pipeline:
         src.put("trending", self.state.counters("room", rooms, t), Lazy(n, lambda j: {"room": rooms[j]}))
         if viewer.known:
             hw = viewer.host_weight
-            src.put("repeat", np.append(snap.host_values(hw), 0.0)[snap.host_index] if hw else np.zeros(n),
-                    Lazy(n, lambda j: {"host": hosts[j]}))  # a room without a host (index -1) reads the 0
+            src.put(
+                "repeat",
+                np.append(snap.host_values(hw), 0.0)[snap.host_index] if hw else np.zeros(n),
+                Lazy(n, lambda j: {"host": hosts[j]}),
+            )  # a room without a host (index -1) reads the 0
             for name, (vals, cause, nz) in self._feed_item_values(viewer, snap, t, every).items():
                 best, col = snap.best_per_room(vals) if nz is None else snap.best_per_room_sparse(vals, nz)
                 src.put(name, best, Lazy(n, room_cause(cause, col, snap.items)))
@@ -485,23 +562,44 @@ class Pipeline:
             src = self.room_sources(viewer, snap, t, every=self.settings.log_features)
             total, blend_parts = self._blend(src)
             explain = _arrays(blend_parts)
-        order = mmr(total, snap.vectors, k, self.settings.mmr_lambda,
-                    groups=hosts, cap=self.settings.host_cap, sim_row=snap.sim_row)
+        order = mmr(
+            total,
+            snap.vectors,
+            k,
+            self.settings.mmr_lambda,
+            groups=hosts,
+            cap=self.settings.host_cap,
+            sim_row=snap.sim_row,
+        )
         shown = np.asarray(order, dtype=np.int64)
         if ranker is None and self.settings.log_features:
             rows = room_features(self, viewer, snap, t, sources=src, at=shown)
         parts = explain(shown)
         out = []
         for r, j in enumerate(order):
-            reasons = self._reasons({name: p[r] for name, p in parts.items()}, src.causes, j,
-                                    {"source": "live-now", "score": 0.0, "room": rooms[j]})
-            out.append(Scored(rooms[j], round(float(total[j]), 6), reasons,
-                              {"host": hosts[j], "title": snap.layout.info[j].get("title") or "",
-                               "shelf_size": len(snap.layout.shelves[j])}))
+            reasons = self._reasons(
+                {name: p[r] for name, p in parts.items()},
+                src.causes,
+                j,
+                {"source": "live-now", "score": 0.0, "room": rooms[j]},
+            )
+            out.append(
+                Scored(
+                    rooms[j],
+                    round(float(total[j]), 6),
+                    reasons,
+                    {
+                        "host": hosts[j],
+                        "title": snap.layout.info[j].get("title") or "",
+                        "shelf_size": len(snap.layout.shelves[j]),
+                    },
+                )
+            )
         return Ranked(out, rows, self.ranked_by(ranker), known=viewer.known)
 
-    def _feed_item_values(self, v: Viewer, snap: LiveSnapshot, t: float, every: bool = False
-                          ) -> dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]], np.ndarray | None]]:
+    def _feed_item_values(
+        self, v: Viewer, snap: LiveSnapshot, t: float, every: bool = False
+    ) -> dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]], np.ndarray | None]]:
         """Per item source, the raw values over the snapshot's items, each value's cause (lazy) and,
         for a source that is 0 almost everywhere, the positions where it is not (else None).
 
@@ -517,7 +615,11 @@ class Pipeline:
             if view is None:
                 continue
             ctx = view.context(v.user, v.seq, None, t)
-            out[role] = (view.scores([ctx], items, snap.columns(view))[0], lambda _c, last=last: {"item": last}, None)
+            out[role] = (
+                view.scores([ctx], items, snap.columns(view))[0],
+                lambda _c, last=last: {"item": last},
+                None,
+            )
         if self._on("similar", every):
             near = snap.content.neighbours(v.recent_items, self.settings.neighbours)
             sim = np.zeros(n)
@@ -527,8 +629,11 @@ class Pipeline:
                 if c is not None:
                     sim[c] = sv
                     sim_of[c] = of
-            out["similar"] = (sim, lambda c, sim_of=sim_of: {"item": sim_of.get(c)},
-                              np.fromiter(sim_of, dtype=np.int64, count=len(sim_of)))
+            out["similar"] = (
+                sim,
+                lambda c, sim_of=sim_of: {"item": sim_of.get(c)},
+                np.fromiter(sim_of, dtype=np.int64, count=len(sim_of)),
+            )
         if self._on("profile", every):
             out["profile"] = snap.profile_sparse(v)
         return out
@@ -544,5 +649,19 @@ def _arrays(parts: dict[str, np.ndarray]) -> Callable[[np.ndarray], dict[str, np
     return lambda shown: {name: p[shown] for name, p in parts.items()}
 
 
-__all__ = ["REASON_NAMES", "Catalogue", "ContentIndex", "ItemInfo", "ModelView", "Pipeline", "Ranked", "Scored",
-           "Viewer", "category_levels", "hashed_tfidf", "level_shares", "model_item_embeddings", "text_tokens"]
+__all__ = [
+    "REASON_NAMES",
+    "Catalogue",
+    "ContentIndex",
+    "ItemInfo",
+    "ModelView",
+    "Pipeline",
+    "Ranked",
+    "Scored",
+    "Viewer",
+    "category_levels",
+    "hashed_tfidf",
+    "level_shares",
+    "model_item_embeddings",
+    "text_tokens",
+]

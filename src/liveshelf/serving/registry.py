@@ -95,8 +95,10 @@ def _dumps(value: Any, what: str) -> str:
     try:
         return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"The '{what}' of a registered model must be JSON-serialisable (numbers, strings, "
-                          f"lists, dicts). {exc}. Convert the value first.") from exc
+        raise ConfigError(
+            f"The '{what}' of a registered model must be JSON-serialisable (numbers, strings, "
+            f"lists, dicts). {exc}. Convert the value first."
+        ) from exc
 
 
 _GIT_COMMIT: list[str | None] = []
@@ -110,8 +112,14 @@ def git_commit() -> str | None:
         commit = None
         if (REPO_ROOT / ".git").exists():
             try:
-                out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                     timeout=5, check=False)
+                out = subprocess.run(
+                    ["git", "rev-parse", "HEAD"],
+                    cwd=REPO_ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=False,
+                )
                 commit = (out.stdout.strip() or None) if out.returncode == 0 else None
             except (OSError, subprocess.SubprocessError):
                 commit = None
@@ -131,8 +139,10 @@ class ModelRegistry:
     # ---- paths and locks ---------------------------------------------------------------------
     def _dir(self, name: str) -> Path:
         if not isinstance(name, str) or not _NAME.match(name) or not is_safe_name(name):
-            raise ConfigError(f"The 'name' parameter of the model registry must be 1-64 letters, digits, '_', "
-                              f"'.' or '-' (not starting with a symbol, no '..'). Got {name!r} instead.")
+            raise ConfigError(
+                f"The 'name' parameter of the model registry must be 1-64 letters, digits, '_', "
+                f"'.' or '-' (not starting with a symbol, no '..'). Got {name!r} instead."
+            )
         return self.root / name
 
     @contextlib.contextmanager
@@ -150,15 +160,21 @@ class ModelRegistry:
         """Model names with at least one version."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)
-                      and self._version_dirs(p))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _NAME.match(p.name) and self._version_dirs(p)
+        )
 
     @staticmethod
     def _version_dirs(folder: Path) -> builtins.list[str]:
         if not folder.is_dir():
             return []
-        found = [(int(m.group(1)), p.name) for p in folder.iterdir()
-                 if p.is_dir() and (m := _VERSION.match(p.name)) and (p / META).is_file()]
+        found = [
+            (int(m.group(1)), p.name)
+            for p in folder.iterdir()
+            if p.is_dir() and (m := _VERSION.match(p.name)) and (p / META).is_file()
+        ]
         return [v for _, v in sorted(found)]
 
     def versions(self, name: str) -> builtins.list[str]:
@@ -171,9 +187,13 @@ class ModelRegistry:
         if version not in known:
             if not known:
                 names = self.names()
-                raise NotFoundError(f"No model named {name!r} in the registry. Known models: "
-                                    f"{', '.join(names) if names else 'none (register one first)'}.")
-            raise NotFoundError(f"Model {name!r} has no version {version!r}. Known versions: {', '.join(known)}.")
+                raise NotFoundError(
+                    f"No model named {name!r} in the registry. Known models: "
+                    f"{', '.join(names) if names else 'none (register one first)'}."
+                )
+            raise NotFoundError(
+                f"Model {name!r} has no version {version!r}. Known versions: {', '.join(known)}."
+            )
         return self._dir(name) / version
 
     # ---- reading -----------------------------------------------------------------------------
@@ -187,10 +207,16 @@ class ModelRegistry:
     def info(self, name: str, version: str) -> VersionInfo:
         path = self.path(name, version)
         meta = json.loads((path / META).read_text())
-        return VersionInfo(name=name, version=version, path=path, model_type=str(meta.get("model_type", "")),
-                           created_at=str(meta.get("created_at", "")), metrics=dict(meta.get("metrics", {})),
-                           lineage=dict(meta.get("lineage", {})),
-                           production=self._production_version(name) == version)
+        return VersionInfo(
+            name=name,
+            version=version,
+            path=path,
+            model_type=str(meta.get("model_type", "")),
+            created_at=str(meta.get("created_at", "")),
+            metrics=dict(meta.get("metrics", {})),
+            lineage=dict(meta.get("lineage", {})),
+            production=self._production_version(name) == version,
+        )
 
     def list(self, name: str | None = None) -> builtins.list[VersionInfo]:
         """Every version (of ``name``, or of all models), by name then version."""
@@ -219,14 +245,22 @@ class ModelRegistry:
             version = self._production_version(name)
             if version is None:
                 known = self.versions(name)
-                raise NotFoundError(f"Model {name!r} has no production version yet. Promote one of "
-                                    f"{', '.join(known) if known else 'its versions (none registered)'} with "
-                                    f"`liveshelf models promote --name {name} VERSION`.")
+                raise NotFoundError(
+                    f"Model {name!r} has no production version yet. Promote one of "
+                    f"{', '.join(known) if known else 'its versions (none registered)'} with "
+                    f"`liveshelf models promote --name {name} VERSION`."
+                )
         return load_model(self.path(name, version))
 
     # ---- writing -----------------------------------------------------------------------------
-    def register(self, model: Any, *, name: str, metrics: dict[str, Any] | None = None,
-                 lineage: dict[str, Any] | None = None) -> str:
+    def register(
+        self,
+        model: Any,
+        *,
+        name: str,
+        metrics: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
+    ) -> str:
         """Save ``model`` as the next version of ``name``; returns the version (``"v0001"``, ...)."""
         from liveshelf import __version__
 
@@ -246,10 +280,14 @@ class ModelRegistry:
                 lineage.setdefault("parent", self._production_version(name))
                 lineage.setdefault("code_version", __version__)
                 lineage.setdefault("git_commit", git_commit())
-                meta = {"name": name, "version": version,
-                        "model_type": str(getattr(model, "name", type(model).__name__)),
-                        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "metrics": metrics, "lineage": lineage}
+                meta = {
+                    "name": name,
+                    "version": version,
+                    "model_type": str(getattr(model, "name", type(model).__name__)),
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "metrics": metrics,
+                    "lineage": lineage,
+                }
                 (tmp / META).write_text(_dumps(meta, "meta"))
                 os.rename(tmp, folder / version)
         finally:
@@ -272,8 +310,14 @@ class ModelRegistry:
             current = self._production_version(name)
             if current != version:
                 history["stack"].append(version)
-                history["events"].append({"action": "promote", "version": version, "from": current,
-                                          "at": datetime.now(UTC).isoformat(timespec="milliseconds")})
+                history["events"].append(
+                    {
+                        "action": "promote",
+                        "version": version,
+                        "from": current,
+                        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    }
+                )
                 self._write_history(folder, history)
                 self._set_production(folder, version)
         log.info("promoted %s %s", name, version)
@@ -288,11 +332,18 @@ class ModelRegistry:
                 raise NotFoundError(
                     f"Model {name!r} has no earlier production version to roll back to (production history: "
                     f"{', '.join(stack) if stack else 'empty'}). Promote a version with "
-                    f"`liveshelf models promote --name {name} VERSION` instead.")
+                    f"`liveshelf models promote --name {name} VERSION` instead."
+                )
             current = stack.pop()
             version = stack[-1]
-            history["events"].append({"action": "rollback", "version": version, "from": current,
-                                      "at": datetime.now(UTC).isoformat(timespec="milliseconds")})
+            history["events"].append(
+                {
+                    "action": "rollback",
+                    "version": version,
+                    "from": current,
+                    "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                }
+            )
             self._write_history(folder, history)
             self._set_production(folder, version)
         log.info("rolled back %s from %s to %s", name, current, version)
@@ -310,10 +361,14 @@ class ModelHolder:
     in memory, so a rollback swaps back at once.
     """
 
-    def __init__(self, registry: ModelRegistry, name: str, *, poll_s: float = 1.0, cache_size: int = 2) -> None:
+    def __init__(
+        self, registry: ModelRegistry, name: str, *, poll_s: float = 1.0, cache_size: int = 2
+    ) -> None:
         if not (isinstance(poll_s, (int, float)) and poll_s >= 0):
-            raise ConfigError(f"The 'poll_s' parameter of ModelHolder must be a number of seconds >= 0. "
-                              f"Got {poll_s!r} instead.")
+            raise ConfigError(
+                f"The 'poll_s' parameter of ModelHolder must be a number of seconds >= 0. "
+                f"Got {poll_s!r} instead."
+            )
         self.registry = registry
         self.name = name
         self.poll_s = float(poll_s)
@@ -342,8 +397,10 @@ class ModelHolder:
             if self._current is None:
                 if self.registry._production_version(self.name) is None:
                     self.registry.load(self.name)  # raises NotFoundError saying what to promote
-                raise NotFoundError(f"The production version of model {self.name!r} could not be loaded "
-                                    f"({self.last_error}). Roll back or promote another version.")
+                raise NotFoundError(
+                    f"The production version of model {self.name!r} could not be loaded "
+                    f"({self.last_error}). Roll back or promote another version."
+                )
         elif time.monotonic() >= self._next_check and self._lock.acquire(blocking=False):
             try:
                 self._refresh()

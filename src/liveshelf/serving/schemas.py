@@ -66,7 +66,9 @@ class _Out(BaseModel):
         if info.exclude_none and isinstance(data, dict):
             for name, f in type(self).model_fields.items():
                 if f.is_required() and not f.exclude:
-                    data.setdefault((f.serialization_alias or f.alias or name) if info.by_alias else name, None)
+                    data.setdefault(
+                        (f.serialization_alias or f.alias or name) if info.by_alias else name, None
+                    )
         return data
 
 
@@ -208,11 +210,17 @@ class RoomsOut(BaseModel):
 
 # ------------------------------------------------------------------------------------ recommendations
 class Reason(BaseModel):
-    source: str = Field(..., description="repeat | sequence | cf | trending-in-room | similar-to | "
-                                         "profile-match | context | on-shelf | live-now | comments-negative "
-                                         "(a demotion: recent comments about the item turned negative)")
-    score: float = Field(..., description="This source's part of the score: its share of the hand blend, or the "
-                                          "learned ranker's contributions of the source's features.")
+    source: str = Field(
+        ...,
+        description="repeat | sequence | cf | trending-in-room | similar-to | "
+        "profile-match | context | on-shelf | live-now | comments-negative "
+        "(a demotion: recent comments about the item turned negative)",
+    )
+    score: float = Field(
+        ...,
+        description="This source's part of the score: its share of the hand blend, or the "
+        "learned ranker's contributions of the source's features.",
+    )
     item: str | None = None
     room: str | None = None
     host: str | None = None
@@ -234,8 +242,11 @@ class FeedOut(_Out):
     at: float
     model_version: str | None
     fallback: bool = Field(..., description="True when the viewer is unknown and the feed is trending only.")
-    ranked_by: str | None = Field(None, description="What decided the order: 'ranker@<version>' (the promoted "
-                                  "learned ranker) or 'hand-blend' (the cold-start fallback).")
+    ranked_by: str | None = Field(
+        None,
+        description="What decided the order: 'ranker@<version>' (the promoted "
+        "learned ranker) or 'hand-blend' (the cold-start fallback).",
+    )
     rooms: list[RoomRec]
 
 
@@ -253,8 +264,11 @@ class ShelfOut(_Out):
     at: float
     live: bool
     model_version: str | None
-    ranked_by: str | None = Field(None, description="What decided the order: 'ranker@<version>' (the promoted "
-                                  "learned ranker) or 'hand-blend' (the cold-start fallback).")
+    ranked_by: str | None = Field(
+        None,
+        description="What decided the order: 'ranker@<version>' (the promoted "
+        "learned ranker) or 'hand-blend' (the cold-start fallback).",
+    )
     items: list[ItemRec]
 
 
@@ -264,13 +278,18 @@ class NextItemOut(_Out):
     live: bool
     audience: int
     model_version: str | None
-    ranked_by: str | None = Field(None, description="What decided the order: 'ranker@<version>' (the promoted "
-                                  "learned ranker) or 'hand-blend' (the cold-start fallback).")
+    ranked_by: str | None = Field(
+        None,
+        description="What decided the order: 'ranker@<version>' (the promoted "
+        "learned ranker) or 'hand-blend' (the cold-start fallback).",
+    )
     item: ItemRec | None
     items: list[ItemRec]
     pitch: dict[str, Any] | None = Field(
-        None, description="For the suggested item: a reason, three talking points for the host and a push line, "
-                          "with the backend that wrote them and the item facts they use.")
+        None,
+        description="For the suggested item: a reason, three talking points for the host and a push line, "
+        "with the backend that wrote them and the item facts they use.",
+    )
 
 
 class CommentsOut(_Out):
@@ -287,8 +306,12 @@ class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=500, description="The viewer's question.")
     item: Annotated[str | None, Printable] = Field(
-        None, min_length=1, max_length=256, json_schema_extra=ID_DOC,
-        description="The item the viewer is looking at, if known (else the pinned item).")
+        None,
+        min_length=1,
+        max_length=256,
+        json_schema_extra=ID_DOC,
+        description="The item the viewer is looking at, if known (else the pinned item).",
+    )
     lang: Literal["zh", "en"] | None = None
 
 
@@ -323,8 +346,10 @@ class ProfileOut(_Out):
     top_hosts: list[Weighted]
     half_life_s: float
     interests: dict[str, Any] | None = Field(
-        None, description="Decayed interest profile: category / brand / price-band shares, hosts, active hours, "
-                          "human-readable tags (zh, en). Null for a viewer with no interest events.")
+        None,
+        description="Decayed interest profile: category / brand / price-band shares, hosts, active hours, "
+        "human-readable tags (zh, en). Null for a viewer with no interest events.",
+    )
 
 
 class DeleteOut(BaseModel):
@@ -383,8 +408,9 @@ class ItemRecord:
         if self.title is not None:
             d["title"] = self.title
         d["score"] = float(self.score)
-        d["reasons"] = [r if isinstance(r, dict) else r.model_dump(mode="json", exclude_none=True)
-                        for r in self.reasons]
+        d["reasons"] = [
+            r if isinstance(r, dict) else r.model_dump(mode="json", exclude_none=True) for r in self.reasons
+        ]
         if self.pitch is not None:
             d["pitch"] = self.pitch
         return d

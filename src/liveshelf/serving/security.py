@@ -50,16 +50,27 @@ class KeyRing:
     add keys of one role. :meth:`from_settings` reads all four lists of the serve settings.
     """
 
-    def __init__(self, keys: Iterable[str] = (), *, ingest: Iterable[str] = (), admin: Iterable[str] = (),
-                 delete: Iterable[str] = ()) -> None:
-        pairs = [(k, FULL) for k in keys] + [(k, role) for role, ks in
-                                              (("ingest", ingest), ("admin", admin), ("delete", delete)) for k in ks]
+    def __init__(
+        self,
+        keys: Iterable[str] = (),
+        *,
+        ingest: Iterable[str] = (),
+        admin: Iterable[str] = (),
+        delete: Iterable[str] = (),
+    ) -> None:
+        pairs = [(k, FULL) for k in keys] + [
+            (k, role) for role, ks in (("ingest", ingest), ("admin", admin), ("delete", delete)) for k in ks
+        ]
         self._keys = [(k.encode(), role) for k, role in sorted(pairs) if k]
 
     @classmethod
     def from_settings(cls, settings: Any) -> KeyRing:
-        return cls(settings.key_values("api"), ingest=settings.key_values("ingest"),
-                   admin=settings.key_values("admin"), delete=settings.key_values("delete"))
+        return cls(
+            settings.key_values("api"),
+            ingest=settings.key_values("ingest"),
+            admin=settings.key_values("admin"),
+            delete=settings.key_values("delete"),
+        )
 
     def __bool__(self) -> bool:
         return bool(self._keys)
@@ -149,11 +160,21 @@ class LoadShedMiddleware:
         if self.in_flight >= self.limit:
             if self.on_refuse is not None:
                 self.on_refuse()
-            body = (b'{"detail":"The server is at capacity (%d requests in flight); retry in a moment."}'
-                    % self.limit)
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                                    (b"content-length", str(len(body)).encode())]})
+            body = (
+                b'{"detail":"The server is at capacity (%d requests in flight); retry in a moment."}'
+                % self.limit
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"retry-after", b"1"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         self.in_flight += 1  # one event loop per worker: no lock needed
@@ -174,11 +195,22 @@ class BodyLimitMiddleware:
     async def _refuse(self, send: Any, size: str) -> None:
         if self.on_refuse is not None:
             self.on_refuse()
-        body = json.dumps({"detail": f"The request body must be at most {self.max_bytes} bytes; got {size}. "
-                                     "Split the batch into smaller requests."}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "detail": f"The request body must be at most {self.max_bytes} bytes; got {size}. "
+                "Split the batch into smaller requests."
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -244,7 +276,7 @@ def retry_after(wait: float) -> str:
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = text.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
-        text = text[1:text.index("]")]
+        text = text[1 : text.index("]")]
     elif text.count(":") == 1:  # v4:port
         text = text.split(":", 1)[0]
     try:
@@ -283,7 +315,7 @@ def host_name(value: str) -> str:
     value = value.strip().lower()
     if value.startswith("["):
         end = value.find("]")
-        return value[:end + 1] if end > 0 else value
+        return value[: end + 1] if end > 0 else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 

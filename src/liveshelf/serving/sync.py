@@ -67,8 +67,15 @@ def recent_events(store: Any, window_s: float, *, now: float | None = None) -> p
     return events[events["ts"] >= since].sort_values("ts", kind="stable")
 
 
-def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int | None = None, text: Any = None,
-                  now: float | None = None) -> dict[str, int]:
+def rebuild_state(
+    state: Any,
+    store: Any,
+    window_s: float,
+    *,
+    chunk: int | None = None,
+    text: Any = None,
+    now: float | None = None,
+) -> dict[str, int]:
     """Rebuild the online state from the store: items, rooms, shelf, then recent events in time order.
 
     The state is cleared first, so a restart (or a shared Redis state) never counts an event twice.
@@ -94,13 +101,19 @@ def rebuild_state(state: Any, store: Any, window_s: float, *, chunk: int | None 
     if len(events):
         replay = getattr(state, "replay_events", state.apply_events)
         for i in range(0, len(events), chunk):
-            replay(events.iloc[i:i + chunk])
+            replay(events.iloc[i : i + chunk])
             state.keep_sync_lock()
         if text is not None:
             text.update_events(events)
     state.mark_synced(uuid.uuid4().hex, head)
-    log.info("state rebuilt: items=%d rooms=%d slots=%d events=%d seq=%d", len(items), len(rooms), len(shelf),
-             len(events), head)
+    log.info(
+        "state rebuilt: items=%d rooms=%d slots=%d events=%d seq=%d",
+        len(items),
+        len(rooms),
+        len(shelf),
+        len(events),
+        head,
+    )
     return {"items": len(items), "rooms": len(rooms), "shelf": len(shelf), "events": len(events)}
 
 
@@ -136,8 +149,17 @@ class SyncStatus:
 class StateSync:
     """Keeps ``state`` caught up with the store behind ``gateway`` (see the module docstring)."""
 
-    def __init__(self, state: Any, gateway: Any, *, window_s: float, text: Any = None, interval_s: float = 0.5,
-                 rebuild_missing: bool = True, store_check_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        state: Any,
+        gateway: Any,
+        *,
+        window_s: float,
+        text: Any = None,
+        interval_s: float = 0.5,
+        rebuild_missing: bool = True,
+        store_check_s: float = 10.0,
+    ) -> None:
         self.state, self.gateway, self.window_s, self.text = state, gateway, window_s, text
         self.interval_s = interval_s
         self.store_check_s = store_check_s
@@ -158,19 +180,25 @@ class StateSync:
         batch the caller just stored; when the state holds everything stored before it, it is applied as it
         is, without reading it back. Raises :class:`StateUnavailable` when the state cannot be reached or the
         wait runs out."""
-        if store is None:  # the store first, then the sync lock: the order a request (holding its store) takes
+        if (
+            store is None
+        ):  # the store first, then the sync lock: the order a request (holding its store) takes
             with self.gateway.open() as opened:
                 return self.catch_up(opened, wait_s, fresh)
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            raise StateUnavailable("The online state is being caught up (or rebuilt) from the store; stored "
-                                   "events are applied when it is done.")
+            raise StateUnavailable(
+                "The online state is being caught up (or rebuilt) from the store; stored "
+                "events are applied when it is done."
+            )
         try:
             with self.state.sync_lock(timeout_s=10.0 if wait_s is None else wait_s):
                 return self._step(store, fresh)
         except self._errors as exc:
             self._failed(exc)
-            raise StateUnavailable(f"The online state is unavailable ({type(exc).__name__}); stored events are "
-                                   "applied once it answers again.") from exc
+            raise StateUnavailable(
+                f"The online state is unavailable ({type(exc).__name__}); stored events are "
+                "applied once it answers again."
+            ) from exc
         finally:
             self._lock.release()
 
@@ -259,10 +287,17 @@ class StateSync:
     def healthy(self, max_age_s: float = 5.0) -> bool:
         """The state answered within ``max_age_s``, holds every event this process stored, and no rebuild runs."""
         s = self.status
-        recent_error = s.last_error_at is not None and (s.last_ok_at is None or s.last_error_at > s.last_ok_at)
+        recent_error = s.last_error_at is not None and (
+            s.last_ok_at is None or s.last_error_at > s.last_ok_at
+        )
         behind = self._known_head is not None and (s.state_seq is None or s.state_seq < self._known_head)
-        return not s.rebuilding and not recent_error and not behind and s.last_ok_at is not None and \
-            time.time() - s.last_ok_at <= max_age_s + self.interval_s
+        return (
+            not s.rebuilding
+            and not recent_error
+            and not behind
+            and s.last_ok_at is not None
+            and time.time() - s.last_ok_at <= max_age_s + self.interval_s
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -271,5 +306,13 @@ class StateSync:
             self._thread = None
 
 
-__all__ = ["CATCH_UP_CHUNK", "Fresh", "StateSync", "StateUnavailable", "SyncStatus", "rebuild_state", "recent_events",
-           "state_errors"]
+__all__ = [
+    "CATCH_UP_CHUNK",
+    "Fresh",
+    "StateSync",
+    "StateUnavailable",
+    "SyncStatus",
+    "rebuild_state",
+    "recent_events",
+    "state_errors",
+]

@@ -65,12 +65,21 @@ class TextServices:
     qa: ShelfQA
     generator: Any
 
-    def __init__(self, items: pd.DataFrame, rooms: pd.DataFrame | None = None, *,
-                 backend: str = "grounded", backend_options: dict[str, Any] | None = None,
-                 half_life: float = 7 * 86_400.0, sentiment_model: Any = None,
-                 alert_webhook: str | None = None, comment_demotion: float = 0.5, background: bool = False,
-                 start_after_s: float | None = 0.0,
-                 source: Callable[[], tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]] | None = None) -> None:
+    def __init__(
+        self,
+        items: pd.DataFrame,
+        rooms: pd.DataFrame | None = None,
+        *,
+        backend: str = "grounded",
+        backend_options: dict[str, Any] | None = None,
+        half_life: float = 7 * 86_400.0,
+        sentiment_model: Any = None,
+        alert_webhook: str | None = None,
+        comment_demotion: float = 0.5,
+        background: bool = False,
+        start_after_s: float | None = 0.0,
+        source: Callable[[], tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]] | None = None,
+    ) -> None:
         self._lock = threading.RLock()
         self.alerts = MemorySink()
         self._webhook: _BackgroundSink | None = None
@@ -89,26 +98,43 @@ class TextServices:
         if rooms is not None:
             self._remember_hosts(rooms)
         self._ready = threading.Event()
-        self._pending: list[Callable[[], Any] | pd.DataFrame] = []  # writes to replay once built (frames: events)
+        self._pending: list[
+            Callable[[], Any] | pd.DataFrame
+        ] = []  # writes to replay once built (frames: events)
         self._source = source if background else None
         self._started = False  # the build began (with a source: writes from then on are queued, not dropped)
         self._error: BaseException | None = None
         self._go = threading.Event()
         self._thread: threading.Thread | None = None
         # with a source the build reads the catalogue and rooms itself: the frames given here are not kept alive
-        build = functools.partial(self._build, None if self._source is not None else items,
-                                  None if self._source is not None else rooms, backend, backend_options, half_life)
+        build = functools.partial(
+            self._build,
+            None if self._source is not None else items,
+            None if self._source is not None else rooms,
+            backend,
+            backend_options,
+            half_life,
+        )
         if background:
-            self._thread = threading.Thread(target=self._build_logged,
-                                            args=(build, None if start_after_s is None else float(start_after_s)),
-                                            name="text-services", daemon=True)
+            self._thread = threading.Thread(
+                target=self._build_logged,
+                args=(build, None if start_after_s is None else float(start_after_s)),
+                name="text-services",
+                daemon=True,
+            )
             self._thread.start()
         else:
             build()
 
     # ------------------------------------------------------------------ build
-    def _build(self, items: pd.DataFrame | None, rooms: pd.DataFrame | None, backend: str,
-               backend_options: dict[str, Any] | None, half_life: float) -> None:
+    def _build(
+        self,
+        items: pd.DataFrame | None,
+        rooms: pd.DataFrame | None,
+        backend: str,
+        backend_options: dict[str, Any] | None,
+        half_life: float,
+    ) -> None:
         with self._lock:
             self._started = True
         history: set[str] = set()
@@ -125,13 +151,21 @@ class TextServices:
         facts = facts_table(items)
         qa = ShelfQA(items, facts=facts)
         brands = items["brand"].dropna().astype(str).unique().tolist() if "brand" in items.columns else []
-        generator = make_generator(backend, **({"encode": profiles.encode_texts, "known_brands": brands}
-                                               if backend == "grounded" else dict(backend_options or {})))
+        generator = make_generator(
+            backend,
+            **(
+                {"encode": profiles.encode_texts, "known_brands": brands}
+                if backend == "grounded"
+                else dict(backend_options or {})
+            ),
+        )
         with self._lock:  # the writes queued meanwhile, in order, then ready
             self.profiles, self.facts, self.qa, self.generator = profiles, facts, qa, generator
             for op in self._pending:
                 if isinstance(op, pd.DataFrame):  # events posted during the build, less those it read back
-                    fresh = op[~op["event_id"].astype(str).isin(history)] if history and "event_id" in op else op
+                    fresh = (
+                        op[~op["event_id"].astype(str).isin(history)] if history and "event_id" in op else op
+                    )
                     if len(fresh):
                         self._update_profiles(fresh)
                 else:
@@ -166,8 +200,10 @@ class TextServices:
         self._go.set()
         done = self._ready.wait(timeout_s)
         if self._error is not None:
-            raise RuntimeError(f"The text services failed to build ({type(self._error).__name__}: "
-                               f"{self._error}); see the server log.") from self._error
+            raise RuntimeError(
+                f"The text services failed to build ({type(self._error).__name__}: "
+                f"{self._error}); see the server log."
+            ) from self._error
         return done
 
     def _when_built(self, op: Callable[[], Any], events: pd.DataFrame | None = None) -> None:
@@ -201,8 +237,12 @@ class TextServices:
         rows = events.loc[mask, ["room", "ts", "text", "item"]]
         ts = pd.to_datetime(rows["ts"], utc=True)
         seconds = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
-        self.monitor.add([Comment(room=str(r), ts=float(t), text=str(x), item=None if pd.isna(i) else str(i))
-                          for r, t, x, i in zip(rows["room"], seconds, rows["text"], rows["item"], strict=True)])
+        self.monitor.add(
+            [
+                Comment(room=str(r), ts=float(t), text=str(x), item=None if pd.isna(i) else str(i))
+                for r, t, x, i in zip(rows["room"], seconds, rows["text"], rows["item"], strict=True)
+            ]
+        )
 
     def upsert_items(self, items: pd.DataFrame) -> None:
         with self._lock:
@@ -291,19 +331,33 @@ class TextServices:
         with self._lock:
             return self.qa.answer(question, shelf, pinned=pinned, lang=lang).to_dict()
 
-    def pitch(self, item: str, user: str | None = None, room: str | None = None,
-              t: float | None = None, lang: str | None = None) -> dict[str, Any]:
+    def pitch(
+        self,
+        item: str,
+        user: str | None = None,
+        room: str | None = None,
+        t: float | None = None,
+        lang: str | None = None,
+    ) -> dict[str, Any]:
         """Reason, three talking points and a push line for ``item`` (for ``user``, or generic)."""
         self.wait_ready()
         with self._lock:
             facts = self.facts.get(item)
             if facts is None:
-                raise NotFoundError(f"Unknown item {item!r}: it is not in the catalogue. Add it with PUT /v1/items.")
+                raise NotFoundError(
+                    f"Unknown item {item!r}: it is not in the catalogue. Add it with PUT /v1/items."
+                )
             known = user is not None and user in self.profiles
             prof = self.profiles.profile(user, t) if known else None
             interest = self.profiles.interest_vector(user, item) if known else None
             if interest is not None and not np.any(interest):
                 interest = None
-            req = GenerationRequest(item=facts, user=user, profile=prof, interest=interest, lang=lang,
-                                    host=self._hosts.get(room) if room else None)
+            req = GenerationRequest(
+                item=facts,
+                user=user,
+                profile=prof,
+                interest=interest,
+                lang=lang,
+                host=self._hosts.get(room) if room else None,
+            )
             return self.generator.generate_one(req).to_dict()

@@ -29,20 +29,33 @@ class ModelView:
         self.user_index = {str(u): i for i, u in enumerate([] if users is None else users)}
 
     def context(self, user: str | None, seq: Sequence[tuple], room: str | None, t: float) -> Any:
-        keep = [(self.item_index[e[0]], e[2], e[3]) for e in seq if e[0] is not None and e[0] in self.item_index]
+        keep = [
+            (self.item_index[e[0]], e[2], e[3]) for e in seq if e[0] is not None and e[0] in self.item_index
+        ]
         items = np.asarray([k[0] for k in keep], dtype=np.int64)
         ts = np.asarray([k[1] for k in keep], dtype=np.float64)
         types = np.asarray([k[2] for k in keep], dtype=object)
-        return self._context(items=items, ts=ts, types=types, user=user,
-                             user_index=self.user_index.get(user or "", -1), room=room, time=t)
+        return self._context(
+            items=items,
+            ts=ts,
+            types=types,
+            user=user,
+            user_index=self.user_index.get(user or "", -1),
+            room=room,
+            time=t,
+        )
 
     def columns(self, items: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Positions in ``items`` of the items the model knows, and their model indices."""
         cols = [(j, self.item_index[it]) for j, it in enumerate(items) if it in self.item_index]
-        return (np.asarray([c[0] for c in cols], dtype=np.int64), np.asarray([c[1] for c in cols], dtype=np.int64))
+        return (
+            np.asarray([c[0] for c in cols], dtype=np.int64),
+            np.asarray([c[1] for c in cols], dtype=np.int64),
+        )
 
-    def scores(self, contexts: list[Any], items: Sequence[str],
-               cols: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def scores(
+        self, contexts: list[Any], items: Sequence[str], cols: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
         """``(B, len(items))`` model scores; NaN for items outside the model's vocabulary.
 
         ``cols``: :meth:`columns` of ``items``, when the caller keeps them.
@@ -109,8 +122,14 @@ def level_shares(category_weight: dict[str, float]) -> dict[str, float]:
     return {c: w / totals[c.count(">")] for c, w in category_weight.items() if totals[c.count(">")] > 0}
 
 
-def build_viewer(user: str | None, seq: Sequence[tuple], room_host: dict[str, str | None], catalogue: Any, t: float,
-                 half_life: float) -> Viewer:
+def build_viewer(
+    user: str | None,
+    seq: Sequence[tuple],
+    room_host: dict[str, str | None],
+    catalogue: Any,
+    t: float,
+    half_life: float,
+) -> Viewer:
     """Decayed item, host, category-level and brand weights of ``seq`` ((item, room, ts, type), oldest first)
     at ``t``; ``room_host`` maps the sequence's rooms to their hosts."""
     items: dict[str, float] = {}
@@ -137,8 +156,15 @@ def build_viewer(user: str | None, seq: Sequence[tuple], room_host: dict[str, st
     for item, _room, _ts, _typ in reversed(seq):
         if item is not None and item not in recent:
             recent.append(item)
-    return Viewer(user=user, seq=list(seq), item_weight=items, host_weight=hosts, category_weight=cats,
-                  brand_weight=brands, recent_items=recent[:10])
+    return Viewer(
+        user=user,
+        seq=list(seq),
+        item_weight=items,
+        host_weight=hosts,
+        category_weight=cats,
+        brand_weight=brands,
+        recent_items=recent[:10],
+    )
 
 
 def profile_summary(v: Viewer, top: int, half_life: float) -> dict[str, Any]:

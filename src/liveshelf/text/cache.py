@@ -90,7 +90,7 @@ class EmbeddingCache:
         where: dict[str, tuple[str, int]] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
-            chunk = unique[start:start + 500]
+            chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
             q = f"SELECT key, shard, row FROM vectors WHERE namespace = ? AND key IN ({marks})"
             for key, shard, row in self._db.execute(q, (namespace, *chunk)):
@@ -109,14 +109,16 @@ class EmbeddingCache:
         if vectors.ndim != 2 or vectors.shape[0] != len(keys):
             raise ConfigError(
                 f"The 'vectors' parameter of EmbeddingCache.put must be a 2-d array with one row per key "
-                f"({len(keys)} keys). Got shape {vectors.shape} instead.")
+                f"({len(keys)} keys). Got shape {vectors.shape} instead."
+            )
         if not keys:
             return
         dim = self.dim(namespace)
         if dim is not None and dim != vectors.shape[1]:
             raise ConfigError(
                 f"The cache namespace {namespace!r} holds {dim}-d vectors; got {vectors.shape[1]}-d ones. "
-                f"Use another cache_dir or clear {self.root}.")
+                f"Use another cache_dir or clear {self.root}."
+            )
         folder = self.root / _folder(namespace)
         folder.mkdir(parents=True, exist_ok=True)
         shard = f"shard-{uuid.uuid4().hex}.npy"
@@ -125,11 +127,14 @@ class EmbeddingCache:
             np.save(fh, vectors)
         tmp.replace(folder / shard)
         with self._db:
-            self._db.execute("INSERT OR IGNORE INTO spaces(namespace, dim) VALUES (?, ?)",
-                             (namespace, int(vectors.shape[1])))
+            self._db.execute(
+                "INSERT OR IGNORE INTO spaces(namespace, dim) VALUES (?, ?)",
+                (namespace, int(vectors.shape[1])),
+            )
             self._db.executemany(
                 "INSERT OR IGNORE INTO vectors(namespace, key, shard, row) VALUES (?, ?, ?, ?)",
-                [(namespace, k, shard, i) for i, k in enumerate(keys)])
+                [(namespace, k, shard, i) for i, k in enumerate(keys)],
+            )
 
     def close(self) -> None:
         self._shards.clear()

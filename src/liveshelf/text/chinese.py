@@ -55,8 +55,17 @@ class HashedTfidfEncoder:
     #: ``fit`` learns an LSA basis only from at least this many texts.
     MIN_LSA_DOCS = 50
 
-    def __init__(self, dim: int = 384, *, n_features: int = 2**18, ngram_max: int = 2,
-                 use_words: bool = True, density: int = 8, sketch_dim: int = 4096, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dim: int = 384,
+        *,
+        n_features: int = 2**18,
+        ngram_max: int = 2,
+        use_words: bool = True,
+        density: int = 8,
+        sketch_dim: int = 4096,
+        seed: int = 0,
+    ) -> None:
         self.dim = dim
         self.sketch_dim = sketch_dim
         self.n_features = n_features
@@ -74,7 +83,7 @@ class HashedTfidfEncoder:
             feats += ["w:" + w for w in _jieba().lcut(text) if w.strip()]
         chars = "".join(text.split())
         for n in range(1, self.ngram_max + 1):
-            feats += ["c:" + chars[i:i + n] for i in range(len(chars) - n + 1)]
+            feats += ["c:" + chars[i : i + n] for i in range(len(chars) - n + 1)]
         return feats
 
     def _counts(self, texts: Sequence[str]) -> sp.csr_matrix:
@@ -94,16 +103,23 @@ class HashedTfidfEncoder:
                     indices.append(j)
                     data.append(v)
             indptr.append(len(indices))
-        m = sp.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64),
-                           np.asarray(indptr, np.int64)), shape=(len(texts), self.n_features))
+        m = sp.csr_matrix(
+            (np.asarray(data, np.float32), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
+            shape=(len(texts), self.n_features),
+        )
         m.sort_indices()
         return m
 
     # ------------------------------------------------------------- fit/transform
     def fit(self, texts: Sequence[str]) -> HashedTfidfEncoder:
         """Learn document frequencies (idf) and, from ``MIN_LSA_DOCS`` texts on, an LSA basis."""
-        check_param("texts", f"{len(texts)} texts", len(texts) > 0, "a non-empty list of strings",
-                    "HashedTfidfEncoder.fit")
+        check_param(
+            "texts",
+            f"{len(texts)} texts",
+            len(texts) > 0,
+            "a non-empty list of strings",
+            "HashedTfidfEncoder.fit",
+        )
         counts = self._counts(texts)
         df = np.bincount(counts.indices, minlength=self.n_features).astype(np.float64)
         n = counts.shape[0]
@@ -168,8 +184,19 @@ class HashedTfidfEncoder:
 
     def state_id(self) -> str:
         """A stable id of the vector space (settings + fitted idf), for caches."""
-        h = hashlib.sha1(repr((self.dim, self.n_features, self.ngram_max, self.use_words,
-                               self.density, self.sketch_dim, self.seed)).encode())
+        h = hashlib.sha1(
+            repr(
+                (
+                    self.dim,
+                    self.n_features,
+                    self.ngram_max,
+                    self.use_words,
+                    self.density,
+                    self.sketch_dim,
+                    self.seed,
+                )
+            ).encode()
+        )
         if self.fitted:
             h.update(self.idf_.tobytes())
             if self.components_ is not None:
@@ -179,14 +206,34 @@ class HashedTfidfEncoder:
     def _check_params(self) -> None:
         where = "HashedTfidfEncoder"
         check_param("dim", self.dim, isinstance(self.dim, int) and self.dim >= 1, "an int >= 1", where)
-        check_param("n_features", self.n_features, isinstance(self.n_features, int)
-                    and 2**8 <= self.n_features <= 2**24, "an int in [256, 2**24]", where)
-        check_param("ngram_max", self.ngram_max, isinstance(self.ngram_max, int)
-                    and 1 <= self.ngram_max <= 5, "an int in [1, 5]", where)
-        check_param("density", self.density, isinstance(self.density, int)
-                    and 1 <= self.density <= self.dim, f"an int in [1, dim={self.dim}]", where)
-        check_param("sketch_dim", self.sketch_dim, isinstance(self.sketch_dim, int)
-                    and self.sketch_dim >= 1, "an int >= 1", where)
+        check_param(
+            "n_features",
+            self.n_features,
+            isinstance(self.n_features, int) and 2**8 <= self.n_features <= 2**24,
+            "an int in [256, 2**24]",
+            where,
+        )
+        check_param(
+            "ngram_max",
+            self.ngram_max,
+            isinstance(self.ngram_max, int) and 1 <= self.ngram_max <= 5,
+            "an int in [1, 5]",
+            where,
+        )
+        check_param(
+            "density",
+            self.density,
+            isinstance(self.density, int) and 1 <= self.density <= self.dim,
+            f"an int in [1, dim={self.dim}]",
+            where,
+        )
+        check_param(
+            "sketch_dim",
+            self.sketch_dim,
+            isinstance(self.sketch_dim, int) and self.sketch_dim >= 1,
+            "an int >= 1",
+            where,
+        )
 
 
 def _l2_rows_sparse(m: sp.csr_matrix) -> sp.csr_matrix:

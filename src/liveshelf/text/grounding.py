@@ -29,24 +29,104 @@ from liveshelf.text.facts import ItemFacts, format_price, glossary, is_zh
 _FULLWIDTH = str.maketrans("０１２３４５６７８９．％￥", "0123456789.%¥")
 _CN_DIGITS = "零一二两三四五六七八九十"
 
-_PRICE = re.compile(r"(?:[¥￥$]|RMB|CNY|rmb)\s*(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:元|块|yuan|RMB|CNY|dollars?)",
-                    re.IGNORECASE)
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%|百分之\s*(\d+(?:\.\d+)?)|([" + _CN_DIGITS + r"\d]+(?:\.\d+)?)\s*折")
+_PRICE = re.compile(
+    r"(?:[¥￥$]|RMB|CNY|rmb)\s*(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:元|块|yuan|RMB|CNY|dollars?)",
+    re.IGNORECASE,
+)
+_PERCENT = re.compile(
+    r"(\d+(?:\.\d+)?)\s*%|百分之\s*(\d+(?:\.\d+)?)|([" + _CN_DIGITS + r"\d]+(?:\.\d+)?)\s*折"
+)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 #: Promises and superlatives that need literal support in the item's text.
 CLAIMS_ZH: tuple[str, ...] = (
-    "最低价", "全网最低", "史上最低", "最便宜", "买一送一", "赠品", "赠送", "送礼", "限时", "秒杀", "折扣", "打折", "特价",
-    "优惠券", "满减", "立减", "正品保证", "正品", "七天无理由", "7天无理由", "无理由退", "退货", "退换", "保修", "质保",
-    "明星同款", "销量第一", "第一名", "爆款", "断货", "仅剩", "库存", "官方授权", "官方", "纯天然", "无添加", "医用",
-    "治疗", "抗癌", "减肥", "永久", "最好", "第一", "冠军", "独家", "假一赔",
+    "最低价",
+    "全网最低",
+    "史上最低",
+    "最便宜",
+    "买一送一",
+    "赠品",
+    "赠送",
+    "送礼",
+    "限时",
+    "秒杀",
+    "折扣",
+    "打折",
+    "特价",
+    "优惠券",
+    "满减",
+    "立减",
+    "正品保证",
+    "正品",
+    "七天无理由",
+    "7天无理由",
+    "无理由退",
+    "退货",
+    "退换",
+    "保修",
+    "质保",
+    "明星同款",
+    "销量第一",
+    "第一名",
+    "爆款",
+    "断货",
+    "仅剩",
+    "库存",
+    "官方授权",
+    "官方",
+    "纯天然",
+    "无添加",
+    "医用",
+    "治疗",
+    "抗癌",
+    "减肥",
+    "永久",
+    "最好",
+    "第一",
+    "冠军",
+    "独家",
+    "假一赔",
 )
 CLAIMS_EN: tuple[str, ...] = (
-    "lowest price", "cheapest", "best price", "discount", "% off", "coupon", "free gift", "bonus", "buy one get one",
-    "bogo", "limited time", "flash sale", "on sale", "guaranteed", "guarantee", "warranty", "refund", "returns",
-    "authentic", "genuine", "official", "best-selling", "bestseller", "best seller", "number one", "no. 1", "no.1",
-    "#1", "sold out", "only a few left", "in stock", "clinically", "cure", "organic", "all-natural", "100%",
-    "exclusive", "award-winning", "forever",
+    "lowest price",
+    "cheapest",
+    "best price",
+    "discount",
+    "% off",
+    "coupon",
+    "free gift",
+    "bonus",
+    "buy one get one",
+    "bogo",
+    "limited time",
+    "flash sale",
+    "on sale",
+    "guaranteed",
+    "guarantee",
+    "warranty",
+    "refund",
+    "returns",
+    "authentic",
+    "genuine",
+    "official",
+    "best-selling",
+    "bestseller",
+    "best seller",
+    "number one",
+    "no. 1",
+    "no.1",
+    "#1",
+    "sold out",
+    "only a few left",
+    "in stock",
+    "clinically",
+    "cure",
+    "organic",
+    "all-natural",
+    "100%",
+    "exclusive",
+    "award-winning",
+    "forever",
 )
 
 
@@ -156,8 +236,9 @@ def supported_numbers(facts: ItemFacts, context: Sequence[str] = ()) -> set[str]
     return nums
 
 
-def check(text: str, facts: ItemFacts, *, context: Sequence[str] = (),
-          known_brands: Iterable[str] = ()) -> GroundingResult:
+def check(
+    text: str, facts: ItemFacts, *, context: Sequence[str] = (), known_brands: Iterable[str] = ()
+) -> GroundingResult:
     """Which claims of ``text`` the item's facts (or ``context``) do not support."""
     claims = extract_claims(text, known_brands)
     nums = supported_numbers(facts, context)
@@ -175,7 +256,11 @@ def check(text: str, facts: ItemFacts, *, context: Sequence[str] = (),
         elif c.kind == "percent":
             ok = c.text.replace(" ", "") in source.replace(" ", "")
         elif c.kind == "brand":
-            ok = c.value.lower() in brand_ok or c.text.lower() in brand_ok or _mentions(" ".join(context), c.value)
+            ok = (
+                c.value.lower() in brand_ok
+                or c.text.lower() in brand_ok
+                or _mentions(" ".join(context), c.value)
+            )
         elif c.kind == "colour":
             ok = c.value.lower() in colour_ok or c.value.lower() in source_low
         elif c.kind == "shipping":
@@ -184,7 +269,9 @@ def check(text: str, facts: ItemFacts, *, context: Sequence[str] = (),
             ok = c.value.lower() in source_low
         if not ok:
             bad.append(c)
-    return GroundingResult(ok=not bad, claims=claims, unsupported=bad, facts_used=facts_mentioned(text, facts))
+    return GroundingResult(
+        ok=not bad, claims=claims, unsupported=bad, facts_used=facts_mentioned(text, facts)
+    )
 
 
 def facts_mentioned(text: str, facts: ItemFacts) -> list[str]:

@@ -39,13 +39,20 @@ INTENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "returns": (("退货", "退换", "无理由", "能退吗"), ("return", "refund")),
     "warranty": (("保修", "质保", "售后"), ("warranty", "guarantee")),
     "stock": (("库存", "有货", "现货", "还有吗", "卖完", "补货"), ("stock", "sold out", "available")),
-    "price": (("价格", "多少钱", "几块", "什么价", "价钱", "售价", "到手价", "贵不贵"), ("price", "how much", "cost")),
-    "size": (("尺寸", "尺码", "多大", "规格", "容量", "大小", "几码", "多重", "重量"),
-             ("size", "how big", "capacity", "volume", "dimension", "weight")),
+    "price": (
+        ("价格", "多少钱", "几块", "什么价", "价钱", "售价", "到手价", "贵不贵"),
+        ("price", "how much", "cost"),
+    ),
+    "size": (
+        ("尺寸", "尺码", "多大", "规格", "容量", "大小", "几码", "多重", "重量"),
+        ("size", "how big", "capacity", "volume", "dimension", "weight"),
+    ),
     "material": (("材质", "面料", "什么做的", "材料", "成分"), ("material", "made of", "fabric")),
     "colour": (("颜色", "什么色", "色号"), ("colour", "color")),
-    "shipping": (("发货", "包邮", "快递", "运费", "几天到", "多久到", "邮费", "配送"),
-                 ("shipping", "ship", "delivery", "deliver", "postage")),
+    "shipping": (
+        ("发货", "包邮", "快递", "运费", "几天到", "多久到", "邮费", "配送"),
+        ("shipping", "ship", "delivery", "deliver", "postage"),
+    ),
     "brand": (("品牌", "牌子", "哪家"), ("brand", "who makes", "made by")),
     "rating": (("评分", "评价", "口碑", "好评"), ("rating", "rated", "reviews", "stars")),
     "category": (("是什么", "什么东西", "哪一类", "什么类"), ("what is it", "what kind", "what is this")),
@@ -53,9 +60,14 @@ INTENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: Intents answered from an attribute of the same name when the item has one.
 ATTRIBUTE_INTENTS = ("size", "material", "colour", "shipping", "stock", "warranty", "returns")
 
-DONT_KNOW = {"zh": "这个我暂时不确定，稍后请主播为您解答。", "en": "I'm not sure about that yet; the host will answer shortly."}
-NOT_ON_SHELF = {"zh": "这个商品不在当前货架上，我暂时无法回答。",
-                "en": "That item is not on this shelf, so I can't answer about it."}
+DONT_KNOW = {
+    "zh": "这个我暂时不确定，稍后请主播为您解答。",
+    "en": "I'm not sure about that yet; the host will answer shortly.",
+}
+NOT_ON_SHELF = {
+    "zh": "这个商品不在当前货架上，我暂时无法回答。",
+    "en": "That item is not on this shelf, so I can't answer about it.",
+}
 _LINK = re.compile(r"(\d+)\s*号链接|link\s*#?\s*(\d+)|#\s*(\d+)|第\s*(\d+)\s*个", re.IGNORECASE)
 
 
@@ -71,8 +83,16 @@ class Answer:
     facts_used: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answer": self.text, "lang": self.lang, "item": self.item,
-                "intent": self.intent, "known": self.known, "source": self.source, "facts_used": self.facts_used}
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "lang": self.lang,
+            "item": self.item,
+            "intent": self.intent,
+            "known": self.known,
+            "source": self.source,
+            "facts_used": self.facts_used,
+        }
 
 
 def detect_intent(question: str) -> str | None:
@@ -88,7 +108,7 @@ def _bigrams(text: str) -> set[str]:
     if not is_zh(text):
         return set(re.findall(r"[a-z0-9]+", text.lower()))
     t = re.sub(r"[\s\W_]+", "", text.lower())
-    return {t[i: i + 2] for i in range(max(len(t) - 1, 1))}
+    return {t[i : i + 2] for i in range(max(len(t) - 1, 1))}
 
 
 def _similarity(a: str, b: str) -> float:
@@ -100,19 +120,31 @@ def _similarity(a: str, b: str) -> float:
 class ShelfQA:
     """Answers from item facts and FAQs; says it does not know rather than inventing."""
 
-    def __init__(self, items: pd.DataFrame, faqs: Sequence[dict[str, Any]] = (), *,
-                 faq_threshold: float = 0.5, facts: dict[str, ItemFacts] | None = None) -> None:
+    def __init__(
+        self,
+        items: pd.DataFrame,
+        faqs: Sequence[dict[str, Any]] = (),
+        *,
+        faq_threshold: float = 0.5,
+        facts: dict[str, ItemFacts] | None = None,
+    ) -> None:
         """``facts``: ``facts_table(items)`` when the caller has it already (it is not modified)."""
         if not isinstance(items, pd.DataFrame) or "id" not in items.columns:
-            raise ValidationError("The 'items' argument of ShelfQA must be an items frame with an 'id' column "
-                                  "(schema ITEM_COLUMNS). Pass dataset.items.", field="items",
-                                  value=type(items).__name__)
+            raise ValidationError(
+                "The 'items' argument of ShelfQA must be an items frame with an 'id' column "
+                "(schema ITEM_COLUMNS). Pass dataset.items.",
+                field="items",
+                value=type(items).__name__,
+            )
         self.faq_threshold = float(faq_threshold)
         self.faqs = [dict(f) for f in faqs]
         for k, f in enumerate(self.faqs):
             if not f.get("question") or not f.get("answer"):
-                raise ValidationError(f"FAQ entry {k} needs non-empty 'question' and 'answer'; got {f!r}.",
-                                      field="faqs", value=f)
+                raise ValidationError(
+                    f"FAQ entry {k} needs non-empty 'question' and 'answer'; got {f!r}.",
+                    field="faqs",
+                    value=f,
+                )
         self.facts = dict(facts) if facts is not None else facts_table(items)
         answers: dict[str, list[str]] = {}
         for f in self.faqs:
@@ -122,8 +154,11 @@ class ShelfQA:
             if item in self.facts:
                 old = self.facts[item]
                 self.facts[item] = ItemFacts(**{**old.__dict__, "extra_text": tuple(extra)})
-        self.brands = sorted({b for b in items["brand"].dropna().astype(str)} | set(glossary().brands)) \
-            if "brand" in items.columns else sorted(glossary().brands)
+        self.brands = (
+            sorted({b for b in items["brand"].dropna().astype(str)} | set(glossary().brands))
+            if "brand" in items.columns
+            else sorted(glossary().brands)
+        )
 
     def upsert_items(self, items: pd.DataFrame, facts: dict[str, ItemFacts] | None = None) -> int:
         """Add or replace catalogue rows (their FAQ answers stay attached); returns the number of rows.
@@ -139,7 +174,9 @@ class ShelfQA:
         return self.facts.get(str(item))
 
     # ------------------------------------------------------------------------------ resolution
-    def resolve(self, question: str, shelf: Sequence[str], pinned: str | None = None) -> tuple[str | None, bool]:
+    def resolve(
+        self, question: str, shelf: Sequence[str], pinned: str | None = None
+    ) -> tuple[str | None, bool]:
         """``(item, mentioned)``: the shelf item the question is about, and whether it named one."""
         shelf = [s for s in shelf if s in self.facts]
         m = _LINK.search(question)
@@ -150,8 +187,12 @@ class ShelfQA:
         g = glossary()
         named = {b for b in self.brands if _in(question, b)}
         if named:
-            on_shelf = {w for it in shelf for w in (self.facts[it].brand, g.pairs.get(self.facts[it].brand or "", ""))
-                        if w}
+            on_shelf = {
+                w
+                for it in shelf
+                for w in (self.facts[it].brand, g.pairs.get(self.facts[it].brand or "", ""))
+                if w
+            }
             if not named & on_shelf:
                 return None, True  # names a brand that nothing on this shelf has
         best, best_score = None, 0.0
@@ -174,12 +215,17 @@ class ShelfQA:
         return (shelf[0], False) if shelf else (None, False)
 
     # ------------------------------------------------------------------------------ answering
-    def answer(self, question: str, shelf: Sequence[str], pinned: str | None = None, lang: str | None = None
-               ) -> Answer:
+    def answer(
+        self, question: str, shelf: Sequence[str], pinned: str | None = None, lang: str | None = None
+    ) -> Answer:
         """The answer to ``question`` about an item of ``shelf`` (ids in shelf order; ``pinned`` on screen)."""
         if not isinstance(question, str) or not question.strip():
-            raise ValidationError("The 'question' of ask must be a non-empty string. Got "
-                                  f"{question!r}. Send the viewer's question text.", field="question", value=question)
+            raise ValidationError(
+                "The 'question' of ask must be a non-empty string. Got "
+                f"{question!r}. Send the viewer's question text.",
+                field="question",
+                value=question,
+            )
         lang = lang or ("zh" if is_zh(question) else "en")
         intent = detect_intent(question)
         item, mentioned = self.resolve(question, shelf, pinned)
@@ -215,9 +261,15 @@ class ShelfQA:
         if intent in ATTRIBUTE_INTENTS:
             value = f.attributes.get(intent) or (f.attributes.get("color") if intent == "colour" else None)
             if value:
-                labels = {"size": ("规格", "size"), "material": ("材质", "material"), "colour": ("颜色", "colour"),
-                          "shipping": ("发货", "shipping"), "stock": ("库存", "stock"),
-                          "warranty": ("保修", "warranty"), "returns": ("退换", "returns")}
+                labels = {
+                    "size": ("规格", "size"),
+                    "material": ("材质", "material"),
+                    "colour": ("颜色", "colour"),
+                    "shipping": ("发货", "shipping"),
+                    "stock": ("库存", "stock"),
+                    "warranty": ("保修", "warranty"),
+                    "returns": ("退换", "returns"),
+                }
                 zh_l, en_l = labels[intent]
                 return f"{name}的{zh_l}：{value}。" if zh else f"The {name}'s {en_l}: {value}."
         return None
@@ -246,15 +298,34 @@ def _in(text: str, word: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------- evaluation
-_Q_ZH = {"price": "{ref}多少钱？", "size": "{ref}尺寸多大？", "material": "{ref}是什么材质的？", "colour": "{ref}什么颜色？",
-         "shipping": "{ref}包邮吗，什么时候发货？", "brand": "{ref}是什么品牌？", "rating": "{ref}评分怎么样？",
-         "stock": "{ref}还有库存吗？", "warranty": "{ref}保修多久？", "returns": "{ref}可以退货吗？"}
-_Q_EN = {"price": "How much is {ref}?", "size": "What size is {ref}?", "material": "What material is {ref}?",
-         "colour": "What colour is {ref}?", "shipping": "What about shipping for {ref}?",
-         "brand": "Which brand makes {ref}?", "rating": "What is the rating of {ref}?",
-         "stock": "Is {ref} in stock?", "warranty": "Does {ref} have a warranty?", "returns": "Can I return {ref}?"}
-_FAQ_RETURNS = {"zh": ("这个可以七天无理由退货吗", "支持七天无理由退货。"),
-                "en": ("can I return this within seven days", "Returns are accepted within seven days.")}
+_Q_ZH = {
+    "price": "{ref}多少钱？",
+    "size": "{ref}尺寸多大？",
+    "material": "{ref}是什么材质的？",
+    "colour": "{ref}什么颜色？",
+    "shipping": "{ref}包邮吗，什么时候发货？",
+    "brand": "{ref}是什么品牌？",
+    "rating": "{ref}评分怎么样？",
+    "stock": "{ref}还有库存吗？",
+    "warranty": "{ref}保修多久？",
+    "returns": "{ref}可以退货吗？",
+}
+_Q_EN = {
+    "price": "How much is {ref}?",
+    "size": "What size is {ref}?",
+    "material": "What material is {ref}?",
+    "colour": "What colour is {ref}?",
+    "shipping": "What about shipping for {ref}?",
+    "brand": "Which brand makes {ref}?",
+    "rating": "What is the rating of {ref}?",
+    "stock": "Is {ref} in stock?",
+    "warranty": "Does {ref} have a warranty?",
+    "returns": "Can I return {ref}?",
+}
+_FAQ_RETURNS = {
+    "zh": ("这个可以七天无理由退货吗", "支持七天无理由退货。"),
+    "en": ("can I return this within seven days", "Returns are accepted within seven days."),
+}
 
 
 @dataclass
@@ -267,8 +338,9 @@ class QAQuestion:
     expected: str | None  # a substring of a correct answer; None = the answer must be "don't know"
 
 
-def make_question_set(items: pd.DataFrame, n_shelves: int = 8, shelf_size: int = 6, seed: int = 0
-                      ) -> tuple[list[QAQuestion], list[dict[str, Any]]]:
+def make_question_set(
+    items: pd.DataFrame, n_shelves: int = 8, shelf_size: int = 6, seed: int = 0
+) -> tuple[list[QAQuestion], list[dict[str, Any]]]:
     """Questions (zh and en, answerable and not) over random shelves of ``items``, and the FAQs they use.
 
     Each shelf gets one question per intent of :data:`_Q_ZH` about a random shelf item, named by
@@ -298,8 +370,11 @@ def make_question_set(items: pd.DataFrame, n_shelves: int = 8, shelf_size: int =
                 unnamed = not choices
             f = facts[it]
             lang = f.language
-            ref = ("这个" if lang == "zh" else "this") if unnamed else \
-                (f"{f.brand}{f.noun}" if lang == "zh" else f"the {f.brand} {f.noun}")
+            ref = (
+                ("这个" if lang == "zh" else "this")
+                if unnamed
+                else (f"{f.brand}{f.noun}" if lang == "zh" else f"the {f.brand} {f.noun}")
+            )
             q = (_Q_ZH if lang == "zh" else _Q_EN)[intent].format(ref=ref)
             expected: str | None
             if intent == "price":
@@ -336,6 +411,12 @@ def evaluate_qa(qa: ShelfQA, questions: Sequence[QAQuestion]) -> dict[str, Any]:
             ok = a.known and a.item == q.item and q.expected in a.text
             right += ok
             wrong_item += a.item != q.item
-    return {"questions": len(questions), "answerable": answerable, "unanswerable": unanswerable,
-            "accuracy": right / max(answerable, 1), "dont_know_rate": dont_know / max(unanswerable, 1),
-            "unsupported_claims": unsupported, "wrong_item": wrong_item}
+    return {
+        "questions": len(questions),
+        "answerable": answerable,
+        "unanswerable": unanswerable,
+        "accuracy": right / max(answerable, 1),
+        "dont_know_rate": dont_know / max(unanswerable, 1),
+        "unsupported_claims": unsupported,
+        "wrong_item": wrong_item,
+    }

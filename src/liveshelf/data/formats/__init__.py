@@ -38,12 +38,20 @@ class FormatSpec:
 FORMATS: dict[str, FormatSpec] = {
     spec.name: spec
     for spec in (
-        FormatSpec("unisrec", read_unisrec, "UniSRec split folder: <P>.train/valid/test.inter, .item2index, .text"),
+        FormatSpec(
+            "unisrec", read_unisrec, "UniSRec split folder: <P>.train/valid/test.inter, .item2index, .text"
+        ),
         FormatSpec("p5", read_p5, "P5/TIGER user_sequence.txt: 'user item1 item2 ...' per line"),
         FormatSpec("recbole", read_recbole, "RecBole atomic files <name>.inter/.item/.user"),
-        FormatSpec("multibehavior", read_multibehavior, "train/cart/collect/valid/test.txt 'user item' pairs"),
-        FormatSpec("reviews", read_reviews_dataset, "labelled reviews: 'cat,label,review' CSV or pos.txt/neg.txt"),
-        FormatSpec("twitch", read_twitch, "LiveRec Twitch log: 'user,stream,streamer,start,stop' CSV, no header"),
+        FormatSpec(
+            "multibehavior", read_multibehavior, "train/cart/collect/valid/test.txt 'user item' pairs"
+        ),
+        FormatSpec(
+            "reviews", read_reviews_dataset, "labelled reviews: 'cat,label,review' CSV or pos.txt/neg.txt"
+        ),
+        FormatSpec(
+            "twitch", read_twitch, "LiveRec Twitch log: 'user,stream,streamer,start,stop' CSV, no header"
+        ),
         FormatSpec("kuailive", read_kuailive, "KuaiLive folder: click/comment/like/gift/room.csv"),
     )
 }
@@ -69,7 +77,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
             f"Write the spec as 'FORMAT:PATH'."
         )
     if not path.strip():
-        raise DataFormatError(f"The data spec {spec!r} has no PATH after '{fmt}:'. Write it as '{fmt}:/path/to/data'.")
+        raise DataFormatError(
+            f"The data spec {spec!r} has no PATH after '{fmt}:'. Write it as '{fmt}:/path/to/data'."
+        )
     return fmt, path.strip()
 
 

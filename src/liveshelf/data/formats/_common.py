@@ -110,7 +110,9 @@ def make_events(
             "event_id": as_str(event_id),
             "ts": pd.Series(ts).astype(TS_DTYPE).reset_index(drop=True),
             "user": as_str(user),
-            "type": pd.Series(np.full(n, type, dtype=object), dtype="str") if isinstance(type, str) else as_str(type),
+            "type": pd.Series(np.full(n, type, dtype=object), dtype="str")
+            if isinstance(type, str)
+            else as_str(type),
             "room": col(room),
             "item": col(item),
             "value": np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64),
@@ -120,7 +122,9 @@ def make_events(
     return frame[list(EVENT_COLUMNS)]
 
 
-def sort_events(events: pd.DataFrame, split: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series | None]:
+def sort_events(
+    events: pd.DataFrame, split: pd.Series | None = None
+) -> tuple[pd.DataFrame, pd.Series | None]:
     """Sort by (user, ts) with a stable tie order; the split follows the rows."""
     user_codes = pd.factorize(events["user"], sort=True)[0]
     ts_us = events["ts"].astype(TS_DTYPE).array.asi8
@@ -146,7 +150,7 @@ def age_band(age: pd.Series) -> pd.Series:
 
 
 def gender_code(values: pd.Series) -> pd.Series:
-    """"M"/"F"/"male"/"female" (any case) to the schema's "m"/"f"; anything else to None."""
+    """ "M"/"F"/"male"/"female" (any case) to the schema's "m"/"f"; anything else to None."""
     low = values.astype(str).str.strip().str.lower()
     mapped = low.map({"m": "m", "male": "m", "f": "f", "female": "f", "other": "other"})
     return mapped.astype(object).where(mapped.notna(), None)
@@ -156,7 +160,9 @@ def json_objects(frame: pd.DataFrame) -> list[str]:
     """One JSON object string per row of ``frame`` (NaN dropped), keys sorted."""
     records = frame.to_dict(orient="records")
     return [
-        json.dumps({k: _plain(v) for k, v in r.items() if not _missing(v)}, ensure_ascii=False, sort_keys=True)
+        json.dumps(
+            {k: _plain(v) for k, v in r.items() if not _missing(v)}, ensure_ascii=False, sort_keys=True
+        )
         for r in records
     ]
 

@@ -56,7 +56,14 @@ from liveshelf.schema import HOST_COLUMNS, ROOM_COLUMNS, USER_COLUMNS, from_epoc
 
 FORMAT = "kuailive"
 INTERACTION_KEYS = ("user_id", "live_id", "streamer_id", "timestamp")
-ROOM_KEYS = ("live_id", "streamer_id", "live_type", "start_timestamp", "end_timestamp", "live_content_category")
+ROOM_KEYS = (
+    "live_id",
+    "streamer_id",
+    "live_type",
+    "start_timestamp",
+    "end_timestamp",
+    "live_content_category",
+)
 _TEXT_NAMES = ("comment", "content", "comment_content", "text")
 _ID_DTYPES = {"user_id": str, "live_id": str, "streamer_id": str}
 #: (file stem, event type, extra required column)
@@ -106,13 +113,29 @@ def read_kuailive(path: str | Path, with_leave: bool = False, watch_unit: str = 
             text_col = next((c for c in _TEXT_NAMES if c in raw.columns), None)
             text = raw[text_col] if text_col else None
         ids = join_str(np.full(len(raw), stem), np.arange(len(raw)))
-        parts.append(make_events(event_id=ids, ts=from_epoch_seconds(seconds), user=raw["user_id"], type=etype,
-                                 room=raw["live_id"], value=value, text=text))
+        parts.append(
+            make_events(
+                event_id=ids,
+                ts=from_epoch_seconds(seconds),
+                user=raw["user_id"],
+                type=etype,
+                room=raw["live_id"],
+                value=value,
+                text=text,
+            )
+        )
         if stem == "click" and with_leave:
             leave_at = seconds + np.nan_to_num(value, nan=0.0)
-            parts.append(make_events(event_id=join_str(np.full(len(raw), "leave"), np.arange(len(raw))),
-                                     ts=from_epoch_seconds(leave_at), user=raw["user_id"], type="leave",
-                                     room=raw["live_id"], value=value))
+            parts.append(
+                make_events(
+                    event_id=join_str(np.full(len(raw), "leave"), np.arange(len(raw))),
+                    ts=from_epoch_seconds(leave_at),
+                    user=raw["user_id"],
+                    type="leave",
+                    room=raw["live_id"],
+                    value=value,
+                )
+            )
     events = pd.concat(parts, ignore_index=True)
     order = np.lexsort((events["ts"].array.asi8, pd.factorize(events["user"], sort=True)[0]))
     events = events.iloc[order].reset_index(drop=True)
@@ -120,7 +143,10 @@ def read_kuailive(path: str | Path, with_leave: bool = False, watch_unit: str = 
     rooms_raw = _read(room_file, ROOM_KEYS)
     rows_per_file[room_file.name] = len(rooms_raw)
     rooms = make_frame(
-        ROOM_COLUMNS, len(rooms_raw), id=as_str(rooms_raw["live_id"]), host=as_str(rooms_raw["streamer_id"]),
+        ROOM_COLUMNS,
+        len(rooms_raw),
+        id=as_str(rooms_raw["live_id"]),
+        host=as_str(rooms_raw["streamer_id"]),
         title="",
         start=from_epoch_seconds(epoch_seconds(pd.to_numeric(rooms_raw["start_timestamp"], errors="coerce"))),
         end=from_epoch_seconds(epoch_seconds(pd.to_numeric(rooms_raw["end_timestamp"], errors="coerce"))),
@@ -130,9 +156,16 @@ def read_kuailive(path: str | Path, with_leave: bool = False, watch_unit: str = 
 
     hosts = _hosts(rooms, folder / "streamer.csv")
     users = _users(folder / "user.csv")
-    meta = {"format": FORMAT, "path": str(folder), "synthetic_ts": False, "rows_per_file": rows_per_file,
-            "watch_unit": watch_unit}
-    return Dataset(name=f"{FORMAT}:{folder.name}", events=events, rooms=rooms, hosts=hosts, users=users, meta=meta)
+    meta = {
+        "format": FORMAT,
+        "path": str(folder),
+        "synthetic_ts": False,
+        "rows_per_file": rows_per_file,
+        "watch_unit": watch_unit,
+    }
+    return Dataset(
+        name=f"{FORMAT}:{folder.name}", events=events, rooms=rooms, hosts=hosts, users=users, meta=meta
+    )
 
 
 def _hosts(rooms: pd.DataFrame, streamer_file: Path) -> pd.DataFrame:
@@ -144,8 +177,12 @@ def _hosts(rooms: pd.DataFrame, streamer_file: Path) -> pd.DataFrame:
         extra = pd.read_csv(streamer_file, dtype={"streamer_id": str}, usecols=lambda c: c == "streamer_id")
         ids = np.union1d(ids.astype(str), extra["streamer_id"].astype(str).to_numpy()).astype(object)
     categories = cats.reindex(ids).to_numpy(dtype=object)
-    categories = np.array([json.dumps(list(c) if isinstance(c, tuple) else [], ensure_ascii=False)
-                           for c in categories] if len(ids) else [], dtype=object)
+    categories = np.array(
+        [json.dumps(list(c) if isinstance(c, tuple) else [], ensure_ascii=False) for c in categories]
+        if len(ids)
+        else [],
+        dtype=object,
+    )
     return make_frame(HOST_COLUMNS, len(ids), id=ids, name="", categories=categories)
 
 
@@ -155,9 +192,13 @@ def _users(user_file: Path) -> pd.DataFrame | None:
     raw = pd.read_csv(user_file, dtype=str, keep_default_na=False)
     require_columns(raw, ("user_id",), user_file, FORMAT)
     age = raw["age"].replace("", None) if "age" in raw else None
-    return make_frame(USER_COLUMNS, len(raw), id=raw["user_id"].to_numpy(dtype=object),
-                      gender=gender_code(raw["gender"]).to_numpy() if "gender" in raw else None,
-                      age_band=None if age is None else age.astype(object).to_numpy())
+    return make_frame(
+        USER_COLUMNS,
+        len(raw),
+        id=raw["user_id"].to_numpy(dtype=object),
+        gender=gender_code(raw["gender"]).to_numpy() if "gender" in raw else None,
+        age_band=None if age is None else age.astype(object).to_numpy(),
+    )
 
 
 CATEGORIES = ("美妆", "服饰", "食品", "游戏", "聊天", "音乐", "舞蹈", "户外", "教育", "数码")
@@ -184,7 +225,9 @@ def write_synthetic_kuailive(
     """
     where = "write_synthetic_kuailive"
     _check("n_users", n_users, isinstance(n_users, int) and n_users >= 1, "an int >= 1", where)
-    _check("n_streamers", n_streamers, isinstance(n_streamers, int) and n_streamers >= 1, "an int >= 1", where)
+    _check(
+        "n_streamers", n_streamers, isinstance(n_streamers, int) and n_streamers >= 1, "an int >= 1", where
+    )
     _check("n_days", n_days, isinstance(n_days, int) and n_days >= 1, "an int >= 1", where)
     _check("repeat_prob", repeat_prob, 0.0 <= repeat_prob <= 1.0, "a float in [0, 1]", where)
     rng = np.random.default_rng(seed)
@@ -192,19 +235,37 @@ def write_synthetic_kuailive(
     day_ms, minute = 86_400_000, 60_000
 
     # Rooms: per streamer and day, live with probability ~0.7, at most one room a day.
-    s_idx, d_idx = np.nonzero(rng.random((n_streamers, n_days)) < rng.uniform(0.4, 0.95, n_streamers)[:, None])
-    r_start = t0 + d_idx * day_ms + rng.integers(8 * 60, 22 * 60, len(s_idx)) * minute + rng.integers(0, minute, len(s_idx))
+    s_idx, d_idx = np.nonzero(
+        rng.random((n_streamers, n_days)) < rng.uniform(0.4, 0.95, n_streamers)[:, None]
+    )
+    r_start = (
+        t0
+        + d_idx * day_ms
+        + rng.integers(8 * 60, 22 * 60, len(s_idx)) * minute
+        + rng.integers(0, minute, len(s_idx))
+    )
     r_end = r_start + rng.integers(30, 240, len(s_idx)) * minute
     host_cat = rng.integers(0, len(CATEGORIES), n_streamers)
-    cat = np.where(rng.random(len(s_idx)) < 0.85, host_cat[s_idx], rng.integers(0, len(CATEGORIES), len(s_idx)))
+    cat = np.where(
+        rng.random(len(s_idx)) < 0.85, host_cat[s_idx], rng.integers(0, len(CATEGORIES), len(s_idx))
+    )
     streamer_ids = 10_000 + np.arange(n_streamers) * 13
     live_ids = 5_000_000 + np.arange(len(s_idx)) * 7 + rng.integers(0, 7, len(s_idx))
-    room = pd.DataFrame({
-        "live_id": live_ids, "streamer_id": streamer_ids[s_idx], "live_type": rng.integers(0, 3, len(s_idx)),
-        "start_timestamp": r_start, "end_timestamp": r_end,
-        "live_content_category": np.array(CATEGORIES, dtype=object)[cat],
-        "title_emb_index": np.arange(len(s_idx)),
-    }).sort_values("start_timestamp", kind="stable").reset_index(drop=True)
+    room = (
+        pd.DataFrame(
+            {
+                "live_id": live_ids,
+                "streamer_id": streamer_ids[s_idx],
+                "live_type": rng.integers(0, 3, len(s_idx)),
+                "start_timestamp": r_start,
+                "end_timestamp": r_end,
+                "live_content_category": np.array(CATEGORIES, dtype=object)[cat],
+                "title_emb_index": np.arange(len(s_idx)),
+            }
+        )
+        .sort_values("start_timestamp", kind="stable")
+        .reset_index(drop=True)
+    )
 
     # Clicks: repeat clicks go to a favourite's room; others to a popular room.
     popularity = 1.0 / np.arange(1, n_streamers + 1) ** 0.8
@@ -221,15 +282,30 @@ def write_synthetic_kuailive(
     use_fav = (rng.random(len(c_user)) < repeat_prob) & (counts[fav_host] > 0)
     flat = np.concatenate(fav_rooms_by_host) if len(room) else np.zeros(0, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    fav_pick = flat[np.minimum(offsets[fav_host] + (rng.random(len(c_user)) * np.maximum(counts[fav_host], 1)).astype(np.int64),
-                               max(len(flat) - 1, 0))] if len(flat) else pick
+    fav_pick = (
+        flat[
+            np.minimum(
+                offsets[fav_host]
+                + (rng.random(len(c_user)) * np.maximum(counts[fav_host], 1)).astype(np.int64),
+                max(len(flat) - 1, 0),
+            )
+        ]
+        if len(flat)
+        else pick
+    )
     r = np.where(use_fav, fav_pick, pick)
     rs, re_ = room["start_timestamp"].to_numpy()[r], room["end_timestamp"].to_numpy()[r]
     ts = rs + (rng.random(len(r)) * (re_ - rs - 1000)).astype(np.int64)
     watch = np.minimum(rng.exponential(180_000, len(r)).astype(np.int64) + 1000, re_ - ts)
     users = 700_000 + np.arange(n_users) * 3
-    base = pd.DataFrame({"user_id": users[c_user], "live_id": room["live_id"].to_numpy()[r],
-                         "streamer_id": room["streamer_id"].to_numpy()[r], "timestamp": ts})
+    base = pd.DataFrame(
+        {
+            "user_id": users[c_user],
+            "live_id": room["live_id"].to_numpy()[r],
+            "streamer_id": room["streamer_id"].to_numpy()[r],
+            "timestamp": ts,
+        }
+    )
     click = base.assign(watch_live_time=watch)
 
     def within(prob: float) -> pd.DataFrame:
@@ -241,16 +317,34 @@ def write_synthetic_kuailive(
     comment, like, gift = within(0.5), within(0.6), within(0.15)
     gift["gift_price"] = rng.choice(GIFT_PRICES, len(gift))
 
-    user = pd.DataFrame({"user_id": users, "gender": rng.choice(["M", "F"], n_users),
-                         "age": rng.choice(AGE_RANGES, n_users), "device_brand": rng.choice(["APPLE", "HUAWEI", "OPPO"], n_users)})
-    streamer = pd.DataFrame({"streamer_id": streamer_ids, "gender": rng.choice(["M", "F"], n_streamers),
-                             "age": rng.choice(AGE_RANGES[1:], n_streamers),
-                             "live_operation_tag": np.array(CATEGORIES, dtype=object)[host_cat]})
+    user = pd.DataFrame(
+        {
+            "user_id": users,
+            "gender": rng.choice(["M", "F"], n_users),
+            "age": rng.choice(AGE_RANGES, n_users),
+            "device_brand": rng.choice(["APPLE", "HUAWEI", "OPPO"], n_users),
+        }
+    )
+    streamer = pd.DataFrame(
+        {
+            "streamer_id": streamer_ids,
+            "gender": rng.choice(["M", "F"], n_streamers),
+            "age": rng.choice(AGE_RANGES[1:], n_streamers),
+            "live_operation_tag": np.array(CATEGORIES, dtype=object)[host_cat],
+        }
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("click", click), ("comment", comment), ("like", like), ("gift", gift), ("room", room),
-                        ("user", user), ("streamer", streamer)):
+    for name, frame in (
+        ("click", click),
+        ("comment", comment),
+        ("like", like),
+        ("gift", gift),
+        ("room", room),
+        ("user", user),
+        ("streamer", streamer),
+    ):
         sort_by = [c for c in ("timestamp", "start_timestamp") if c in frame.columns]
         frame = frame.sort_values(sort_by, kind="stable") if sort_by else frame
         frame.to_csv(folder / f"{name}.csv", index=False)

@@ -55,8 +55,9 @@ BEHAVIOURS: tuple[tuple[str, str, str], ...] = (
 def read_pairs(path: Path) -> pd.DataFrame:
     """``user item`` lines -> frame with int64 columns ``user``, ``item``."""
     try:
-        frame = pd.read_csv(path, sep=r"\s+", header=None, names=["user", "item"], dtype=np.int64,
-                            usecols=[0, 1], engine="c")
+        frame = pd.read_csv(
+            path, sep=r"\s+", header=None, names=["user", "item"], dtype=np.int64, usecols=[0, 1], engine="c"
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataFormatError(
             f"The {FORMAT!r} file {str(path)!r} must hold 'user item' integer pairs, one a line: {exc}."
@@ -104,8 +105,13 @@ def read_multibehavior(path: str | Path, valid_from_train: bool = False) -> Data
     users = frame["user"].to_numpy()[order]
     pos = pd.Series(users).groupby(users, sort=False).cumcount().to_numpy()
     user_str = as_str(users)
-    events = make_events(event_id=sequence_ids(user_str, pos), ts=synthetic_ts(pos), user=user_str,
-                         type=types[order], item=frame["item"].to_numpy()[order])
+    events = make_events(
+        event_id=sequence_ids(user_str, pos),
+        ts=synthetic_ts(pos),
+        user=user_str,
+        type=types[order],
+        item=frame["item"].to_numpy()[order],
+    )
     meta = {
         "format": FORMAT,
         "path": str(folder),
@@ -116,5 +122,6 @@ def read_multibehavior(path: str | Path, valid_from_train: bool = False) -> Data
         "max_user_id": int(frame["user"].max()),
         "max_item_id": int(frame["item"].max()),
     }
-    return Dataset(name=f"{FORMAT}:{folder.name}", events=events, split=pd.Series(split[order], name="split"),
-                   meta=meta)
+    return Dataset(
+        name=f"{FORMAT}:{folder.name}", events=events, split=pd.Series(split[order], name="split"), meta=meta
+    )

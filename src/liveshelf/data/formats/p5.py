@@ -48,7 +48,10 @@ def read_p5(path: str | Path) -> Dataset:
     pos = np.arange(len(items)) - np.repeat(np.cumsum(n_items) - n_items, n_items)
     from_end = np.repeat(n_items, n_items) - 1 - pos
     split = np.where(from_end == 0, "test", np.where(from_end == 1, "valid", "train")).astype(object)
-    events = make_events(event_id=sequence_ids(user_col, pos), ts=synthetic_ts(pos), user=user_col,
-                         type="purchase", item=items)
+    events = make_events(
+        event_id=sequence_ids(user_col, pos), ts=synthetic_ts(pos), user=user_col, type="purchase", item=items
+    )
     meta = {"format": FORMAT, "path": str(file), "synthetic_ts": True}
-    return Dataset(name=f"{FORMAT}:{file.parent.name}", events=events, split=pd.Series(split, name="split"), meta=meta)
+    return Dataset(
+        name=f"{FORMAT}:{file.parent.name}", events=events, split=pd.Series(split, name="split"), meta=meta
+    )

@@ -76,8 +76,14 @@ def read_atomic(path: Path) -> pd.DataFrame:
         header = fh.readline().rstrip("\r\n").split("\t")
     dtypes = {h: (np.float64 if h.endswith(":float") else str) for h in header}
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=dtypes, keep_default_na=False, na_values={
-            h: [""] for h, t in dtypes.items() if t is np.float64}, quoting=3)
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values={h: [""] for h, t in dtypes.items() if t is np.float64},
+            quoting=3,
+        )
     except ValueError as exc:
         raise DataFormatError(
             f"The {FORMAT!r} file {str(path)!r} does not parse with its header {header}: {exc}. "
@@ -99,7 +105,11 @@ def read_recbole(path: str | Path, event_type: str = "view") -> Dataset:
     inter = read_atomic(inter_path)
     require_columns(inter, ("user_id", "item_id"), inter_path, FORMAT)
 
-    value = pd.to_numeric(inter["rating"], errors="coerce").to_numpy(dtype=np.float64) if "rating" in inter else None
+    value = (
+        pd.to_numeric(inter["rating"], errors="coerce").to_numpy(dtype=np.float64)
+        if "rating" in inter
+        else None
+    )
     synthetic = "timestamp" not in inter
     if synthetic:
         seconds = positions(inter["user_id"]).astype(np.float64)
@@ -111,8 +121,14 @@ def read_recbole(path: str | Path, event_type: str = "view") -> Dataset:
                 f"The 'timestamp' field of {str(inter_path)!r} must be a number on every row; "
                 f"row {row + 1} has {inter['timestamp'].iloc[row]!r}."
             )
-    events = make_events(event_id=np.zeros(len(inter)), ts=from_epoch_seconds(seconds), user=inter["user_id"],
-                         type=event_type, item=inter["item_id"], value=value)
+    events = make_events(
+        event_id=np.zeros(len(inter)),
+        ts=from_epoch_seconds(seconds),
+        user=inter["user_id"],
+        type=event_type,
+        item=inter["item_id"],
+        value=value,
+    )
     events, _ = sort_events(events)
     events["event_id"] = sequence_ids(events["user"], positions(events["user"])).to_numpy()
 
@@ -136,7 +152,8 @@ def _read_items(path: Path) -> pd.DataFrame | None:
     extra = raw[[c for c in raw.columns if c not in known]]
     price = pd.to_numeric(raw["price"], errors="coerce").to_numpy() if "price" in raw else None
     return make_frame(
-        ITEM_COLUMNS, len(raw),
+        ITEM_COLUMNS,
+        len(raw),
         id=raw["item_id"].to_numpy(dtype=object),
         title=raw[title_col].str.strip().to_numpy(dtype=object) if title_col else "",
         description=raw["description"].to_numpy(dtype=object) if "description" in raw else "",
@@ -153,7 +170,8 @@ def _read_users(path: Path) -> pd.DataFrame | None:
     raw = read_atomic(path)
     require_columns(raw, ("user_id",), path, FORMAT)
     return make_frame(
-        USER_COLUMNS, len(raw),
+        USER_COLUMNS,
+        len(raw),
         id=raw["user_id"].to_numpy(dtype=object),
         gender=gender_code(raw["gender"]).to_numpy() if "gender" in raw else None,
         age_band=age_band(raw["age"]).to_numpy() if "age" in raw else None,

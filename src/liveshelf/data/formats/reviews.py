@@ -84,7 +84,9 @@ def _read_csv(file: Path) -> pd.DataFrame:
 def _read_pos_neg(folder: Path) -> pd.DataFrame:
     parts = []
     for name, label in (("pos.txt", 1), ("neg.txt", 0)):
-        file = require_file(folder / name, FORMAT, f"one {'positive' if label else 'negative'} review per line")
+        file = require_file(
+            folder / name, FORMAT, f"one {'positive' if label else 'negative'} review per line"
+        )
         lines = file.read_text(encoding="utf-8-sig").split("\n")
         if lines and lines[-1] == "":
             lines = lines[:-1]  # the final newline ends the last line; it does not start a new one
@@ -99,8 +101,18 @@ def read_reviews_dataset(path: str | Path, drop_empty: bool = True) -> Dataset:
     frame = read_reviews(path, drop_empty=drop_empty)
     n = len(frame)
     users = pd.Series(np.arange(n)).astype("str").radd("r")
-    events = make_events(event_id=users, ts=synthetic_ts(np.zeros(n)), user=users, type="comment",
-                         value=frame["label"].to_numpy(dtype=np.float64), text=frame["text"])
-    meta = {"format": FORMAT, "path": str(path), "synthetic_ts": True,
-            "category": frame["category"].reset_index(drop=True)}
+    events = make_events(
+        event_id=users,
+        ts=synthetic_ts(np.zeros(n)),
+        user=users,
+        type="comment",
+        value=frame["label"].to_numpy(dtype=np.float64),
+        text=frame["text"],
+    )
+    meta = {
+        "format": FORMAT,
+        "path": str(path),
+        "synthetic_ts": True,
+        "category": frame["category"].reset_index(drop=True),
+    }
     return Dataset(name=f"{FORMAT}:{Path(path).stem}", events=events, meta=meta)

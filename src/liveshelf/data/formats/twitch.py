@@ -55,9 +55,18 @@ def read_twitch_log(path: str | Path) -> pd.DataFrame:
         path = csvs[0]
     require_file(path, FORMAT, "'user,stream,streamer,start,stop' rows without header")
     try:
-        log = pd.read_csv(path, header=None, names=list(COLUMNS),
-                          dtype={"user": np.int64, "stream": np.int64, "streamer": str,
-                                 "start": np.int64, "stop": np.int64})
+        log = pd.read_csv(
+            path,
+            header=None,
+            names=list(COLUMNS),
+            dtype={
+                "user": np.int64,
+                "stream": np.int64,
+                "streamer": str,
+                "start": np.int64,
+                "stop": np.int64,
+            },
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataFormatError(
             f"The {FORMAT!r} file {str(path)!r} must hold 'user,stream,streamer,start,stop' rows without a header "
@@ -76,8 +85,11 @@ def read_twitch_log(path: str | Path) -> pd.DataFrame:
 def read_twitch(path: str | Path, with_leave: bool = False, epoch: str = DEFAULT_EPOCH) -> Dataset:
     """Read a LiveRec Twitch log into rooms (streams), hosts (streamers) and enter events."""
     log = read_twitch_log(path)
-    epoch_s = pd.Timestamp(epoch).tz_convert("UTC").timestamp() if pd.Timestamp(epoch).tzinfo \
+    epoch_s = (
+        pd.Timestamp(epoch).tz_convert("UTC").timestamp()
+        if pd.Timestamp(epoch).tzinfo
         else pd.Timestamp(epoch, tz="UTC").timestamp()
+    )
     start = log["start"].to_numpy()
     stop = log["stop"].to_numpy()
     n = len(log)
@@ -85,30 +97,57 @@ def read_twitch(path: str | Path, with_leave: bool = False, epoch: str = DEFAULT
     user = as_str(log["user"])
     room = as_str(log["stream"])
     watched = ((stop - start) * STEP_SECONDS).astype(np.float64)
-    parts = [make_events(event_id=join_str(rows, np.full(n, "enter")),
-                         ts=from_epoch_seconds(epoch_s + start * float(STEP_SECONDS)),
-                         user=user, type="enter", room=room, value=watched)]
+    parts = [
+        make_events(
+            event_id=join_str(rows, np.full(n, "enter")),
+            ts=from_epoch_seconds(epoch_s + start * float(STEP_SECONDS)),
+            user=user,
+            type="enter",
+            room=room,
+            value=watched,
+        )
+    ]
     if with_leave:
-        parts.append(make_events(event_id=join_str(rows, np.full(n, "leave")),
-                                 ts=from_epoch_seconds(epoch_s + stop * float(STEP_SECONDS)),
-                                 user=user, type="leave", room=room, value=watched))
+        parts.append(
+            make_events(
+                event_id=join_str(rows, np.full(n, "leave")),
+                ts=from_epoch_seconds(epoch_s + stop * float(STEP_SECONDS)),
+                user=user,
+                type="leave",
+                room=room,
+                value=watched,
+            )
+        )
     events = pd.concat(parts, ignore_index=True)
     # Sort by (user, ts); rows of equal time keep file order, enters before leaves.
     order = np.lexsort((events["ts"].array.asi8, np.concatenate([log["user"].to_numpy()] * len(parts))))
     events = events.iloc[order].reset_index(drop=True)
 
-    streams = log.groupby("stream", sort=True).agg(host=("streamer", "first"), start=("start", "min"),
-                                                   stop=("stop", "max"))
-    rooms = make_frame(ROOM_COLUMNS, len(streams), id=as_str(pd.Series(streams.index)), host=streams["host"],
-                       title="",
-                       start=from_epoch_seconds(epoch_s + streams["start"].to_numpy() * float(STEP_SECONDS)),
-                       end=from_epoch_seconds(epoch_s + streams["stop"].to_numpy() * float(STEP_SECONDS)))
+    streams = log.groupby("stream", sort=True).agg(
+        host=("streamer", "first"), start=("start", "min"), stop=("stop", "max")
+    )
+    rooms = make_frame(
+        ROOM_COLUMNS,
+        len(streams),
+        id=as_str(pd.Series(streams.index)),
+        host=streams["host"],
+        title="",
+        start=from_epoch_seconds(epoch_s + streams["start"].to_numpy() * float(STEP_SECONDS)),
+        end=from_epoch_seconds(epoch_s + streams["stop"].to_numpy() * float(STEP_SECONDS)),
+    )
     streamers = np.sort(log["streamer"].unique())
-    hosts = make_frame(HOST_COLUMNS, len(streamers), id=streamers, name=streamers,
-                       categories=["[]"] * len(streamers))
-    meta = {"format": FORMAT, "path": str(path), "synthetic_ts": False, "step_seconds": STEP_SECONDS,
-            "epoch": pd.Timestamp(epoch_s, unit="s", tz="UTC").isoformat(), "max_step": int(stop.max(initial=0)),
-            "intervals": log}
+    hosts = make_frame(
+        HOST_COLUMNS, len(streamers), id=streamers, name=streamers, categories=["[]"] * len(streamers)
+    )
+    meta = {
+        "format": FORMAT,
+        "path": str(path),
+        "synthetic_ts": False,
+        "step_seconds": STEP_SECONDS,
+        "epoch": pd.Timestamp(epoch_s, unit="s", tz="UTC").isoformat(),
+        "max_step": int(stop.max(initial=0)),
+        "intervals": log,
+    }
     return Dataset(name=f"{FORMAT}:{Path(path).stem}", events=events, rooms=rooms, hosts=hosts, meta=meta)
 
 
@@ -131,12 +170,34 @@ def write_synthetic_twitch_log(
     Watching lasts a geometric number of steps (mean 4) and stops at the latest when the stream
     ends, so every row lies inside its stream's availability window.
     """
-    _check("n_users", n_users, isinstance(n_users, int) and n_users >= 1, "an int >= 1", "write_synthetic_twitch_log")
-    _check("n_streamers", n_streamers, isinstance(n_streamers, int) and n_streamers >= 1, "an int >= 1",
-           "write_synthetic_twitch_log")
-    _check("n_steps", n_steps, isinstance(n_steps, int) and n_steps >= 144, "an int >= 144 (one day)",
-           "write_synthetic_twitch_log")
-    _check("repeat_prob", repeat_prob, 0.0 <= repeat_prob <= 1.0, "a float in [0, 1]", "write_synthetic_twitch_log")
+    _check(
+        "n_users",
+        n_users,
+        isinstance(n_users, int) and n_users >= 1,
+        "an int >= 1",
+        "write_synthetic_twitch_log",
+    )
+    _check(
+        "n_streamers",
+        n_streamers,
+        isinstance(n_streamers, int) and n_streamers >= 1,
+        "an int >= 1",
+        "write_synthetic_twitch_log",
+    )
+    _check(
+        "n_steps",
+        n_steps,
+        isinstance(n_steps, int) and n_steps >= 144,
+        "an int >= 144 (one day)",
+        "write_synthetic_twitch_log",
+    )
+    _check(
+        "repeat_prob",
+        repeat_prob,
+        0.0 <= repeat_prob <= 1.0,
+        "a float in [0, 1]",
+        "write_synthetic_twitch_log",
+    )
     rng = np.random.default_rng(seed)
     streams = _schedule(rng, n_streamers, n_steps)  # columns stream, streamer, start, stop
     popularity = 1.0 / np.arange(1, n_streamers + 1) ** 0.9
@@ -185,13 +246,17 @@ def write_synthetic_twitch_log(
     duration = rng.geometric(0.25, len(chosen))  # mean 4 steps = 40 minutes
     stop = np.minimum(s_time + duration, st_stop)
 
-    log = pd.DataFrame({
-        "user": s_user,
-        "stream": streams["stream"].to_numpy()[chosen],
-        "streamer": np.array([f"streamer_{j:05d}" for j in range(n_streamers)])[streams["streamer"].to_numpy()[chosen]],
-        "start": s_time,
-        "stop": stop,
-    }).sort_values(["user", "start", "stream"], kind="stable")
+    log = pd.DataFrame(
+        {
+            "user": s_user,
+            "stream": streams["stream"].to_numpy()[chosen],
+            "streamer": np.array([f"streamer_{j:05d}" for j in range(n_streamers)])[
+                streams["streamer"].to_numpy()[chosen]
+            ],
+            "start": s_time,
+            "stop": stop,
+        }
+    ).sort_values(["user", "start", "stream"], kind="stable")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     log.to_csv(path, header=False, index=False)

@@ -54,8 +54,15 @@ def find_prefix(folder: Path) -> str:
 
 def _read_index(path: Path) -> pd.Series:
     """``token<TAB>index`` lines -> Series token indexed by int index."""
-    frame = pd.read_csv(path, sep="\t", header=None, names=["token", "index"], dtype={"token": str},
-                        keep_default_na=False, quoting=3)
+    frame = pd.read_csv(
+        path,
+        sep="\t",
+        header=None,
+        names=["token", "index"],
+        dtype={"token": str},
+        keep_default_na=False,
+        quoting=3,
+    )
     if frame["index"].dtype.kind not in "iu":
         raise DataFormatError(f"The {FORMAT!r} index file {str(path)!r} must hold 'token<TAB>int' lines.")
     return pd.Series(frame["token"].to_numpy(dtype=object), index=frame["index"].to_numpy())
@@ -64,8 +71,12 @@ def _read_index(path: Path) -> pd.Series:
 def _read_inter(path: Path, split: str) -> pd.DataFrame:
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     cols = list(frame.columns)
-    if len(cols) != 3 or not cols[0].startswith("user_id") or not cols[1].startswith("item_id_list") \
-            or not cols[2].startswith("item_id"):
+    if (
+        len(cols) != 3
+        or not cols[0].startswith("user_id")
+        or not cols[1].startswith("item_id_list")
+        or not cols[2].startswith("item_id")
+    ):
         raise DataFormatError(
             f"The {FORMAT!r} file {str(path)!r} must have the header "
             f"'user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token'; got {cols}."
@@ -98,7 +109,9 @@ def read_unisrec(path: str | Path, prefix: str | None = None) -> Dataset:
     """Read a UniSRec split folder into a :class:`Dataset` with ``split`` per event."""
     folder = Path(path)
     prefix = prefix or find_prefix(folder)
-    files = {s: require_file(folder / f"{prefix}.{s}.inter", FORMAT, f"{s} prefixes and targets") for s in SPLITS}
+    files = {
+        s: require_file(folder / f"{prefix}.{s}.inter", FORMAT, f"{s} prefixes and targets") for s in SPLITS
+    }
     item_index_path = folder / f"{prefix}.item2index"
     user_index_path = folder / f"{prefix}.user2index"
     item_index = _read_index(item_index_path) if item_index_path.is_file() else None
@@ -108,16 +121,29 @@ def read_unisrec(path: str | Path, prefix: str | None = None) -> Dataset:
     rows["split_order"] = rows["split"].map(_SPLIT_ORDER)
     # Within a user: shorter prefixes first; at equal (truncated) length train rows come in
     # descending order in the files, so the later row in the file is the earlier target.
-    rows = rows.sort_values(["user", "split_order", "length", "row"], ascending=[True, True, True, False],
-                            kind="stable").reset_index(drop=True)
+    rows = rows.sort_values(
+        ["user", "split_order", "length", "row"], ascending=[True, True, True, False], kind="stable"
+    ).reset_index(drop=True)
 
     # The first row of each user carries the items before the first target.
     first = rows.groupby("user", sort=False).head(1)
     head_items = first[["user", "prefix"]].assign(item=first["prefix"].str.split(" ")).explode("item")
-    head = pd.DataFrame({"user": head_items["user"].to_numpy(), "item": head_items["item"].to_numpy(),
-                         "split": "train", "group": 0})
-    tail = pd.DataFrame({"user": rows["user"].to_numpy(), "item": rows["target"].to_numpy(),
-                         "split": rows["split"].to_numpy(), "group": 1})
+    head = pd.DataFrame(
+        {
+            "user": head_items["user"].to_numpy(),
+            "item": head_items["item"].to_numpy(),
+            "split": "train",
+            "group": 0,
+        }
+    )
+    tail = pd.DataFrame(
+        {
+            "user": rows["user"].to_numpy(),
+            "item": rows["target"].to_numpy(),
+            "split": rows["split"].to_numpy(),
+            "group": 1,
+        }
+    )
     seq = pd.concat([head, tail], ignore_index=True)
     seq["order"] = np.arange(len(seq))
     seq = seq.sort_values(["user", "group", "order"], kind="stable").reset_index(drop=True)
@@ -129,8 +155,13 @@ def read_unisrec(path: str | Path, prefix: str | None = None) -> Dataset:
     seq = seq.sort_values(["user", "pos"], kind="stable").reset_index(drop=True)
 
     pos = seq["pos"].to_numpy()
-    events = make_events(event_id=sequence_ids(seq["user"], pos), ts=synthetic_ts(pos), user=seq["user"],
-                         type="purchase", item=seq["item"])
+    events = make_events(
+        event_id=sequence_ids(seq["user"], pos),
+        ts=synthetic_ts(pos),
+        user=seq["user"],
+        type="purchase",
+        item=seq["item"],
+    )
     split = pd.Series(seq["split"].to_numpy(dtype=object), name="split")
 
     items = _read_items(folder / f"{prefix}.text", item_index)
@@ -151,8 +182,8 @@ def _check_last_targets(seq: pd.DataFrame, files: dict[str, Path]) -> None:
     pos = seq["pos"].to_numpy()
     split = seq["split"].to_numpy()
     is_test, is_valid = split == "test", split == "valid"
-    ok_test = (is_test == (pos == size - 1))
-    ok_valid = (is_valid == (pos == size - 2))
+    ok_test = is_test == (pos == size - 1)
+    ok_valid = is_valid == (pos == size - 2)
     bad = ~(ok_test & ok_valid)
     if bad.any():
         user = seq["user"].to_numpy()[bad.argmax()]
@@ -167,7 +198,9 @@ def _read_items(path: Path, item_index: pd.Series | None) -> pd.DataFrame | None
     if path.is_file():
         text = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
         if len(text.columns) < 2:
-            raise DataFormatError(f"The {FORMAT!r} file {str(path)!r} must have 'item_id:token<TAB>text:token_seq'.")
+            raise DataFormatError(
+                f"The {FORMAT!r} file {str(path)!r} must have 'item_id:token<TAB>text:token_seq'."
+            )
         text = pd.Series(text.iloc[:, 1].str.strip().to_numpy(), index=text.iloc[:, 0].to_numpy())
     else:
         text = None
@@ -178,5 +211,13 @@ def _read_items(path: Path, item_index: pd.Series | None) -> pd.DataFrame | None
     else:
         return None
     titles = np.full(len(ids), "", dtype=object) if text is None else text.reindex(ids).fillna("").to_numpy()
-    return make_frame(ITEM_COLUMNS, len(ids), id=ids, title=titles, description="", category="",
-                      attributes="{}", language="en")
+    return make_frame(
+        ITEM_COLUMNS,
+        len(ids),
+        id=ids,
+        title=titles,
+        description="",
+        category="",
+        attributes="{}",
+        language="en",
+    )

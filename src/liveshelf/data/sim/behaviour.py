@@ -20,8 +20,20 @@ from liveshelf.config import data_dir
 from liveshelf.data.sim.catalog import PHRASES, Supply, vocabulary
 from liveshelf.data.sim.truth import GroundTruth, SimConfig, _sigmoid
 
-TYPE_CODES = ("impression", "enter", "view", "click", "cart", "purchase", "like", "comment", "share",
-              "follow", "gift", "leave")
+TYPE_CODES = (
+    "impression",
+    "enter",
+    "view",
+    "click",
+    "cart",
+    "purchase",
+    "like",
+    "comment",
+    "share",
+    "follow",
+    "gift",
+    "leave",
+)
 T = {name: k for k, name in enumerate(TYPE_CODES)}
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
 REGIONS = ("华东", "华南", "华北", "华中", "西南", "西北", "东北", "海外")
@@ -41,8 +53,9 @@ class Population:
     fav: np.ndarray  # (U, 3) favourite host or -1
 
 
-def make_population(rng: np.random.Generator, cfg: SimConfig, supply: Supply, n_cat: int,
-                    d: int = 8) -> tuple[Population, GroundTruth]:
+def make_population(
+    rng: np.random.Generator, cfg: SimConfig, supply: Supply, n_cat: int, d: int = 8
+) -> tuple[Population, GroundTruth]:
     n = cfg.n_users
     interests = rng.dirichlet(np.full(n_cat, cfg.interest_alpha), size=n)
     tier = rng.choice(4, size=n, p=[0.35, 0.4, 0.2, 0.05])
@@ -50,13 +63,21 @@ def make_population(rng: np.random.Generator, cfg: SimConfig, supply: Supply, n_
     user_vec = rng.normal(0, 1, (n, d))
     item_vec = rng.normal(0, 1, (len(supply.item_cat), d))
     habit = rng.random(n)
-    hour = np.where(habit < 0.65, rng.normal(20.5, 1.2, n),
-                    np.where(habit < 0.85, rng.normal(12.5, 1.0, n), rng.normal(9.0, 1.5, n)))
+    hour = np.where(
+        habit < 0.65,
+        rng.normal(20.5, 1.2, n),
+        np.where(habit < 0.85, rng.normal(12.5, 1.0, n), rng.normal(9.0, 1.5, n)),
+    )
     pop = Population(
-        gender=rng.choice(3, size=n, p=[0.62, 0.36, 0.02]), age=rng.choice(5, size=n, p=[0.2, 0.35, 0.25, 0.12, 0.08]),
-        region=rng.choice(8, size=n, p=[0.25, 0.2, 0.15, 0.12, 0.1, 0.06, 0.07, 0.05]), tier=tier,
-        activity=rng.lognormal(-0.245, 0.7, n), hour=hour, engagement=rng.lognormal(0.0, 0.5, n),
-        fav=np.full((n, 3), -1, np.int64))
+        gender=rng.choice(3, size=n, p=[0.62, 0.36, 0.02]),
+        age=rng.choice(5, size=n, p=[0.2, 0.35, 0.25, 0.12, 0.08]),
+        region=rng.choice(8, size=n, p=[0.25, 0.2, 0.15, 0.12, 0.1, 0.06, 0.07, 0.05]),
+        tier=tier,
+        activity=rng.lognormal(-0.245, 0.7, n),
+        hour=hour,
+        engagement=rng.lognormal(0.0, 0.5, n),
+        fav=np.full((n, 3), -1, np.int64),
+    )
     # favourite hosts: Gumbel top-k over log popularity + 2 log affinity, in chunks
     n_fav = rng.choice(4, size=n, p=[0.2, 0.35, 0.3, 0.15])
     k = min(3, supply.host_mix.shape[0])
@@ -68,11 +89,18 @@ def make_population(rng: np.random.Generator, cfg: SimConfig, supply: Supply, n_
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(score, top, 1), axis=1), 1)[:, :k]
         keep = np.arange(k)[None, :] < n_fav[lo : lo + 4096, None]
         pop.fav[lo : lo + 4096, :k] = np.where(keep, top, -1)
-    truth = GroundTruth(user_ids=np.array([f"u{i:07d}" for i in range(n)], dtype=object),
-                        item_ids=np.array([f"i{i:07d}" for i in range(len(supply.item_cat))], dtype=object),
-                        categories=[], interests=interests, price_sens=price_sens, user_vec=user_vec,
-                        item_vec=item_vec, item_cat=supply.item_cat, item_quality=supply.item_quality,
-                        item_price_z=supply.item_price_z)
+    truth = GroundTruth(
+        user_ids=np.array([f"u{i:07d}" for i in range(n)], dtype=object),
+        item_ids=np.array([f"i{i:07d}" for i in range(len(supply.item_cat))], dtype=object),
+        categories=[],
+        interests=interests,
+        price_sens=price_sens,
+        user_vec=user_vec,
+        item_vec=item_vec,
+        item_cat=supply.item_cat,
+        item_quality=supply.item_quality,
+        item_price_z=supply.item_price_z,
+    )
     return pop, truth
 
 
@@ -90,8 +118,11 @@ def _corpus(path: str) -> dict[tuple[str, int], np.ndarray]:
 def comment_pools(use_corpus: bool) -> tuple[dict[tuple[str, int], np.ndarray], str]:
     """Comment sentence pools keyed by (pool name, label) and where they came from."""
     builtin = json.loads((PHRASES / "comments.json").read_text(encoding="utf-8"))
-    pools = {(f"builtin-{lg}", lab): np.asarray(builtin[lg]["pos" if lab else "neg"], dtype=object)
-             for lg in ("zh", "en") for lab in (0, 1)}
+    pools = {
+        (f"builtin-{lg}", lab): np.asarray(builtin[lg]["pos" if lab else "neg"], dtype=object)
+        for lg in ("zh", "en")
+        for lab in (0, 1)
+    }
     csv = data_dir() / "online-shopping-10-cats" / "online_shopping_10_cats.csv"
     if use_corpus and csv.is_file():
         pools.update(_corpus(str(csv)))
@@ -105,8 +136,9 @@ def _csr_pick(offsets: np.ndarray, u: np.ndarray, q: np.ndarray) -> np.ndarray:
     return offsets[q] + np.minimum((u * cnt).astype(np.int64), np.maximum(cnt - 1, 0))
 
 
-def simulate_events(rng: np.random.Generator, cfg: SimConfig, supply: Supply, pop: Population,
-                    truth: GroundTruth, day0: float) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+def simulate_events(
+    rng: np.random.Generator, cfg: SimConfig, supply: Supply, pop: Population, truth: GroundTruth, day0: float
+) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
     """All events as column arrays (user, ts, type, room, item, value, text index) + texts."""
     n_users = cfg.n_users
     # ---- sessions
@@ -142,8 +174,13 @@ def simulate_events(rng: np.random.Generator, cfg: SimConfig, supply: Supply, po
     fs, fh = fs[ok], fh[ok]
     j = np.searchsorted(key[korder], fh * 1e11 + s_t[fs], side="right") - 1
     cand = korder[np.maximum(j, 0)]
-    live = (j >= 0) & (supply.room_host[cand] == fh) & (supply.room_start[cand] <= s_t[fs]) \
-        & (supply.room_end[cand] > s_t[fs]) & (rng.random(len(fs)) < 0.85)
+    live = (
+        (j >= 0)
+        & (supply.room_host[cand] == fh)
+        & (supply.room_start[cand] <= s_t[fs])
+        & (supply.room_end[cand] > s_t[fs])
+        & (rng.random(len(fs)) < 0.85)
+    )
     feed_s = np.concatenate([fs[live], feed_s])
     feed_r = np.concatenate([cand[live], feed_r])
     feed_rank = np.concatenate([np.zeros(int(live.sum()), np.int64), feed_rank])
@@ -158,8 +195,13 @@ def simulate_events(rng: np.random.Generator, cfg: SimConfig, supply: Supply, po
     h = supply.room_host[imp_r]
     n_cat = truth.interests.shape[1]
     aff = np.einsum("nc,nc->n", truth.interests[imp_u], supply.host_mix[h])
-    logit = -2.2 + 0.9 * np.log(n_cat * aff + 0.05) + 2.0 * imp_fav - 0.15 * imp_rank \
+    logit = (
+        -2.2
+        + 0.9 * np.log(n_cat * aff + 0.05)
+        + 2.0 * imp_fav
+        - 0.15 * imp_rank
         + 0.3 * np.log(supply.host_pop[h])
+    )
     enter = rng.random(len(imp_s)) < _sigmoid(logit)
     # at most one room per session: the first entered in feed order
     e_idx = np.nonzero(enter)[0]
@@ -183,8 +225,11 @@ def simulate_events(rng: np.random.Generator, cfg: SimConfig, supply: Supply, po
     for _ in range(8):  # proposals: first slot of the room that is on the shelf at the look time
         todo = chosen < 0
         p = s_ord[np.minimum(_csr_pick(s_ptr, rng.random(int(todo.sum())), l_room[todo]), len(s_ord) - 1)]
-        hit = (supply.slot_room[p] == l_room[todo]) & (supply.slot_start[p] <= l_t[todo]) \
+        hit = (
+            (supply.slot_room[p] == l_room[todo])
+            & (supply.slot_start[p] <= l_t[todo])
             & (supply.slot_end[p] > l_t[todo])
+        )
         idx = np.nonzero(todo)[0]
         chosen[idx[hit]] = p[hit]
     ok = chosen >= 0
@@ -228,15 +273,24 @@ def simulate_events(rng: np.random.Generator, cfg: SimConfig, supply: Supply, po
         (l_u[viewed], l_t[viewed], T["view"], v_r[l_v][viewed], l_i[viewed], nan, -1),
         (l_u[clicked], t_click[clicked], T["click"], v_r[l_v][clicked], l_i[clicked], nan, -1),
         (l_u[carted], t_cart[carted], T["cart"], v_r[l_v][carted], l_i[carted], price[carted], -1),
-        (l_u[bought], t_buy[bought], T["purchase"], v_r[l_v][bought], l_i[bought],
-         np.round(price[bought] * qty[bought], 2), -1),
+        (
+            l_u[bought],
+            t_buy[bought],
+            T["purchase"],
+            v_r[l_v][bought],
+            l_i[bought],
+            np.round(price[bought] * qty[bought], 2),
+            -1,
+        ),
         (v_u[lk_v], at(lk_v), T["like"], v_r[lk_v], -1, nan, -1),
         (v_u[cm_v], at(cm_v), T["comment"], v_r[cm_v], -1, cm_pos.astype(float), cm_text),
         (v_u[share], at(np.nonzero(share)[0]), T["share"], v_r[share], -1, nan, -1),
         (v_u[follow], at(np.nonzero(follow)[0]), T["follow"], v_r[follow], -1, nan, -1),
         (v_u[gift], at(np.nonzero(gift)[0]), T["gift"], v_r[gift], -1, gift_val[gift], -1),
     ]
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "ts", "type", "room", "item", "value", "text")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("user", "ts", "type", "room", "item", "value", "text")
+    }
     for user, ts, typ, room, item, value, text in parts:
         m = len(user)
         cols["user"].append(np.asarray(user, np.int64))
@@ -250,8 +304,9 @@ def simulate_events(rng: np.random.Generator, cfg: SimConfig, supply: Supply, po
     return out, texts, source
 
 
-def _comment_texts(rng: np.random.Generator, cfg: SimConfig, supply: Supply, rooms: np.ndarray,
-                   positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+def _comment_texts(
+    rng: np.random.Generator, cfg: SimConfig, supply: Supply, rooms: np.ndarray, positive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Comment sentences: real reviews of the host's category (zh) or built-in phrases (en / fallback)."""
     pools, source = comment_pools(cfg.use_review_corpus)
     tops = vocabulary()["tops"]

@@ -73,8 +73,15 @@ _ZH_NAMES = ["小美", "阿杰", "莉莉", "大鹏", "晓雯", "胖虎", "甜甜
 _EN_NAMES = ["Amy", "Ben", "Chloe", "Dan", "Emma", "Finn", "Grace", "Hugo", "Ivy", "Jack", "Kate", "Leo"]
 
 
-def make_supply(rng: np.random.Generator, n_hosts: int, n_items: int, days: int, day0: float,
-                utc_offset_h: float, en_share: float) -> Supply:
+def make_supply(
+    rng: np.random.Generator,
+    n_hosts: int,
+    n_items: int,
+    days: int,
+    day0: float,
+    utc_offset_h: float,
+    en_share: float,
+) -> Supply:
     v, lv = vocabulary(), leaves()
     n_top, n_cat = len(v["tops"]), len(lv.top)
     # ---- hosts: one or two top categories, language, popularity
@@ -85,16 +92,23 @@ def make_supply(rng: np.random.Generator, n_hosts: int, n_items: int, days: int,
         host_tops.append(sorted(rng.choice(n_top, size=k, replace=False, p=top_pop).tolist()))
     host_lang = (rng.random(n_hosts) < en_share).astype(np.int64)
     host_pop = rng.lognormal(0.0, 1.0, n_hosts)
-    host_names = [f"{_ZH_NAMES[h % 12]}{h}号直播间" if host_lang[h] == 0 else f"{_EN_NAMES[h % 12]}'s Live #{h}"
-                  for h in range(n_hosts)]
+    host_names = [
+        f"{_ZH_NAMES[h % 12]}{h}号直播间" if host_lang[h] == 0 else f"{_EN_NAMES[h % 12]}'s Live #{h}"
+        for h in range(n_hosts)
+    ]
     # ---- items: spread over hosts and release days; leaf from the host's tops
     item_host = np.concatenate([rng.permutation(n_hosts), rng.integers(0, n_hosts, n_items - n_hosts)])
     item_day = rng.integers(0, days, n_items)
     leaf_of_top = [np.nonzero(lv.top == t)[0] for t in range(n_top)]
     tops_of_item = [host_tops[h] for h in item_host.tolist()]
     pick_top = np.array([t[int(u * len(t))] for t, u in zip(tops_of_item, rng.random(n_items), strict=True)])
-    item_cat = np.array([leaf_of_top[t][int(u * len(leaf_of_top[t]))]
-                         for t, u in zip(pick_top.tolist(), rng.random(n_items), strict=True)], dtype=np.int64)
+    item_cat = np.array(
+        [
+            leaf_of_top[t][int(u * len(leaf_of_top[t]))]
+            for t, u in zip(pick_top.tolist(), rng.random(n_items), strict=True)
+        ],
+        dtype=np.int64,
+    )
     host_mix = np.zeros((n_hosts, n_cat))
     np.add.at(host_mix, (item_host, item_cat), 1.0)
     host_mix /= host_mix.sum(1, keepdims=True)
@@ -132,18 +146,30 @@ def make_supply(rng: np.random.Generator, n_hosts: int, n_items: int, days: int,
         if mat:
             a["material"] = mat[lg]
         attrs.append(json.dumps(a, ensure_ascii=False, sort_keys=True))
-    item_rows = {"title": titles, "description": descs, "category": cats, "brand": brands,
-                 "rating": rating.tolist(), "attributes": attrs, "language": ["en" if x else "zh" for x in lang]}
+    item_rows = {
+        "title": titles,
+        "description": descs,
+        "category": cats,
+        "brand": brands,
+        "rating": rating.tolist(),
+        "attributes": attrs,
+        "language": ["en" if x else "zh" for x in lang],
+    }
     # ---- rooms: one or two streams a day (afternoon + evening), 45 min - 3 h
     two = rng.random(n_hosts) < 0.25
-    pref_h = np.where(rng.random(n_hosts) < 0.75, rng.normal(20.0, 0.8, n_hosts), rng.normal(10.5, 1.0, n_hosts))
+    pref_h = np.where(
+        rng.random(n_hosts) < 0.75, rng.normal(20.0, 0.8, n_hosts), rng.normal(10.5, 1.0, n_hosts)
+    )
     r_host, r_start, r_end = [], [], []
     for d in range(days):
         on = rng.random(n_hosts) < 0.85
         for h in np.nonzero(on)[0].tolist():
             base = day0 + d * 86_400.0
-            hours = [14.0 + rng.normal(0, 0.7), pref_h[h] + rng.normal(0, 0.3)] if two[h] else \
-                [pref_h[h] + rng.normal(0, 0.3)]
+            hours = (
+                [14.0 + rng.normal(0, 0.7), pref_h[h] + rng.normal(0, 0.3)]
+                if two[h]
+                else [pref_h[h] + rng.normal(0, 0.3)]
+            )
             prev_end = -np.inf
             for hr in sorted(hours):
                 s = base + ((hr - utc_offset_h) % 24.0) * 3600.0
@@ -156,15 +182,43 @@ def make_supply(rng: np.random.Generator, n_hosts: int, n_items: int, days: int,
     room_host = np.asarray(r_host, np.int64)
     room_start = np.asarray(r_start, np.float64)
     room_end = np.asarray(r_end, np.float64)
-    room_title = [f"{host_names[h]}：{v['tops'][host_tops[h][0]]['zh']}专场" if host_lang[h] == 0
-                  else f"{host_names[h]}: {v['tops'][host_tops[h][0]]['en']} special" for h in r_host]
+    room_title = [
+        f"{host_names[h]}：{v['tops'][host_tops[h][0]]['zh']}专场"
+        if host_lang[h] == 0
+        else f"{host_names[h]}: {v['tops'][host_tops[h][0]]['en']} special"
+        for h in r_host
+    ]
     slots = _make_shelves(rng, room_host, room_start, room_end, item_host, item_day, day0)
-    return Supply(host_lang, host_tops, host_pop, host_mix, host_names, item_host, item_cat, item_day,
-                  item_price, z, item_quality, item_rows, room_host, room_start, room_end, room_title, *slots)
+    return Supply(
+        host_lang,
+        host_tops,
+        host_pop,
+        host_mix,
+        host_names,
+        item_host,
+        item_cat,
+        item_day,
+        item_price,
+        z,
+        item_quality,
+        item_rows,
+        room_host,
+        room_start,
+        room_end,
+        room_title,
+        *slots,
+    )
 
 
-def _make_shelves(rng: np.random.Generator, room_host: np.ndarray, room_start: np.ndarray, room_end: np.ndarray,
-                  item_host: np.ndarray, item_day: np.ndarray, day0: float) -> tuple[np.ndarray, ...]:
+def _make_shelves(
+    rng: np.random.Generator,
+    room_host: np.ndarray,
+    room_start: np.ndarray,
+    room_end: np.ndarray,
+    item_host: np.ndarray,
+    item_day: np.ndarray,
+    day0: float,
+) -> tuple[np.ndarray, ...]:
     """Per room: a shelf of host items with their own slots, and a pin schedule that splits slots."""
     order = np.argsort(item_host, kind="stable")
     ptr = np.searchsorted(item_host[order], np.arange(int(item_host.max()) + 2))
@@ -204,5 +258,11 @@ def _make_shelves(rng: np.random.Generator, room_host: np.ndarray, room_start: n
             out["pinned"].append(pinned[keep])
             out["pos"].append(np.where(pinned[keep], 0, j + 1))
     cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
-    return (cat["room"].astype(np.int64), cat["item"].astype(np.int64), cat["start"].astype(np.float64),
-            cat["end"].astype(np.float64), cat["pinned"].astype(bool), cat["pos"].astype(np.int64))
+    return (
+        cat["room"].astype(np.int64),
+        cat["item"].astype(np.int64),
+        cat["start"].astype(np.float64),
+        cat["end"].astype(np.float64),
+        cat["pinned"].astype(bool),
+        cat["pos"].astype(np.int64),
+    )

@@ -44,9 +44,24 @@ from liveshelf.errors import ConfigError, check_param
 KINDS: tuple[str, ...] = ("room_start", "slot_start", "event", "slot_end", "room_end")
 _ORDER = {k: i for i, k in enumerate(KINDS)}
 #: Counters every replay reports (zero when nothing happened).
-COUNTS: tuple[str, ...] = ("events_posted", "events_accepted", "events_duplicate", "events_rejected", "feed",
-                           "shelf", "next_item", "reads_skipped", "rooms_started", "rooms_ended", "rooms_live",
-                           "slots_added", "slots_removed", "room_actions", "idle_skipped_s", "errors")
+COUNTS: tuple[str, ...] = (
+    "events_posted",
+    "events_accepted",
+    "events_duplicate",
+    "events_rejected",
+    "feed",
+    "shelf",
+    "next_item",
+    "reads_skipped",
+    "rooms_started",
+    "rooms_ended",
+    "rooms_live",
+    "slots_added",
+    "slots_removed",
+    "room_actions",
+    "idle_skipped_s",
+    "errors",
+)
 DAY_S = 86_400.0
 
 
@@ -95,16 +110,25 @@ class ReplayPlan:
         return dict(Counter(self.kind))
 
     @classmethod
-    def from_frames(cls, events: pd.DataFrame, rooms: pd.DataFrame, shelf: pd.DataFrame | None = None, *,
-                    period_start: float | None = None, period: float = DAY_S) -> ReplayPlan:
+    def from_frames(
+        cls,
+        events: pd.DataFrame,
+        rooms: pd.DataFrame,
+        shelf: pd.DataFrame | None = None,
+        *,
+        period_start: float | None = None,
+        period: float = DAY_S,
+    ) -> ReplayPlan:
         """The schedule of ``rooms`` (start/end), their ``shelf`` slots and ``events`` (schema frames).
 
         Events of rooms outside ``rooms`` are dropped (their room never goes live in the replay).
         """
         check_param("period", period, period > 0, "a number of seconds > 0", "ReplayPlan")
         if not len(rooms):
-            raise ConfigError("ReplayPlan.from_frames needs at least one room in 'rooms'. Got an empty frame; "
-                              "simulate more days or hosts.")
+            raise ConfigError(
+                "ReplayPlan.from_frames needs at least one room in 'rooms'. Got an empty frame; "
+                "simulate more days or hosts."
+            )
         t_parts: list[np.ndarray] = []
         kinds: list[str] = []
         payload: list[dict[str, Any]] = []
@@ -127,8 +151,14 @@ class ReplayPlan:
             for i, row in enumerate(shelf.itertuples(index=False)):
                 t_parts.append(np.array([s_start[i]]))
                 kinds.append("slot_start")
-                payload.append({"room": row.room, "item": row.item, "start": float(s_start[i]),
-                                "pinned": bool(_clean(row.pinned) or False)})
+                payload.append(
+                    {
+                        "room": row.room,
+                        "item": row.item,
+                        "start": float(s_start[i]),
+                        "pinned": bool(_clean(row.pinned) or False),
+                    }
+                )
                 end = s_end[i]
                 r_e = room_end.get(row.room, np.nan)
                 if not math.isnan(end) and (math.isnan(r_e) or end < r_e):  # else the room's end takes it off
@@ -140,15 +170,20 @@ class ReplayPlan:
         cols = ("event_id", "user", "type", "room", "item", "value", "text")
         values = {c: ev[c].to_numpy(dtype=object) for c in cols}
         for i in range(len(ev)):
-            t_parts.append(e_t[i:i + 1])
+            t_parts.append(e_t[i : i + 1])
             kinds.append("event")
             payload.append({c: _clean(values[c][i]) for c in cols} | {"t": float(e_t[i])})
         t = np.concatenate(t_parts) if t_parts else np.zeros(0)
         order = np.lexsort((np.array([_ORDER[k] for k in kinds]), t))
         t = t[order]
         start = float(period_start) if period_start is not None else float(np.floor(t.min() / DAY_S) * DAY_S)
-        return cls(t=t, kind=[kinds[i] for i in order], payload=[payload[i] for i in order],
-                   period_start=start, period=period)
+        return cls(
+            t=t,
+            kind=[kinds[i] for i in order],
+            payload=[payload[i] for i in order],
+            period_start=start,
+            period=period,
+        )
 
     def busiest(self, bin_s: float = 600.0) -> float:
         """Start of the ``bin_s`` window with the most events: where a short demo sees the most life."""
@@ -161,10 +196,16 @@ class ReplayPlan:
 
     def live_at(self, t: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Rooms live at ``t`` and the shelf slots of those rooms on the shelf at ``t`` (started before ``t``)."""
-        started = {p["id"]: p for tt, k, p in zip(self.t, self.kind, self.payload, strict=True)
-                   if k == "room_start" and tt < t}
-        ended = {p["room"] for tt, k, p in zip(self.t, self.kind, self.payload, strict=True)
-                 if k == "room_end" and tt <= t}
+        started = {
+            p["id"]: p
+            for tt, k, p in zip(self.t, self.kind, self.payload, strict=True)
+            if k == "room_start" and tt < t
+        }
+        ended = {
+            p["room"]
+            for tt, k, p in zip(self.t, self.kind, self.payload, strict=True)
+            if k == "room_end" and tt <= t
+        }
         live = {r: p for r, p in started.items() if r not in ended}
         slots: dict[tuple[str, str], dict[str, Any]] = {}
         for tt, k, p in zip(self.t, self.kind, self.payload, strict=True):
@@ -190,17 +231,26 @@ class TrafficStats:
 
     def as_dict(self) -> dict[str, Any]:
         counts = {**dict.fromkeys(COUNTS, 0), **self.counts}
-        return {**{k: int(v) for k, v in sorted(counts.items())},
-                "http_status": {str(k): int(v) for k, v in sorted(self.statuses.items(), key=lambda kv: str(kv[0]))},
-                "sim_time": pd.Timestamp(self.sim_time, unit="s", tz="UTC").isoformat() if self.sim_time else None,
-                "cycle": self.cycle, "seconds": round(time.time() - self.started, 2)}
+        return {
+            **{k: int(v) for k, v in sorted(counts.items())},
+            "http_status": {
+                str(k): int(v) for k, v in sorted(self.statuses.items(), key=lambda kv: str(kv[0]))
+            },
+            "sim_time": pd.Timestamp(self.sim_time, unit="s", tz="UTC").isoformat()
+            if self.sim_time
+            else None,
+            "cycle": self.cycle,
+            "seconds": round(time.time() - self.started, 2),
+        }
 
     def line(self) -> str:
         """One status line: events posted/accepted, reads, rooms live."""
         c = self.counts
-        return (f"events {c['events_accepted']:,}/{c['events_posted']:,} accepted | feed {c['feed']:,} "
-                f"shelf {c['shelf']:,} next-item {c['next_item']:,} | rooms live {c['rooms_live']:,} "
-                f"| errors {c['errors']:,}")
+        return (
+            f"events {c['events_accepted']:,}/{c['events_posted']:,} accepted | feed {c['feed']:,} "
+            f"shelf {c['shelf']:,} next-item {c['next_item']:,} | rooms live {c['rooms_live']:,} "
+            f"| errors {c['errors']:,}"
+        )
 
 
 class TrafficReplayer:
@@ -214,19 +264,42 @@ class TrafficReplayer:
     night), the clock jumps to it (None: never), so a long replay never sits idle.
     """
 
-    def __init__(self, client: Any, plan: ReplayPlan, *, api_key: str | None = None, speed: float = 60.0,
-                 rate: float = 10.0, batch_s: float = 0.5, max_batch: int = 2000,
-                 next_item_every_s: float = 5.0, feed_k: int = 10, shelf_k: int = 20,
-                 skip_idle_s: float | None = 300.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: Any,
+        plan: ReplayPlan,
+        *,
+        api_key: str | None = None,
+        speed: float = 60.0,
+        rate: float = 10.0,
+        batch_s: float = 0.5,
+        max_batch: int = 2000,
+        next_item_every_s: float = 5.0,
+        feed_k: int = 10,
+        shelf_k: int = 20,
+        skip_idle_s: float | None = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         where = "TrafficReplayer"
         check_param("speed", speed, isinstance(speed, (int, float)) and speed > 0, "a number > 0", where)
-        check_param("rate", rate, isinstance(rate, (int, float)) and rate >= 0, "a number >= 0 (reads/s)", where)
-        check_param("batch_s", batch_s, isinstance(batch_s, (int, float)) and batch_s > 0, "a number > 0", where)
-        check_param("max_batch", max_batch, isinstance(max_batch, int) and 1 <= max_batch <= 10_000,
-                    "an int in [1, 10000]", where)
+        check_param(
+            "rate", rate, isinstance(rate, (int, float)) and rate >= 0, "a number >= 0 (reads/s)", where
+        )
+        check_param(
+            "batch_s", batch_s, isinstance(batch_s, (int, float)) and batch_s > 0, "a number > 0", where
+        )
+        check_param(
+            "max_batch",
+            max_batch,
+            isinstance(max_batch, int) and 1 <= max_batch <= 10_000,
+            "an int in [1, 10000]",
+            where,
+        )
         if not len(plan):
-            raise ConfigError("The 'plan' of TrafficReplayer is empty: nothing to replay. Build it from a "
-                              "period with rooms and events.")
+            raise ConfigError(
+                "The 'plan' of TrafficReplayer is empty: nothing to replay. Build it from a "
+                "period with rooms and events."
+            )
         self.client = client
         self.plan = plan
         self.headers = {"X-API-Key": api_key} if api_key else {}
@@ -273,7 +346,9 @@ class TrafficReplayer:
     def _put_rooms(self, rooms: list[dict], shelf: list[dict], actions: list[dict]) -> None:
         if not (rooms or shelf or actions):
             return
-        body = self._send("PUT", "/v1/rooms", "rooms", json={"rooms": rooms, "shelf": shelf, "actions": actions})
+        body = self._send(
+            "PUT", "/v1/rooms", "rooms", json={"rooms": rooms, "shelf": shelf, "actions": actions}
+        )
         if body is not None:
             self.stats.counts["rooms_started"] += len(rooms)
             self.stats.counts["slots_added"] += len(shelf)
@@ -281,7 +356,7 @@ class TrafficReplayer:
 
     def _flush_events(self) -> None:
         while self._events:
-            batch, self._events = self._events[:self.max_batch], self._events[self.max_batch:]
+            batch, self._events = self._events[: self.max_batch], self._events[self.max_batch :]
             body = self._send("POST", "/v1/events", "events", json={"events": batch})
             self.stats.counts["events_posted"] += len(batch)
             if body is not None:
@@ -329,17 +404,35 @@ class TrafficReplayer:
             self._pos += 1
             room = self._suffix(p.get("room") or p.get("id"), cycle)
             if kind == "room_start":
-                rooms.append({"id": room, "host": p["host"], "title": p["title"],
-                              "start": self.wall(p["start"] + offset)})
+                rooms.append(
+                    {
+                        "id": room,
+                        "host": p["host"],
+                        "title": p["title"],
+                        "start": self.wall(p["start"] + offset),
+                    }
+                )
                 self._live.add(room)
             elif kind == "slot_start":
                 if room in self._live:
-                    shelf.append({"room": room, "item": p["item"], "start": self.wall(p["start"] + offset),
-                                  "pinned": p["pinned"]})
+                    shelf.append(
+                        {
+                            "room": room,
+                            "item": p["item"],
+                            "start": self.wall(p["start"] + offset),
+                            "pinned": p["pinned"],
+                        }
+                    )
             elif kind == "slot_end":
                 if room in self._live:
-                    actions.append({"op": "remove_item", "room": room, "item": p["item"],
-                                    "at": self.wall(p["at"] + offset)})
+                    actions.append(
+                        {
+                            "op": "remove_item",
+                            "room": room,
+                            "item": p["item"],
+                            "at": self.wall(p["at"] + offset),
+                        }
+                    )
                     self.stats.counts["slots_removed"] += 1
             elif kind == "room_end":
                 if room in self._live:
@@ -349,9 +442,18 @@ class TrafficReplayer:
             else:
                 if p["room"] is not None and room not in self._live:
                     continue  # its room is not live in this replay (started before the replay window)
-                self._events.append({"event_id": self._suffix(p["event_id"], cycle),
-                                     "ts": self.wall(p["t"] + offset), "user": p["user"], "type": p["type"],
-                                     "room": room, "item": p["item"], "value": p["value"], "text": p["text"]})
+                self._events.append(
+                    {
+                        "event_id": self._suffix(p["event_id"], cycle),
+                        "ts": self.wall(p["t"] + offset),
+                        "user": p["user"],
+                        "type": p["type"],
+                        "room": room,
+                        "item": p["item"],
+                        "value": p["value"],
+                        "text": p["text"],
+                    }
+                )
                 if p["type"] == "enter" and room is not None:
                     self._reads.append(("feed", p["user"], None))
                     self._reads.append(("shelf", room, p["user"]))
@@ -361,17 +463,26 @@ class TrafficReplayer:
     def _start_window(self, start: float) -> None:
         """Put the rooms live at ``start`` (and their current shelves), then skip to ``start``."""
         live, slots = self.plan.live_at(start)
-        rooms = [{"id": p["id"], "host": p["host"], "title": p["title"], "start": self.wall(p["start"])}
-                 for p in live]
-        shelf = [{"room": p["room"], "item": p["item"], "start": self.wall(p["start"]), "pinned": p["pinned"]}
-                 for p in slots]
+        rooms = [
+            {"id": p["id"], "host": p["host"], "title": p["title"], "start": self.wall(p["start"])}
+            for p in live
+        ]
+        shelf = [
+            {"room": p["room"], "item": p["item"], "start": self.wall(p["start"]), "pinned": p["pinned"]}
+            for p in slots
+        ]
         self._live = {p["id"] for p in live}
         self._put_rooms(rooms, shelf, [])
         self._pos = int(np.searchsorted(self.plan.t, start, side="left"))
 
     # ---- the loop --------------------------------------------------------------------------
-    def run(self, duration: float | None = None, stop: threading.Event | None = None,
-            on_tick: Callable[[TrafficStats], None] | None = None, tick_s: float = 0.1) -> TrafficStats:
+    def run(
+        self,
+        duration: float | None = None,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[TrafficStats], None] | None = None,
+        tick_s: float = 0.1,
+    ) -> TrafficStats:
         """Replay until ``duration`` wall seconds have passed or ``stop`` is set (forever if neither).
 
         ``on_tick`` is called with the stats after each tick (progress display).
@@ -393,8 +504,9 @@ class TrafficReplayer:
                     break
                 sim_now = self._sim0 + (now - self._wall0) * self.speed
                 self._due(sim_now, cycle, offset)
-                if self._pos >= len(plan) and (not self._live or sim_now >= plan.period_start + offset
-                                               + plan.period):
+                if self._pos >= len(plan) and (
+                    not self._live or sim_now >= plan.period_start + offset + plan.period
+                ):
                     cycle += 1  # the day is over: the next one starts with fresh ids
                     offset += plan.period
                     self._pos = 0

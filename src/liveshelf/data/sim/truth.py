@@ -50,16 +50,32 @@ class SimConfig:
 
     def validate(self) -> SimConfig:
         w = "SimConfig"
-        check_param("n_users", self.n_users, isinstance(self.n_users, int) and self.n_users >= 1, "an int >= 1", w)
-        check_param("n_hosts", self.n_hosts, isinstance(self.n_hosts, int) and self.n_hosts >= 1, "an int >= 1", w)
-        check_param("days", self.days, isinstance(self.days, int) and 1 <= self.days <= 366, "an int in [1, 366]", w)
-        check_param("n_items", self.n_items, self.n_items is None or (isinstance(self.n_items, int)
-                    and self.n_items >= self.n_hosts), "None or an int >= n_hosts (every host sells)", w)
+        check_param(
+            "n_users", self.n_users, isinstance(self.n_users, int) and self.n_users >= 1, "an int >= 1", w
+        )
+        check_param(
+            "n_hosts", self.n_hosts, isinstance(self.n_hosts, int) and self.n_hosts >= 1, "an int >= 1", w
+        )
+        check_param(
+            "days", self.days, isinstance(self.days, int) and 1 <= self.days <= 366, "an int in [1, 366]", w
+        )
+        check_param(
+            "n_items",
+            self.n_items,
+            self.n_items is None or (isinstance(self.n_items, int) and self.n_items >= self.n_hosts),
+            "None or an int >= n_hosts (every host sells)",
+            w,
+        )
         check_param("en_share", self.en_share, 0.0 <= self.en_share <= 1.0, "a float in [0, 1]", w)
         check_param("interest_alpha", self.interest_alpha, self.interest_alpha > 0, "a float > 0", w)
         check_param("sessions_per_day", self.sessions_per_day, self.sessions_per_day > 0, "a float > 0", w)
-        check_param("feed_size", self.feed_size, isinstance(self.feed_size, int) and self.feed_size >= 1,
-                    "an int >= 1", w)
+        check_param(
+            "feed_size",
+            self.feed_size,
+            isinstance(self.feed_size, int) and self.feed_size >= 1,
+            "an int >= 1",
+            w,
+        )
         check_param("mean_dwell_s", self.mean_dwell_s, self.mean_dwell_s > 0, "a float > 0", w)
         try:
             date.fromisoformat(self.start)
@@ -127,8 +143,10 @@ class GroundTruth:
     def user_interests(self) -> dict[str, dict[str, float]]:
         """user id -> {leaf category path: weight} (weights sum to 1)."""
         cats = self.categories
-        return {u: dict(zip(cats, row.tolist(), strict=True)) for u, row in zip(self.user_ids, self.interests,
-                                                                                  strict=True)}
+        return {
+            u: dict(zip(cats, row.tolist(), strict=True))
+            for u, row in zip(self.user_ids, self.interests, strict=True)
+        }
 
     def top_categories(self, k: int = 2) -> np.ndarray:
         """(U, k) leaf indices of every user's k strongest interests."""
@@ -140,9 +158,13 @@ class GroundTruth:
         u, i = np.broadcast_arrays(np.asarray(u, np.int64), np.asarray(i, np.int64))
         c = self.interests.shape[1]
         d = self.user_vec.shape[1]
-        logit = (p.b0 + p.b_int * np.log(c * self.interests[u, self.item_cat[i]] + p.eps)
-                 + p.b_q * self.item_quality[i] - self.price_sens[u] * self.item_price_z[i]
-                 + p.b_vec * np.einsum("...d,...d->...", self.user_vec[u], self.item_vec[i]) / np.sqrt(d))
+        logit = (
+            p.b0
+            + p.b_int * np.log(c * self.interests[u, self.item_cat[i]] + p.eps)
+            + p.b_q * self.item_quality[i]
+            - self.price_sens[u] * self.item_price_z[i]
+            + p.b_vec * np.einsum("...d,...d->...", self.user_vec[u], self.item_vec[i]) / np.sqrt(d)
+        )
         return _sigmoid(logit)
 
     def preference(self, user_ids: Any, item_ids: Any) -> np.ndarray:
@@ -166,15 +188,26 @@ class GroundTruth:
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         np.savez_compressed(
-            folder / "truth.npz", user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
-            interests=self.interests, price_sens=self.price_sens, user_vec=self.user_vec, item_vec=self.item_vec,
-            item_cat=self.item_cat, item_quality=self.item_quality, item_price_z=self.item_price_z,
+            folder / "truth.npz",
+            user_ids=self.user_ids.astype(str),
+            item_ids=self.item_ids.astype(str),
+            interests=self.interests,
+            price_sens=self.price_sens,
+            user_vec=self.user_vec,
+            item_vec=self.item_vec,
+            item_cat=self.item_cat,
+            item_quality=self.item_quality,
+            item_price_z=self.item_price_z,
             **({} if self.fav_hosts is None else {"fav_hosts": self.fav_hosts.astype(str)}),
-            **({} if self.active_hour is None else {"active_hour": self.active_hour}))
-        meta = {"categories": self.categories, "params": asdict(self.params),
-                "formula": "sigmoid(b0 + b_int*log(C*interest[u,leaf(i)]+eps) + b_q*quality[i] "
-                           "- price_sens[u]*price_z[i] + b_vec*<user_vec[u],item_vec[i]>/sqrt(d))",
-                "purchase_prob": "(1+position)**-eta * pref * min(1, kappa_cart*pref) * kappa_buy"}
+            **({} if self.active_hour is None else {"active_hour": self.active_hour}),
+        )
+        meta = {
+            "categories": self.categories,
+            "params": asdict(self.params),
+            "formula": "sigmoid(b0 + b_int*log(C*interest[u,leaf(i)]+eps) + b_q*quality[i] "
+            "- price_sens[u]*price_z[i] + b_vec*<user_vec[u],item_vec[i]>/sqrt(d))",
+            "purchase_prob": "(1+position)**-eta * pref * min(1, kappa_cart*pref) * kappa_buy",
+        }
         (folder / "truth.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True))
 
     @classmethod
@@ -182,15 +215,25 @@ class GroundTruth:
         folder = Path(folder)
         npz, js = folder / "truth.npz", folder / "truth.json"
         if not npz.is_file() or not js.is_file():
-            raise DataFormatError(f"Folder {folder} lacks truth.npz / truth.json; it is not a simulated world. "
-                                  "Create one with `liveshelf simulate --out DIR`.")
+            raise DataFormatError(
+                f"Folder {folder} lacks truth.npz / truth.json; it is not a simulated world. "
+                "Create one with `liveshelf simulate --out DIR`."
+            )
         meta = json.loads(js.read_text())
         with np.load(npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        return cls(user_ids=arrays["user_ids"].astype(object), item_ids=arrays["item_ids"].astype(object),
-                   categories=list(meta["categories"]), interests=arrays["interests"],
-                   price_sens=arrays["price_sens"], user_vec=arrays["user_vec"], item_vec=arrays["item_vec"],
-                   item_cat=arrays["item_cat"], item_quality=arrays["item_quality"],
-                   item_price_z=arrays["item_price_z"], params=TruthParams(**meta["params"]),
-                   fav_hosts=arrays["fav_hosts"].astype(object) if "fav_hosts" in arrays else None,
-                   active_hour=arrays.get("active_hour"))
+        return cls(
+            user_ids=arrays["user_ids"].astype(object),
+            item_ids=arrays["item_ids"].astype(object),
+            categories=list(meta["categories"]),
+            interests=arrays["interests"],
+            price_sens=arrays["price_sens"],
+            user_vec=arrays["user_vec"],
+            item_vec=arrays["item_vec"],
+            item_cat=arrays["item_cat"],
+            item_quality=arrays["item_quality"],
+            item_price_z=arrays["item_price_z"],
+            params=TruthParams(**meta["params"]),
+            fav_hosts=arrays["fav_hosts"].astype(object) if "fav_hosts" in arrays else None,
+            active_hour=arrays.get("active_hour"),
+        )

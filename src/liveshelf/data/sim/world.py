@@ -45,8 +45,15 @@ class World:
         for name in FRAMES:
             getattr(self.dataset, name).to_parquet(folder / f"{name}.parquet", index=False)
         self.truth.save(folder)
-        (folder / "world.json").write_text(json.dumps({"config": asdict(self.config), **self.meta},
-                                                      ensure_ascii=False, indent=1, sort_keys=True, default=str))
+        (folder / "world.json").write_text(
+            json.dumps(
+                {"config": asdict(self.config), **self.meta},
+                ensure_ascii=False,
+                indent=1,
+                sort_keys=True,
+                default=str,
+            )
+        )
         return folder
 
     @classmethod
@@ -55,8 +62,10 @@ class World:
         folder = Path(folder)
         missing = [f"{n}.parquet" for n in FRAMES if not (folder / f"{n}.parquet").is_file()]
         if missing or not (folder / "world.json").is_file():
-            raise DataFormatError(f"Folder {folder} is not a simulated world: missing "
-                                  f"{missing or ['world.json']}. Create one with `liveshelf simulate --out DIR`.")
+            raise DataFormatError(
+                f"Folder {folder} is not a simulated world: missing "
+                f"{missing or ['world.json']}. Create one with `liveshelf simulate --out DIR`."
+            )
         info = json.loads((folder / "world.json").read_text())
         frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in FRAMES}
         ds = Dataset(name="simulated", **frames, meta=dict(info.get("dataset_meta", {})))
@@ -86,35 +95,85 @@ def simulate(config: SimConfig | None = None, **overrides: Any) -> World:
     order = np.lexsort((ev["type"], ev["ts"], ev["user"]))
     ev = {k: v[order] for k, v in ev.items()}
     n = len(order)
-    events = pd.DataFrame({
-        "event_id": "e" + pd.Series(np.arange(n)).astype(str).str.zfill(9),
-        "ts": seconds_to_ts(np.floor(ev["ts"] * 1000.0) / 1000.0),  # floor keeps t < end
-        "user": user_ids[ev["user"]],
-        "type": np.asarray(TYPE_CODES, dtype=object)[ev["type"]],
-        "room": np.concatenate([room_ids, none])[ev["room"]],
-        "item": np.concatenate([item_ids, none])[ev["item"]],
-        "value": ev["value"],
-        "text": np.concatenate([texts, none])[ev["text"]],
-    })
-    items = pd.DataFrame({"id": item_ids, **{k: supply.item_rows[k] for k in ("title", "description", "category",
-                                                                                "brand")},
-                          "price": supply.item_price, "rating": supply.item_rows["rating"],
-                          "attributes": supply.item_rows["attributes"], "language": supply.item_rows["language"]})
-    users = pd.DataFrame({"id": user_ids, "gender": np.asarray(GENDERS, dtype=object)[pop.gender],
-                          "age_band": np.asarray(AGE_BANDS, dtype=object)[pop.age],
-                          "region": np.asarray(REGIONS, dtype=object)[pop.region],
-                          "spending_tier": np.asarray(TIERS, dtype=object)[pop.tier]})
-    rooms = pd.DataFrame({"id": room_ids, "host": host_ids[supply.room_host], "title": supply.room_title,
-                          "start": seconds_to_ts(supply.room_start), "end": seconds_to_ts(supply.room_end)})
-    shelf = pd.DataFrame({"room": room_ids[supply.slot_room], "item": item_ids[supply.slot_item],
-                          "start": seconds_to_ts(supply.slot_start), "end": seconds_to_ts(supply.slot_end),
-                          "pinned": supply.slot_pinned})
-    tops = [[(lv.path_zh if supply.host_lang[h] == 0 else lv.path_en)[int(np.nonzero(lv.top == t)[0][0])]
-             .split(" > ")[0] for t in supply.host_tops[h]] for h in range(len(host_ids))]
-    hosts = pd.DataFrame({"id": host_ids, "name": supply.host_names,
-                          "categories": [json.dumps(t, ensure_ascii=False) for t in tops]})
-    meta = {"simulated": True, "seed": cfg.seed, "comment_source": comment_source,
-            "shelf_position": "0 = pinned, k = link number k"}
-    ds = Dataset(name="simulated", events=events, items=items, users=users, rooms=rooms, shelf=shelf,
-                 hosts=hosts, meta=meta)
+    events = pd.DataFrame(
+        {
+            "event_id": "e" + pd.Series(np.arange(n)).astype(str).str.zfill(9),
+            "ts": seconds_to_ts(np.floor(ev["ts"] * 1000.0) / 1000.0),  # floor keeps t < end
+            "user": user_ids[ev["user"]],
+            "type": np.asarray(TYPE_CODES, dtype=object)[ev["type"]],
+            "room": np.concatenate([room_ids, none])[ev["room"]],
+            "item": np.concatenate([item_ids, none])[ev["item"]],
+            "value": ev["value"],
+            "text": np.concatenate([texts, none])[ev["text"]],
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "id": item_ids,
+            **{k: supply.item_rows[k] for k in ("title", "description", "category", "brand")},
+            "price": supply.item_price,
+            "rating": supply.item_rows["rating"],
+            "attributes": supply.item_rows["attributes"],
+            "language": supply.item_rows["language"],
+        }
+    )
+    users = pd.DataFrame(
+        {
+            "id": user_ids,
+            "gender": np.asarray(GENDERS, dtype=object)[pop.gender],
+            "age_band": np.asarray(AGE_BANDS, dtype=object)[pop.age],
+            "region": np.asarray(REGIONS, dtype=object)[pop.region],
+            "spending_tier": np.asarray(TIERS, dtype=object)[pop.tier],
+        }
+    )
+    rooms = pd.DataFrame(
+        {
+            "id": room_ids,
+            "host": host_ids[supply.room_host],
+            "title": supply.room_title,
+            "start": seconds_to_ts(supply.room_start),
+            "end": seconds_to_ts(supply.room_end),
+        }
+    )
+    shelf = pd.DataFrame(
+        {
+            "room": room_ids[supply.slot_room],
+            "item": item_ids[supply.slot_item],
+            "start": seconds_to_ts(supply.slot_start),
+            "end": seconds_to_ts(supply.slot_end),
+            "pinned": supply.slot_pinned,
+        }
+    )
+    tops = [
+        [
+            (lv.path_zh if supply.host_lang[h] == 0 else lv.path_en)[
+                int(np.nonzero(lv.top == t)[0][0])
+            ].split(" > ")[0]
+            for t in supply.host_tops[h]
+        ]
+        for h in range(len(host_ids))
+    ]
+    hosts = pd.DataFrame(
+        {
+            "id": host_ids,
+            "name": supply.host_names,
+            "categories": [json.dumps(t, ensure_ascii=False) for t in tops],
+        }
+    )
+    meta = {
+        "simulated": True,
+        "seed": cfg.seed,
+        "comment_source": comment_source,
+        "shelf_position": "0 = pinned, k = link number k",
+    }
+    ds = Dataset(
+        name="simulated",
+        events=events,
+        items=items,
+        users=users,
+        rooms=rooms,
+        shelf=shelf,
+        hosts=hosts,
+        meta=meta,
+    )
     return World(ds, truth, cfg, {"dataset_meta": meta})

@@ -48,8 +48,12 @@ def clean_context(ctx: Context, n_items: int) -> tuple[np.ndarray, np.ndarray | 
     return (items[keep], None if ts is None else ts[keep], None if types is None else types[keep])
 
 
-def context_matrix(contexts: list[Context], n_items: int, use_event_weights: bool,
-                   row_weights: list[np.ndarray] | None = None) -> sp.csr_matrix:
+def context_matrix(
+    contexts: list[Context],
+    n_items: int,
+    use_event_weights: bool,
+    row_weights: list[np.ndarray] | None = None,
+) -> sp.csr_matrix:
     """``(B, n_items)`` CSR of summed (event-type weighted) interactions per context.
 
     ``row_weights[b]``, when given, multiplies the weight of each of context ``b``'s
@@ -76,8 +80,17 @@ def check_bool(name: str, value: object, where: str) -> None:
     check_param(name, value, isinstance(value, bool), "a bool (True or False)", where)
 
 
-def check_number(name: str, value: object, lo: float, hi: float, where: str, *,
-                 lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> None:
+def check_number(
+    name: str,
+    value: object,
+    lo: float,
+    hi: float,
+    where: str,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    integer: bool = False,
+) -> None:
     """Check ``value`` is a number (an int when ``integer``) in the given interval."""
     kind = "an int" if integer else "a number"
     is_num = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
@@ -122,12 +135,18 @@ def extend_vocab(model: object, delta: TrainData) -> tuple[np.ndarray, np.ndarra
     return maps[0], maps[1]
 
 
-def delta_matrix(delta: TrainData, item_map: np.ndarray, user_map: np.ndarray, shape: tuple[int, int],
-                 use_event_weights: bool) -> sp.csr_matrix:
+def delta_matrix(
+    delta: TrainData,
+    item_map: np.ndarray,
+    user_map: np.ndarray,
+    shape: tuple[int, int],
+    use_event_weights: bool,
+) -> sp.csr_matrix:
     """``delta``'s (event-type weighted) interactions as a float64 CSR in the model's index space."""
     x = delta.interaction_matrix(weights_or_none(use_event_weights)).tocoo()
-    m = sp.csr_matrix((x.data.astype(np.float64), (user_map[x.row], item_map[x.col])), shape=shape,
-                      dtype=np.float64)
+    m = sp.csr_matrix(
+        (x.data.astype(np.float64), (user_map[x.row], item_map[x.col])), shape=shape, dtype=np.float64
+    )
     m.sum_duplicates()
     return m
 
@@ -150,5 +169,10 @@ def grow_rows(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def check_delta(delta: object, where: str) -> None:
-    check_param("delta", type(delta).__name__, isinstance(delta, TrainData),
-                "a TrainData of the new events (ids are matched to the model's vocabulary)", where)
+    check_param(
+        "delta",
+        type(delta).__name__,
+        isinstance(delta, TrainData),
+        "a TrainData of the new events (ids are matched to the model's vocabulary)",
+        where,
+    )

@@ -26,9 +26,16 @@ class ALS(ImplicitMF):
     name = "als"
     refold_touched_items = True
 
-    def __init__(self, factors: int = 64, regularization: float = 1.0, alpha: float = 10.0,
-                 iterations: int = 15, random_state: int = 0, num_threads: int = 2,
-                 use_event_weights: bool = True) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 1.0,
+        alpha: float = 10.0,
+        iterations: int = 15,
+        random_state: int = 0,
+        num_threads: int = 2,
+        use_event_weights: bool = True,
+    ) -> None:
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -47,9 +54,13 @@ class ALS(ImplicitMF):
 
     def _make_estimator(self) -> Any:
         return AlternatingLeastSquares(
-            factors=int(self.factors), regularization=float(self.regularization), alpha=float(self.alpha),
-            iterations=int(self.iterations), random_state=int(self.random_state),
-            num_threads=int(self.num_threads))
+            factors=int(self.factors),
+            regularization=float(self.regularization),
+            alpha=float(self.alpha),
+            iterations=int(self.iterations),
+            random_state=int(self.random_state),
+            num_threads=int(self.num_threads),
+        )
 
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         return self._solve(self.item_factors_, rows)

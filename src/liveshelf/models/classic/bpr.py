@@ -23,9 +23,16 @@ class BPR(ImplicitMF):
 
     name = "bpr"
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.01,
-                 iterations: int = 100, random_state: int = 0, num_threads: int = 1,
-                 use_event_weights: bool = True) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int = 0,
+        num_threads: int = 1,
+        use_event_weights: bool = True,
+    ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -44,9 +51,13 @@ class BPR(ImplicitMF):
 
     def _make_estimator(self) -> Any:
         return BayesianPersonalizedRanking(
-            factors=int(self.factors), learning_rate=float(self.learning_rate),
-            regularization=float(self.regularization), iterations=int(self.iterations),
-            random_state=int(self.random_state), num_threads=int(self.num_threads))
+            factors=int(self.factors),
+            learning_rate=float(self.learning_rate),
+            regularization=float(self.regularization),
+            iterations=int(self.iterations),
+            random_state=int(self.random_state),
+            num_threads=int(self.num_threads),
+        )
 
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         w = rows.astype(np.float64)

@@ -85,7 +85,9 @@ class ImplicitMF(BaseRecommender, ABC):
         users = np.unique(dx.nonzero()[0])
         items = np.unique(dx.nonzero()[1])
         if not self.refold_touched_items:  # only items that had no interaction (new or cold) get a vector
-            items = items[(items >= len(old_counts)) | (old_counts[np.minimum(items, len(old_counts) - 1)] == 0)]
+            items = items[
+                (items >= len(old_counts)) | (old_counts[np.minimum(items, len(old_counts) - 1)] == 0)
+            ]
         with threadpool_limits(1, "blas"):
             if len(users):  # the user half-step of one ALS sweep, restricted to the touched users ...
                 self.user_factors_[users] = self._fold_in(train[users])
@@ -117,8 +119,10 @@ class ImplicitMF(BaseRecommender, ABC):
         if u < 0 or u >= self.train_.shape[0]:
             return False
         a, b = self.train_.indptr[u], self.train_.indptr[u + 1]
-        return bool(np.array_equal(self.train_.indices[a:b], row.indices)
-                    and np.allclose(self.train_.data[a:b], row.data, rtol=1e-6, atol=0.0))
+        return bool(
+            np.array_equal(self.train_.indices[a:b], row.indices)
+            and np.allclose(self.train_.data[a:b], row.data, rtol=1e-6, atol=0.0)
+        )
 
     def user_vectors(self, contexts: list[Context]) -> tuple[np.ndarray, np.ndarray]:
         """``(B, F)`` user vectors and a mask of the empty contexts (their rows are zero)."""
@@ -147,14 +151,20 @@ class ImplicitMF(BaseRecommender, ABC):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         t = self.train_
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
-                "train_indptr": t.indptr.astype(np.int64), "train_indices": t.indices.astype(np.int64),
-                "train_data": t.data.astype(np.float32), "prior": self.prior_}
+        return {
+            "user_factors": self.user_factors_,
+            "item_factors": self.item_factors_,
+            "train_indptr": t.indptr.astype(np.int64),
+            "train_indices": t.indices.astype(np.int64),
+            "train_data": t.data.astype(np.float32),
+            "prior": self.prior_,
+        }
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.user_factors_ = arrays["user_factors"]
         self.item_factors_ = arrays["item_factors"]
         shape = (len(self.user_ids_), len(self.item_ids_))
         self.train_ = sp.csr_matrix(
-            (arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]), shape=shape)
+            (arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]), shape=shape
+        )
         self.prior_ = arrays["prior"]

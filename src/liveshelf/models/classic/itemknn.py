@@ -77,9 +77,16 @@ class ItemKNN(BaseRecommender):
 
     name = "itemknn"
 
-    def __init__(self, k_neighbors: int = 100, shrink: float = 0.0, max_history: int = 50,
-                 recency_decay: float = 0.5, pop_prior: float = 1e-6,
-                 use_event_weights: bool = True, incremental: bool = True) -> None:
+    def __init__(
+        self,
+        k_neighbors: int = 100,
+        shrink: float = 0.0,
+        max_history: int = 50,
+        recency_decay: float = 0.5,
+        pop_prior: float = 1e-6,
+        use_event_weights: bool = True,
+        incremental: bool = True,
+    ) -> None:
         self.k_neighbors = k_neighbors
         self.shrink = shrink
         self.max_history = max_history
@@ -109,8 +116,10 @@ class ItemKNN(BaseRecommender):
         self._check_fitted()
         check_delta(delta, "itemknn.update")
         if getattr(self, "train_", None) is None or getattr(self, "cooc_", None) is None:
-            raise NotFittedError("This ItemKNN model keeps no co-occurrence state (incremental=False, or an older "
-                                 "artifact), so it cannot be updated. Refit it with 'fit', using incremental=True.")
+            raise NotFittedError(
+                "This ItemKNN model keeps no co-occurrence state (incremental=False, or an older "
+                "artifact), so it cannot be updated. Refit it with 'fit', using incremental=True."
+            )
         item_map, user_map = extend_vocab(self, delta)
         shape = (len(self.user_ids_), len(self.item_ids_))
         train = grow(self.train_, shape)
@@ -133,14 +142,21 @@ class ItemKNN(BaseRecommender):
         for ctx in contexts:
             items, ts, types = clean_context(ctx, self.n_items_)
             h = int(self.max_history)
-            out.append(Context(items=items[-h:], ts=None if ts is None else ts[-h:],
-                               types=None if types is None else types[-h:]))
+            out.append(
+                Context(
+                    items=items[-h:],
+                    ts=None if ts is None else ts[-h:],
+                    types=None if types is None else types[-h:],
+                )
+            )
         return out
 
     def _score_all(self, contexts: list[Context]) -> np.ndarray:
         recent = self._recent(contexts)
-        rec = [np.power(float(self.recency_decay), np.arange(len(c.items) - 1, -1, -1, dtype=np.float64))
-               for c in recent]
+        rec = [
+            np.power(float(self.recency_decay), np.arange(len(c.items) - 1, -1, -1, dtype=np.float64))
+            for c in recent
+        ]
         w = context_matrix(recent, self.n_items_, self.use_event_weights, row_weights=rec)  # (B, n_items)
         scores = np.asarray((w @ self.similarity_).todense(), dtype=np.float64)  # (B, n_items)
         scores += float(self.pop_prior) * self.prior_[None, :]
@@ -165,10 +181,14 @@ class ItemKNN(BaseRecommender):
 
 def _csr_arrays(prefix: str, m: sp.csr_matrix, dtype: type) -> dict[str, np.ndarray]:
     m = sp.csr_matrix(m)
-    return {f"{prefix}_indptr": m.indptr.astype(np.int64), f"{prefix}_indices": m.indices.astype(np.int64),
-            f"{prefix}_data": m.data.astype(dtype)}
+    return {
+        f"{prefix}_indptr": m.indptr.astype(np.int64),
+        f"{prefix}_indices": m.indices.astype(np.int64),
+        f"{prefix}_data": m.data.astype(dtype),
+    }
 
 
 def _csr_from(prefix: str, arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> sp.csr_matrix:
-    return sp.csr_matrix((arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
-                         shape=shape)
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
+    )

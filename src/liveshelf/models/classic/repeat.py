@@ -35,8 +35,13 @@ class Repeat(BaseRecommender):
 
     name = "repeat"
 
-    def __init__(self, decay: float = 0.9, half_life: float | None = None, prior_weight: float = 0.01,
-                 use_event_weights: bool = True) -> None:
+    def __init__(
+        self,
+        decay: float = 0.9,
+        half_life: float | None = None,
+        prior_weight: float = 0.01,
+        use_event_weights: bool = True,
+    ) -> None:
         self.decay = decay
         self.half_life = half_life
         self.prior_weight = prior_weight
@@ -58,8 +63,10 @@ class Repeat(BaseRecommender):
         self._check_fitted()
         check_delta(delta, "repeat.update")
         if getattr(self, "counts_", None) is None:
-            raise NotFittedError("This Repeat model was saved without its raw counts (an older artifact), so it "
-                                 "cannot be updated. Refit it with 'fit'.")
+            raise NotFittedError(
+                "This Repeat model was saved without its raw counts (an older artifact), so it "
+                "cannot be updated. Refit it with 'fit'."
+            )
         item_map, _ = extend_vocab(self, delta)
         counts = grow_rows(np.asarray(self.counts_, dtype=np.float64), len(self.item_ids_))
         np.add.at(counts, item_map, popularity(delta, self.use_event_weights))

@@ -50,16 +50,20 @@ class Trending(BaseRecommender):
         if data.timestamps is not None and seqs:
             times = np.concatenate(data.timestamps).astype(np.float64)
         else:
-            times = np.concatenate([np.arange(len(s), dtype=np.float64) for s in seqs]) if seqs else \
-                np.zeros(0, np.float64)
+            times = (
+                np.concatenate([np.arange(len(s), dtype=np.float64) for s in seqs])
+                if seqs
+                else np.zeros(0, np.float64)
+            )
         types = None if data.types is None or not seqs else np.concatenate(data.types)
         self.values_ = np.zeros(data.n_items, dtype=np.float64)
         self.ref_time_ = float(times.max()) if len(times) else 0.0
         self._add(items, times, event_weights(types, len(items), self.use_event_weights))
         return self
 
-    def partial_fit(self, item_indices: np.ndarray, ts: np.ndarray,
-                    types: np.ndarray | None = None) -> Trending:
+    def partial_fit(
+        self, item_indices: np.ndarray, ts: np.ndarray, types: np.ndarray | None = None
+    ) -> Trending:
         """Add events (item indices, epoch seconds, optional event types) to the counts."""
         self._check_fitted()
         items = np.asarray(item_indices, dtype=np.int64).ravel()
@@ -70,17 +74,28 @@ class Trending(BaseRecommender):
                 f"{len(times)} timestamps. Pass arrays of equal length."
             )
         bad = (items < 0) | (items >= self.n_items_)
-        check_param("item_indices", items[bad][:5].tolist(), not bad.any(),
-                    f"item indices in [0, {self.n_items_ - 1}]", "trending.partial_fit")
-        check_param("ts", times[~np.isfinite(times)][:5].tolist(), bool(np.isfinite(times).all()),
-                    "finite epoch seconds", "trending.partial_fit")
+        check_param(
+            "item_indices",
+            items[bad][:5].tolist(),
+            not bad.any(),
+            f"item indices in [0, {self.n_items_ - 1}]",
+            "trending.partial_fit",
+        )
+        check_param(
+            "ts",
+            times[~np.isfinite(times)][:5].tolist(),
+            bool(np.isfinite(times).all()),
+            "finite epoch seconds",
+            "trending.partial_fit",
+        )
         if len(items) == 0:
             return self
         new_ref = max(self.ref_time_, float(times.max()))
         self.values_ = self.values_ * np.exp2(-(new_ref - self.ref_time_) / self.half_life)
         self.ref_time_ = new_ref
-        w = event_weights(None if types is None else np.asarray(types).ravel(), len(items),
-                          self.use_event_weights)
+        w = event_weights(
+            None if types is None else np.asarray(types).ravel(), len(items), self.use_event_weights
+        )
         self._add(items, times, w)
         return self
 
@@ -92,8 +107,10 @@ class Trending(BaseRecommender):
         self._check_fitted()
         check_delta(delta, "trending.update")
         if delta.timestamps is None:
-            raise ConfigError("The 'delta' parameter of trending.update must carry timestamps (epoch seconds); "
-                              "got TrainData.timestamps=None. Build it from an events frame with 'ts'.")
+            raise ConfigError(
+                "The 'delta' parameter of trending.update must carry timestamps (epoch seconds); "
+                "got TrainData.timestamps=None. Build it from an events frame with 'ts'."
+            )
         item_map, _ = extend_vocab(self, delta)
         self.values_ = grow_rows(np.asarray(self.values_, dtype=np.float64), len(self.item_ids_))
         if not delta.sequences:
@@ -116,8 +133,11 @@ class Trending(BaseRecommender):
         return self.values_ * np.exp2(-age / self.half_life)
 
     def _score_all(self, contexts: list[Context]) -> np.ndarray:
-        return np.stack([self.decayed_counts(c.time) for c in contexts]).astype(np.float32) if contexts \
+        return (
+            np.stack([self.decayed_counts(c.time) for c in contexts]).astype(np.float32)
+            if contexts
             else np.zeros((0, self.n_items_), np.float32)
+        )
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"values": self.values_, "ref_time": np.array([self.ref_time_], dtype=np.float64)}

@@ -52,12 +52,27 @@ class LLMRank(BaseRecommender):
 
     name: ClassVar[str] = "llmrank"
 
-    def __init__(self, base: str = "sasrec", base_params: dict[str, Any] | None = None, top_n: int = 20,
-                 encoder: str | None = None, method: str = "lora", epochs: int = 1, train_users: int = 3000,
-                 hard_negatives: int = 3, history_items: int = 5, item_words: int = 24, max_length: int = 192,
-                 batch_size: int = 16, lr: float | None = None, max_history: int | None = None,
-                 blend: float | None = None, valid_share: float = 0.15, seed: int = 0,
-                 n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        base: str = "sasrec",
+        base_params: dict[str, Any] | None = None,
+        top_n: int = 20,
+        encoder: str | None = None,
+        method: str = "lora",
+        epochs: int = 1,
+        train_users: int = 3000,
+        hard_negatives: int = 3,
+        history_items: int = 5,
+        item_words: int = 24,
+        max_length: int = 192,
+        batch_size: int = 16,
+        lr: float | None = None,
+        max_history: int | None = None,
+        blend: float | None = None,
+        valid_share: float = 0.15,
+        seed: int = 0,
+        n_threads: int | None = None,
+    ) -> None:
         self.base = base
         self.base_params = base_params
         self.top_n = top_n
@@ -80,23 +95,54 @@ class LLMRank(BaseRecommender):
     # ------------------------------------------------------------------------------ checks
     def _validate(self) -> None:
         where = "LLMRank"
-        check_param("top_n", self.top_n, isinstance(self.top_n, int) and self.top_n >= 2, "an int >= 2", where)
-        check_param("epochs", self.epochs, isinstance(self.epochs, int) and self.epochs >= 1, "an int >= 1", where)
-        check_param("train_users", self.train_users, isinstance(self.train_users, int) and self.train_users >= 10,
-                    "an int >= 10", where)
-        check_param("hard_negatives", self.hard_negatives,
-                    isinstance(self.hard_negatives, int) and 0 <= self.hard_negatives < self.top_n,
-                    "an int in [0, top_n)", where)
-        check_param("history_items", self.history_items,
-                    isinstance(self.history_items, int) and self.history_items >= 1, "an int >= 1", where)
-        check_param("max_history", self.max_history,
-                    self.max_history is None or (isinstance(self.max_history, int) and self.max_history >= 0),
-                    "None or an int >= 0", where)
-        check_param("blend", self.blend, self.blend is None or (isinstance(self.blend, (int, float))
-                                                                and self.blend >= 0), "None or a number >= 0", where)
-        check_param("valid_share", self.valid_share,
-                    isinstance(self.valid_share, (int, float)) and 0 <= self.valid_share < 0.9, "a float in [0, 0.9)",
-                    where)
+        check_param(
+            "top_n", self.top_n, isinstance(self.top_n, int) and self.top_n >= 2, "an int >= 2", where
+        )
+        check_param(
+            "epochs", self.epochs, isinstance(self.epochs, int) and self.epochs >= 1, "an int >= 1", where
+        )
+        check_param(
+            "train_users",
+            self.train_users,
+            isinstance(self.train_users, int) and self.train_users >= 10,
+            "an int >= 10",
+            where,
+        )
+        check_param(
+            "hard_negatives",
+            self.hard_negatives,
+            isinstance(self.hard_negatives, int) and 0 <= self.hard_negatives < self.top_n,
+            "an int in [0, top_n)",
+            where,
+        )
+        check_param(
+            "history_items",
+            self.history_items,
+            isinstance(self.history_items, int) and self.history_items >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "max_history",
+            self.max_history,
+            self.max_history is None or (isinstance(self.max_history, int) and self.max_history >= 0),
+            "None or an int >= 0",
+            where,
+        )
+        check_param(
+            "blend",
+            self.blend,
+            self.blend is None or (isinstance(self.blend, (int, float)) and self.blend >= 0),
+            "None or a number >= 0",
+            where,
+        )
+        check_param(
+            "valid_share",
+            self.valid_share,
+            isinstance(self.valid_share, (int, float)) and 0 <= self.valid_share < 0.9,
+            "a float in [0, 0.9)",
+            where,
+        )
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, data: TrainData, base_model: Any = None) -> LLMRank:
@@ -106,9 +152,11 @@ class LLMRank(BaseRecommender):
 
         self._validate()
         if data.item_text is None or len(data.item_text) != data.n_items:
-            raise ConfigError("LLMRank.fit needs one text per item in TrainData.item_text (got "
-                              f"{None if data.item_text is None else len(data.item_text)} for {data.n_items} items). "
-                              "Load a data set with item text (e.g. unisrec:...).")
+            raise ConfigError(
+                "LLMRank.fit needs one text per item in TrainData.item_text (got "
+                f"{None if data.item_text is None else len(data.item_text)} for {data.n_items} items). "
+                "Load a data set with item text (e.g. unisrec:...)."
+            )
         t0 = time.perf_counter()
         self._set_vocab(data)
         self.texts_ = [str(t) for t in data.item_text]
@@ -116,9 +164,14 @@ class LLMRank(BaseRecommender):
         if "seed" in _init_params(self.base):
             params.setdefault("seed", self.seed)
         if base_model is not None:
-            if getattr(base_model, "name", None) != self.base or len(getattr(base_model, "item_ids_", ())) != data.n_items:
-                raise ConfigError(f"LLMRank.fit got a base_model that is not a {self.base!r} model fitted on these "
-                                  f"{data.n_items} items. Pass one fitted on the same TrainData, or none.")
+            if (
+                getattr(base_model, "name", None) != self.base
+                or len(getattr(base_model, "item_ids_", ())) != data.n_items
+            ):
+                raise ConfigError(
+                    f"LLMRank.fit got a base_model that is not a {self.base!r} model fitted on these "
+                    f"{data.n_items} items. Pass one fitted on the same TrainData, or none."
+                )
             self.base_model_ = base_model
         else:
             self.base_model_ = create_model(self.base, **params).fit(data)
@@ -126,8 +179,10 @@ class LLMRank(BaseRecommender):
 
         contexts, positives = self._examples(data, rng)
         if len(contexts) < 10:
-            raise ConfigError(f"LLMRank.fit found only {len(contexts)} users with a next item to learn from; it "
-                              "needs at least 10. Pass more users or longer sequences.")
+            raise ConfigError(
+                f"LLMRank.fit found only {len(contexts)} users with a next item to learn from; it "
+                "needs at least 10. Pass more users or longer sequences."
+            )
         n_valid = int(round(self.valid_share * len(contexts))) if self.blend is None else 0
         order = rng.permutation(len(contexts))
         valid_idx, train_idx = order[:n_valid], order[n_valid:]
@@ -141,13 +196,25 @@ class LLMRank(BaseRecommender):
             if rand != pos and rand not in negs:
                 negs.append(rand)
             triples += [(hist, self.texts_[pos], self.texts_[n]) for n in negs]
-        cfg = FinetuneConfig(task="ranking", method=self.method, model=self.encoder, epochs=self.epochs,
-                             batch_size=self.batch_size, max_length=self.max_length, ranking_loss="bpr",
-                             lr=self.lr, patience=None, seed=self.seed)
+        cfg = FinetuneConfig(
+            task="ranking",
+            method=self.method,
+            model=self.encoder,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            ranking_loss="bpr",
+            lr=self.lr,
+            patience=None,
+            seed=self.seed,
+        )
         self.ranker_ = Finetuner(cfg, verbose=False).fit(triples)
         self.train_triples_ = len(triples)
-        self.blend_ = float(self.blend) if self.blend is not None else self._choose_blend(
-            [contexts[i] for i in valid_idx], positives[valid_idx])
+        self.blend_ = (
+            float(self.blend)
+            if self.blend is not None
+            else self._choose_blend([contexts[i] for i in valid_idx], positives[valid_idx])
+        )
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
@@ -176,15 +243,21 @@ class LLMRank(BaseRecommender):
         out = []
         n = min(self.top_n, self.n_items_)
         for s in range(0, len(contexts), batch):
-            scores = np.asarray(self.base_model_.score_batch(contexts[s:s + batch]), dtype=np.float64)
+            scores = np.asarray(self.base_model_.score_batch(contexts[s : s + batch]), dtype=np.float64)
             part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
             rows = np.arange(len(part))[:, None]
-            out.append(np.take_along_axis(part, np.argsort(-scores[rows, part], axis=1, kind="stable"), axis=1))
+            out.append(
+                np.take_along_axis(part, np.argsort(-scores[rows, part], axis=1, kind="stable"), axis=1)
+            )
         return np.concatenate(out) if out else np.zeros((0, n), dtype=np.int64)
 
     def _cross_scores(self, contexts: list[Context], cands: np.ndarray) -> np.ndarray:
         """(B, N) cross-encoder logits of each context with each of its candidates."""
-        pairs = [(self._history(c), self.texts_[int(i)]) for c, row in zip(contexts, cands, strict=True) for i in row]
+        pairs = [
+            (self._history(c), self.texts_[int(i)])
+            for c, row in zip(contexts, cands, strict=True)
+            for i in row
+        ]
         if not pairs:
             return np.zeros(cands.shape, dtype=np.float64)
         return np.asarray(self.ranker_.score(pairs), dtype=np.float64).reshape(cands.shape)

@@ -41,8 +41,12 @@ class BlendRecommender(BaseRecommender):
 
     name: ClassVar[str] = "blend"
 
-    def __init__(self, sources: str | list[str] = "pop,itemknn,sasrec,textseq",
-                 source_params: dict[str, dict[str, Any]] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sources: str | list[str] = "pop,itemknn,sasrec,textseq",
+        source_params: dict[str, dict[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
         self.sources = sources
         self.source_params = source_params
         self.seed = seed
@@ -55,11 +59,17 @@ class BlendRecommender(BaseRecommender):
         check_param("seed", self.seed, isinstance(self.seed, int) and self.seed >= 0, "an int >= 0", where)
         t0 = time.perf_counter()
         self._set_vocab(data)
-        self.models_, self.skipped_sources_, seconds = fit_sources(names, params, data, self.seed, given=sources)
+        self.models_, self.skipped_sources_, seconds = fit_sources(
+            names, params, data, self.seed, given=sources
+        )
         self.source_names_ = list(self.models_)
-        self.fit_info_ = {"sources": self.source_names_, "skipped_sources": self.skipped_sources_,
-                          "weights": dict.fromkeys(self.source_names_, 1.0), "source_fit_seconds": seconds,
-                          "fit_seconds": round(time.perf_counter() - t0, 1)}
+        self.fit_info_ = {
+            "sources": self.source_names_,
+            "skipped_sources": self.skipped_sources_,
+            "weights": dict.fromkeys(self.source_names_, 1.0),
+            "source_fit_seconds": seconds,
+            "fit_seconds": round(time.perf_counter() - t0, 1),
+        }
         return self
 
     def _score_all(self, contexts: list[Context]) -> np.ndarray:
@@ -73,8 +83,11 @@ class BlendRecommender(BaseRecommender):
         path = Path(path)
         super().save(path)
         save_sources(self.models_, path)
-        state = {"source_names": self.source_names_, "skipped_sources": self.skipped_sources_,
-                 "fit_info": self.fit_info_}
+        state = {
+            "source_names": self.source_names_,
+            "skipped_sources": self.skipped_sources_,
+            "fit_info": self.fit_info_,
+        }
         (path / "blend.json").write_text(json.dumps(state, sort_keys=True, indent=2))
 
     @classmethod

@@ -93,7 +93,7 @@ class ItemStats:
             order = np.argsort(ts, kind="stable")
             last_ts[flat[order]] = ts[order]  # later assignments win: the last time per item
         else:  # by position: the last 10 % (at least one) of each sequence
-            keep = [s[len(s) - max(1, int(np.ceil(RECENT_SHARE * len(s)))):] for s in seqs if len(s)]
+            keep = [s[len(s) - max(1, int(np.ceil(RECENT_SHARE * len(s)))) :] for s in seqs if len(s)]
             rflat = np.concatenate(keep) if keep else np.zeros(0, np.int64)
             recent = np.bincount(rflat, minlength=n)[:n].astype(np.float64)
         pairs = [(s[:-1], s[1:]) for s in seqs if len(s) >= 2]
@@ -107,15 +107,22 @@ class ItemStats:
         if types is None:
             types = ()
             if data.types is not None and data.types:
-                uniq = np.unique(np.concatenate([np.asarray(t, dtype=object).astype(str) for t in data.types]))
+                uniq = np.unique(
+                    np.concatenate([np.asarray(t, dtype=object).astype(str) for t in data.types])
+                )
                 types = tuple(sorted(str(t) for t in uniq))[:MAX_TYPES] if len(uniq) > 1 else ()
         return cls(counts, recent, last_ts, cat, trans, types)
 
     def arrays(self) -> dict[str, np.ndarray]:
         t = self.trans.tocsr()
-        out = {"counts": self.counts, "recent": self.recent, "last_ts": self.last_ts,
-               "trans_indptr": t.indptr.astype(np.int64), "trans_indices": t.indices.astype(np.int64),
-               "trans_data": t.data.astype(np.float64)}
+        out = {
+            "counts": self.counts,
+            "recent": self.recent,
+            "last_ts": self.last_ts,
+            "trans_indptr": t.indptr.astype(np.int64),
+            "trans_indices": t.indices.astype(np.int64),
+            "trans_data": t.data.astype(np.float64),
+        }
         if self.category is not None:
             out["category"] = self.category
         return out
@@ -123,8 +130,12 @@ class ItemStats:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], types: tuple[str, ...]) -> ItemStats:
         n = len(arrays["counts"])
-        trans = sp.csr_matrix((arrays["trans_data"], arrays["trans_indices"], arrays["trans_indptr"]), shape=(n, n))
-        return cls(arrays["counts"], arrays["recent"], arrays["last_ts"], arrays.get("category"), trans, types)
+        trans = sp.csr_matrix(
+            (arrays["trans_data"], arrays["trans_indices"], arrays["trans_indptr"]), shape=(n, n)
+        )
+        return cls(
+            arrays["counts"], arrays["recent"], arrays["last_ts"], arrays.get("category"), trans, types
+        )
 
 
 def _real_timestamps(data: TrainData) -> bool:
@@ -148,18 +159,29 @@ def _holdout_last(data: TrainData) -> tuple[TrainData, np.ndarray]:
             ts.append(np.asarray(data.timestamps[u][:cut]))
         if data.types is not None:
             ty.append(np.asarray(data.types[u][:cut]))
-    held = TrainData(item_ids=data.item_ids, user_ids=data.user_ids, sequences=seqs,
-                     timestamps=ts if data.timestamps is not None else None,
-                     types=ty if data.types is not None else None, valid_targets=None, item_text=data.item_text,
-                     item_category=data.item_category, available=data.available, meta=dict(data.meta))
+    held = TrainData(
+        item_ids=data.item_ids,
+        user_ids=data.user_ids,
+        sequences=seqs,
+        timestamps=ts if data.timestamps is not None else None,
+        types=ty if data.types is not None else None,
+        valid_targets=None,
+        item_text=data.item_text,
+        item_category=data.item_category,
+        available=data.available,
+        meta=dict(data.meta),
+    )
     return held, targets
 
 
 def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
     """(B, n) column indices of the ``n`` best scores per row, best first (ties: lower index)."""
     n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    part = (
+        np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        if n < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    )
     rows = np.arange(len(scores))[:, None]
     order = np.lexsort((part, -scores[rows, part]), axis=1)
     return np.take_along_axis(part, order, axis=1)
@@ -171,13 +193,26 @@ class HybridRanker(BaseRecommender):
 
     name: ClassVar[str] = "ranker"
 
-    def __init__(self, sources: str | list[str] = "pop,itemknn,sasrec,textseq",
-                 source_params: dict[str, dict[str, Any]] | None = None, top_n: int = 100,
-                 n_estimators: int = 300, learning_rate: float = 0.03, num_leaves: int = 31,
-                 min_child_samples: int = 50, early_stopping_rounds: int | None = 100, stop_ndcg_at: int = 10,
-                 min_trees: int | None = 200, valid_share: float = 0.1,
-                 max_queries: int | None = None, refit_sources: bool = True, batch_size: int = 256,
-                 exclude_features: list[str] | None = None, seed: int = 0, n_threads: int = 1) -> None:
+    def __init__(
+        self,
+        sources: str | list[str] = "pop,itemknn,sasrec,textseq",
+        source_params: dict[str, dict[str, Any]] | None = None,
+        top_n: int = 100,
+        n_estimators: int = 300,
+        learning_rate: float = 0.03,
+        num_leaves: int = 31,
+        min_child_samples: int = 50,
+        early_stopping_rounds: int | None = 100,
+        stop_ndcg_at: int = 10,
+        min_trees: int | None = 200,
+        valid_share: float = 0.1,
+        max_queries: int | None = None,
+        refit_sources: bool = True,
+        batch_size: int = 256,
+        exclude_features: list[str] | None = None,
+        seed: int = 0,
+        n_threads: int = 1,
+    ) -> None:
         self.sources = sources
         self.source_params = source_params
         self.top_n = top_n
@@ -206,30 +241,71 @@ class HybridRanker(BaseRecommender):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
         check_param("top_n", self.top_n, is_int(self.top_n) and self.top_n >= 1, "an int >= 1", where)
-        check_param("stop_ndcg_at", self.stop_ndcg_at, is_int(self.stop_ndcg_at) and self.stop_ndcg_at >= 1,
-                    "an int >= 1", where)
-        check_param("min_trees", self.min_trees, self.min_trees is None or (is_int(self.min_trees) and self.min_trees >= 1),
-                    "None or an int >= 1", where)
-        check_param("valid_share", self.valid_share, isinstance(self.valid_share, (int, float))
-                    and 0 <= self.valid_share < 0.5, "a float in [0, 0.5)", where)
-        check_param("max_queries", self.max_queries, self.max_queries is None or (
-            is_int(self.max_queries) and self.max_queries >= 10), "None or an int >= 10", where)
-        check_param("refit_sources", self.refit_sources, isinstance(self.refit_sources, bool), "a bool", where)
-        check_param("batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 1,
-                    "an int >= 1", where)
+        check_param(
+            "stop_ndcg_at",
+            self.stop_ndcg_at,
+            is_int(self.stop_ndcg_at) and self.stop_ndcg_at >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "min_trees",
+            self.min_trees,
+            self.min_trees is None or (is_int(self.min_trees) and self.min_trees >= 1),
+            "None or an int >= 1",
+            where,
+        )
+        check_param(
+            "valid_share",
+            self.valid_share,
+            isinstance(self.valid_share, (int, float)) and 0 <= self.valid_share < 0.5,
+            "a float in [0, 0.5)",
+            where,
+        )
+        check_param(
+            "max_queries",
+            self.max_queries,
+            self.max_queries is None or (is_int(self.max_queries) and self.max_queries >= 10),
+            "None or an int >= 10",
+            where,
+        )
+        check_param(
+            "refit_sources", self.refit_sources, isinstance(self.refit_sources, bool), "a bool", where
+        )
+        check_param(
+            "batch_size",
+            self.batch_size,
+            is_int(self.batch_size) and self.batch_size >= 1,
+            "an int >= 1",
+            where,
+        )
         check_param("seed", self.seed, is_int(self.seed) and self.seed >= 0, "an int >= 0", where)
-        check_param("exclude_features", self.exclude_features, self.exclude_features is None or (
-            isinstance(self.exclude_features, (list, tuple)) and all(isinstance(f, str) for f in self.exclude_features)),
-            "None or a list of feature names (see fit_info_['features'])", where)
+        check_param(
+            "exclude_features",
+            self.exclude_features,
+            self.exclude_features is None
+            or (
+                isinstance(self.exclude_features, (list, tuple))
+                and all(isinstance(f, str) for f in self.exclude_features)
+            ),
+            "None or a list of feature names (see fit_info_['features'])",
+            where,
+        )
         self._booster_template()._validate()  # LightGBM parameters, checked before any source is fitted
         return names, params
 
     def _booster_template(self) -> LambdaRanker:
-        return LambdaRanker(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                            num_leaves=self.num_leaves, min_child_samples=self.min_child_samples, seed=self.seed,
-                            n_threads=self.n_threads, early_stopping_rounds=self.early_stopping_rounds,
-                            eval_at=[int(self.stop_ndcg_at)],
-                            min_rounds=None if self.min_trees is None else min(int(self.min_trees), self.n_estimators))
+        return LambdaRanker(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            seed=self.seed,
+            n_threads=self.n_threads,
+            early_stopping_rounds=self.early_stopping_rounds,
+            eval_at=[int(self.stop_ndcg_at)],
+            min_rounds=None if self.min_trees is None else min(int(self.min_trees), self.n_estimators),
+        )
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, data: TrainData, sources: dict[str, Any] | None = None) -> HybridRanker:
@@ -244,8 +320,9 @@ class HybridRanker(BaseRecommender):
         else:
             learn_data, targets = data, np.asarray(valid, dtype=np.int64)
         stats = ItemStats.from_data(learn_data)
-        models, skipped, seconds = fit_sources(names, params, learn_data, self.seed,
-                                               given=None if holdout else sources)
+        models, skipped, seconds = fit_sources(
+            names, params, learn_data, self.seed, given=None if holdout else sources
+        )
         self.source_names_ = list(models)
         self.skipped_sources_ = skipped
         self.stats_ = stats
@@ -256,15 +333,19 @@ class HybridRanker(BaseRecommender):
         if self.max_queries is not None and len(users) > self.max_queries:
             users = np.sort(rng.choice(users, size=self.max_queries, replace=False))
         if len(users) < 2:
-            raise ConfigError(f"HybridRanker.fit found {len(users)} users with a target to learn from; it needs at "
-                              "least 2. Pass data with validation targets or sequences of >= 2 items.")
+            raise ConfigError(
+                f"HybridRanker.fit found {len(users)} users with a target to learn from; it needs at "
+                "least 2. Pass data with validation targets or sequences of >= 2 items."
+            )
         t_feat = time.perf_counter()
         X, y, group = self._training_rows(learn_data, users, targets, models)
         feat_s = time.perf_counter() - t_feat
         n_q = len(group)
         if n_q < 2:
-            raise ConfigError(f"HybridRanker.fit: only {n_q} users have their target among the candidates; the "
-                              "ranker needs at least 2. Raise 'top_n' or add sources.")
+            raise ConfigError(
+                f"HybridRanker.fit: only {n_q} users have their target among the candidates; the "
+                "ranker needs at least 2. Raise 'top_n' or add sources."
+            )
         perm = rng.permutation(n_q)
         n_valid = int(round(self.valid_share * n_q)) if n_q >= 20 else 0
         is_valid = np.zeros(n_q, dtype=bool)
@@ -277,8 +358,13 @@ class HybridRanker(BaseRecommender):
         if n_q - n_valid < MIN_TREES_QUERIES:  # toy data: plain early stopping
             ranker.min_rounds = None
         t_fit = time.perf_counter()
-        ranker.fit(X[tr], y[tr], group[~is_valid], feature_names=self.feature_names_,
-                   eval_set=(X[va], y[va], group[is_valid]) if n_valid else None)
+        ranker.fit(
+            X[tr],
+            y[tr],
+            group[~is_valid],
+            feature_names=self.feature_names_,
+            eval_set=(X[va], y[va], group[is_valid]) if n_valid else None,
+        )
         self.ranker_ = ranker
 
         if holdout:  # score with sources and statistics of all of ``data``
@@ -290,27 +376,34 @@ class HybridRanker(BaseRecommender):
         importance = ranker.feature_importance()
         total = sum(importance.values()) or 1.0
         self.fit_info_ = {
-            "sources": self.source_names_, "skipped_sources": skipped,
+            "sources": self.source_names_,
+            "skipped_sources": skipped,
             "targets": "last training item (held out)" if holdout else "validation targets",
-            "users_with_target": int((targets >= 0).sum()), "queries": int(n_q - n_valid),
-            "valid_queries": int(n_valid), "candidate_recall": round(self.candidate_recall_, 4),
+            "users_with_target": int((targets >= 0).sum()),
+            "queries": int(n_q - n_valid),
+            "valid_queries": int(n_valid),
+            "candidate_recall": round(self.candidate_recall_, 4),
             "mean_candidates": round(float(len(y)) / max(self.n_learn_users_, 1), 1),
-            "best_iteration": int(ranker.best_iteration_), "features": list(self.feature_names_),
-            "feature_importance": {k: round(v / total, 4) for k, v in
-                                   sorted(importance.items(), key=lambda kv: -kv[1])},
-            "source_fit_seconds": seconds, "feature_seconds": round(feat_s, 1),
+            "best_iteration": int(ranker.best_iteration_),
+            "features": list(self.feature_names_),
+            "feature_importance": {
+                k: round(v / total, 4) for k, v in sorted(importance.items(), key=lambda kv: -kv[1])
+            },
+            "source_fit_seconds": seconds,
+            "feature_seconds": round(feat_s, 1),
             "ranker_fit_seconds": round(time.perf_counter() - t_fit, 1),
             "fit_seconds": round(time.perf_counter() - t0, 1),
         }
         return self
 
-    def _training_rows(self, data: TrainData, users: np.ndarray, targets: np.ndarray,
-                       models: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _training_rows(
+        self, data: TrainData, users: np.ndarray, targets: np.ndarray, models: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X, y, group) of the users' queries whose target is a candidate; sets candidate_recall_."""
         xs, ys, groups = [], [], []
         hit = 0
         for a in range(0, len(users), self.batch_size):
-            batch = users[a:a + self.batch_size]
+            batch = users[a : a + self.batch_size]
             ctxs = [data.context(int(u)) for u in batch]
             rows, items, X, _ = self._features(ctxs, models)
             tgt = targets[batch]
@@ -353,8 +446,9 @@ class HybridRanker(BaseRecommender):
         drop = set(self.exclude_features or ())
         return [f for f in self.all_feature_names_ if f not in drop]
 
-    def _features(self, contexts: list[Context], models: dict[str, Any]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _features(
+        self, contexts: list[Context], models: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Candidates and features of a batch: ``rows`` (P,), ``items`` (P,), ``X`` (P, f), and the
         equal-weight blend of the sources' min-max normalised scores (P,) in [0, 1] (the tie-breaker).
 
@@ -391,7 +485,11 @@ class HybridRanker(BaseRecommender):
         lens = np.array([len(h) for h in hists], dtype=np.int64)
         hr = np.repeat(np.arange(B), lens)
         hi = np.concatenate(hists) if lens.sum() else np.zeros(0, np.int64)
-        dist = np.concatenate([np.arange(len(h) - 1, -1, -1) for h in hists]) if lens.sum() else np.zeros(0, np.int64)
+        dist = (
+            np.concatenate([np.arange(len(h) - 1, -1, -1) for h in hists])
+            if lens.sum()
+            else np.zeros(0, np.int64)
+        )
         last = np.array([h[-1] if len(h) else -1 for h in hists], dtype=np.int64)
         prev = np.array([h[-2] if len(h) >= 2 else -1 for h in hists], dtype=np.int64)
 
@@ -420,23 +518,40 @@ class HybridRanker(BaseRecommender):
         np.minimum.at(since, (hr, hi), dist.astype(np.float64))
         c = count[rows, items].astype(np.float64)
         sl = since[rows, items]
-        cols += [np.log1p(lens[rows].astype(np.float64)), (c > 0).astype(np.float64), c,
-                 np.where(np.isfinite(sl), np.log1p(sl), -1.0)]
+        cols += [
+            np.log1p(lens[rows].astype(np.float64)),
+            (c > 0).astype(np.float64),
+            c,
+            np.where(np.isfinite(sl), np.log1p(sl), -1.0),
+        ]
         if stats.types:
-            tys = [np.asarray(ctx.types, dtype=object).astype(str)[-len(ctx.items):] if ctx.types is not None
-                   and len(ctx.types) == len(ctx.items) else None for ctx in contexts]
+            tys = [
+                np.asarray(ctx.types, dtype=object).astype(str)[-len(ctx.items) :]
+                if ctx.types is not None and len(ctx.types) == len(ctx.items)
+                else None
+                for ctx in contexts
+            ]
             valid_mask = [(np.asarray(ctx.items) >= 0) & (np.asarray(ctx.items) < n) for ctx in contexts]
-            flat_ty = np.concatenate([t[m] if t is not None else np.full(int(m.sum()), "", dtype=object)
-                                      for t, m in zip(tys, valid_mask, strict=True)]) if lens.sum() else \
-                np.zeros(0, dtype=object)
+            flat_ty = (
+                np.concatenate(
+                    [
+                        t[m] if t is not None else np.full(int(m.sum()), "", dtype=object)
+                        for t, m in zip(tys, valid_mask, strict=True)
+                    ]
+                )
+                if lens.sum()
+                else np.zeros(0, dtype=object)
+            )
             for t in stats.types:
                 m = flat_ty == t
                 tc = np.zeros((B, n), dtype=np.float32)
                 np.add.at(tc, (hr[m], hi[m]), 1.0)
                 cols.append(tc[rows, items].astype(np.float64))
 
-        cols += [_pair_lookup(stats.trans, last, rows, items, log=True),
-                 _pair_lookup(stats.trans, prev, rows, items, log=True)]
+        cols += [
+            _pair_lookup(stats.trans, last, rows, items, log=True),
+            _pair_lookup(stats.trans, prev, rows, items, log=True),
+        ]
         if "itemknn" in models:
             cols.append(_pair_lookup(models["itemknn"].similarity_, last, rows, items, log=False))
         if "textseq" in models:
@@ -471,16 +586,18 @@ class HybridRanker(BaseRecommender):
         order = np.argsort(np.argsort(-self.stats_.counts, kind="stable"), kind="stable")  # pop rank per item
         fall = order / max(n, 1)  # in [0, 1): 0 = most popular
         for a in range(0, len(contexts), self.batch_size):
-            batch = contexts[a:a + self.batch_size]
+            batch = contexts[a : a + self.batch_size]
             rows, items, X, blend = self._features(batch, self.models_)
             s = self._tie_broken(self.ranker_.predict(X), rows, blend)
             B = len(batch)
             lo = np.full(B, np.inf)
             np.minimum.at(lo, rows, s)
             lo = np.where(np.isfinite(lo), lo, 0.0)
-            block = (lo - 1.0)[:, None] - fall[None, :]  # non-candidates: below every candidate, by popularity
+            block = (lo - 1.0)[:, None] - fall[
+                None, :
+            ]  # non-candidates: below every candidate, by popularity
             block[rows, items] = s
-            out[a:a + B] = block
+            out[a : a + B] = block
         return out.astype(np.float32)
 
     @staticmethod
@@ -517,8 +634,12 @@ class HybridRanker(BaseRecommender):
         super().save(path)
         self.ranker_.save(path / "ranker")
         save_sources(self.models_, path)
-        state = {"source_names": self.source_names_, "skipped_sources": self.skipped_sources_,
-                 "types": list(self.stats_.types), "fit_info": self.fit_info_}
+        state = {
+            "source_names": self.source_names_,
+            "skipped_sources": self.skipped_sources_,
+            "types": list(self.stats_.types),
+            "fit_info": self.fit_info_,
+        }
         (path / "hybrid.json").write_text(json.dumps(state, sort_keys=True, indent=2))
 
     @classmethod
@@ -534,8 +655,10 @@ class HybridRanker(BaseRecommender):
         model.ranker_ = LambdaRanker.load(path / "ranker")
         model.models_ = load_sources(model.source_names_, path)
         if model.ranker_.feature_names_ != model.feature_names_:
-            raise ConfigError(f"{path}: the saved ranker's features {model.ranker_.feature_names_} differ from "
-                              f"the model's {model.feature_names_}. The artifact is from another version; refit.")
+            raise ConfigError(
+                f"{path}: the saved ranker's features {model.ranker_.feature_names_} differ from "
+                f"the model's {model.feature_names_}. The artifact is from another version; refit."
+            )
         return model
 
 
@@ -547,7 +670,9 @@ def _ref_time(ctx: Context) -> float:
     return float("nan")
 
 
-def _pair_lookup(m: sp.csr_matrix, src: np.ndarray, rows: np.ndarray, items: np.ndarray, log: bool) -> np.ndarray:
+def _pair_lookup(
+    m: sp.csr_matrix, src: np.ndarray, rows: np.ndarray, items: np.ndarray, log: bool
+) -> np.ndarray:
     """``m[src[rows], items]`` for each pair (0 where ``src`` is -1), optionally log1p."""
     B = len(src)
     sub = m[np.maximum(src, 0)]  # (B, I) sparse

@@ -36,10 +36,19 @@ class LambdaRanker:
     NDCG of the first few trees can win by chance.
     """
 
-    def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 31,
-                 min_child_samples: int = 20, seed: int = 0, n_threads: int = 1,
-                 label_gain: list[float] | None = None, early_stopping_rounds: int | None = None,
-                 min_rounds: int | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 20,
+        seed: int = 0,
+        n_threads: int = 1,
+        label_gain: list[float] | None = None,
+        early_stopping_rounds: int | None = None,
+        min_rounds: int | None = None,
+        **extra: Any,
+    ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -56,11 +65,18 @@ class LambdaRanker:
 
     # ------------------------------------------------------------------------------ checks
     def get_params(self) -> dict[str, Any]:
-        return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
-                "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples, "seed": self.seed,
-                "n_threads": self.n_threads, "label_gain": self.label_gain,
-                "early_stopping_rounds": self.early_stopping_rounds,
-                **({"min_rounds": self.min_rounds} if self.min_rounds is not None else {}), **self.extra}
+        return {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "seed": self.seed,
+            "n_threads": self.n_threads,
+            "label_gain": self.label_gain,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            **({"min_rounds": self.min_rounds} if self.min_rounds is not None else {}),
+            **self.extra,
+        }
 
     def _validate(self) -> None:
         where = "LambdaRanker"
@@ -68,32 +84,79 @@ class LambdaRanker:
         def is_int(v: Any) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-        check_param("n_estimators", self.n_estimators, is_int(self.n_estimators) and self.n_estimators >= 1,
-                    "an int >= 1", where)
-        check_param("learning_rate", self.learning_rate,
-                    isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 1,
-                    "a float in (0, 1]", where)
-        check_param("num_leaves", self.num_leaves, is_int(self.num_leaves) and self.num_leaves >= 2,
-                    "an int >= 2", where)
-        check_param("min_child_samples", self.min_child_samples,
-                    is_int(self.min_child_samples) and self.min_child_samples >= 1, "an int >= 1", where)
+        check_param(
+            "n_estimators",
+            self.n_estimators,
+            is_int(self.n_estimators) and self.n_estimators >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "learning_rate",
+            self.learning_rate,
+            isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 1,
+            "a float in (0, 1]",
+            where,
+        )
+        check_param(
+            "num_leaves",
+            self.num_leaves,
+            is_int(self.num_leaves) and self.num_leaves >= 2,
+            "an int >= 2",
+            where,
+        )
+        check_param(
+            "min_child_samples",
+            self.min_child_samples,
+            is_int(self.min_child_samples) and self.min_child_samples >= 1,
+            "an int >= 1",
+            where,
+        )
         check_param("seed", self.seed, is_int(self.seed) and self.seed >= 0, "an int >= 0", where)
-        check_param("n_threads", self.n_threads, is_int(self.n_threads) and self.n_threads >= 1,
-                    "an int >= 1", where)
-        check_param("label_gain", self.label_gain, self.label_gain is None or (
-            isinstance(self.label_gain, (list, tuple)) and len(self.label_gain) >= 2
-            and all(isinstance(g, (int, float)) and g >= 0 for g in self.label_gain)),
-            "None or a list of >= 2 gains >= 0", where)
-        check_param("early_stopping_rounds", self.early_stopping_rounds, self.early_stopping_rounds is None or (
-            is_int(self.early_stopping_rounds) and self.early_stopping_rounds >= 1), "None or an int >= 1", where)
-        check_param("min_rounds", self.min_rounds, self.min_rounds is None or (
-            is_int(self.min_rounds) and self.min_rounds >= 1), "None or an int >= 1", where)
+        check_param(
+            "n_threads", self.n_threads, is_int(self.n_threads) and self.n_threads >= 1, "an int >= 1", where
+        )
+        check_param(
+            "label_gain",
+            self.label_gain,
+            self.label_gain is None
+            or (
+                isinstance(self.label_gain, (list, tuple))
+                and len(self.label_gain) >= 2
+                and all(isinstance(g, (int, float)) and g >= 0 for g in self.label_gain)
+            ),
+            "None or a list of >= 2 gains >= 0",
+            where,
+        )
+        check_param(
+            "early_stopping_rounds",
+            self.early_stopping_rounds,
+            self.early_stopping_rounds is None
+            or (is_int(self.early_stopping_rounds) and self.early_stopping_rounds >= 1),
+            "None or an int >= 1",
+            where,
+        )
+        check_param(
+            "min_rounds",
+            self.min_rounds,
+            self.min_rounds is None or (is_int(self.min_rounds) and self.min_rounds >= 1),
+            "None or an int >= 1",
+            where,
+        )
 
     def _lgb_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_child_samples, "seed": self.seed,
-            "num_threads": self.n_threads, "deterministic": True, "force_row_wise": True, "verbosity": -1,
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "seed": self.seed,
+            "num_threads": self.n_threads,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
         }
         if self.label_gain is not None:
             params["label_gain"] = [float(g) for g in self.label_gain]
@@ -105,29 +168,45 @@ class LambdaRanker:
         y = np.asarray(y)
         group = np.asarray(group, dtype=np.int64)
         if X.ndim != 2:
-            raise ConfigError(f"LambdaRanker.fit: {what} X must be 2-D (rows, features). Got shape {X.shape}.")
+            raise ConfigError(
+                f"LambdaRanker.fit: {what} X must be 2-D (rows, features). Got shape {X.shape}."
+            )
         if len(y) != len(X):
-            raise ConfigError(f"LambdaRanker.fit: {what} y has {len(y)} labels for {len(X)} rows. "
-                              "Pass one label per row.")
+            raise ConfigError(
+                f"LambdaRanker.fit: {what} y has {len(y)} labels for {len(X)} rows. Pass one label per row."
+            )
         if len(group) == 0 or (group <= 0).any():
-            raise ConfigError(f"LambdaRanker.fit: {what} group must hold query sizes >= 1 (no empty query). "
-                              f"Got {len(group)} queries, smallest {int(group.min()) if len(group) else None}.")
+            raise ConfigError(
+                f"LambdaRanker.fit: {what} group must hold query sizes >= 1 (no empty query). "
+                f"Got {len(group)} queries, smallest {int(group.min()) if len(group) else None}."
+            )
         if int(group.sum()) != len(X):
-            raise ConfigError(f"LambdaRanker.fit: {what} group sizes sum to {int(group.sum())} but X has "
-                              f"{len(X)} rows. The rows of each query must be contiguous and all counted.")
+            raise ConfigError(
+                f"LambdaRanker.fit: {what} group sizes sum to {int(group.sum())} but X has "
+                f"{len(X)} rows. The rows of each query must be contiguous and all counted."
+            )
         if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-            raise ConfigError(f"LambdaRanker.fit: {what} y must hold integer relevance labels >= 0. "
-                              f"Got values such as {y[np.mod(y, 1) != 0][:3].tolist()}.")
+            raise ConfigError(
+                f"LambdaRanker.fit: {what} y must hold integer relevance labels >= 0. "
+                f"Got values such as {y[np.mod(y, 1) != 0][:3].tolist()}."
+            )
         y = y.astype(np.int64)
         if len(y) and y.min() < 0:
-            raise ConfigError(f"LambdaRanker.fit: {what} y must hold integer relevance labels >= 0. "
-                              f"Got {int(y.min())}.")
+            raise ConfigError(
+                f"LambdaRanker.fit: {what} y must hold integer relevance labels >= 0. Got {int(y.min())}."
+            )
         return X, y, group
 
     # ------------------------------------------------------------------------------ fit / predict
-    def fit(self, X: np.ndarray, y: np.ndarray, group: np.ndarray, feature_names: list[str],
-            eval_set: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-            position: np.ndarray | None = None) -> LambdaRanker:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        group: np.ndarray,
+        feature_names: list[str],
+        eval_set: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        position: np.ndarray | None = None,
+    ) -> LambdaRanker:
         """Learn from ``X`` (n, f), labels ``y`` (n,), query sizes ``group`` (q,); ``eval_set`` =
         ``(X, y, group)`` for early stopping; ``position`` (n,) for unbiased lambdarank."""
         import lightgbm as lgb
@@ -136,30 +215,46 @@ class LambdaRanker:
         X, y, group = self._check_rows(X, y, group, "training")
         names = [str(n) for n in feature_names]
         if len(names) != X.shape[1] or len(set(names)) != len(names):
-            raise ConfigError(f"LambdaRanker.fit: feature_names must name each of the {X.shape[1]} columns once. "
-                              f"Got {len(names)} names ({len(set(names))} distinct).")
+            raise ConfigError(
+                f"LambdaRanker.fit: feature_names must name each of the {X.shape[1]} columns once. "
+                f"Got {len(names)} names ({len(set(names))} distinct)."
+            )
         gains = self.label_gain if self.label_gain is not None else None
         if gains is not None and len(y) and y.max() >= len(gains):
-            raise ConfigError(f"LambdaRanker.fit: label {int(y.max())} has no gain in label_gain "
-                              f"({len(gains)} values). Give one gain per label value.")
+            raise ConfigError(
+                f"LambdaRanker.fit: label {int(y.max())} has no gain in label_gain "
+                f"({len(gains)} values). Give one gain per label value."
+            )
         params = self._lgb_params()
-        ds_kw: dict[str, Any] = {"position": np.asarray(position, dtype=np.int64)} if position is not None else {}
-        train = lgb.Dataset(X, label=y, group=group, feature_name=names, free_raw_data=True,
-                            params={"verbosity": -1}, **ds_kw)
+        ds_kw: dict[str, Any] = (
+            {"position": np.asarray(position, dtype=np.int64)} if position is not None else {}
+        )
+        train = lgb.Dataset(
+            X, label=y, group=group, feature_name=names, free_raw_data=True, params={"verbosity": -1}, **ds_kw
+        )
         valid_sets, callbacks = [], []
         if eval_set is not None:
             vx, vy, vg = self._check_rows(*eval_set, what="eval_set")
             if vx.shape[1] != X.shape[1]:
-                raise ConfigError(f"LambdaRanker.fit: eval_set has {vx.shape[1]} features, training {X.shape[1]}. "
-                                  "Build both with the same feature function.")
+                raise ConfigError(
+                    f"LambdaRanker.fit: eval_set has {vx.shape[1]} features, training {X.shape[1]}. "
+                    "Build both with the same feature function."
+                )
             valid_sets = [lgb.Dataset(vx, label=vy, group=vg, feature_name=names, reference=train)]
             if self.early_stopping_rounds and self.min_rounds:
                 callbacks.append(_MinRoundsStopping(int(self.early_stopping_rounds), int(self.min_rounds)))
             elif self.early_stopping_rounds:
-                callbacks.append(lgb.early_stopping(int(self.early_stopping_rounds), first_metric_only=True,
-                                                    verbose=False))
-        self.booster_ = lgb.train(params, train, num_boost_round=int(self.n_estimators), valid_sets=valid_sets,
-                                  valid_names=["valid"] if valid_sets else None, callbacks=callbacks)
+                callbacks.append(
+                    lgb.early_stopping(int(self.early_stopping_rounds), first_metric_only=True, verbose=False)
+                )
+        self.booster_ = lgb.train(
+            params,
+            train,
+            num_boost_round=int(self.n_estimators),
+            valid_sets=valid_sets,
+            valid_names=["valid"] if valid_sets else None,
+            callbacks=callbacks,
+        )
         self.feature_names_ = names
         best = int(self.booster_.best_iteration or 0)
         picked = [c.best_iter for c in callbacks if isinstance(c, _MinRoundsStopping)]
@@ -177,8 +272,10 @@ class LambdaRanker:
         X = np.asarray(X, dtype=np.float64)
         n = len(self.feature_names_ or ())
         if X.ndim != 2 or X.shape[1] != n:
-            raise ConfigError(f"LambdaRanker: X must have shape (rows, {n}) for the features "
-                              f"{self.feature_names_}. Got shape {X.shape}.")
+            raise ConfigError(
+                f"LambdaRanker: X must have shape (rows, {n}) for the features "
+                f"{self.feature_names_}. Got shape {X.shape}."
+            )
         return X
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -186,16 +283,22 @@ class LambdaRanker:
         X = self._check_X(X)
         if not len(X):
             return np.zeros(0, dtype=np.float64)
-        return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_, num_threads=self.n_threads),
-                          dtype=np.float64)
+        return np.asarray(
+            self.booster_.predict(X, num_iteration=self.best_iteration_, num_threads=self.n_threads),
+            dtype=np.float64,
+        )
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-row feature contributions (n, f + 1) (SHAP values), the bias last; rows sum to ``predict``."""
         X = self._check_X(X)
         if not len(X):
             return np.zeros((0, X.shape[1] + 1), dtype=np.float64)
-        return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_, pred_contrib=True,
-                                                num_threads=self.n_threads), dtype=np.float64)
+        return np.asarray(
+            self.booster_.predict(
+                X, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=self.n_threads
+            ),
+            dtype=np.float64,
+        )
 
     def feature_importance(self) -> dict[str, float]:
         """Total gain of each feature's splits, by feature name."""
@@ -210,8 +313,11 @@ class LambdaRanker:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(path / MODEL_FILE), num_iteration=self.best_iteration_)
-        config = {"params": self.get_params(), "feature_names": self.feature_names_,
-                  "best_iteration": self.best_iteration_}
+        config = {
+            "params": self.get_params(),
+            "feature_names": self.feature_names_,
+            "best_iteration": self.best_iteration_,
+        }
         (path / CONFIG_FILE).write_text(json.dumps(config, sort_keys=True, indent=2))
 
     @classmethod
@@ -220,7 +326,9 @@ class LambdaRanker:
 
         path = Path(path)
         if not (path / MODEL_FILE).exists() or not (path / CONFIG_FILE).exists():
-            raise ConfigError(f"{path} is not a LambdaRanker folder: it needs {MODEL_FILE} and {CONFIG_FILE}.")
+            raise ConfigError(
+                f"{path} is not a LambdaRanker folder: it needs {MODEL_FILE} and {CONFIG_FILE}."
+            )
         config = json.loads((path / CONFIG_FILE).read_text())
         ranker = cls(**config["params"])
         ranker.booster_ = lgb.Booster(model_file=str(path / MODEL_FILE))

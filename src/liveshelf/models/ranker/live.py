@@ -59,11 +59,15 @@ class RankTable:
         self.y = np.asarray(self.y, dtype=np.int64)
         self.group = np.asarray(self.group, dtype=np.int64)
         if self.X.ndim != 2 or self.X.shape[1] != len(self.names):
-            raise ConfigError(f"RankTable.X must be (rows, {len(self.names)}) for its feature names; "
-                              f"got shape {self.X.shape}.")
+            raise ConfigError(
+                f"RankTable.X must be (rows, {len(self.names)}) for its feature names; "
+                f"got shape {self.X.shape}."
+            )
         if len(self.y) != len(self.X) or int(self.group.sum()) != len(self.X):
-            raise ConfigError(f"RankTable has {len(self.X)} rows, {len(self.y)} labels and query sizes summing "
-                              f"to {int(self.group.sum())}; they must be equal.")
+            raise ConfigError(
+                f"RankTable has {len(self.X)} rows, {len(self.y)} labels and query sizes summing "
+                f"to {int(self.group.sum())}; they must be equal."
+            )
 
     @property
     def queries(self) -> int:
@@ -72,9 +76,14 @@ class RankTable:
     def take_queries(self, mask: np.ndarray) -> RankTable:
         """The queries where ``mask`` (one bool per query) holds, rows kept together."""
         rows = np.repeat(np.asarray(mask, dtype=bool), self.group)
-        return RankTable(self.X[rows], self.y[rows], self.group[mask], self.names,
-                         None if self.position is None else self.position[rows],
-                         None if self.ts is None else self.ts[mask])
+        return RankTable(
+            self.X[rows],
+            self.y[rows],
+            self.group[mask],
+            self.names,
+            None if self.position is None else self.position[rows],
+            None if self.ts is None else self.ts[mask],
+        )
 
 
 class LiveRanker:
@@ -82,9 +91,17 @@ class LiveRanker:
 
     name: ClassVar[str] = "liveranker"
 
-    def __init__(self, n_estimators: int = 200, learning_rate: float = 0.05, num_leaves: int = 7,
-                 min_child_samples: int = 50, position: str = "unbiased", valid_share: float = 0.15,
-                 early_stopping_rounds: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 7,
+        min_child_samples: int = 50,
+        position: str = "unbiased",
+        valid_share: float = 0.15,
+        early_stopping_rounds: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -98,18 +115,43 @@ class LiveRanker:
         self.info_: dict[str, Any] = {}
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples",
-                                              "position", "valid_share", "early_stopping_rounds", "seed")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "n_estimators",
+                "learning_rate",
+                "num_leaves",
+                "min_child_samples",
+                "position",
+                "valid_share",
+                "early_stopping_rounds",
+                "seed",
+            )
+        }
 
     def _validate(self) -> None:
         where = "LiveRanker"
-        check_param("position", self.position, self.position in POSITION_MODES, f"one of {POSITION_MODES}", where)
-        check_param("n_estimators", self.n_estimators, isinstance(self.n_estimators, int) and self.n_estimators >= 1,
-                    "an int >= 1", where)
-        check_param("valid_share", self.valid_share, 0 <= self.valid_share < 0.9, "a float in [0, 0.9)", where)
-        check_param("early_stopping_rounds", self.early_stopping_rounds, self.early_stopping_rounds is None or (
-            isinstance(self.early_stopping_rounds, int) and self.early_stopping_rounds >= 1), "None or an int >= 1",
-                    where)
+        check_param(
+            "position", self.position, self.position in POSITION_MODES, f"one of {POSITION_MODES}", where
+        )
+        check_param(
+            "n_estimators",
+            self.n_estimators,
+            isinstance(self.n_estimators, int) and self.n_estimators >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "valid_share", self.valid_share, 0 <= self.valid_share < 0.9, "a float in [0, 0.9)", where
+        )
+        check_param(
+            "early_stopping_rounds",
+            self.early_stopping_rounds,
+            self.early_stopping_rounds is None
+            or (isinstance(self.early_stopping_rounds, int) and self.early_stopping_rounds >= 1),
+            "None or an int >= 1",
+            where,
+        )
 
     # ---- fit ----------------------------------------------------------------------------------
     def fit(self, tables: dict[str, RankTable]) -> LiveRanker:
@@ -123,35 +165,59 @@ class LiveRanker:
         self._validate()
         unknown = sorted(set(tables) - set(SURFACES))
         if unknown or not tables:
-            raise ConfigError(f"LiveRanker.fit takes tables for the surfaces {SURFACES}; got {sorted(tables)}.")
+            raise ConfigError(
+                f"LiveRanker.fit takes tables for the surfaces {SURFACES}; got {sorted(tables)}."
+            )
         self.rankers_, self.names_, self.info_ = {}, {}, {}
         for surface, table in tables.items():
-            useful = np.asarray([table.y[a:b].max() > table.y[a:b].min() for a, b in query_bounds(table.group)])
+            useful = np.asarray(
+                [table.y[a:b].max() > table.y[a:b].min() for a, b in query_bounds(table.group)]
+            )
             if useful.sum() < 2:
-                raise ConfigError(f"The {surface!r} ranker needs at least 2 queries whose candidates earned "
-                                  f"different outcomes; got {int(useful.sum())} of {table.queries}. Log more "
-                                  "exposures (or train --from events) before training.")
+                raise ConfigError(
+                    f"The {surface!r} ranker needs at least 2 queries whose candidates earned "
+                    f"different outcomes; got {int(useful.sum())} of {table.queries}. Log more "
+                    "exposures (or train --from events) before training."
+                )
             table = table.take_queries(useful)
             order = np.argsort(table.ts, kind="stable") if table.ts is not None else np.arange(table.queries)
-            n_valid = int(round(self.valid_share * table.queries)) \
-                if table.queries >= 20 and self.early_stopping_rounds else 0
+            n_valid = (
+                int(round(self.valid_share * table.queries))
+                if table.queries >= 20 and self.early_stopping_rounds
+                else 0
+            )
             is_valid = np.zeros(table.queries, dtype=bool)
-            is_valid[order[len(order) - n_valid:]] = n_valid > 0
+            is_valid[order[len(order) - n_valid :]] = n_valid > 0
             train, valid = table.take_queries(~is_valid), table.take_queries(is_valid)
             names = table.names + (("position",) if self.position == "feature" else ())
-            ranker = LambdaRanker(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                                  num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
-                                  seed=self.seed, n_threads=1,
-                                  early_stopping_rounds=self.early_stopping_rounds if n_valid else None)
+            ranker = LambdaRanker(
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=self.min_child_samples,
+                seed=self.seed,
+                n_threads=1,
+                early_stopping_rounds=self.early_stopping_rounds if n_valid else None,
+            )
             fit_kw: dict[str, Any] = {}
             if self.position == "unbiased" and train.position is not None:
                 fit_kw["position"] = np.maximum(train.position, 0)
-            ranker.fit(self._design(train), train.y, train.group, feature_names=list(names),
-                       eval_set=(self._design(valid), valid.y, valid.group) if n_valid else None, **fit_kw)
+            ranker.fit(
+                self._design(train),
+                train.y,
+                train.group,
+                feature_names=list(names),
+                eval_set=(self._design(valid), valid.y, valid.group) if n_valid else None,
+                **fit_kw,
+            )
             self.rankers_[surface] = ranker
             self.names_[surface] = table.names
-            self.info_[surface] = {"queries": train.queries, "valid_queries": valid.queries,
-                                   "rows": int(len(train.X)), "dropped_queries": int((~useful).sum())}
+            self.info_[surface] = {
+                "queries": train.queries,
+                "valid_queries": valid.queries,
+                "rows": int(len(train.X)),
+                "dropped_queries": int((~useful).sum()),
+            }
         return self
 
     def _design(self, table: RankTable) -> np.ndarray:
@@ -179,8 +245,10 @@ class LiveRanker:
         X = np.asarray(X, dtype=np.float64)
         names = self.names_[surface]
         if X.ndim != 2 or X.shape[1] != len(names):
-            raise ConfigError(f"The {surface!r} ranker takes {len(names)} features ({', '.join(names[:4])}, ...); "
-                              f"got rows of shape {X.shape}. Build them with liveshelf.serving.features.")
+            raise ConfigError(
+                f"The {surface!r} ranker takes {len(names)} features ({', '.join(names[:4])}, ...); "
+                f"got rows of shape {X.shape}. Build them with liveshelf.serving.features."
+            )
         if self.position == "feature":  # serving fixes the position to the first slot
             X = np.column_stack([X, np.zeros(len(X))])
         return self.rankers_[surface], X
@@ -212,8 +280,12 @@ class LiveRanker:
         path.mkdir(parents=True, exist_ok=True)
         for surface, ranker in self.rankers_.items():
             ranker.save(path / surface)
-        config = {"model_type": self.name, "params": self.get_params(),
-                  "surfaces": {s: list(n) for s, n in self.names_.items()}, "info": self.info_}
+        config = {
+            "model_type": self.name,
+            "params": self.get_params(),
+            "surfaces": {s: list(n) for s, n in self.names_.items()},
+            "info": self.info_,
+        }
         (path / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2))
 
     @classmethod

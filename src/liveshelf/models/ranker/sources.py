@@ -35,14 +35,18 @@ def parse_sources(sources: str | list[str] | tuple[str, ...], where: str) -> lis
     elif isinstance(sources, (list, tuple)) and all(isinstance(s, str) for s in sources):
         names = [s.strip() for s in sources if s.strip()]
     else:
-        raise ConfigError(f"The 'sources' parameter of {where} must be a comma string or a list of model "
-                          f"names (e.g. 'pop,itemknn'). Got {sources!r} instead.")
+        raise ConfigError(
+            f"The 'sources' parameter of {where} must be a comma string or a list of model "
+            f"names (e.g. 'pop,itemknn'). Got {sources!r} instead."
+        )
     known = set(available_models()) - NOT_SOURCES
     bad = [s for s in names if s not in known]
     if not names or bad or len(set(names)) != len(names):
-        raise ConfigError(f"The 'sources' parameter of {where} must name distinct registered models from "
-                          f"{sorted(known)}. Got {sources!r} instead"
-                          f"{f' ({bad[0]!r} is not one)' if bad else ''}.")
+        raise ConfigError(
+            f"The 'sources' parameter of {where} must name distinct registered models from "
+            f"{sorted(known)}. Got {sources!r} instead"
+            f"{f' ({bad[0]!r} is not one)' if bad else ''}."
+        )
     return names
 
 
@@ -50,12 +54,16 @@ def check_source_params(source_params: Any, names: list[str], where: str) -> dic
     if source_params is None:
         return {}
     if not isinstance(source_params, dict) or not all(isinstance(v, dict) for v in source_params.values()):
-        raise ConfigError(f"The 'source_params' parameter of {where} must be a dict of dicts, one per source "
-                          f"(e.g. {{'sasrec': {{'epochs': 50}}}}). Got {source_params!r} instead.")
+        raise ConfigError(
+            f"The 'source_params' parameter of {where} must be a dict of dicts, one per source "
+            f"(e.g. {{'sasrec': {{'epochs': 50}}}}). Got {source_params!r} instead."
+        )
     unknown = [k for k in source_params if k not in names]
     if unknown:
-        raise ConfigError(f"The 'source_params' parameter of {where} names {unknown[0]!r}, which is not a "
-                          f"source ({', '.join(names)}). Add it to 'sources' or drop its parameters.")
+        raise ConfigError(
+            f"The 'source_params' parameter of {where} names {unknown[0]!r}, which is not a "
+            f"source ({', '.join(names)}). Add it to 'sources' or drop its parameters."
+        )
     return dict(source_params)
 
 
@@ -79,8 +87,13 @@ def build_source(name: str, params: dict[str, Any] | None, seed: int):
     return create_model(name, **kw)
 
 
-def fit_sources(names: list[str], params: dict[str, dict[str, Any]], data: TrainData, seed: int,
-                given: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, str]], dict[str, float]]:
+def fit_sources(
+    names: list[str],
+    params: dict[str, dict[str, Any]],
+    data: TrainData,
+    seed: int,
+    given: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, str]], dict[str, float]]:
     """Fit (or take from ``given``, already fitted on ``data``) each source.
 
     Returns the fitted sources by name (in ``names`` order), the skipped ones with their reason,
@@ -97,16 +110,20 @@ def fit_sources(names: list[str], params: dict[str, dict[str, Any]], data: Train
         if given and name in given:
             model = given[name]
             if len(getattr(model, "item_ids_", ())) != data.n_items:
-                raise ConfigError(f"The fitted source {name!r} passed to fit() knows {len(model.item_ids_)} items, "
-                                  f"the data {data.n_items}. Pass sources fitted on the same TrainData.")
+                raise ConfigError(
+                    f"The fitted source {name!r} passed to fit() knows {len(model.item_ids_)} items, "
+                    f"the data {data.n_items}. Pass sources fitted on the same TrainData."
+                )
             fitted[name] = model
             continue
         t0 = time.perf_counter()
         fitted[name] = build_source(name, params.get(name), seed).fit(data)
         seconds[name] = round(time.perf_counter() - t0, 2)
     if not fitted:
-        raise ConfigError(f"None of the sources {names} can run on this data: "
-                          f"{'; '.join(s['source'] + ': ' + s['reason'] for s in skipped)}. Add a source such as pop.")
+        raise ConfigError(
+            f"None of the sources {names} can run on this data: "
+            f"{'; '.join(s['source'] + ': ' + s['reason'] for s in skipped)}. Add a source such as pop."
+        )
     return fitted, skipped, seconds
 
 

@@ -46,45 +46,99 @@ class SASRecConfig:
     def validate(self, where: str = "SASRec") -> SASRecConfig:
         def positive_int(name: str) -> None:
             v = getattr(self, name)
-            check_param(name, v, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                        "an int >= 1", where)
+            check_param(
+                name, v, isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an int >= 1", where
+            )
 
-        for name in ("hidden", "n_layers", "n_heads", "max_len", "batch_size", "epochs",
-                     "patience", "eval_every", "n_threads"):
+        for name in (
+            "hidden",
+            "n_layers",
+            "n_heads",
+            "max_len",
+            "batch_size",
+            "epochs",
+            "patience",
+            "eval_every",
+            "n_threads",
+        ):
             positive_int(name)
-        check_param("hidden", self.hidden, self.hidden % self.n_heads == 0,
-                    f"a multiple of n_heads={self.n_heads}", where)
-        check_param("dropout", self.dropout, isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
-                    "a float in [0, 1)", where)
-        check_param("norm", self.norm, self.norm in ("pre", "post"),
-                    "'pre' (LayerNorm before each sub-layer, GPT-2) or 'post' (after each residual "
-                    "sum and on the input embedding, as in RecBole)", where)
-        check_param("label_smoothing", self.label_smoothing,
-                    isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1,
-                    "a float in [0, 1)", where)
+        check_param(
+            "hidden",
+            self.hidden,
+            self.hidden % self.n_heads == 0,
+            f"a multiple of n_heads={self.n_heads}",
+            where,
+        )
+        check_param(
+            "dropout",
+            self.dropout,
+            isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
+            "a float in [0, 1)",
+            where,
+        )
+        check_param(
+            "norm",
+            self.norm,
+            self.norm in ("pre", "post"),
+            "'pre' (LayerNorm before each sub-layer, GPT-2) or 'post' (after each residual "
+            "sum and on the input embedding, as in RecBole)",
+            where,
+        )
+        check_param(
+            "label_smoothing",
+            self.label_smoothing,
+            isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1,
+            "a float in [0, 1)",
+            where,
+        )
         check_param("lr", self.lr, isinstance(self.lr, (int, float)) and self.lr > 0, "a float > 0", where)
-        check_param("weight_decay", self.weight_decay,
-                    isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
-                    "a float >= 0", where)
-        check_param("train_windows", self.train_windows, self.train_windows in ("last", "all"),
-                    "'last' (the last max_len items of each user) or 'all' (every item, in "
-                    "windows of max_len)", where)
+        check_param(
+            "weight_decay",
+            self.weight_decay,
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            "a float >= 0",
+            where,
+        )
+        check_param(
+            "train_windows",
+            self.train_windows,
+            self.train_windows in ("last", "all"),
+            "'last' (the last max_len items of each user) or 'all' (every item, in windows of max_len)",
+            where,
+        )
         check_param("seed", self.seed, isinstance(self.seed, int), "an int", where)
-        check_param("device", self.device, isinstance(self.device, str) and
-                    self.device.split(":")[0] in ("cpu", "cuda", "mps"),
-                    "'cpu', 'cuda', 'cuda:N' or 'mps'", where)
+        check_param(
+            "device",
+            self.device,
+            isinstance(self.device, str) and self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            "'cpu', 'cuda', 'cuda:N' or 'mps'",
+            where,
+        )
 
         def number(v: object) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-        check_param("dp_epsilon", self.dp_epsilon,
-                    self.dp_epsilon is None or (number(self.dp_epsilon) and 0 < self.dp_epsilon < float("inf")),
-                    "None (no differential privacy) or a finite float > 0 (e.g. 8)", where)
-        check_param("dp_delta", self.dp_delta, self.dp_delta is None or (number(self.dp_delta) and 0 < self.dp_delta < 1),
-                    "None (1 / number of users) or a float in (0, 1)", where)
-        check_param("dp_max_grad_norm", self.dp_max_grad_norm,
-                    number(self.dp_max_grad_norm) and 0 < self.dp_max_grad_norm < float("inf"),
-                    "a finite float > 0 (per-user gradient clipping bound)", where)
+        check_param(
+            "dp_epsilon",
+            self.dp_epsilon,
+            self.dp_epsilon is None or (number(self.dp_epsilon) and 0 < self.dp_epsilon < float("inf")),
+            "None (no differential privacy) or a finite float > 0 (e.g. 8)",
+            where,
+        )
+        check_param(
+            "dp_delta",
+            self.dp_delta,
+            self.dp_delta is None or (number(self.dp_delta) and 0 < self.dp_delta < 1),
+            "None (1 / number of users) or a float in (0, 1)",
+            where,
+        )
+        check_param(
+            "dp_max_grad_norm",
+            self.dp_max_grad_norm,
+            number(self.dp_max_grad_norm) and 0 < self.dp_max_grad_norm < float("inf"),
+            "a finite float > 0 (per-user gradient clipping bound)",
+            where,
+        )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -69,8 +69,13 @@ class LiveSASRecConfig(SASRecConfig):
     def validate(self, where: str = "LiveSASRec") -> LiveSASRecConfig:
         super().validate(where)
         v = self.n_time_buckets
-        check_param("n_time_buckets", v, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                    "an int >= 1 (log2-second buckets of the time since the last visit)", where)
+        check_param(
+            "n_time_buckets",
+            v,
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "an int >= 1 (log2-second buckets of the time since the last visit)",
+            where,
+        )
         return self
 
 
@@ -89,8 +94,14 @@ class LiveSASRecNet(SASRecNet):
         self.decayed_bias = nn.Parameter(torch.zeros(()))
         # with a softmax over the available items only, popularity needs its own term
         self.item_bias = nn.Parameter(torch.zeros(n_items))
-        for emb in (self.gap_emb, self.count_emb, self.recency_emb, self.gap_bias, self.count_bias,
-                    self.recency_bias):
+        for emb in (
+            self.gap_emb,
+            self.count_emb,
+            self.recency_emb,
+            self.gap_bias,
+            self.count_bias,
+            self.recency_bias,
+        ):
             nn.init.zeros_(emb.weight)
         # start from the ``repeat`` baseline (every history item above every new item, history
         # items ordered by their decayed visit count), as strongly as the data repeat
@@ -105,15 +116,20 @@ class LiveSASRecNet(SASRecNet):
         """Bonus of history item j at position t: ``4 x (B, T, T), (B, T, D) -> (B, T, T)``."""
         gap, count, recency, decayed = buckets
         out = decayed * (h @ self.decayed_vec + self.decayed_bias)[:, :, None]  # (B, T, T)
-        for b, emb, bias in zip((gap, count, recency), (self.gap_emb, self.count_emb, self.recency_emb),
-                                (self.gap_bias, self.count_bias, self.recency_bias), strict=True):
+        for b, emb, bias in zip(
+            (gap, count, recency),
+            (self.gap_emb, self.count_emb, self.recency_emb),
+            (self.gap_bias, self.count_bias, self.recency_bias),
+            strict=True,
+        ):
             scores = h @ emb.weight.T + bias.weight.T  # (B, T, K+1)
             out = out + scores.gather(2, b)  # (B, T, T)
         return out * (gap > 0)  # (B, T, T)
 
 
-def repeat_buckets(tokens: torch.Tensor, times: torch.Tensor, query_times: torch.Tensor,
-                   n_buckets: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def repeat_buckets(
+    tokens: torch.Tensor, times: torch.Tensor, query_times: torch.Tensor, n_buckets: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Time-gap, visit-count and recency buckets and the decayed visit count, each ``(B, T, T)``.
 
     Row t, column j.
@@ -145,8 +161,12 @@ def repeat_buckets(tokens: torch.Tensor, times: torch.Tensor, query_times: torch
     weighted = (same.double() * DECAY ** (T - 1 - pos)).cumsum(2).transpose(1, 2)  # (B, T, T)
     decayed = (weighted * DECAY ** -(T - 1 - pos)[None, :, None]).float()  # sum of DECAY ** (t - j')
     zero = torch.zeros_like(g)
-    return (torch.where(last, g, zero), torch.where(last, c, zero), torch.where(last, r, zero),
-            torch.where(last, decayed, torch.zeros_like(decayed)))
+    return (
+        torch.where(last, g, zero),
+        torch.where(last, c, zero),
+        torch.where(last, r, zero),
+        torch.where(last, decayed, torch.zeros_like(decayed)),
+    )
 
 
 class LiveSASRec(SASRec):
@@ -156,19 +176,52 @@ class LiveSASRec(SASRec):
     eval_first: ClassVar[bool] = True  # the repeat-like initial weights may be the best
     config_class: ClassVar[type[SASRecConfig]] = LiveSASRecConfig
 
-    def __init__(self, hidden: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
-                 dropout: float = 0.5, norm: str = "post", label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
-                 batch_size: int = 128, epochs: int = 200, patience: int = 10, eval_every: int = 1,
-                 train_windows: str = "all", seed: int = 0, device: str = "cpu",
-                 n_threads: int = 2, dp_epsilon: float | None = None, dp_delta: float | None = None,
-                 dp_max_grad_norm: float = 1.0,
-                 n_time_buckets: int = 24) -> None:
-        super().__init__(hidden=hidden, n_layers=n_layers, n_heads=n_heads, max_len=max_len,
-                         dropout=dropout, norm=norm, label_smoothing=label_smoothing, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                         epochs=epochs, patience=patience, eval_every=eval_every,
-                         train_windows=train_windows, seed=seed, device=device,
-                         n_threads=n_threads, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
-                         dp_max_grad_norm=dp_max_grad_norm)
+    def __init__(
+        self,
+        hidden: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        max_len: int = 50,
+        dropout: float = 0.5,
+        norm: str = "post",
+        label_smoothing: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        epochs: int = 200,
+        patience: int = 10,
+        eval_every: int = 1,
+        train_windows: str = "all",
+        seed: int = 0,
+        device: str = "cpu",
+        n_threads: int = 2,
+        dp_epsilon: float | None = None,
+        dp_delta: float | None = None,
+        dp_max_grad_norm: float = 1.0,
+        n_time_buckets: int = 24,
+    ) -> None:
+        super().__init__(
+            hidden=hidden,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            max_len=max_len,
+            dropout=dropout,
+            norm=norm,
+            label_smoothing=label_smoothing,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            eval_every=eval_every,
+            train_windows=train_windows,
+            seed=seed,
+            device=device,
+            n_threads=n_threads,
+            dp_epsilon=dp_epsilon,
+            dp_delta=dp_delta,
+            dp_max_grad_norm=dp_max_grad_norm,
+        )
         self.n_time_buckets = n_time_buckets
 
     def _make_net(self, n_items: int, cfg: SASRecConfig) -> LiveSASRecNet:
@@ -198,8 +251,10 @@ class LiveSASRec(SASRec):
         if getattr(self, "_private", False):  # DP: no statistics of the private data outside DP-SGD
             self._log_pop, self._repeat_rate = None, 1.0
             return
-        counts = np.bincount(np.concatenate([np.asarray(s, np.int64) for s in data.sequences] + [np.zeros(0, np.int64)]),
-                             minlength=data.n_items)[:data.n_items]
+        counts = np.bincount(
+            np.concatenate([np.asarray(s, np.int64) for s in data.sequences] + [np.zeros(0, np.int64)]),
+            minlength=data.n_items,
+        )[: data.n_items]
         repeats = steps = 0
         for seq in data.sequences:
             seq = np.asarray(seq, dtype=np.int64)
@@ -229,20 +284,22 @@ class LiveSASRec(SASRec):
         query = np.zeros(w["tokens"].shape, dtype=np.float64)
         for k, (u, s) in enumerate(zip(w["users"], w["starts"], strict=True)):
             n = int((w["tokens"][k] != 0).sum())
-            ts = self._times(data, int(u))[s:s + n + 1]
-            times[k, L - n:] = ts[:-1]
-            query[k, L - n:] = ts[1:]
+            ts = self._times(data, int(u))[s : s + n + 1]
+            times[k, L - n :] = ts[:-1]
+            query[k, L - n :] = ts[1:]
         w["times"], w["query"] = times, query
         return w
 
-    def _batch(self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int,
-               cfg: SASRecConfig) -> dict[str, Any]:
+    def _batch(
+        self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int, cfg: SASRecConfig
+    ) -> dict[str, Any]:
         batch = super()._batch(windows, idx, T, cfg)
         batch["times"] = torch.from_numpy(windows["times"][idx, -T:]).to(cfg.device)  # (B, T)
         batch["query"] = torch.from_numpy(windows["query"][idx, -T:]).to(cfg.device)  # (B, T)
         if getattr(self, "_private", False) and self._available is not None:  # vmap-safe loss needs it ready
-            batch["avail"] = self._window_availability(windows["query"][idx, -T:],
-                                                       windows["targets"][idx, -T:]).to(cfg.device)
+            batch["avail"] = self._window_availability(
+                windows["query"][idx, -T:], windows["targets"][idx, -T:]
+            ).to(cfg.device)
         return batch
 
     def _window_availability(self, query: np.ndarray, targets: np.ndarray) -> torch.Tensor:
@@ -270,15 +327,24 @@ class LiveSASRec(SASRec):
         """The DP loss of :meth:`_loss` on ``(B, T, I)`` logits (vmap-safe: no data-dependent shapes)."""
         tokens = batch["tokens"]  # (B, T)
         h = net(tokens)  # (B, T, D)
-        bonus = net.repeat_scores(repeat_buckets(tokens, batch["times"], batch["query"], self.n_time_buckets), h)
+        bonus = net.repeat_scores(
+            repeat_buckets(tokens, batch["times"], batch["query"], self.n_time_buckets), h
+        )
         idx = (tokens - 1).clamp(min=0)[:, None, :].expand_as(bonus)  # (B, T, T) item of column j
         logits = net.logits(h).scatter_add(2, idx, bonus)  # (B, T, I)
         if "avail" in batch:
             logits = logits.masked_fill(~batch["avail"], UNAVAILABLE)
         return masked_cross_entropy(logits, batch["targets"], self._smoothing)
 
-    def _logits(self, net: LiveSASRecNet, h: torch.Tensor, tokens: torch.Tensor, times: torch.Tensor,
-                query: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def _logits(
+        self,
+        net: LiveSASRecNet,
+        h: torch.Tensor,
+        tokens: torch.Tensor,
+        times: torch.Tensor,
+        query: torch.Tensor,
+        keep: torch.Tensor,
+    ) -> torch.Tensor:
         """Item scores ``(N, I)`` of the kept positions, with the repeat/time-gap bonus."""
         buckets = repeat_buckets(tokens, times, query, self.n_time_buckets)  # 4 x (B, T, T)
         bonus = net.repeat_scores(buckets, h)  # (B, T, T)
@@ -328,14 +394,20 @@ class LiveSASRec(SASRec):
             items = np.asarray(c.items, dtype=np.int64)
             ts = np.arange(len(items), dtype=np.float64) if c.ts is None else np.asarray(c.ts, np.float64)
             known = (items >= 0) & (items < len(self.item_ids_))
-            ts = ts[known][-cfg.max_len:]
+            ts = ts[known][-cfg.max_len :]
             if len(ts):
-                times[b, T - len(ts):] = ts
+                times[b, T - len(ts) :] = ts
             now = c.time if c.time is not None else (ts[-1] if len(ts) else 0.0)
             query[b, :] = float(now)
         tokens = torch.from_numpy(tokens_np).to(cfg.device)
         h = net(tokens)  # (B, T, D)
         keep = torch.zeros(B, T, dtype=torch.bool, device=tokens.device)
         keep[:, -1] = True  # score from the last position only
-        return self._logits(net, h, tokens, torch.from_numpy(times).to(cfg.device),
-                            torch.from_numpy(query).to(cfg.device), keep)  # (B, I)
+        return self._logits(
+            net,
+            h,
+            tokens,
+            torch.from_numpy(times).to(cfg.device),
+            torch.from_numpy(query).to(cfg.device),
+            keep,
+        )  # (B, I)

@@ -41,7 +41,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
-        q, k, v = (z.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, D/H)
+        q, k, v = (
+            z.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v)
+        )  # (B, H, T, D/H)
         drop = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)  # (B, H, T, D/H)
         y = y.transpose(1, 2).contiguous().view(B, T, D)  # (B, T, D)

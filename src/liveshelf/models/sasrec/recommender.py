@@ -70,12 +70,29 @@ class SASRec(BaseRecommender):
     eval_first: ClassVar[bool] = False
     config_class: ClassVar[type[SASRecConfig]] = SASRecConfig
 
-    def __init__(self, hidden: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
-                 dropout: float = 0.5, norm: str = "post", label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
-                 batch_size: int = 128, epochs: int = 200, patience: int = 10, eval_every: int = 1,
-                 train_windows: str = "all", seed: int = 0, device: str = "cpu",
-                 n_threads: int = 2, dp_epsilon: float | None = None, dp_delta: float | None = None,
-                 dp_max_grad_norm: float = 1.0) -> None:
+    def __init__(
+        self,
+        hidden: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        max_len: int = 50,
+        dropout: float = 0.5,
+        norm: str = "post",
+        label_smoothing: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        epochs: int = 200,
+        patience: int = 10,
+        eval_every: int = 1,
+        train_windows: str = "all",
+        seed: int = 0,
+        device: str = "cpu",
+        n_threads: int = 2,
+        dp_epsilon: float | None = None,
+        dp_delta: float | None = None,
+        dp_max_grad_norm: float = 1.0,
+    ) -> None:
         self.hidden = hidden
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -109,16 +126,21 @@ class SASRec(BaseRecommender):
         if cfg.dp_epsilon is None:
             return strategy
         if strategy is not None:
-            raise ConfigError(f"{type(self).__name__} got both dp_epsilon={cfg.dp_epsilon} and a training "
-                              f"strategy ({type(strategy).__name__}); set dp_epsilon=None to use the strategy, "
-                              "or drop the strategy.")
+            raise ConfigError(
+                f"{type(self).__name__} got both dp_epsilon={cfg.dp_epsilon} and a training "
+                f"strategy ({type(strategy).__name__}); set dp_epsilon=None to use the strategy, "
+                "or drop the strategy."
+            )
         from liveshelf.privacy.dp import DPStrategy
 
-        return DPStrategy(cfg.dp_epsilon, delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm, seed=cfg.seed)
+        return DPStrategy(
+            cfg.dp_epsilon, delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm, seed=cfg.seed
+        )
 
     # ---- fit --------------------------------------------------------------------------
-    def fit(self, data: TrainData, callbacks: list[Callback] | None = None,
-            strategy: TrainStrategy | None = None) -> SASRec:
+    def fit(
+        self, data: TrainData, callbacks: list[Callback] | None = None, strategy: TrainStrategy | None = None
+    ) -> SASRec:
         """Train on ``data``; ``callbacks`` hook into the loop, ``strategy`` changes how steps are made
         (e.g. :class:`~liveshelf.privacy.dp.DPStrategy`; built from ``dp_epsilon`` when that is set)."""
         cfg = self._config()
@@ -141,7 +163,9 @@ class SASRec(BaseRecommender):
             self._prepare(data)
             net = self._make_net(data.n_items, cfg).to(cfg.device)
             # private: one window per user, so the guarantee covers a user's whole (used) history
-            windows = self._windows(data, dataclasses.replace(cfg, train_windows="last") if self._private else cfg)
+            windows = self._windows(
+                data, dataclasses.replace(cfg, train_windows="last") if self._private else cfg
+            )
             if not len(windows["tokens"]):
                 raise ConfigError(
                     f"{type(self).__name__}.fit found no user with 2 or more training interactions; "
@@ -150,7 +174,9 @@ class SASRec(BaseRecommender):
             rng = np.random.default_rng(cfg.seed)
             opt = torch.optim.AdamW(self._param_groups(net, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
             evaluate = self._validator(data, cfg)
-            stopper = EarlyStopping("ndcg@10", patience=cfg.patience) if evaluate and not self._private else None
+            stopper = (
+                EarlyStopping("ndcg@10", patience=cfg.patience) if evaluate and not self._private else None
+            )
             cbs: list[Callback] = [ProgressBar(cfg.epochs, desc=type(self).__name__)]
             cbs += [stopper] if stopper else []
             cbs += list(callbacks or [])
@@ -160,16 +186,26 @@ class SASRec(BaseRecommender):
                 return self._batch(windows, idx, int(lengths[idx].max(initial=1)), cfg)
 
             trainer = Trainer(
-                net, opt, loss_fn=self._sample_loss if self._private else self._loss,
+                net,
+                opt,
+                loss_fn=self._sample_loss if self._private else self._loss,
                 batches=lambda epoch: self._batches(windows, cfg, rng),
-                evaluate=evaluate, epochs=cfg.epochs, eval_every=cfg.eval_every, callbacks=cbs,
-                eval_first=self.eval_first, strategy=strategy, n_samples=len(lengths),
-                batch_size=cfg.batch_size, make_batch=make_batch,
+                evaluate=evaluate,
+                epochs=cfg.epochs,
+                eval_every=cfg.eval_every,
+                callbacks=cbs,
+                eval_first=self.eval_first,
+                strategy=strategy,
+                n_samples=len(lengths),
+                batch_size=cfg.batch_size,
+                make_batch=make_batch,
             ).fit()
             net.eval()
             self.net_ = net
             self.history_ = trainer.history
-            self.best_epoch_ = stopper.best_epoch if stopper and stopper.best_state is not None else trainer.epoch
+            self.best_epoch_ = (
+                stopper.best_epoch if stopper and stopper.best_state is not None else trainer.epoch
+            )
             self.fit_seconds_ = time.perf_counter() - t0
             self.privacy_ = trainer.strategy_report if self._private else None
         finally:
@@ -208,11 +244,16 @@ class SASRec(BaseRecommender):
         for w, (u, s, e) in enumerate(spans):
             seq = np.asarray(data.sequences[u], dtype=np.int64)[s:e]
             n = len(seq) - 1
-            tokens[w, L - n:] = seq[:-1] + 1
-            targets[w, L - n:] = seq[1:]
+            tokens[w, L - n :] = seq[:-1] + 1
+            targets[w, L - n :] = seq[1:]
             users[w], starts[w] = u, s
-        return {"tokens": tokens, "targets": targets, "users": users, "starts": starts,
-                "lengths": (tokens != 0).sum(1)}
+        return {
+            "tokens": tokens,
+            "targets": targets,
+            "users": users,
+            "starts": starts,
+            "lengths": (tokens != 0).sum(1),
+        }
 
     def _batches(self, windows: dict[str, np.ndarray], cfg: SASRecConfig, rng: np.random.Generator):
         """Shuffled batches of windows of similar length (cheap: padding columns are cut).
@@ -225,15 +266,16 @@ class SASRec(BaseRecommender):
         pool = BUCKET_POOL * cfg.batch_size
         batches = []
         for p in range(0, len(order), pool):
-            chunk = order[p:p + pool]
+            chunk = order[p : p + pool]
             chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-            batches += [chunk[i:i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size)]
+            batches += [chunk[i : i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size)]
         for b in rng.permutation(len(batches)):
             idx = batches[b]
             yield self._batch(windows, idx, int(lengths[idx].max()), cfg)
 
-    def _batch(self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int,
-               cfg: SASRecConfig) -> dict[str, Any]:
+    def _batch(
+        self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int, cfg: SASRecConfig
+    ) -> dict[str, Any]:
         return {
             "tokens": torch.from_numpy(windows["tokens"][idx, -T:]).to(cfg.device),  # (B, T)
             "targets": torch.from_numpy(windows["targets"][idx, -T:]).to(cfg.device),  # (B, T)
@@ -266,16 +308,19 @@ class SASRec(BaseRecommender):
         def evaluate(net: SASRecNet) -> dict[str, float]:
             ranks = []
             for i in range(0, len(contexts), SCORE_BATCH):
-                scores = self._scores_tensor(net, contexts[i:i + SCORE_BATCH], cfg)  # (b, I)
-                t = target[i:i + SCORE_BATCH].to(scores.device)
+                scores = self._scores_tensor(net, contexts[i : i + SCORE_BATCH], cfg)  # (b, I)
+                t = target[i : i + SCORE_BATCH].to(scores.device)
                 ts = scores.gather(1, t[:, None])  # (b, 1)
                 above = scores > ts  # (b, I)
                 if candidates is not None:
-                    above &= candidates[i:i + SCORE_BATCH].to(scores.device)
+                    above &= candidates[i : i + SCORE_BATCH].to(scores.device)
                 ranks.append(above.sum(1).cpu())
             rank = torch.cat(ranks).double()
             hit = rank < 10
-            return {"ndcg@10": float((hit / torch.log2(rank + 2)).mean()), "recall@10": float(hit.double().mean())}
+            return {
+                "ndcg@10": float((hit / torch.log2(rank + 2)).mean()),
+                "recall@10": float(hit.double().mean()),
+            }
 
         return evaluate
 
@@ -299,7 +344,7 @@ class SASRec(BaseRecommender):
         tokens = np.zeros((len(seqs), T), dtype=np.int64)
         for b, s in enumerate(seqs):
             if len(s):
-                tokens[b, T - len(s):] = s + 1
+                tokens[b, T - len(s) :] = s + 1
         return tokens
 
     def _scores_tensor(self, net: SASRecNet, contexts: list[Context], cfg: SASRecConfig) -> torch.Tensor:
@@ -318,7 +363,7 @@ class SASRec(BaseRecommender):
             out = np.zeros((len(contexts), self.n_items_), dtype=np.float32)
             with torch.no_grad():
                 for i in range(0, len(contexts), SCORE_BATCH):
-                    idx = order[i:i + SCORE_BATCH]  # similar lengths together: less padding
+                    idx = order[i : i + SCORE_BATCH]  # similar lengths together: less padding
                     scores = self._scores_tensor(net, [contexts[j] for j in idx], cfg)
                     out[idx] = scores.float().cpu().numpy()
         finally:

@@ -33,8 +33,13 @@ class ColdSplit:
 
 def hide_items(split: ProtocolSplit, fraction: float = 0.2, seed: int = 0) -> ColdSplit:
     """Hide a seeded random ``fraction`` of the items from ``split.train`` (see module docs)."""
-    check_param("fraction", fraction, isinstance(fraction, (int, float)) and 0 < fraction < 1,
-                "a float in (0, 1)", "hide_items")
+    check_param(
+        "fraction",
+        fraction,
+        isinstance(fraction, (int, float)) and 0 < fraction < 1,
+        "a float in (0, 1)",
+        "hide_items",
+    )
     train = split.train
     n = train.n_items
     rng = np.random.default_rng(seed)
@@ -50,13 +55,32 @@ def hide_items(split: ProtocolSplit, fraction: float = 0.2, seed: int = 0) -> Co
         valid = np.asarray(train.valid_targets, dtype=np.int64).copy()
         valid[(valid >= 0) & hidden[np.maximum(valid, 0)]] = -1
     n_removed = int(sum(int((~k).sum()) for k in keep))
-    meta: dict[str, Any] = {**train.meta, "hidden_items": int(hidden.sum()), "hidden_seed": seed,
-                            "hidden_fraction": fraction, "removed_train_events": n_removed}
-    cold_train = replace(train, sequences=cut(train.sequences), timestamps=cut(train.timestamps),
-                         types=cut(train.types), valid_targets=valid, meta=meta)
-    cold = replace(split, train=cold_train,
-                   meta={**split.meta, "hidden_items": int(hidden.sum()), "hidden_fraction": fraction,
-                         "hidden_seed": seed, "removed_train_events": n_removed})
+    meta: dict[str, Any] = {
+        **train.meta,
+        "hidden_items": int(hidden.sum()),
+        "hidden_seed": seed,
+        "hidden_fraction": fraction,
+        "removed_train_events": n_removed,
+    }
+    cold_train = replace(
+        train,
+        sequences=cut(train.sequences),
+        timestamps=cut(train.timestamps),
+        types=cut(train.types),
+        valid_targets=valid,
+        meta=meta,
+    )
+    cold = replace(
+        split,
+        train=cold_train,
+        meta={
+            **split.meta,
+            "hidden_items": int(hidden.sum()),
+            "hidden_fraction": fraction,
+            "hidden_seed": seed,
+            "removed_train_events": n_removed,
+        },
+    )
     return ColdSplit(split=cold, hidden=hidden)
 
 
@@ -64,8 +88,10 @@ def evaluate_cold(model: Any, cold: ColdSplit, batch_size: int = 512) -> dict[st
     """Metrics of a model fitted on ``cold.split.train``: ``{"all": ..., "cold": ...}``."""
     from liveshelf.evaluation.runner import evaluate_model
 
-    return {"all": evaluate_model(model, cold.split, batch_size=batch_size).metrics,
-            "cold": evaluate_model(model, cold.cold_cases(), batch_size=batch_size).metrics}
+    return {
+        "all": evaluate_model(model, cold.split, batch_size=batch_size).metrics,
+        "cold": evaluate_model(model, cold.cold_cases(), batch_size=batch_size).metrics,
+    }
 
 
 __all__ = ["ColdSplit", "evaluate_cold", "hide_items"]

@@ -39,13 +39,21 @@ class TextSeqConfig(SASRecConfig):
     def validate(self, where: str = "TextSeq") -> TextSeqConfig:
         super().validate(where)
         v = self.n_experts
-        check_param("n_experts", v, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                    "an int >= 1", where)
+        check_param(
+            "n_experts", v, isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an int >= 1", where
+        )
         v = self.adaptor_dropout
-        check_param("adaptor_dropout", v, isinstance(v, (int, float)) and 0 <= v < 1, "a float in [0, 1)", where)
+        check_param(
+            "adaptor_dropout", v, isinstance(v, (int, float)) and 0 <= v < 1, "a float in [0, 1)", where
+        )
         v = self.temperature
-        check_param("temperature", v, v is None or (isinstance(v, (int, float)) and v >= 0),
-                    "None or a float >= 0 (0 or None = unnormalised dot products)", where)
+        check_param(
+            "temperature",
+            v,
+            v is None or (isinstance(v, (int, float)) and v >= 0),
+            "None or a float >= 0 (0 or None = unnormalised dot products)",
+            where,
+        )
         check_param("use_id", self.use_id, isinstance(self.use_id, bool), "a bool", where)
         v = self.id_dropout
         check_param("id_dropout", v, isinstance(v, (int, float)) and 0 <= v < 1, "a float in [0, 1)", where)

@@ -83,8 +83,7 @@ class TextSeqNet(nn.Module):
         n_items, d_text = text_emb.shape
         self.max_len = cfg.max_len
         self.temperature = float(cfg.temperature) if cfg.temperature else None
-        mean, whiten = whitening(text_emb.float()) if cfg.whiten else (
-            torch.zeros(d_text), torch.eye(d_text))
+        mean, whiten = whitening(text_emb.float()) if cfg.whiten else (torch.zeros(d_text), torch.eye(d_text))
         self.register_buffer("text_mean", mean)  # (d,)
         self.register_buffer("whiten", whiten)  # (d, d)
         self.register_buffer("text_emb", ((text_emb.float() - mean) @ whiten).contiguous())  # (I, d), frozen
@@ -151,5 +150,7 @@ class TextSeqNet(nn.Module):
         self.text_emb = torch.cat([self.text_emb, text_emb])
         self.seen = torch.cat([self.seen, self.seen.new_zeros(n)])
         if self.id_emb is not None:
-            weight = torch.cat([self.id_emb.weight, self.id_emb.weight.new_zeros(n, self.id_emb.embedding_dim)])
+            weight = torch.cat(
+                [self.id_emb.weight, self.id_emb.weight.new_zeros(n, self.id_emb.embedding_dim)]
+            )
             self.id_emb = nn.Embedding.from_pretrained(weight, freeze=False)

@@ -45,8 +45,9 @@ def default_cache_dir() -> Path:
     return Path(get_settings().home) / "cache" / "text"
 
 
-def encode_texts(texts: Sequence[str], encoder: str | None = None, cache_dir: str | Path | None = None,
-                 n_threads: int = 2) -> np.ndarray:
+def encode_texts(
+    texts: Sequence[str], encoder: str | None = None, cache_dir: str | Path | None = None, n_threads: int = 2
+) -> np.ndarray:
     """Text vectors ``(N, d)`` float32 of ``texts`` with a cached :class:`TextEncoder`."""
     from liveshelf.text.encoder import TextEncoder
 
@@ -70,18 +71,50 @@ class TextSeq(SASRec):
     name: ClassVar[str] = "textseq"
     config_class: ClassVar[type[SASRecConfig]] = TextSeqConfig
 
-    def __init__(self, hidden: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
-                 dropout: float = 0.5, lr: float = 1e-3, weight_decay: float = 0.0,
-                 batch_size: int = 256, epochs: int = 200, patience: int = 10, eval_every: int = 1,
-                 train_windows: str = "all", seed: int = 0, device: str = "cpu",
-                 n_threads: int = 2, n_experts: int = 8, adaptor_dropout: float = 0.2,
-                 temperature: float | None = 0.07, use_id: bool = True, id_dropout: float = 0.3,
-                 whiten: bool = False, mask_unseen: bool = True,
-                 encoder: str | None = None, cache_dir: str | None = None) -> None:
-        super().__init__(hidden=hidden, n_layers=n_layers, n_heads=n_heads, max_len=max_len,
-                         dropout=dropout, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                         epochs=epochs, patience=patience, eval_every=eval_every,
-                         train_windows=train_windows, seed=seed, device=device, n_threads=n_threads)
+    def __init__(
+        self,
+        hidden: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        max_len: int = 50,
+        dropout: float = 0.5,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 256,
+        epochs: int = 200,
+        patience: int = 10,
+        eval_every: int = 1,
+        train_windows: str = "all",
+        seed: int = 0,
+        device: str = "cpu",
+        n_threads: int = 2,
+        n_experts: int = 8,
+        adaptor_dropout: float = 0.2,
+        temperature: float | None = 0.07,
+        use_id: bool = True,
+        id_dropout: float = 0.3,
+        whiten: bool = False,
+        mask_unseen: bool = True,
+        encoder: str | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__(
+            hidden=hidden,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            max_len=max_len,
+            dropout=dropout,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            eval_every=eval_every,
+            train_windows=train_windows,
+            seed=seed,
+            device=device,
+            n_threads=n_threads,
+        )
         self.n_experts = n_experts
         self.adaptor_dropout = adaptor_dropout
         self.temperature = temperature
@@ -93,18 +126,22 @@ class TextSeq(SASRec):
         self.cache_dir = cache_dir
 
     # ---- fit --------------------------------------------------------------------------
-    def fit(self, data: TrainData, callbacks: list[Callback] | None = None,
-            item_vectors: np.ndarray | None = None) -> TextSeq:
+    def fit(
+        self, data: TrainData, callbacks: list[Callback] | None = None, item_vectors: np.ndarray | None = None
+    ) -> TextSeq:
         """Encode the item texts (or take ``item_vectors`` ``(n_items, d)``) and train."""
         cfg = self._config()
         if item_vectors is None:
             if data.item_text is None:
                 raise ConfigError(
                     "TextSeq.fit needs item texts: TrainData.item_text is None. Load a data set with "
-                    "item titles/descriptions (an items frame) or pass item_vectors=(n_items, d) array.")
+                    "item titles/descriptions (an items frame) or pass item_vectors=(n_items, d) array."
+                )
             if len(data.item_text) != data.n_items:
-                raise ConfigError(f"TrainData.item_text must hold one text per item ({data.n_items}). "
-                                  f"Got {len(data.item_text)} instead.")
+                raise ConfigError(
+                    f"TrainData.item_text must hold one text per item ({data.n_items}). "
+                    f"Got {len(data.item_text)} instead."
+                )
             item_vectors = encode_texts(data.item_text, cfg.encoder, cfg.cache_dir, cfg.n_threads)
         self._vectors = self._check_vectors(item_vectors, data.n_items, "item_vectors")
         try:
@@ -117,11 +154,14 @@ class TextSeq(SASRec):
         v = np.asarray(vectors, dtype=np.float32)
         want = f"({n}, {dim if dim else 'd'})"
         if v.ndim != 2 or len(v) != n or (dim is not None and v.shape[1] != dim):
-            raise ConfigError(f"The '{name}' parameter of TextSeq must be a float array of shape {want}. "
-                              f"Got shape {v.shape} instead.")
+            raise ConfigError(
+                f"The '{name}' parameter of TextSeq must be a float array of shape {want}. "
+                f"Got shape {v.shape} instead."
+            )
         if not np.isfinite(v).all():
-            raise ConfigError(f"The '{name}' parameter of TextSeq must be finite; it holds NaN or inf. "
-                              "Re-encode the texts.")
+            raise ConfigError(
+                f"The '{name}' parameter of TextSeq must be finite; it holds NaN or inf. Re-encode the texts."
+            )
         return v
 
     def _prepare(self, data: TrainData) -> None:
@@ -149,8 +189,9 @@ class TextSeq(SASRec):
         return net.logits(h, items)  # (B, I)
 
     # ---- inductive --------------------------------------------------------------------
-    def add_items(self, ids: Sequence[str], texts: Sequence[str] | None = None,
-                  vectors: np.ndarray | None = None) -> TextSeq:
+    def add_items(
+        self, ids: Sequence[str], texts: Sequence[str] | None = None, vectors: np.ndarray | None = None
+    ) -> TextSeq:
         """Append new catalogue items (no training events) and score them by their text.
 
         Give ``texts`` (encoded with the configured ``encoder``, through the cache) or
@@ -161,15 +202,21 @@ class TextSeq(SASRec):
         known = set(str(x) for x in self.item_ids_)
         dup = [x for x in ids if x in known] or [x for i, x in enumerate(ids) if x in ids[:i]]
         if dup:
-            raise ConfigError(f"The 'ids' parameter of TextSeq.add_items must hold new, distinct item ids. "
-                              f"Got {dup[0]!r}, which is already in the catalogue or listed twice.")
+            raise ConfigError(
+                f"The 'ids' parameter of TextSeq.add_items must hold new, distinct item ids. "
+                f"Got {dup[0]!r}, which is already in the catalogue or listed twice."
+            )
         if (texts is None) == (vectors is None):
-            raise ConfigError("TextSeq.add_items needs exactly one of 'texts' or 'vectors'. "
-                              f"Got {'both' if texts is not None else 'neither'}.")
+            raise ConfigError(
+                "TextSeq.add_items needs exactly one of 'texts' or 'vectors'. "
+                f"Got {'both' if texts is not None else 'neither'}."
+            )
         if texts is not None:
             if isinstance(texts, str) or len(texts) != len(ids):
-                raise ConfigError(f"The 'texts' parameter of TextSeq.add_items must be a list of {len(ids)} "
-                                  f"strings, one per id. Got {type(texts).__name__} of length {len(texts)}.")
+                raise ConfigError(
+                    f"The 'texts' parameter of TextSeq.add_items must be a list of {len(ids)} "
+                    f"strings, one per id. Got {type(texts).__name__} of length {len(texts)}."
+                )
             cfg = self._config()
             vectors = encode_texts(texts, cfg.encoder, cfg.cache_dir, cfg.n_threads)
         dim = int(self.net_.text_emb.shape[1])

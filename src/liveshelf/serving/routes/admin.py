@@ -23,17 +23,28 @@ def _slot(services: Services, name: str) -> ModelSlot:
         if slot.name == name:
             return slot
     served = sorted(s.name for s in services.models.values())
-    raise NotFoundError(f"Model {name!r} is not served here; served models: {served}. "
-                        "Start the server with --model NAME.")
+    raise NotFoundError(
+        f"Model {name!r} is not served here; served models: {served}. Start the server with --model NAME."
+    )
 
 
 def _out(info) -> VersionOut:
-    return VersionOut(name=info.name, version=info.version, model_type=info.model_type, created_at=info.created_at,
-                      production=info.production, metrics=info.metrics)
+    return VersionOut(
+        name=info.name,
+        version=info.version,
+        model_type=info.model_type,
+        created_at=info.created_at,
+        production=info.production,
+        metrics=info.metrics,
+    )
 
 
-@router.get("/models", response_model=list[VersionOut], summary="Registered versions of the served models",
-            responses=responses(*WRITE))
+@router.get(
+    "/models",
+    response_model=list[VersionOut],
+    summary="Registered versions of the served models",
+    responses=responses(*WRITE),
+)
 def list_models(services: ServicesDep, _client: AdminAccess) -> list[VersionOut]:
     out = []
     for slot in services.models.values():
@@ -42,8 +53,12 @@ def list_models(services: ServicesDep, _client: AdminAccess) -> list[VersionOut]
     return out
 
 
-@router.post("/models/{name}/promote", response_model=VersionOut, summary="Serve another version",
-             responses=responses(*WRITE, *BODY, 404))
+@router.post(
+    "/models/{name}/promote",
+    response_model=VersionOut,
+    summary="Serve another version",
+    responses=responses(*WRITE, *BODY, 404),
+)
 def promote(name: ModelName, body: PromoteIn, services: ServicesDep, _client: AdminAccess) -> VersionOut:
     """Hot swap: requests in flight finish on the old model; this worker swaps now, others within a second."""
     slot = _slot(services, name)
@@ -53,8 +68,12 @@ def promote(name: ModelName, body: PromoteIn, services: ServicesDep, _client: Ad
     return _out(info)
 
 
-@router.post("/models/{name}/rollback", response_model=VersionOut, summary="Serve the previous version",
-             responses=responses(*WRITE, 404))
+@router.post(
+    "/models/{name}/rollback",
+    response_model=VersionOut,
+    summary="Serve the previous version",
+    responses=responses(*WRITE, 404),
+)
 def rollback(name: ModelName, services: ServicesDep, _client: AdminAccess) -> VersionOut:
     slot = _slot(services, name)
     info = slot.registry.rollback(name)

@@ -61,7 +61,7 @@ ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; ch
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
-                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 POLL_MS = 2000
@@ -109,8 +109,11 @@ class RoomsView(BaseModel):
     at: float
     comments_monitored: bool
     rooms: list[RoomCard]
-    data_until: str | None = Field(None, description="When no room is live: the newest stored event's time "
-                                                     "(open the page with ?at=... to replay up to it).")
+    data_until: str | None = Field(
+        None,
+        description="When no room is live: the newest stored event's time "
+        "(open the page with ?at=... to replay up to it).",
+    )
 
 
 class Share(BaseModel):
@@ -121,7 +124,9 @@ class Share(BaseModel):
 class AudienceProfile(BaseModel):
     viewers: int
     known: int = Field(description="Viewers with a history.")
-    with_interests: int = Field(description="Viewers whose history names items (the shares average over them).")
+    with_interests: int = Field(
+        description="Viewers whose history names items (the shares average over them)."
+    )
     categories: list[Share]
     leaf_categories: list[Share]
     brands: list[Share]
@@ -160,8 +165,11 @@ class SimulateIn(BaseModel):
 
     viewers: int = Field(100, ge=1, le=1000)
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Default: a new one per request.")
-    focus: str | None = Field(None, max_length=200, description="Top-level category most viewers favour "
-                                                                "(default: drawn from the shelf).")
+    focus: str | None = Field(
+        None,
+        max_length=200,
+        description="Top-level category most viewers favour (default: drawn from the shelf).",
+    )
     focus_share: float = Field(0.7, ge=0, le=1)
     negative_share: float = Field(0.1, ge=0, le=1, description="Share of the comments that are negative.")
 
@@ -203,27 +211,50 @@ def _data_until(request: Request, services: Services) -> str | None:
     return held[2]
 
 
-def _room_view(request: Request, room: str, pipeline: Any, services: Services, client: str, at: float,
-               k: int, comments: int) -> RoomView:
+def _room_view(
+    request: Request,
+    room: str,
+    pipeline: Any,
+    services: Services,
+    client: str,
+    at: float,
+    k: int,
+    comments: int,
+) -> RoomView:
     nxt = room_routes.next_item(room=room, pipeline=pipeline, services=services, _client=client, at=at, k=k)
     info = services.state.room(room) or {}
     audience = services.state.audience(room, at)[: services.settings.audience_limit]
     totals = console.room_totals(services, room, at)
     sentiment = _sentiment(request, services)
     snap = services.text.comments(room, at, limit=10) if sentiment is not None and services.text else None
-    return RoomView(room=room, host=info.get("host"), title=info.get("title") or "", live=nxt.live, at=at,
-                    model_version=nxt.model_version,
-                    audience=AudienceProfile(**console.audience_profile(pipeline, audience, at)),
-                    gmv=totals["gmv"], orders=totals["orders"], items=nxt.items, next_item=nxt.item,
-                    pitch=nxt.pitch, comments=[CommentRow(**c) for c in console.comment_stream(
-                        services, room, at, sentiment, limit=comments)],
-                    sentiment=None if snap is None else {k: v for k, v in snap.items() if k != "alerts"},
-                    alerts=[] if snap is None else snap["alerts"])
+    return RoomView(
+        room=room,
+        host=info.get("host"),
+        title=info.get("title") or "",
+        live=nxt.live,
+        at=at,
+        model_version=nxt.model_version,
+        audience=AudienceProfile(**console.audience_profile(pipeline, audience, at)),
+        gmv=totals["gmv"],
+        orders=totals["orders"],
+        items=nxt.items,
+        next_item=nxt.item,
+        pitch=nxt.pitch,
+        comments=[
+            CommentRow(**c) for c in console.comment_stream(services, room, at, sentiment, limit=comments)
+        ],
+        sentiment=None if snap is None else {k: v for k, v in snap.items() if k != "alerts"},
+        alerts=[] if snap is None else snap["alerts"],
+    )
 
 
 def _snapshot(view: RoomView) -> dict[str, Any]:
-    return {"audience": view.audience.model_dump(), "shelf": [i.item for i in view.items], "gmv": view.gmv,
-            "next_item": None if view.next_item is None else view.next_item.item}
+    return {
+        "audience": view.audience.model_dump(),
+        "shelf": [i.item for i in view.items],
+        "gmv": view.gmv,
+        "next_item": None if view.next_item is None else view.next_item.item,
+    }
 
 
 #: Synthetic events are writes: the same key, Host and Origin rules as ``POST /v1/events``.
@@ -246,84 +277,165 @@ def asset(name: Annotated[str, Path(max_length=32)]) -> FileResponse:
 
 
 # ------------------------------------------------------------------------------------ JSON
-@router.get("/v1/dashboard/config", response_model=ConsoleConfig, summary="What the console needs to start",
-            responses=responses(503))
+@router.get(
+    "/v1/dashboard/config",
+    response_model=ConsoleConfig,
+    summary="What the console needs to start",
+    responses=responses(503),
+)
 def config(request: Request, services: ServicesDep) -> ConsoleConfig:
     from liveshelf import __version__
 
     monitor = getattr(services.text, "monitor", None) if services.text is not None else None
-    return ConsoleConfig(version=__version__, keys=bool(guard(request, services).keys),
-                         read_key_required=services.settings.read_key_required, comments=monitor is not None,
-                         text=services.text is not None, model=services.settings.model, poll_ms=POLL_MS,
-                         server_time=time.time())
+    return ConsoleConfig(
+        version=__version__,
+        keys=bool(guard(request, services).keys),
+        read_key_required=services.settings.read_key_required,
+        comments=monitor is not None,
+        text=services.text is not None,
+        model=services.settings.model,
+        poll_ms=POLL_MS,
+        server_time=time.time(),
+    )
 
 
-@router.get("/v1/dashboard/rooms", response_model=RoomsView, summary="Rooms live now with audience and GMV",
-            responses=responses(*READ))
+@router.get(
+    "/v1/dashboard/rooms",
+    response_model=RoomsView,
+    summary="Rooms live now with audience and GMV",
+    responses=responses(*READ),
+)
 def rooms(request: Request, services: ServicesDep, _client: ReadAccess, at: AtDep) -> RoomsView:
     """Most viewers first; each with its GMV so far and a comment sparkline (volume, negative share)."""
     sentiment = _sentiment(request, services)
     cards = console.room_cards(services, at, sentiment)
-    return RoomsView(at=at, comments_monitored=sentiment is not None, rooms=[RoomCard(**c) for c in cards],
-                     data_until=None if cards else _data_until(request, services))
+    return RoomsView(
+        at=at,
+        comments_monitored=sentiment is not None,
+        rooms=[RoomCard(**c) for c in cards],
+        data_until=None if cards else _data_until(request, services),
+    )
 
 
-@router.get("/v1/dashboard/rooms/{room}", response_model=RoomView, summary="One room for the console",
-            responses=responses(*READ, 404))
-def room(request: Request, room: RoomId, pipeline: PipelineDep, services: ServicesDep, client: ReadAccess,
-         at: AtDep, k: Annotated[int, Query(ge=1, le=500)] = 50,
-         comments: Annotated[int, Query(ge=1, le=200)] = 40) -> RoomView:
+@router.get(
+    "/v1/dashboard/rooms/{room}",
+    response_model=RoomView,
+    summary="One room for the console",
+    responses=responses(*READ, 404),
+)
+def room(
+    request: Request,
+    room: RoomId,
+    pipeline: PipelineDep,
+    services: ServicesDep,
+    client: ReadAccess,
+    at: AtDep,
+    k: Annotated[int, Query(ge=1, le=500)] = 50,
+    comments: Annotated[int, Query(ge=1, le=200)] = 40,
+) -> RoomView:
     """The audience's interests, the shelf ranked for them, the next item with talking points and reason,
     the latest comments with their sentiment, and the room's alerts."""
     return _room_view(request, room, pipeline, services, client, at, k, comments)
 
 
-@router.post("/v1/dashboard/rooms/{room}/simulate", response_model=SimulateOut,
-             summary="Simulate viewers entering a room", responses=responses(*WRITE, *BODY, 404))
-def simulate(request: Request, room: RoomId, body: SimulateIn, pipeline: PipelineDep, services: ServicesDep,
-             client: SimulateAccess, at: AtDep, k: Annotated[int, Query(ge=1, le=500)] = 50) -> SimulateOut:
+@router.post(
+    "/v1/dashboard/rooms/{room}/simulate",
+    response_model=SimulateOut,
+    summary="Simulate viewers entering a room",
+    responses=responses(*WRITE, *BODY, 404),
+)
+def simulate(
+    request: Request,
+    room: RoomId,
+    body: SimulateIn,
+    pipeline: PipelineDep,
+    services: ServicesDep,
+    client: SimulateAccess,
+    at: AtDep,
+    k: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> SimulateOut:
     """``viewers`` synthetic viewers enter in the minute before ``at``, view, click, cart, buy and comment;
     their events go through ``POST /v1/events`` (stored, applied to the state, seen by the monitor).
     Answers the room before and after, and what changed."""
     if services.state.room(room) is None:
-        raise NotFoundError(f"Unknown room {room!r}: no room with this id was ever put. Pick a live room of "
-                            "GET /v1/dashboard/rooms.")
+        raise NotFoundError(
+            f"Unknown room {room!r}: no room with this id was ever put. Pick a live room of "
+            "GET /v1/dashboard/rooms."
+        )
     shelf = [services.catalogue.get(it) for it in services.state.shelf(room, at)]
     shelf = [i for i in shelf if i is not None]
     if not shelf:
-        raise ValidationError(f"Room {room!r} has no items on its shelf at {at} (it has ended or is empty); "
-                              "simulate viewers in a live room with a shelf.", field="room", value=room)
+        raise ValidationError(
+            f"Room {room!r} has no items on its shelf at {at} (it has ended or is empty); "
+            "simulate viewers in a live room with a shelf.",
+            field="room",
+            value=room,
+        )
     seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
     before = _room_view(request, room, pipeline, services, client, at, k, 1)
-    events, summary = console.viewer_burst(room, shelf, at, n=body.viewers, seed=seed, focus=body.focus,
-                                           focus_share=body.focus_share, negative_share=body.negative_share)
+    events, summary = console.viewer_burst(
+        room,
+        shelf,
+        at,
+        n=body.viewers,
+        seed=seed,
+        focus=body.focus,
+        focus_share=body.focus_share,
+        negative_share=body.negative_share,
+    )
     posted = event_routes.post_events(EventsIn(events=[EventIn(**e) for e in events]), services, client)
     after = _room_view(request, room, pipeline, services, client, at, k, 1)
-    log.info("console simulate room=%s viewers=%d events=%d accepted=%d", room, body.viewers, len(events),
-             posted.accepted)
-    return SimulateOut(room=room, at=at, burst=summary, posted=posted, before=before, after=after,
-                       changes=console.changes(_snapshot(before), _snapshot(after)))
+    log.info(
+        "console simulate room=%s viewers=%d events=%d accepted=%d",
+        room,
+        body.viewers,
+        len(events),
+        posted.accepted,
+    )
+    return SimulateOut(
+        room=room,
+        at=at,
+        burst=summary,
+        posted=posted,
+        before=before,
+        after=after,
+        changes=console.changes(_snapshot(before), _snapshot(after)),
+    )
 
 
-@router.get("/v1/dashboard/models", summary="Registry versions of the served models", responses=responses(*READ))
+@router.get(
+    "/v1/dashboard/models", summary="Registry versions of the served models", responses=responses(*READ)
+)
 def models(services: ServicesDep, _client: ReadAccess) -> dict[str, Any]:
     """Per served model: every version with its offline metrics, the one served now, recent promotions."""
     return {"models": console.model_versions(services.models)}
 
 
-@router.get("/v1/dashboard/experiments", response_model=ExperimentsView, summary="A/B experiments",
-            responses=responses(*READ))
+@router.get(
+    "/v1/dashboard/experiments",
+    response_model=ExperimentsView,
+    summary="A/B experiments",
+    responses=responses(*READ),
+)
 def experiments(services: ServicesDep, _client: ReadAccess) -> ExperimentsView:
     return ExperimentsView(**console.experiments(services.settings.home))
 
 
-@router.get("/v1/dashboard/experiments/{name}/reports/{file}", summary="One experiment report chart (PNG)",
-            response_class=FileResponse,
-            responses={200: {"content": {"image/png": {}}, "description": "The chart."}, **responses(*READ, 404)})
+@router.get(
+    "/v1/dashboard/experiments/{name}/reports/{file}",
+    summary="One experiment report chart (PNG)",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "The chart."}, **responses(*READ, 404)},
+)
 def report(name: SafeName, file: SafeName, services: ServicesDep, _client: ReadAccess) -> FileResponse:
     path = console.report_path(services.settings.home, name, file)
     if path is None:
-        raise NotFoundError(f"No report {file!r} of experiment {name!r}: see GET /v1/dashboard/experiments "
-                            "for the experiments and their report files.")
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache",
-                                                                "X-Content-Type-Options": "nosniff"})
+        raise NotFoundError(
+            f"No report {file!r} of experiment {name!r}: see GET /v1/dashboard/experiments "
+            "for the experiments and their report files."
+        )
+    return FileResponse(
+        path,
+        media_type="image/png",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )

@@ -52,7 +52,9 @@ def _fresh_frame(stored: StoredEvents | None) -> pd.DataFrame | None:
     return table_to_frame("events", stored.new.drop_columns(["seq"]))
 
 
-def _apply(services: Services, store: EventStore, stored: StoredEvents | None, fresh: pd.DataFrame | None) -> int:
+def _apply(
+    services: Services, store: EventStore, stored: StoredEvents | None, fresh: pd.DataFrame | None
+) -> int:
     """Bring the online state up to the store (this batch and anything missed) before answering; returns how many
     of this batch's new events the state holds. The store is the source of truth: when the state cannot be
     reached the batch stays stored and acknowledged, and the sync thread applies it once the state answers."""
@@ -74,7 +76,9 @@ def _apply(services: Services, store: EventStore, stored: StoredEvents | None, f
     return len(fresh) if fresh is not None and seq is not None and seq >= head else 0
 
 
-@router.post("/events", response_model=EventsOut, summary="Post a batch of events", responses=responses(*WRITE, *BODY))
+@router.post(
+    "/events", response_model=EventsOut, summary="Post a batch of events", responses=responses(*WRITE, *BODY)
+)
 def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> EventsOut:
     """Validate every event (the ingest rules), store the new ones and apply them to the online state
     before answering, so the next read sees them. Re-posting an event_id is a no-op (``duplicate``).
@@ -83,16 +87,22 @@ def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> 
     n = len(body.events)
     if n > services.settings.max_events:
         services.metrics.rejected.labels("batch").inc()
-        raise HTTPException(413, f"The 'events' list must hold at most {services.settings.max_events} events. "
-                                 f"Got {n} instead; split the batch.")
+        raise HTTPException(
+            413,
+            f"The 'events' list must hold at most {services.settings.max_events} events. "
+            f"Got {n} instead; split the batch.",
+        )
     if n == 0:
         return EventsOut(received=0, accepted=0, duplicate=0, rejected=0, applied=0, errors=[])
     raw = events_table(body)
     rules = services.settings.event_rules()  # one clock for both passes below; the allowed future skew
     checked = validate("events", raw, rules, services.pseudonymiser)
     with services.store.open() as store:
-        report, stored = Ingestor(store, pseudonymiser=services.pseudonymiser, rules=rules).store_checked_events(
-            checked, source="<arrow>", warnings=False)  # validated once, above; one insert says what was new
+        report, stored = Ingestor(
+            store, pseudonymiser=services.pseudonymiser, rules=rules
+        ).store_checked_events(
+            checked, source="<arrow>", warnings=False
+        )  # validated once, above; one insert says what was new
         fresh = _fresh_frame(stored)
         applied = _apply(services, store, stored, fresh)
         if services.text is not None and fresh is not None:
@@ -103,9 +113,28 @@ def post_events(body: EventsIn, services: ServicesDep, client: IngestAccess) -> 
     m.labels("accepted").inc(report.accepted)
     m.labels("duplicate").inc(report.duplicate)
     m.labels("rejected").inc(report.rejected)
-    log.info("events client=%s received=%d accepted=%d duplicate=%d rejected=%d", client, n, report.accepted,
-             report.duplicate, report.rejected)
-    errors = [RowError(row=int(r.row), field=str(r.field), value=None if pd.isna(r.value) else str(r.value)[:200],
-                       reason=str(r.reason)) for r in checked.rejects.itertuples(index=False)]
-    return EventsOut(received=n, accepted=report.accepted, duplicate=report.duplicate, rejected=report.rejected,
-                     applied=int(applied), errors=errors[:1000])
+    log.info(
+        "events client=%s received=%d accepted=%d duplicate=%d rejected=%d",
+        client,
+        n,
+        report.accepted,
+        report.duplicate,
+        report.rejected,
+    )
+    errors = [
+        RowError(
+            row=int(r.row),
+            field=str(r.field),
+            value=None if pd.isna(r.value) else str(r.value)[:200],
+            reason=str(r.reason),
+        )
+        for r in checked.rejects.itertuples(index=False)
+    ]
+    return EventsOut(
+        received=n,
+        accepted=report.accepted,
+        duplicate=report.duplicate,
+        rejected=report.rejected,
+        applied=int(applied),
+        errors=errors[:1000],
+    )

@@ -20,8 +20,15 @@ from liveshelf.serving.schemas import ID_DOC, READ, Printable, SafeName, respons
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
-Name = Annotated[str, Path(min_length=1, max_length=MAX_NAME_LEN, description="The experiment's name (a plain "
-                                                                            "name: it names a folder)."), SafeName]
+Name = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_NAME_LEN,
+        description="The experiment's name (a plain name: it names a folder).",
+    ),
+    SafeName,
+]
 #: Summary fields that hold server paths.
 PATH_FIELDS = ("folder", "reports")
 
@@ -33,8 +40,10 @@ def _store(services: ServicesDep) -> ExperimentStore:
 def _get(services: ServicesDep, name: str) -> Experiment:
     store = _store(services)
     if not store.exists(name):  # a safe name: checked by the path parameter
-        raise NotFoundError(f"No experiment {name!r} (experiments: {store.names() or 'none'}). "
-                            "Create it with 'liveshelf ab create'; GET /v1/experiments lists them.")
+        raise NotFoundError(
+            f"No experiment {name!r} (experiments: {store.names() or 'none'}). "
+            "Create it with 'liveshelf ab create'; GET /v1/experiments lists them."
+        )
     return store.get(name)
 
 
@@ -56,11 +65,18 @@ def get_experiment(name: Name, services: ServicesDep, _client: ReadAccess) -> di
 
 
 @router.get("/{name}/assignment", summary="The arm a viewer is assigned to", responses=responses(*READ, 404))
-def assignment(name: Name, services: ServicesDep, _client: ReadAccess,
-               user: Annotated[str, Query(min_length=1, max_length=256, json_schema_extra=ID_DOC),
-                               Printable]) -> dict[str, Any]:
+def assignment(
+    name: Name,
+    services: ServicesDep,
+    _client: ReadAccess,
+    user: Annotated[str, Query(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable],
+) -> dict[str, Any]:
     """The deterministic arm of ``user`` (``arm: null`` when the user is outside the experiment's traffic)."""
     exp = _get(services, name)
     arm = exp.assign(services.user_key(user))
-    return {"experiment": exp.name, "user": user, "arm": None if arm is None else arm.name,
-            "status": exp.status}
+    return {
+        "experiment": exp.name,
+        "user": user,
+        "arm": None if arm is None else arm.name,
+        "status": exp.status,
+    }

@@ -30,9 +30,11 @@ log = logging.getLogger("liveshelf.serving")
 
 
 @router.get("/{item}", response_model=ItemOut, summary="One catalogue item", responses=responses(*READ, 404))
-def get_item(item: Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable],
-             services: ServicesDep,
-             _client: ReadAccess) -> ItemOut:
+def get_item(
+    item: Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable],
+    services: ServicesDep,
+    _client: ReadAccess,
+) -> ItemOut:
     services.sync_catalogue()
     info = services.catalogue.get(item)
     if info is None:
@@ -40,8 +42,12 @@ def get_item(item: Annotated[str, Path(min_length=1, max_length=256, json_schema
     return ItemOut(**info.as_dict())
 
 
-@router.put("", response_model=UpsertOut, summary="Insert or replace catalogue items",
-            responses=responses(*WRITE, *BODY))
+@router.put(
+    "",
+    response_model=UpsertOut,
+    summary="Insert or replace catalogue items",
+    responses=responses(*WRITE, *BODY),
+)
 @router.put("/", response_model=UpsertOut, include_in_schema=False)
 def put_items(body: ItemsIn, services: ServicesDep, _client: IngestAccess) -> UpsertOut:
     """All or nothing: a bad row answers 422 naming it, and nothing is written.
@@ -49,15 +55,19 @@ def put_items(body: ItemsIn, services: ServicesDep, _client: IngestAccess) -> Up
     rows = []
     for it in body.items:
         row = it.model_dump()
-        row["attributes"] = None if it.attributes is None else json.dumps(it.attributes, ensure_ascii=False,
-                                                                          default=str)
+        row["attributes"] = (
+            None if it.attributes is None else json.dumps(it.attributes, ensure_ascii=False, default=str)
+        )
         rows.append(row)
     checked = validate("items", pa.Table.from_pylist(rows), Rules())
     if checked.n_rejected:
         first = checked.rejects.iloc[0]
-        raise ValidationError(f"items row {int(first['row'])}: field '{first['field']}': {first['reason']} "
-                              f"({checked.n_rejected} bad row(s)). Nothing was written.",
-                              field=f"items.{first['field']}", value=first["value"])
+        raise ValidationError(
+            f"items row {int(first['row'])}: field '{first['field']}': {first['reason']} "
+            f"({checked.n_rejected} bad row(s)). Nothing was written.",
+            field=f"items.{first['field']}",
+            value=first["value"],
+        )
     frame = table_to_frame("items", checked.table)
     with services.store.open() as store:
         inserted, updated, unchanged = store.upsert("items", checked.table, source="api")

@@ -59,8 +59,9 @@ def snapshot_path(home: Path | str) -> Path:
     return Path(home).expanduser() / "state" / SNAPSHOT_NAME
 
 
-def make_state(spec: str = "memory", *, home: Path | str | None = None, prefix: str = "liveshelf:",
-               **params: Any) -> OnlineState:
+def make_state(
+    spec: str = "memory", *, home: Path | str | None = None, prefix: str = "liveshelf:", **params: Any
+) -> OnlineState:
     """A state from a spec: ``"memory"`` or a Redis URL (``redis://``, ``rediss://``, ``unix://``).
 
     With ``home``, a memory state is restored from :func:`snapshot_path` when that file exists.
@@ -75,8 +76,10 @@ def make_state(spec: str = "memory", *, home: Path | str | None = None, prefix: 
         from liveshelf.serving.state.redis import RedisState
 
         return RedisState(spec, prefix=prefix, **params)
-    raise ConfigError(f"The state spec must be 'memory' or a Redis URL such as 'redis://127.0.0.1:6379/0'. "
-                      f"Got {spec!r} instead.")
+    raise ConfigError(
+        f"The state spec must be 'memory' or a Redis URL such as 'redis://127.0.0.1:6379/0'. "
+        f"Got {spec!r} instead."
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -87,5 +90,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["ANCHOR", "COUNTER_KINDS", "SEQUENCE_TYPES", "MemoryState", "OnlineState", "RedisState",
-           "make_state", "snapshot_path"]
+__all__ = [
+    "ANCHOR",
+    "COUNTER_KINDS",
+    "SEQUENCE_TYPES",
+    "MemoryState",
+    "OnlineState",
+    "RedisState",
+    "make_state",
+    "snapshot_path",
+]

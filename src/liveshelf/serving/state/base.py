@@ -67,13 +67,22 @@ class Batch:
         return len(self.ts)
 
     def take(self, mask: np.ndarray) -> Batch:
-        return Batch(self.users[mask], self.items[mask], self.rooms[mask], self.ts[mask], self.types[mask],
-                     self.event_ids[mask])
+        return Batch(
+            self.users[mask],
+            self.items[mask],
+            self.rooms[mask],
+            self.ts[mask],
+            self.types[mask],
+            self.event_ids[mask],
+        )
 
     def dedupe_pairs(self) -> list[tuple[int, str, float]]:
         """``(row, event_id, ts)`` of the rows that carry an event id."""
-        return [(i, e, t) for i, (e, t) in enumerate(zip(self.event_ids.tolist(), self.ts.tolist(), strict=True))
-                if e is not None]
+        return [
+            (i, e, t)
+            for i, (e, t) in enumerate(zip(self.event_ids.tolist(), self.ts.tolist(), strict=True))
+            if e is not None
+        ]
 
 
 def _ids(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -89,7 +98,9 @@ def _ids(frame: pd.DataFrame, col: str) -> np.ndarray:
 def _seconds(values: pd.Series) -> np.ndarray:
     """Float epoch seconds of a datetime, numeric or string column (vectorised for datetimes)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
-        us = pd.Series(values).dt.as_unit("us")  # microseconds / 1e6: the same doubles as Timestamp.timestamp()
+        us = pd.Series(values).dt.as_unit(
+            "us"
+        )  # microseconds / 1e6: the same doubles as Timestamp.timestamp()
         out = us.array.asi8 / 1e6
         out[us.isna().to_numpy()] = np.nan
         return out
@@ -101,29 +112,49 @@ def _seconds(values: pd.Series) -> np.ndarray:
 def prepare_events(events: pd.DataFrame) -> Batch:
     """Check an events frame (schema ``EVENT_COLUMNS``) and return it as a sorted :class:`Batch`."""
     if not isinstance(events, pd.DataFrame):
-        raise ValidationError(f"apply_events takes a pandas DataFrame with the schema's EVENT_COLUMNS. "
-                              f"Got {type(events).__name__} instead.", field="events", value=type(events).__name__)
+        raise ValidationError(
+            f"apply_events takes a pandas DataFrame with the schema's EVENT_COLUMNS. "
+            f"Got {type(events).__name__} instead.",
+            field="events",
+            value=type(events).__name__,
+        )
     missing = [c for c in ("ts", "user", "type") if c not in events.columns]
     if missing:
-        raise ValidationError(f"The events frame lacks columns {missing}; expected the schema columns "
-                              "(event_id, ts, user, type, room, item, value, text). Rename the columns.",
-                              field="events", value=list(events.columns))
+        raise ValidationError(
+            f"The events frame lacks columns {missing}; expected the schema columns "
+            "(event_id, ts, user, type, room, item, value, text). Rename the columns.",
+            field="events",
+            value=list(events.columns),
+        )
     for col in ("ts", "user", "type"):
         bad = events[col].isna().to_numpy()
         if bad.any():
             i = int(np.nonzero(bad)[0][0])
-            raise ValidationError(f"Event row {i} has no '{col}'; every event needs ts, user and type. "
-                                  "Drop or fix the row (the ingest validator does).", field=col, value=None)
+            raise ValidationError(
+                f"Event row {i} has no '{col}'; every event needs ts, user and type. "
+                "Drop or fix the row (the ingest validator does).",
+                field=col,
+                value=None,
+            )
     ts = _seconds(events["ts"])
     types = events["type"].astype(str).to_numpy(dtype=object)
     unknown = sorted(set(pd.unique(types)) - set(EVENT_TYPES))
     if unknown:
-        raise ValidationError(f"The 'type' column holds unknown event types {unknown}; expected one of "
-                              f"{list(EVENT_TYPES)}. Map them before posting.", field="type", value=unknown[0])
+        raise ValidationError(
+            f"The 'type' column holds unknown event types {unknown}; expected one of "
+            f"{list(EVENT_TYPES)}. Map them before posting.",
+            field="type",
+            value=unknown[0],
+        )
     order = np.argsort(ts, kind="stable")
-    return Batch(users=_ids(events, "user")[order], items=_ids(events, "item")[order],
-                 rooms=_ids(events, "room")[order], ts=ts[order], types=types[order],
-                 event_ids=_ids(events, "event_id")[order])
+    return Batch(
+        users=_ids(events, "user")[order],
+        items=_ids(events, "item")[order],
+        rooms=_ids(events, "room")[order],
+        ts=ts[order],
+        types=types[order],
+        event_ids=_ids(events, "event_id")[order],
+    )
 
 
 def _intern(value: Any) -> Any:
@@ -146,8 +177,13 @@ def sequence_rows(batch: Batch, keep_types: frozenset[str]) -> dict[str, list[Se
     codes, uniq = pd.factorize(batch.types)
     keep = np.asarray([u in keep_types for u in uniq], dtype=bool)[codes]
     # ids repeat across events: one shared string object per id (interned) keeps a long state small
-    entries = zip(interned(batch.items[keep]), interned(batch.rooms[keep]), batch.ts[keep].tolist(),
-                  interned(batch.types[keep]), strict=True)
+    entries = zip(
+        interned(batch.items[keep]),
+        interned(batch.rooms[keep]),
+        batch.ts[keep].tolist(),
+        interned(batch.types[keep]),
+        strict=True,
+    )
     for u, entry in zip(interned(batch.users[keep]), entries, strict=True):
         rows = out.get(u)
         if rows is None:
@@ -165,8 +201,13 @@ def audience_updates(batch: Batch) -> tuple[list[tuple[str, str, float]], list[t
     """
     sel = np.not_equal(batch.rooms, None) & (batch.types != "impression")
     last: dict[tuple[str, str], tuple[float, str]] = {}
-    for r, u, t, ty in zip(batch.rooms[sel].tolist(), batch.users[sel].tolist(), batch.ts[sel].tolist(),
-                           batch.types[sel].tolist(), strict=True):
+    for r, u, t, ty in zip(
+        batch.rooms[sel].tolist(),
+        batch.users[sel].tolist(),
+        batch.ts[sel].tolist(),
+        batch.types[sel].tolist(),
+        strict=True,
+    ):
         last[(r, u)] = (t, ty)  # the batch is time-sorted: the last write is the latest event
     upserts = [(r, u, t) for (r, u), (t, ty) in last.items() if ty != "leave"]
     removes = [(r, u) for (r, u), (_, ty) in last.items() if ty == "leave"]
@@ -217,8 +258,9 @@ def category_prefixes(path: str) -> tuple[str, ...]:
     return tuple(" > ".join(parts[: i + 1]) for i in range(len(parts)))
 
 
-def counter_updates(batch: Batch, half_life: float, host_of: dict[str, str | None],
-                    category_of: dict[str, str | None]) -> dict[str, CounterUpdate]:
+def counter_updates(
+    batch: Batch, half_life: float, host_of: dict[str, str | None], category_of: dict[str, str | None]
+) -> dict[str, CounterUpdate]:
     """Aggregated log-score increments per counter kind for one batch."""
     t_codes, t_uniq = pd.factorize(batch.types)
     w = np.asarray([EVENT_WEIGHTS[t] for t in t_uniq], dtype=np.float64)[t_codes]
@@ -273,15 +315,27 @@ def counter_updates(batch: Batch, half_life: float, host_of: dict[str, str | Non
 def check_kind(kind: str, scope: str | None, where: str) -> None:
     check_param("kind", kind, kind in COUNTER_KINDS, f"one of {list(COUNTER_KINDS)}", where)
     if kind == "room_item":
-        check_param("scope", scope, isinstance(scope, str) and bool(scope),
-                    "a room id (room_item counters are per room)", where)
+        check_param(
+            "scope",
+            scope,
+            isinstance(scope, str) and bool(scope),
+            "a room id (room_item counters are per room)",
+            where,
+        )
     else:
-        check_param("scope", scope, scope is None, f"None for kind {kind!r} (only room_item takes a scope)", where)
+        check_param(
+            "scope", scope, scope is None, f"None for kind {kind!r} (only room_item takes a scope)", where
+        )
 
 
 def check_limit(limit: int | None) -> None:
-    check_param("limit", limit, limit is None or (isinstance(limit, int) and limit >= 1), "an int >= 1 or None",
-                "user_sequence")
+    check_param(
+        "limit",
+        limit,
+        limit is None or (isinstance(limit, int) and limit >= 1),
+        "an int >= 1 or None",
+        "user_sequence",
+    )
 
 
 def rank_top(pairs: Iterable[tuple[str, float]], k: int) -> list[tuple[str, float]]:
@@ -294,26 +348,36 @@ def room_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Validated room records ``{id, host, title, start, end}`` (epoch seconds, end None = live)."""
     missing = [c for c in ("id", "host", "start") if c not in frame.columns]
     if missing:
-        raise ValidationError(f"The rooms frame lacks columns {missing}; expected (id, host, title, start, end). "
-                              "Rename the columns.", field="rooms", value=list(frame.columns))
+        raise ValidationError(
+            f"The rooms frame lacks columns {missing}; expected (id, host, title, start, end). "
+            "Rename the columns.",
+            field="rooms",
+            value=list(frame.columns),
+        )
     ids = _ids(frame, "id")
     hosts = _ids(frame, "host")
     titles = _ids(frame, "title")
     start = _seconds(frame["start"])
-    end = (_seconds(frame["end"]) if "end" in frame.columns
-           else np.full(len(frame), np.nan))
+    end = _seconds(frame["end"]) if "end" in frame.columns else np.full(len(frame), np.nan)
     rows = []
     for i in range(len(frame)):
         if ids[i] is None or math.isnan(start[i]):
-            raise ValidationError(f"Room row {i} needs an id and a start; got id={ids[i]!r}, "
-                                  f"start={frame['start'].iloc[i]!r}. Fix the row.", field="rooms.start",
-                                  value=frame["start"].iloc[i])
+            raise ValidationError(
+                f"Room row {i} needs an id and a start; got id={ids[i]!r}, "
+                f"start={frame['start'].iloc[i]!r}. Fix the row.",
+                field="rooms.start",
+                value=frame["start"].iloc[i],
+            )
         e = None if math.isnan(end[i]) or math.isinf(end[i]) else float(end[i])
         if e is not None and e < start[i]:
-            raise ValidationError(f"The 'end' of room {ids[i]!r} must not be before its start {start[i]}. "
-                                  f"Got {e} instead.", field="rooms.end", value=e)
-        rows.append({"id": ids[i], "host": hosts[i], "title": titles[i] or "", "start": float(start[i]),
-                     "end": e})
+            raise ValidationError(
+                f"The 'end' of room {ids[i]!r} must not be before its start {start[i]}. Got {e} instead.",
+                field="rooms.end",
+                value=e,
+            )
+        rows.append(
+            {"id": ids[i], "host": hosts[i], "title": titles[i] or "", "start": float(start[i]), "end": e}
+        )
     return rows
 
 
@@ -321,23 +385,37 @@ def slot_rows(frame: pd.DataFrame) -> list[tuple[str, str, float, float | None, 
     """Validated shelf slots ``(room, item, start, end, pinned)``."""
     missing = [c for c in ("room", "item", "start") if c not in frame.columns]
     if missing:
-        raise ValidationError(f"The shelf frame lacks columns {missing}; expected (room, item, start, end, "
-                              "pinned). Rename the columns.", field="shelf", value=list(frame.columns))
+        raise ValidationError(
+            f"The shelf frame lacks columns {missing}; expected (room, item, start, end, "
+            "pinned). Rename the columns.",
+            field="shelf",
+            value=list(frame.columns),
+        )
     rooms, items = _ids(frame, "room"), _ids(frame, "item")
     start = _seconds(frame["start"])
-    end = (_seconds(frame["end"]) if "end" in frame.columns
-           else np.full(len(frame), np.nan))
-    pinned = (frame["pinned"].astype(object).fillna(False).astype(bool).to_numpy() if "pinned" in frame.columns
-              else np.zeros(len(frame), bool))
+    end = _seconds(frame["end"]) if "end" in frame.columns else np.full(len(frame), np.nan)
+    pinned = (
+        frame["pinned"].astype(object).fillna(False).astype(bool).to_numpy()
+        if "pinned" in frame.columns
+        else np.zeros(len(frame), bool)
+    )
     out = []
     for i in range(len(frame)):
         if rooms[i] is None or items[i] is None or math.isnan(start[i]):
-            raise ValidationError(f"Shelf row {i} needs a room, an item and a start; got room={rooms[i]!r}, "
-                                  f"item={items[i]!r}. Fix the row.", field="shelf", value=i)
+            raise ValidationError(
+                f"Shelf row {i} needs a room, an item and a start; got room={rooms[i]!r}, "
+                f"item={items[i]!r}. Fix the row.",
+                field="shelf",
+                value=i,
+            )
         e = None if math.isnan(end[i]) or math.isinf(end[i]) else float(end[i])
         if e is not None and e < start[i]:
-            raise ValidationError(f"The 'end' of the slot of {items[i]!r} in {rooms[i]!r} must not be before "
-                                  f"its start {start[i]}. Got {e} instead.", field="shelf.end", value=e)
+            raise ValidationError(
+                f"The 'end' of the slot of {items[i]!r} in {rooms[i]!r} must not be before "
+                f"its start {start[i]}. Got {e} instead.",
+                field="shelf.end",
+                value=e,
+            )
         out.append((rooms[i], items[i], float(start[i]), e, bool(pinned[i])))
     return out
 
@@ -360,15 +438,18 @@ def order_shelf(slots: Iterable[tuple[str, float, float | None, bool]], t: float
     return sorted(best, key=lambda it: (not best[it][0], best[it][1], it))
 
 
-def end_room_slots(slots: Iterable[tuple[str, float, float | None, bool]],
-                   t: float) -> list[tuple[str, float, float | None, bool]]:
+def end_room_slots(
+    slots: Iterable[tuple[str, float, float | None, bool]], t: float
+) -> list[tuple[str, float, float | None, bool]]:
     """Slots whose end changes when their room ends at ``t`` (new end ``max(t, start)``)."""
-    return [(item, start, max(t, start), pinned) for item, start, end, pinned in slots
-            if end is None or end > t]
+    return [
+        (item, start, max(t, start), pinned) for item, start, end, pinned in slots if end is None or end > t
+    ]
 
 
-def unpin_slots(slots: Iterable[tuple[str, float, float | None, bool]], item: str,
-                t: float) -> list[tuple[str, float, float | None, bool]]:
+def unpin_slots(
+    slots: Iterable[tuple[str, float, float | None, bool]], item: str, t: float
+) -> list[tuple[str, float, float | None, bool]]:
     """Slot rows to write so ``item`` stays on the shelf but is no longer pinned from ``t`` on.
 
     An active pinned slot ``[s, e)`` becomes ``[s, t)`` pinned plus ``[t, e)`` not pinned
@@ -384,18 +465,26 @@ def unpin_slots(slots: Iterable[tuple[str, float, float | None, bool]], item: st
     return out
 
 
-def end_item_slots(slots: Iterable[tuple[str, float, float | None, bool]], item: str,
-                   t: float) -> list[tuple[str, float, float | None, bool]]:
+def end_item_slots(
+    slots: Iterable[tuple[str, float, float | None, bool]], item: str, t: float
+) -> list[tuple[str, float, float | None, bool]]:
     """Slot rows to write so ``item`` leaves the shelf at ``t``."""
-    return [(it, start, t, pinned) for it, start, end, pinned in slots
-            if it == item and start <= t and (end is None or t < end)]
+    return [
+        (it, start, t, pinned)
+        for it, start, end, pinned in slots
+        if it == item and start <= t and (end is None or t < end)
+    ]
 
 
 def check_end_time(room_id: str, room: dict[str, Any], t: float) -> None:
     end = math.inf if room["end"] is None else room["end"]
     if not room["start"] <= t <= end:
-        raise ValidationError(f"The end time of room {room_id!r} must lie in [{room['start']}, {end}] (its start "
-                              f"and current end). Got {t} instead.", field="t", value=t)
+        raise ValidationError(
+            f"The end time of room {room_id!r} must lie in [{room['start']}, {end}] (its start "
+            f"and current end). Got {t} instead.",
+            field="t",
+            value=t,
+        )
 
 
 def audience_order(members: Iterable[tuple[str, float]], t: float, ttl: float) -> list[str]:
@@ -454,16 +543,38 @@ class OnlineState(abc.ABC):
     Subclasses implement the storage; answers are decided by this module's functions.
     """
 
-    def __init__(self, *, max_seq: int = 200, half_life: float = 3600.0, audience_ttl: float = 600.0,
-                 sequence_types: Iterable[str] | None = None, dedupe_window: float = 86_400.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_seq: int = 200,
+        half_life: float = 3600.0,
+        audience_ttl: float = 600.0,
+        sequence_types: Iterable[str] | None = None,
+        dedupe_window: float = 86_400.0,
+    ) -> None:
         where = type(self).__name__
-        check_param("dedupe_window", dedupe_window, isinstance(dedupe_window, (int, float)) and dedupe_window >= 0,
-                    "a number of seconds >= 0 (0 turns de-duplication off)", where)
+        check_param(
+            "dedupe_window",
+            dedupe_window,
+            isinstance(dedupe_window, (int, float)) and dedupe_window >= 0,
+            "a number of seconds >= 0 (0 turns de-duplication off)",
+            where,
+        )
         check_param("max_seq", max_seq, isinstance(max_seq, int) and max_seq >= 1, "an int >= 1", where)
-        check_param("half_life", half_life, isinstance(half_life, (int, float)) and half_life > 0,
-                    "a number of seconds > 0", where)
-        check_param("audience_ttl", audience_ttl, isinstance(audience_ttl, (int, float)) and audience_ttl > 0,
-                    "a number of seconds > 0", where)
+        check_param(
+            "half_life",
+            half_life,
+            isinstance(half_life, (int, float)) and half_life > 0,
+            "a number of seconds > 0",
+            where,
+        )
+        check_param(
+            "audience_ttl",
+            audience_ttl,
+            isinstance(audience_ttl, (int, float)) and audience_ttl > 0,
+            "a number of seconds > 0",
+            where,
+        )
         types = SEQUENCE_TYPES if sequence_types is None else frozenset(sequence_types)
         bad = sorted(types - set(EVENT_TYPES))
         check_param("sequence_types", bad, not bad, f"event types among {list(EVENT_TYPES)}", where)
@@ -600,7 +711,9 @@ class OnlineState(abc.ABC):
         """One decayed counter at ``t`` (0.0 when never counted); ``room_item`` keys are ``(room, item)``."""
         scope = None
         if kind == "room_item":
-            check_param("key", key, isinstance(key, tuple) and len(key) == 2, "a (room, item) tuple", "counter")
+            check_param(
+                "key", key, isinstance(key, tuple) and len(key) == 2, "a (room, item) tuple", "counter"
+            )
             scope, key = key
         check_kind(kind, scope, "counter")
         s = self._score(kind, str(key), scope)
@@ -628,8 +741,13 @@ class OnlineState(abc.ABC):
         rooms = self.live_rooms(t)
         info = self.rooms(rooms)
         keep = [j for j, row in enumerate(info) if row is not None and is_live(row, t)]
-        return LiveLayout([rooms[j] for j in keep], [info[j] for j in keep],  # type: ignore[misc]
-                          [self.shelf(rooms[j], t) for j in keep], t, float(np.nextafter(t, math.inf)))
+        return LiveLayout(
+            [rooms[j] for j in keep],
+            [info[j] for j in keep],  # type: ignore[misc]
+            [self.shelf(rooms[j], t) for j in keep],
+            t,
+            float(np.nextafter(t, math.inf)),
+        )
 
     # ---- whole state -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -645,17 +763,26 @@ class OnlineState(abc.ABC):
         """Replace the state by an :meth:`export` dict (already checked)."""
 
     def _header(self) -> dict[str, Any]:
-        return {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "anchor": ANCHOR,
-                "half_life": self.half_life, "max_seq": self.max_seq}
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "version": SNAPSHOT_VERSION,
+            "anchor": ANCHOR,
+            "half_life": self.half_life,
+            "max_seq": self.max_seq,
+        }
 
     def load(self, data: dict[str, Any]) -> None:
         """Replace the state by an :meth:`export` dict (from either backend)."""
         if data.get("format") != SNAPSHOT_FORMAT or data.get("version") != SNAPSHOT_VERSION:
-            raise DataFormatError(f"Not an online-state snapshot of version {SNAPSHOT_VERSION}: format="
-                                  f"{data.get('format')!r}, version={data.get('version')!r}. Take a new snapshot.")
+            raise DataFormatError(
+                f"Not an online-state snapshot of version {SNAPSHOT_VERSION}: format="
+                f"{data.get('format')!r}, version={data.get('version')!r}. Take a new snapshot."
+            )
         if data.get("anchor") != ANCHOR or float(data.get("half_life", -1)) != self.half_life:
-            raise ConfigError(f"The snapshot was taken with half_life={data.get('half_life')} s; this state uses "
-                              f"half_life={self.half_life} s. Create the state with the snapshot's half_life.")
+            raise ConfigError(
+                f"The snapshot was taken with half_life={data.get('half_life')} s; this state uses "
+                f"half_life={self.half_life} s. Create the state with the snapshot's half_life."
+            )
         self._import(data)
 
     def snapshot(self, path: Path | str) -> Path:
@@ -672,8 +799,10 @@ class OnlineState(abc.ABC):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DataFormatError(f"The snapshot '{path}' is not valid JSON ({exc}); it may be truncated. "
-                                  "Delete it or restore another one.") from exc
+            raise DataFormatError(
+                f"The snapshot '{path}' is not valid JSON ({exc}); it may be truncated. "
+                "Delete it or restore another one."
+            ) from exc
         self.load(data)
 
     @abc.abstractmethod

@@ -99,8 +99,10 @@ class _Counters:
         else:
             pick = np.arange(m)
         keys = self.keys
-        return rank_top(((keys[r][strip:], float(v)) for r, v in zip(rows[pick].tolist(), s[pick].tolist(),
-                                                                     strict=True)), k)
+        return rank_top(
+            ((keys[r][strip:], float(v)) for r, v in zip(rows[pick].tolist(), s[pick].tolist(), strict=True)),
+            k,
+        )
 
     def items(self) -> dict[str, float]:
         return dict(zip(self.keys, self.scores[: len(self.keys)].tolist(), strict=True))
@@ -123,10 +125,22 @@ class MemoryState(OnlineState):
     []
     """
 
-    def __init__(self, *, max_seq: int = 200, half_life: float = 3600.0, audience_ttl: float = 600.0,
-                 sequence_types: Any = None, dedupe_window: float = 86_400.0) -> None:
-        super().__init__(max_seq=max_seq, half_life=half_life, audience_ttl=audience_ttl,
-                         sequence_types=sequence_types, dedupe_window=dedupe_window)
+    def __init__(
+        self,
+        *,
+        max_seq: int = 200,
+        half_life: float = 3600.0,
+        audience_ttl: float = 600.0,
+        sequence_types: Any = None,
+        dedupe_window: float = 86_400.0,
+    ) -> None:
+        super().__init__(
+            max_seq=max_seq,
+            half_life=half_life,
+            audience_ttl=audience_ttl,
+            sequence_types=sequence_types,
+            dedupe_window=dedupe_window,
+        )
         self._lock = threading.RLock()
         self._live_version = 0
         self._reset()
@@ -153,8 +167,10 @@ class MemoryState(OnlineState):
         self._synced_seq: int | None = None
 
     def __repr__(self) -> str:
-        return (f"MemoryState(users={len(self._seq)}, rooms={len(self._rooms)}, "
-                f"items={len(self._counters['item'])})")
+        return (
+            f"MemoryState(users={len(self._seq)}, rooms={len(self._rooms)}, "
+            f"items={len(self._counters['item'])})"
+        )
 
     # ---- sync with the store ------------------------------------------------------------------
     def sync_point(self) -> tuple[str | None, int | None]:
@@ -194,7 +210,7 @@ class MemoryState(OnlineState):
             for user, rows in sequence_rows(batch, self.sequence_types).items():
                 seq = self._seq.get(user)
                 if seq is None:
-                    self._seq[user] = rows[-self.max_seq:]
+                    self._seq[user] = rows[-self.max_seq :]
                 else:
                     seq.extend(rows)
                     if len(seq) > self.max_seq:
@@ -226,8 +242,9 @@ class MemoryState(OnlineState):
                     continue
                 n0 = len(self._pairs)
                 scopes = up.scopes.tolist()
-                rows = self._pairs.merge([f"{r}{SEP}{i}" for r, i in zip(scopes, up.keys.tolist(), strict=True)],
-                                         up.scores)
+                rows = self._pairs.merge(
+                    [f"{r}{SEP}{i}" for r, i in zip(scopes, up.keys.tolist(), strict=True)], up.scores
+                )
                 for j in np.nonzero(rows >= n0)[0].tolist():
                     self._pair_rows.setdefault(scopes[j], []).append(int(rows[j]))
         return len(batch)
@@ -272,9 +289,12 @@ class MemoryState(OnlineState):
     # ---- catalogue ---------------------------------------------------------------------------
     def upsert_items(self, frame: pd.DataFrame) -> int:
         if "id" not in frame.columns or "category" not in frame.columns:
-            raise ValidationError("The items frame given to upsert_items needs columns 'id' and 'category'; got "
-                                  f"{list(frame.columns)}. Rename the columns.", field="items",
-                                  value=list(frame.columns))
+            raise ValidationError(
+                "The items frame given to upsert_items needs columns 'id' and 'category'; got "
+                f"{list(frame.columns)}. Rename the columns.",
+                field="items",
+                value=list(frame.columns),
+            )
         sub = frame[frame["id"].notna()]
         with self._lock:
             for item, cat in zip(sub["id"].astype(str).tolist(), sub["category"].tolist(), strict=True):
@@ -347,8 +367,12 @@ class MemoryState(OnlineState):
             info, shelves = [], []
             for r in rooms:
                 slots = self._slot_list(r)
-                bounds.append(np.asarray([s for _, s, _, _ in slots] + [e for _, _, e, _ in slots if e is not None],
-                                         dtype=np.float64))
+                bounds.append(
+                    np.asarray(
+                        [s for _, s, _, _ in slots] + [e for _, _, e, _ in slots if e is not None],
+                        dtype=np.float64,
+                    )
+                )
                 info.append(dict(self._rooms[r]))
                 shelves.append(order_shelf(slots, t))
         lo, hi = validity(np.concatenate(bounds).tolist() if bounds else [], t)
@@ -365,16 +389,21 @@ class MemoryState(OnlineState):
         return [r for _, r in sorted(zip(st, ids, strict=True))]
 
     def _slot_list(self, room: str) -> list[Slot]:
-        return [(item, start, end, pinned) for (item, start), (end, pinned) in self._shelf.get(room, {}).items()]
+        return [
+            (item, start, end, pinned) for (item, start), (end, pinned) in self._shelf.get(room, {}).items()
+        ]
 
     def upsert_shelf(self, frame: pd.DataFrame) -> int:
         rows = slot_rows(frame)
         with self._lock:
             unknown = sorted({r for r, *_ in rows if r not in self._rooms})
             if unknown:
-                raise ValidationError(f"Shelf slots refer to rooms the online state does not know, e.g. "
-                                      f"{unknown[0]!r}; upsert those rooms first.", field="shelf.room",
-                                      value=unknown[0])
+                raise ValidationError(
+                    f"Shelf slots refer to rooms the online state does not know, e.g. "
+                    f"{unknown[0]!r}; upsert those rooms first.",
+                    field="shelf.room",
+                    value=unknown[0],
+                )
             for room, item, start, end, pinned in rows:
                 self._shelf.setdefault(room, {})[(item, start)] = (end, pinned)
             self._live_version += 1
@@ -498,15 +527,20 @@ class MemoryState(OnlineState):
         with self._lock:
             counters: dict[str, Any] = {k: c.items() for k, c in self._counters.items()}
             pairs = self._pairs
-            counters["room_item"] = {r: {pairs.keys[i][len(r) + 1:]: float(pairs.scores[i]) for i in rows}
-                                     for r, rows in self._pair_rows.items()}
+            counters["room_item"] = {
+                r: {pairs.keys[i][len(r) + 1 :]: float(pairs.scores[i]) for i in rows}
+                for r, rows in self._pair_rows.items()
+            }
             return {
                 **self._header(),
                 "sequences": {u: [list(e) for e in dq] for u, dq in self._seq.items() if dq},
                 "audience": {r: dict(m) for r, m in self._aud.items() if m},
                 "rooms": {r: {k: v for k, v in row.items() if k != "id"} for r, row in self._rooms.items()},
-                "shelf": {r: [[i, s, e, p] for (i, s), (e, p) in sorted(slots.items())]
-                          for r, slots in self._shelf.items() if slots},
+                "shelf": {
+                    r: [[i, s, e, p] for (i, s), (e, p) in sorted(slots.items())]
+                    for r, slots in self._shelf.items()
+                    if slots
+                },
                 "items": dict(self._cat),
                 "counters": counters,
                 "seen": dict(self._seen),
@@ -516,18 +550,25 @@ class MemoryState(OnlineState):
         with self._lock:
             self._reset()
             for user, rows in data.get("sequences", {}).items():
-                self._seq[user] = [tuple(r) for r in rows][-self.max_seq:]  # type: ignore[misc]
+                self._seq[user] = [tuple(r) for r in rows][-self.max_seq :]  # type: ignore[misc]
             for room, members in data.get("audience", {}).items():
                 self._aud[room] = {u: float(s) for u, s in members.items()}
                 for u in members:
                     self._user_rooms.setdefault(u, set()).add(room)
             for rid, row in data.get("rooms", {}).items():
-                self._set_room({"id": rid, "host": row.get("host"), "title": row.get("title", ""),
-                                "start": float(row["start"]),
-                                "end": None if row.get("end") is None else float(row["end"])})
+                self._set_room(
+                    {
+                        "id": rid,
+                        "host": row.get("host"),
+                        "title": row.get("title", ""),
+                        "start": float(row["start"]),
+                        "end": None if row.get("end") is None else float(row["end"]),
+                    }
+                )
             for room, slots in data.get("shelf", {}).items():
-                self._shelf[room] = {(i, float(s)): (None if e is None else float(e), bool(p))
-                                     for i, s, e, p in slots}
+                self._shelf[room] = {
+                    (i, float(s)): (None if e is None else float(e), bool(p)) for i, s, e, p in slots
+                }
             self._cat = {str(k): str(v) for k, v in data.get("items", {}).items()}
             self._seen = {str(k): float(v) for k, v in data.get("seen", {}).items()}
             self._seen_heap = [(t, e) for e, t in self._seen.items()]

@@ -71,8 +71,9 @@ SEP = "\x1f"
 #: Bumped by every room / shelf write (and ``clear``); not a state key, so ``clear`` keeps it
 #: and a reader's cached live layout can never match a number used before.
 _LIVE_VERSION = "live_version"
-_KINDS = frozenset({"seen", "meta", "seq", "aud", "urooms", "room", "room_host", "rooms", "shelf", "item_cat", "cnt",
-                    "sync"})
+_KINDS = frozenset(
+    {"seen", "meta", "seq", "aud", "urooms", "room", "room_host", "rooms", "shelf", "item_cat", "cnt", "sync"}
+)
 Slot = tuple[str, float, float | None, bool]
 
 # Log-add counter increments; the same arithmetic as base.log_add. KEYS: sorted sets; ARGV: per
@@ -220,8 +221,13 @@ def _decode_seq(s: str) -> SeqEntry:
 def _decode_room(rid: str, h: dict[str, str]) -> dict[str, Any] | None:
     if not h:
         return None
-    return {"id": rid, "host": _none(h.get("host", "")), "title": h.get("title", ""),
-            "start": float(h["start"]), "end": None if h.get("end", "") == "" else float(h["end"])}
+    return {
+        "id": rid,
+        "host": _none(h.get("host", "")),
+        "title": h.get("title", ""),
+        "start": float(h["start"]),
+        "end": None if h.get("end", "") == "" else float(h["end"]),
+    }
 
 
 def _decode_slots(h: dict[str, str]) -> list[Slot]:
@@ -247,27 +253,53 @@ class RedisState(OnlineState):
     >>> state = RedisState("redis://127.0.0.1:6379/0", prefix="shop1:")   # doctest: +SKIP
     """
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "liveshelf:", *,
-                 max_seq: int = 200, half_life: float = 3600.0, audience_ttl: float = 600.0,
-                 sequence_types: Any = None, dedupe_window: float = 86_400.0, socket_timeout: float = 1.5,
-                 client: Any = None) -> None:
-        super().__init__(max_seq=max_seq, half_life=half_life, audience_ttl=audience_ttl,
-                         sequence_types=sequence_types, dedupe_window=dedupe_window)
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "liveshelf:",
+        *,
+        max_seq: int = 200,
+        half_life: float = 3600.0,
+        audience_ttl: float = 600.0,
+        sequence_types: Any = None,
+        dedupe_window: float = 86_400.0,
+        socket_timeout: float = 1.5,
+        client: Any = None,
+    ) -> None:
+        super().__init__(
+            max_seq=max_seq,
+            half_life=half_life,
+            audience_ttl=audience_ttl,
+            sequence_types=sequence_types,
+            dedupe_window=dedupe_window,
+        )
         import redis
 
         if not isinstance(prefix, str) or not prefix:
-            raise ConfigError(f"The 'prefix' parameter of RedisState must be a non-empty string such as "
-                              f"'liveshelf:'. Got {prefix!r} instead.")
+            raise ConfigError(
+                f"The 'prefix' parameter of RedisState must be a non-empty string such as "
+                f"'liveshelf:'. Got {prefix!r} instead."
+            )
         self.url = url
         self.prefix = prefix
         self._redis = redis
-        self.r = client if client is not None else redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        self.r = (
+            client
+            if client is not None
+            else redis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+        )
         try:
             self.r.ping()
         except redis.RedisError as exc:
-            raise ConfigError(f"Cannot reach Redis at {url!r} ({exc}). Start the server (`redis-server`), fix "
-                              "the URL, or use the in-memory state ('memory').") from exc
+            raise ConfigError(
+                f"Cannot reach Redis at {url!r} ({exc}). Start the server (`redis-server`), fix "
+                "the URL, or use the in-memory state ('memory')."
+            ) from exc
         self._merge = self.r.register_script(_MERGE_LUA)
         self._apply = self.r.register_script(_APPLY_LUA)
         self._dedupe = self.r.register_script(_DEDUPE_LUA)
@@ -290,9 +322,11 @@ class RedisState(OnlineState):
         pipe.hmget(key, ["half_life", "anchor"])
         half_life, anchor = pipe.execute()[-1]
         if float(half_life) != self.half_life or float(anchor) != ANCHOR:
-            raise ConfigError(f"The Redis state under prefix {self.prefix!r} holds counters with half_life="
-                              f"{half_life} s; this RedisState was created with half_life={self.half_life} s. "
-                              "Use the same half_life in every worker, or another prefix.")
+            raise ConfigError(
+                f"The Redis state under prefix {self.prefix!r} holds counters with half_life="
+                f"{half_life} s; this RedisState was created with half_life={self.half_life} s. "
+                "Use the same half_life in every worker, or another prefix."
+            )
 
     def _scan(self, pattern: str) -> Iterator[str]:
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
@@ -404,8 +438,11 @@ class RedisState(OnlineState):
         for room, user in removes:
             rems.setdefault(room, []).append(user)
         aud_rooms = list(adds.keys() | rems.keys())
-        keys = [self._k("seq", u) for u in seq] + [self._k("aud", r) for r in aud_rooms] + \
-               [self._k("urooms", u) for u in user_rooms]
+        keys = (
+            [self._k("seq", u) for u in seq]
+            + [self._k("aud", r) for r in aud_rooms]
+            + [self._k("urooms", u) for u in user_rooms]
+        )
         args: list[str | int] = [self.max_seq, len(seq), len(aud_rooms), len(user_rooms)]
         for rows in seq.values():
             args.append(len(rows))
@@ -451,9 +488,12 @@ class RedisState(OnlineState):
     # ---- catalogue ---------------------------------------------------------------------------
     def upsert_items(self, frame: pd.DataFrame) -> int:
         if "id" not in frame.columns or "category" not in frame.columns:
-            raise ValidationError("The items frame given to upsert_items needs columns 'id' and 'category'; got "
-                                  f"{list(frame.columns)}. Rename the columns.", field="items",
-                                  value=list(frame.columns))
+            raise ValidationError(
+                "The items frame given to upsert_items needs columns 'id' and 'category'; got "
+                f"{list(frame.columns)}. Rename the columns.",
+                field="items",
+                value=list(frame.columns),
+            )
         sub = frame[frame["id"].notna()]
         keep: dict[str, str] = {}
         drop: list[str] = []
@@ -475,9 +515,15 @@ class RedisState(OnlineState):
 
     def _write_room(self, pipe: Any, row: dict[str, Any]) -> None:
         rid = row["id"]
-        pipe.hset(self._k("room", rid), mapping={
-            "host": _opt(row["host"]), "title": row["title"] or "", "start": _f(row["start"]),
-            "end": "" if row["end"] is None else _f(row["end"])})
+        pipe.hset(
+            self._k("room", rid),
+            mapping={
+                "host": _opt(row["host"]),
+                "title": row["title"] or "",
+                "start": _f(row["start"]),
+                "end": "" if row["end"] is None else _f(row["end"]),
+            },
+        )
         pipe.hset(self._k("room_host"), rid, _opt(row["host"]))
         pipe.zadd(self._k("rooms", "start"), {rid: row["start"]})
         pipe.zadd(self._k("rooms", "end"), {rid: math.inf if row["end"] is None else row["end"]})
@@ -547,7 +593,9 @@ class RedisState(OnlineState):
         own = pipe is None
         pipe = self.r.pipeline(transaction=True) if own else pipe
         if rows:
-            pipe.hset(self._k("shelf", room), mapping={_slot_field(i, s): _slot_value(e, p) for i, s, e, p in rows})
+            pipe.hset(
+                self._k("shelf", room), mapping={_slot_field(i, s): _slot_value(e, p) for i, s, e, p in rows}
+            )
             self._bump(pipe)
         if own:
             pipe.execute()
@@ -578,8 +626,12 @@ class RedisState(OnlineState):
             pipe.exists(self._k("room", room))
         unknown = [r for r, ok in zip(rooms, pipe.execute(), strict=True) if not ok]
         if unknown:
-            raise ValidationError(f"Shelf slots refer to rooms the online state does not know, e.g. "
-                                  f"{unknown[0]!r}; upsert those rooms first.", field="shelf.room", value=unknown[0])
+            raise ValidationError(
+                f"Shelf slots refer to rooms the online state does not know, e.g. "
+                f"{unknown[0]!r}; upsert those rooms first.",
+                field="shelf.room",
+                value=unknown[0],
+            )
         by_room: dict[str, list[Slot]] = {}
         for room, item, start, end, pinned in rows:
             by_room.setdefault(room, []).append((item, start, end, pinned))
@@ -689,7 +741,7 @@ class RedisState(OnlineState):
         pipe = self.r.pipeline(transaction=False)
         plan: list[tuple[str, str]] = []
         for key in keys:
-            name = key[len(p):]
+            name = key[len(p) :]
             kind, _, rest = name.partition(":")
             if kind == "seq":
                 pipe.lrange(key, 0, -1)
@@ -702,8 +754,16 @@ class RedisState(OnlineState):
             else:
                 continue
             plan.append((kind if kind != "item_cat" else "items", rest))
-        out: dict[str, Any] = {**self._header(), "sequences": {}, "audience": {}, "rooms": {}, "shelf": {},
-                               "items": {}, "counters": {k: {} for k in COUNTER_KINDS}, "seen": {}}
+        out: dict[str, Any] = {
+            **self._header(),
+            "sequences": {},
+            "audience": {},
+            "rooms": {},
+            "shelf": {},
+            "items": {},
+            "counters": {k: {} for k in COUNTER_KINDS},
+            "seen": {},
+        }
         for (kind, rest), value in zip(plan, pipe.execute(), strict=True):
             if kind == "seq":
                 out["sequences"][rest] = [list(_decode_seq(s)) for s in value]
@@ -714,7 +774,7 @@ class RedisState(OnlineState):
                     out["audience"][rest] = {u: float(s) for u, s in value}
             elif kind == "cnt":
                 if rest.startswith("room_item:"):
-                    out["counters"]["room_item"][rest[len("room_item:"):]] = {m: float(s) for m, s in value}
+                    out["counters"]["room_item"][rest[len("room_item:") :]] = {m: float(s) for m, s in value}
                 else:
                     out["counters"][rest] = {m: float(s) for m, s in value}
             elif kind == "room":
@@ -732,19 +792,27 @@ class RedisState(OnlineState):
         pipe = self.r.pipeline(transaction=True)
         for user, rows in data.get("sequences", {}).items():
             if rows:
-                pipe.rpush(self._k("seq", user), *[_encode_seq(tuple(r)) for r in rows[-self.max_seq:]])
+                pipe.rpush(self._k("seq", user), *[_encode_seq(tuple(r)) for r in rows[-self.max_seq :]])
         for room, members in data.get("audience", {}).items():
             if members:
                 pipe.zadd(self._k("aud", room), {u: float(s) for u, s in members.items()})
                 for u in members:
                     pipe.sadd(self._k("urooms", u), room)
         for rid, row in data.get("rooms", {}).items():
-            self._write_room(pipe, {"id": rid, "host": row.get("host"), "title": row.get("title", ""),
-                                    "start": float(row["start"]),
-                                    "end": None if row.get("end") is None else float(row["end"])})
+            self._write_room(
+                pipe,
+                {
+                    "id": rid,
+                    "host": row.get("host"),
+                    "title": row.get("title", ""),
+                    "start": float(row["start"]),
+                    "end": None if row.get("end") is None else float(row["end"]),
+                },
+            )
         for room, slots in data.get("shelf", {}).items():
-            self._write_slots(room, [(i, float(s), None if e is None else float(e), bool(p))
-                                     for i, s, e, p in slots], pipe)
+            self._write_slots(
+                room, [(i, float(s), None if e is None else float(e), bool(p)) for i, s, e, p in slots], pipe
+            )
         if data.get("items"):
             pipe.hset(self._k("item_cat"), mapping={str(k): str(v) for k, v in data["items"].items()})
         if data.get("seen"):

@@ -60,12 +60,18 @@ def detect_target_modules(model: nn.Module) -> list[str]:
     for pair in _TARGET_PAIRS:
         if set(pair) <= leaves:
             return list(pair)
-    attn = sorted({_leaf(n) for n, m in model.named_modules()
-                   if _is_linear(m) and ("attn" in n.lower() or "attention" in n.lower())})
+    attn = sorted(
+        {
+            _leaf(n)
+            for n, m in model.named_modules()
+            if _is_linear(m) and ("attn" in n.lower() or "attention" in n.lower())
+        }
+    )
     if not attn:
         raise ConfigError(
             "The 'target_modules' parameter of FinetuneConfig is None, and no attention projection was found "
-            f"in {type(model).__name__} to adapt. Pass target_modules=[...] with the leaf names of its Linear layers.")
+            f"in {type(model).__name__} to adapt. Pass target_modules=[...] with the leaf names of its Linear layers."
+        )
     return attn
 
 
@@ -86,12 +92,23 @@ def hidden_size_of(model: nn.Module) -> int:
     for key in ("hidden_size", "n_embd", "d_model", "dim"):
         if getattr(cfg, key, None):
             return int(getattr(cfg, key))
-    raise ConfigError(f"Cannot find the hidden size of {type(model).__name__}: its config has none of "
-                      "hidden_size / n_embd / d_model / dim.")
+    raise ConfigError(
+        f"Cannot find the hidden size of {type(model).__name__}: its config has none of "
+        "hidden_size / n_embd / d_model / dim."
+    )
 
 
-def peft_config(method: str, task: str, model: nn.Module, *, r: int, alpha: int, dropout: float,
-                target_modules: list[str] | str | None, total_step: int) -> Any:
+def peft_config(
+    method: str,
+    task: str,
+    model: nn.Module,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: list[str] | str | None,
+    total_step: int,
+) -> Any:
     """The peft config of ``method`` ('lora' | 'adalora' | 'ia3') for ``model``."""
     from peft import AdaLoraConfig, IA3Config, LoraConfig, TaskType
     from peft.utils.constants import (
@@ -100,36 +117,64 @@ def peft_config(method: str, task: str, model: nn.Module, *, r: int, alpha: int,
     )
 
     task_type = TaskType.CAUSAL_LM if task == "generation" else TaskType.SEQ_CLS
-    targets: list[str] | str = (target_modules if isinstance(target_modules, str) else list(target_modules)) \
-        if target_modules else detect_target_modules(model)
+    targets: list[str] | str = (
+        (target_modules if isinstance(target_modules, str) else list(target_modules))
+        if target_modules
+        else detect_target_modules(model)
+    )
     fan_in_fan_out = "c_attn" in targets or "c_proj" in targets  # GPT-2 Conv1D stores (in, out)
     if method == "lora":
-        return LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                          target_modules=targets, fan_in_fan_out=fan_in_fan_out)
+        return LoraConfig(
+            task_type=task_type,
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=targets,
+            fan_in_fan_out=fan_in_fan_out,
+        )
     if method == "adalora":
         tinit = max(1, total_step // 10)
         tfinal = max(1, total_step // 5)
         if tinit >= total_step - tfinal:
             raise ConfigError(
                 f"AdaLoRA needs a rank-budgeting phase: with {total_step} optimiser steps there is none. "
-                "Raise 'epochs' or lower 'batch_size' / 'grad_accum' so that there are at least 4 steps.")
-        return AdaLoraConfig(task_type=task_type, init_r=math.ceil(1.5 * r), target_r=r, lora_alpha=alpha,
-                             lora_dropout=dropout, target_modules=targets, total_step=total_step, tinit=tinit,
-                             tfinal=tfinal, deltaT=max(1, total_step // 20), fan_in_fan_out=fan_in_fan_out)
+                "Raise 'epochs' or lower 'batch_size' / 'grad_accum' so that there are at least 4 steps."
+            )
+        return AdaLoraConfig(
+            task_type=task_type,
+            init_r=math.ceil(1.5 * r),
+            target_r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=targets,
+            total_step=total_step,
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=max(1, total_step // 20),
+            fan_in_fan_out=fan_in_fan_out,
+        )
     if method == "ia3":
         model_type = getattr(model.config, "model_type", "")
         if isinstance(targets, str):
-            raise ConfigError("The 'target_modules' parameter must be a list of leaf names for method 'ia3' (its "
-                              f"feed-forward modules must be a subset of the targets). Got the pattern {targets!r}.")
+            raise ConfigError(
+                "The 'target_modules' parameter must be a list of leaf names for method 'ia3' (its "
+                f"feed-forward modules must be a subset of the targets). Got the pattern {targets!r}."
+            )
         if target_modules is None and model_type in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
             ia3_targets = TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[model_type]
             feedforward = TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[model_type]
         else:
             feedforward = sorted({_leaf(n) for n in ffn_output_modules(model, hidden_size_of(model))})
             ia3_targets = targets + [f for f in feedforward if f not in targets]
-        return IA3Config(task_type=task_type, target_modules=ia3_targets, feedforward_modules=feedforward,
-                         fan_in_fan_out=fan_in_fan_out)
-    raise ConfigError(f"The 'method' parameter of peft_config must be 'lora', 'adalora' or 'ia3'. Got {method!r}.")
+        return IA3Config(
+            task_type=task_type,
+            target_modules=ia3_targets,
+            feedforward_modules=feedforward,
+            fan_in_fan_out=fan_in_fan_out,
+        )
+    raise ConfigError(
+        f"The 'method' parameter of peft_config must be 'lora', 'adalora' or 'ia3'. Got {method!r}."
+    )
 
 
 class BottleneckAdapter(nn.Module):
@@ -161,7 +206,8 @@ def add_bottleneck_adapters(model: nn.Module, size: int) -> list[str]:
     if not names:
         raise ConfigError(
             f"The 'adapter' method found no feed-forward output projection (a Linear from a wider input to "
-            f"hidden_size={hidden}) in {type(model).__name__}. Use method='lora' for this architecture.")
+            f"hidden_size={hidden}) in {type(model).__name__}. Use method='lora' for this architecture."
+        )
     for p in model.parameters():
         p.requires_grad_(False)
     for name in names:

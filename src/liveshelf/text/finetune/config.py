@@ -19,7 +19,11 @@ RANKING_LOSSES = ("pointwise", "bpr", "margin")
 #: Learning rates that work for each method on small encoders (full FT needs a far smaller step).
 DEFAULT_LR = {"full": 5e-5, "lora": 1e-3, "adalora": 1e-3, "ia3": 5e-3, "adapter": 1e-3}
 #: Validation metric watched by early stopping, and whether larger is better.
-DEFAULT_MONITOR = {"classification": ("macro_f1", "max"), "ranking": ("auc", "max"), "generation": ("loss", "min")}
+DEFAULT_MONITOR = {
+    "classification": ("macro_f1", "max"),
+    "ranking": ("auc", "max"),
+    "generation": ("loss", "min"),
+}
 CONFIG_FILE = "finetune_config.json"
 
 
@@ -80,24 +84,59 @@ class FinetuneConfig:
         where = "FinetuneConfig"
         check_param("task", self.task, self.task in TASKS, f"one of {list(TASKS)}", where)
         check_param("method", self.method, self.method in METHODS, f"one of {list(METHODS)}", where)
-        check_param("model", self.model, self.model is not None or self.task != "generation",
-                    "a local causal-LM directory for task 'generation' (there is no bundled one)", where)
-        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "max_length", "r", "alpha",
-                     "adapter_size"):
+        check_param(
+            "model",
+            self.model,
+            self.model is not None or self.task != "generation",
+            "a local causal-LM directory for task 'generation' (there is no bundled one)",
+            where,
+        )
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "grad_accum",
+            "max_length",
+            "r",
+            "alpha",
+            "adapter_size",
+        ):
             value = getattr(self, name)
             check_param(name, value, isinstance(value, int) and value >= 1, "an int >= 1", where)
-        check_param("lr", self.lr, self.lr is None or self.lr > 0, "a float > 0 or None (method default)", where)
+        check_param(
+            "lr", self.lr, self.lr is None or self.lr > 0, "a float > 0 or None (method default)", where
+        )
         check_param("warmup", self.warmup, 0 <= self.warmup < 1, "a share in [0, 1)", where)
         check_param("weight_decay", self.weight_decay, self.weight_decay >= 0, "a float >= 0", where)
         check_param("dropout", self.dropout, 0 <= self.dropout < 1, "a float in [0, 1)", where)
-        check_param("patience", self.patience, self.patience is None or self.patience >= 1,
-                    "an int >= 1 or None (no early stopping)", where)
-        check_param("class_weights", self.class_weights, self.class_weights in (None, "balanced"),
-                    "None or 'balanced'", where)
-        check_param("ranking_loss", self.ranking_loss, self.ranking_loss in RANKING_LOSSES,
-                    f"one of {list(RANKING_LOSSES)}", where)
-        check_param("device", self.device, self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
-                    "'auto', 'cpu' or 'cuda[:N]'", where)
+        check_param(
+            "patience",
+            self.patience,
+            self.patience is None or self.patience >= 1,
+            "an int >= 1 or None (no early stopping)",
+            where,
+        )
+        check_param(
+            "class_weights",
+            self.class_weights,
+            self.class_weights in (None, "balanced"),
+            "None or 'balanced'",
+            where,
+        )
+        check_param(
+            "ranking_loss",
+            self.ranking_loss,
+            self.ranking_loss in RANKING_LOSSES,
+            f"one of {list(RANKING_LOSSES)}",
+            where,
+        )
+        check_param(
+            "device",
+            self.device,
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
+            "'auto', 'cpu' or 'cuda[:N]'",
+            where,
+        )
         if self.dp_epsilon is not None or self.dp_delta is not None:
             from liveshelf.text.finetune.private import validate_dp
 

@@ -72,8 +72,10 @@ def resolve_model_path(model: str | Path | None, task: str) -> Path:
     """The local model directory (``None``: the bundled all-MiniLM-L6-v2)."""
     if model is None:
         if task == "generation":
-            raise ConfigError("The 'model' parameter of FinetuneConfig must be a local causal-LM directory for "
-                              "task 'generation'. Got None instead. Pass e.g. model='/models/Qwen2.5-0.5B'.")
+            raise ConfigError(
+                "The 'model' parameter of FinetuneConfig must be a local causal-LM directory for "
+                "task 'generation'. Got None instead. Pass e.g. model='/models/Qwen2.5-0.5B'."
+            )
         from liveshelf.text.encoder import default_model_path
 
         return default_model_path()
@@ -82,7 +84,8 @@ def resolve_model_path(model: str | Path | None, task: str) -> Path:
         raise NotFoundError(
             f"The 'model' parameter must be a local Hugging Face model directory holding config.json. Got "
             f"{str(model)!r} ({'no config.json there' if path.is_dir() else 'no such directory'}). Nothing is "
-            "downloaded: fetch the model once (huggingface-cli download NAME --local-dir DIR) and pass DIR.")
+            "downloaded: fetch the model once (huggingface-cli download NAME --local-dir DIR) and pass DIR."
+        )
     return path
 
 
@@ -122,7 +125,9 @@ def _quiet_transformers() -> contextlib.AbstractContextManager:
 class Finetuner:
     """Fine-tune a local transformer with ``config.method`` on ``config.task`` (see module docstring)."""
 
-    def __init__(self, config: FinetuneConfig | None = None, console: Any = None, verbose: bool = True) -> None:
+    def __init__(
+        self, config: FinetuneConfig | None = None, console: Any = None, verbose: bool = True
+    ) -> None:
         self.config = config if config is not None else FinetuneConfig()
         self.console = console
         self.verbose = verbose
@@ -148,8 +153,10 @@ class Finetuner:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
-                raise ConfigError(f"The tokenizer of {str(path)!r} has neither a pad nor an eos token; add a pad token "
-                                  "to its tokenizer_config.json.")
+                raise ConfigError(
+                    f"The tokenizer of {str(path)!r} has neither a pad nor an eos token; add a pad token "
+                    "to its tokenizer_config.json."
+                )
             tokenizer.pad_token = tokenizer.eos_token
         with _quiet_transformers():
             if self.config.task == "generation":
@@ -161,7 +168,8 @@ class Finetuner:
                     kwargs["id2label"] = {i: str(v) for i, v in enumerate(labels or [])}
                     kwargs["label2id"] = {str(v): i for i, v in enumerate(labels or [])}
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    path, local_files_only=True, dtype=torch.float32, **kwargs)
+                    path, local_files_only=True, dtype=torch.float32, **kwargs
+                )
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return tokenizer, model
@@ -177,13 +185,23 @@ class Finetuner:
             return model
         from peft import get_peft_model
 
-        pcfg = peft_config(cfg.method, cfg.task, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout,
-                           target_modules=cfg.target_modules, total_step=total_steps)
+        pcfg = peft_config(
+            cfg.method,
+            cfg.task,
+            model,
+            r=cfg.r,
+            alpha=cfg.alpha,
+            dropout=cfg.dropout,
+            target_modules=cfg.target_modules,
+            total_step=total_steps,
+        )
         return get_peft_model(model, pcfg)
 
     def _require_fitted(self) -> None:
         if getattr(self, "model_", None) is None:
-            raise NotFittedError("This Finetuner instance is not fitted yet. Call 'fit' (or Finetuner.load) first.")
+            raise NotFittedError(
+                "This Finetuner instance is not fitted yet. Call 'fit' (or Finetuner.load) first."
+            )
 
     # ------------------------------------------------------------------ data
     def _label_index(self, labels: Sequence[Any], name: str) -> np.ndarray:
@@ -191,9 +209,11 @@ class Finetuner:
         try:
             return np.array([index[_plain(v)] for v in labels], dtype=np.int64)
         except KeyError as exc:
-            raise ValidationError(f"The '{name}' argument holds the label {exc.args[0]!r}, which was not in the "
-                                  f"training labels {self.labels_}. Drop those rows or retrain with them.",
-                                  field=name) from None
+            raise ValidationError(
+                f"The '{name}' argument holds the label {exc.args[0]!r}, which was not in the "
+                f"training labels {self.labels_}. Drop those rows or retrain with them.",
+                field=name,
+            ) from None
 
     def _features(self, texts: Sequence[Any], name: str) -> list[Feature]:
         return encode(self.tokenizer_, texts, self.config.max_length, name)
@@ -203,8 +223,13 @@ class Finetuner:
         return {k: v.to(self.device_) for k, v in batch.items()}
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train_texts: Sequence[Any], train_labels: Sequence[Any] | None = None,
-            valid_texts: Sequence[Any] | None = None, valid_labels: Sequence[Any] | None = None) -> Finetuner:
+    def fit(
+        self,
+        train_texts: Sequence[Any],
+        train_labels: Sequence[Any] | None = None,
+        valid_texts: Sequence[Any] | None = None,
+        valid_labels: Sequence[Any] | None = None,
+    ) -> Finetuner:
         """Train on ``train_texts`` / ``train_labels``; validate each epoch when ``valid_texts`` is given.
 
         Classification: texts or pairs + labels. Ranking: pairs + 0/1 labels (pointwise) or
@@ -215,22 +240,32 @@ class Finetuner:
         self.device_ = self._device()
         pairwise = cfg.task == "ranking" and cfg.ranking_loss != "pointwise"
         if pairwise:
-            if train_labels is not None or any(not (isinstance(t, (tuple, list)) and len(t) == 3) for t in train_texts):
-                raise ValidationError(f"ranking_loss={cfg.ranking_loss!r} trains on (context, positive item, "
-                                      "negative item) triples with train_labels=None. Pass triples, or use "
-                                      "ranking_loss='pointwise' for labelled pairs.", field="train_texts")
+            if train_labels is not None or any(
+                not (isinstance(t, (tuple, list)) and len(t) == 3) for t in train_texts
+            ):
+                raise ValidationError(
+                    f"ranking_loss={cfg.ranking_loss!r} trains on (context, positive item, "
+                    "negative item) triples with train_labels=None. Pass triples, or use "
+                    "ranking_loss='pointwise' for labelled pairs.",
+                    field="train_texts",
+                )
         elif train_labels is None or len(train_labels) != len(train_texts):
             raise ValidationError(
                 f"The 'train_labels' argument must hold one label per text ({len(train_texts)}). Got "
-                f"{None if train_labels is None else len(train_labels)} instead.", field="train_labels")
+                f"{None if train_labels is None else len(train_labels)} instead.",
+                field="train_labels",
+            )
         if valid_texts is not None and (valid_labels is None or len(valid_labels) != len(valid_texts)):
-            raise ValidationError("The 'valid_labels' argument must hold one label per validation text.",
-                                  field="valid_labels")
+            raise ValidationError(
+                "The 'valid_labels' argument must hold one label per validation text.", field="valid_labels"
+            )
         if cfg.task == "classification":
             self.labels_ = sorted({_plain(v) for v in train_labels}, key=lambda v: (str(type(v)), v))
             if len(self.labels_) < 2:
-                raise ValidationError(f"Classification needs at least two distinct labels; got {self.labels_}.",
-                                      field="train_labels")
+                raise ValidationError(
+                    f"Classification needs at least two distinct labels; got {self.labels_}.",
+                    field="train_labels",
+                )
         elif cfg.task == "ranking":
             self.labels_ = [0, 1]
         else:
@@ -244,8 +279,10 @@ class Finetuner:
             seed_everything(cfg.seed)
             self.model_ = self._apply_method(model, total_steps).to(self.device_)
             trainable, total = count_parameters(self.model_.named_parameters())
-            self._say(f"[bold]{cfg.method}[/] on {cfg.task}: trainable params {trainable:,} / {total:,} "
-                      f"({100 * trainable / total:.3f} %)")
+            self._say(
+                f"[bold]{cfg.method}[/] on {cfg.task}: trainable params {trainable:,} / {total:,} "
+                f"({100 * trainable / total:.3f} %)"
+            )
             loop = self._make_loop(train, total_steps, valid_texts, valid_labels)
             loop.fit()
             if self._dp is not None:
@@ -253,26 +290,40 @@ class Finetuner:
         keeper = next((cb for cb in loop.callbacks if isinstance(cb, KeepBest)), None)
         self.history_ = loop.history
         self.fit_stats_ = {
-            "trainable_params": trainable, "total_params": total, "trainable_pct": 100.0 * trainable / total,
-            "train_seconds": loop.train_seconds, "examples": loop.examples,
-            "examples_per_s": loop.examples / max(loop.train_seconds, 1e-9), "epochs_run": loop.epoch,
-            "best_epoch": keeper.best_epoch if keeper else loop.epoch, "optimizer_steps": loop.step,
-            "peak_mem_mb": mem.peak_mb, "peak_mem_how": mem.how, "bf16": self._use_bf16,
+            "trainable_params": trainable,
+            "total_params": total,
+            "trainable_pct": 100.0 * trainable / total,
+            "train_seconds": loop.train_seconds,
+            "examples": loop.examples,
+            "examples_per_s": loop.examples / max(loop.train_seconds, 1e-9),
+            "epochs_run": loop.epoch,
+            "best_epoch": keeper.best_epoch if keeper else loop.epoch,
+            "optimizer_steps": loop.step,
+            "peak_mem_mb": mem.peak_mb,
+            "peak_mem_how": mem.how,
+            "bf16": self._use_bf16,
         }
         if self._dp is not None:
             privacy = self.fit_stats_["privacy"] = self._dp.report()
-            self._say("differential privacy: epsilon {dp_epsilon:.3f} at delta {dp_delta:.2e} "
-                      "(noise multiplier {dp_noise_multiplier:.3f}, {dp_steps} steps)".format(**privacy))
-        self._say(f"{loop.examples:,} examples in {loop.train_seconds:.1f} s = "
-                  f"{self.fit_stats_['examples_per_s']:.1f} examples/s; peak memory +{mem.peak_mb:.0f} MB ({mem.how})")
+            self._say(
+                "differential privacy: epsilon {dp_epsilon:.3f} at delta {dp_delta:.2e} "
+                "(noise multiplier {dp_noise_multiplier:.3f}, {dp_steps} steps)".format(**privacy)
+            )
+        self._say(
+            f"{loop.examples:,} examples in {loop.train_seconds:.1f} s = "
+            f"{self.fit_stats_['examples_per_s']:.1f} examples/s; peak memory +{mem.peak_mb:.0f} MB ({mem.how})"
+        )
         self.model_.eval()
         return self
 
-    def _train_set(self, texts: Sequence[Any], labels: Sequence[Any] | None, pairwise: bool) -> dict[str, Any]:
+    def _train_set(
+        self, texts: Sequence[Any], labels: Sequence[Any] | None, pairwise: bool
+    ) -> dict[str, Any]:
         cfg = self.config
         if cfg.task == "generation":
-            feats = encode_generation(self.tokenizer_, [str(t) for t in texts], [str(t) for t in labels or []],
-                                      cfg.max_length)
+            feats = encode_generation(
+                self.tokenizer_, [str(t) for t in texts], [str(t) for t in labels or []], cfg.max_length
+            )
             return {"n": feats, "feats": feats}
         if pairwise:
             pos = self._features([(t[0], t[1]) for t in texts], "train_texts")
@@ -282,8 +333,9 @@ class Finetuner:
         if cfg.task == "ranking":
             y = np.asarray(labels, dtype=np.float32)
             if not np.isin(y, (0.0, 1.0)).all():
-                raise ValidationError("Pointwise ranking labels must be 0 (irrelevant) or 1 (relevant).",
-                                      field="train_labels")
+                raise ValidationError(
+                    "Pointwise ranking labels must be 0 (irrelevant) or 1 (relevant).", field="train_labels"
+                )
         else:
             y = self._label_index(labels or [], "train_labels")
         return {"n": feats, "feats": feats, "y": y}
@@ -291,21 +343,25 @@ class Finetuner:
     def _loss_fn(self, train: dict[str, Any]) -> Any:
         cfg = self.config
         if cfg.task == "generation":
+
             def gen_loss(module: torch.nn.Module, idx: np.ndarray) -> tuple[torch.Tensor, int]:
                 batch = self._batch([train["feats"][i] for i in idx])
                 if cfg.dp_epsilon is not None:  # DP: mean of per-example losses (see finetune.private)
                     labels = batch.pop("labels")
                     return per_example_generation_loss(module(**batch).logits, labels, IGNORE), len(idx)
                 return module(**batch).loss.float(), len(idx)
+
             return gen_loss
         if "pos" in train:
+
             def pair_loss(module: torch.nn.Module, idx: np.ndarray) -> tuple[torch.Tensor, int]:
                 batch = self._batch([train["pos"][i] for i in idx] + [train["neg"][i] for i in idx])
                 s = module(**batch).logits.float()[:, 0]  # (2B,)
-                diff = s[:len(idx)] - s[len(idx):]
+                diff = s[: len(idx)] - s[len(idx) :]
                 if cfg.ranking_loss == "bpr":
                     return -torch.nn.functional.logsigmoid(diff).mean(), len(idx)
                 return torch.relu(cfg.margin - diff).mean(), len(idx)
+
             return pair_loss
         y_all = torch.as_tensor(train["y"])
         if cfg.task == "ranking":
@@ -318,8 +374,11 @@ class Finetuner:
             weight = None
             if cfg.class_weights == "balanced":
                 counts = np.bincount(train["y"], minlength=len(self.labels_)).astype(np.float64)
-                weight = torch.tensor(len(train["y"]) / (len(counts) * np.maximum(counts, 1)),
-                                      dtype=torch.float32, device=self.device_)
+                weight = torch.tensor(
+                    len(train["y"]) / (len(counts) * np.maximum(counts, 1)),
+                    dtype=torch.float32,
+                    device=self.device_,
+                )
             crit = torch.nn.CrossEntropyLoss(weight=weight)
 
         def cls_loss(module: torch.nn.Module, idx: np.ndarray) -> tuple[torch.Tensor, int]:
@@ -329,10 +388,16 @@ class Finetuner:
             if cfg.task == "ranking":
                 return crit(logits[:, 0], target), len(idx)
             return crit(logits, target), len(idx)
+
         return cls_loss
 
-    def _make_loop(self, train: dict[str, Any], total_steps: int, valid_texts: Sequence[Any] | None,
-                   valid_labels: Sequence[Any] | None) -> FinetuneLoop:
+    def _make_loop(
+        self,
+        train: dict[str, Any],
+        total_steps: int,
+        valid_texts: Sequence[Any] | None,
+        valid_labels: Sequence[Any] | None,
+    ) -> FinetuneLoop:
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
@@ -340,8 +405,10 @@ class Finetuner:
         for _, p in self.model_.named_parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate,
+        )
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
         self._use_bf16 = bool(cfg.bf16 and bf16_supported(self.device_))
         if cfg.bf16 and not self._use_bf16:
@@ -358,15 +425,20 @@ class Finetuner:
 
         after_step = None
         if cfg.method == "adalora":
+
             def after_step(step: int) -> None:
                 self.model_.base_model.update_and_allocate(step)
 
         evaluate, callbacks = None, []
         if valid_texts is not None:
+
             def evaluate(_module: torch.nn.Module) -> dict[str, float]:
                 report = self.evaluate(valid_texts, valid_labels)
-                return {k: (float("nan") if v is None else float(v)) for k, v in report.items()
-                        if k != "per_class"}
+                return {
+                    k: (float("nan") if v is None else float(v))
+                    for k, v in report.items()
+                    if k != "per_class"
+                }
 
             metric, mode = cfg.monitor_metric
             callbacks.append(KeepBest(metric, mode, cfg.patience))
@@ -374,10 +446,20 @@ class Finetuner:
         self._dp = None
         if cfg.dp_epsilon is not None:  # DP-SGD: Poisson batches, per-example clipping + noise (opacus)
             self._dp, optimizer, batches, loss_fn = make_private(self.model_, optimizer, loss_fn, n, cfg)
-        return FinetuneLoop(self.model_, optimizer, loss_fn, batches, epochs=cfg.epochs,
-                            grad_accum=cfg.grad_accum, scheduler=scheduler, evaluate=evaluate,
-                            grad_clip=cfg.grad_clip, autocast=autocast, after_step=after_step,
-                            callbacks=callbacks)
+        return FinetuneLoop(
+            self.model_,
+            optimizer,
+            loss_fn,
+            batches,
+            epochs=cfg.epochs,
+            grad_accum=cfg.grad_accum,
+            scheduler=scheduler,
+            evaluate=evaluate,
+            grad_clip=cfg.grad_clip,
+            autocast=autocast,
+            after_step=after_step,
+            callbacks=callbacks,
+        )
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -415,8 +497,11 @@ class Finetuner:
         """Classification / ranking: the report of ``report.py``; generation: token loss and perplexity."""
         self._require_fitted()
         if len(labels) != len(texts):
-            raise ValidationError(f"The 'labels' argument must hold one label per text ({len(texts)}). "
-                                  f"Got {len(labels)} instead.", field="labels")
+            raise ValidationError(
+                f"The 'labels' argument must hold one label per text ({len(texts)}). "
+                f"Got {len(labels)} instead.",
+                field="labels",
+            )
         if self.config.task == "generation":
             return self._generation_loss([str(t) for t in texts], [str(t) for t in labels])
         if self.config.task == "ranking":
@@ -445,28 +530,42 @@ class Finetuner:
         self._need_task("generation", "generate")
         self._require_fitted()
         if max_new_tokens < 1:
-            raise ConfigError(f"The 'max_new_tokens' parameter of generate must be an int >= 1. Got {max_new_tokens}.")
+            raise ConfigError(
+                f"The 'max_new_tokens' parameter of generate must be an int >= 1. Got {max_new_tokens}."
+            )
         feats = encode_generation(self.tokenizer_, list(prompts), None, self.config.max_length)
         outputs = []
         self.model_.eval()
         for idx in batch_indices(len(feats), self.config.eval_batch_size, shuffle=False):
             batch = self._batch([feats[i] for i in idx], side="left")
-            gen = self.model_.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                       pad_token_id=self.tokenizer_.pad_token_id,
-                                       eos_token_id=self.tokenizer_.eos_token_id, **kwargs)
-            new = gen[:, batch["input_ids"].shape[1]:]
+            gen = self.model_.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer_.pad_token_id,
+                eos_token_id=self.tokenizer_.eos_token_id,
+                **kwargs,
+            )
+            new = gen[:, batch["input_ids"].shape[1] :]
             outputs += self.tokenizer_.batch_decode(new, skip_special_tokens=True)
         return outputs
 
     def _need_task(self, task: str, what: str) -> None:
         if self.config.task != task:
-            raise ConfigError(f"'{what}' is for the {task!r} task; this Finetuner was configured with "
-                              f"task={self.config.task!r}.")
+            raise ConfigError(
+                f"'{what}' is for the {task!r} task; this Finetuner was configured with "
+                f"task={self.config.task!r}."
+            )
 
     # ------------------------------------------------------------------ persistence
     def _meta(self, weights: str, **extra: Any) -> dict[str, Any]:
-        return {"weights": weights, "labels": self.labels_, "base_model": str(self.model_path_),
-                "fit_stats": getattr(self, "fit_stats_", None), **extra}
+        return {
+            "weights": weights,
+            "labels": self.labels_,
+            "base_model": str(self.model_path_),
+            "fit_stats": getattr(self, "fit_stats_", None),
+            **extra,
+        }
 
     def save(self, folder: str | Path) -> Path:
         """Write the run: adapters (+ head) only for PEFT methods, the full model for ``full``."""
@@ -478,7 +577,10 @@ class Finetuner:
         if method == "adapter":
             from safetensors.torch import save_file
 
-            save_file({k: v.cpu().contiguous() for k, v in trainable_state(self.model_).items()}, folder / ADAPTER_FILE)
+            save_file(
+                {k: v.cpu().contiguous() for k, v in trainable_state(self.model_).items()},
+                folder / ADAPTER_FILE,
+            )
             weights = "bottleneck"
         else:
             self.model_.save_pretrained(folder)
@@ -493,8 +595,10 @@ class Finetuner:
         if method == "full":
             return self.save(folder)
         if method == "adapter":
-            raise ConfigError("The bottleneck adapter (method='adapter') has a nonlinearity and cannot be merged "
-                              "into the base weights. Use save() and serve the base model with the adapter file.")
+            raise ConfigError(
+                "The bottleneck adapter (method='adapter') has a nonlinearity and cannot be merged "
+                "into the base weights. Use save() and serve the base model with the adapter file."
+            )
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         merged = copy.deepcopy(self.model_).merge_and_unload()
@@ -504,20 +608,28 @@ class Finetuner:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, model: str | Path | None = None, device: str | None = None,
-             verbose: bool = False) -> Finetuner:
+    def load(
+        cls,
+        folder: str | Path,
+        model: str | Path | None = None,
+        device: str | None = None,
+        verbose: bool = False,
+    ) -> Finetuner:
         """A fitted Finetuner from ``save`` / ``merge_and_save``; ``model`` overrides the base model folder."""
         from transformers import AutoTokenizer
 
         folder = Path(folder)
         file = folder / CONFIG_FILE
         if not file.is_file():
-            raise NotFoundError(f"{str(folder)!r} holds no {CONFIG_FILE}: it was not written by Finetuner.save. "
-                                "To fine-tune a plain Hugging Face folder, pass it as FinetuneConfig(model=DIR).")
+            raise NotFoundError(
+                f"{str(folder)!r} holds no {CONFIG_FILE}: it was not written by Finetuner.save. "
+                "To fine-tune a plain Hugging Face folder, pass it as FinetuneConfig(model=DIR)."
+            )
         payload = json.loads(file.read_text())
         if payload.get("model_type") != "liveshelf-finetune":
-            raise DataFormatError(f"{str(file)!r} has model_type {payload.get('model_type')!r}, expected "
-                                  "'liveshelf-finetune'.")
+            raise DataFormatError(
+                f"{str(file)!r} has model_type {payload.get('model_type')!r}, expected 'liveshelf-finetune'."
+            )
         config = FinetuneConfig.from_dict(payload["config"])
         if device is not None:
             config.device = device
@@ -544,8 +656,10 @@ class Finetuner:
                 state = load_file(folder / ADAPTER_FILE)
                 result = base.load_state_dict(state, strict=False)
                 if result.unexpected_keys:
-                    raise DataFormatError(f"{str(folder / ADAPTER_FILE)!r} does not fit the base model "
-                                          f"{str(self.model_path_)!r}: unexpected keys {result.unexpected_keys[:5]}.")
+                    raise DataFormatError(
+                        f"{str(folder / ADAPTER_FILE)!r} does not fit the base model "
+                        f"{str(self.model_path_)!r}: unexpected keys {result.unexpected_keys[:5]}."
+                    )
                 self.model_ = base
             self.tokenizer_ = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             if self.tokenizer_.pad_token is None:

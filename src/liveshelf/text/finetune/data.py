@@ -23,15 +23,21 @@ IGNORE = -100
 def split_inputs(texts: Sequence[Any], name: str = "texts") -> tuple[list[str], list[str] | None]:
     """(first texts, second texts or None) of a list of strings or of 2-tuples."""
     if len(texts) == 0:
-        raise ValidationError(f"The '{name}' argument must hold at least one text. Got an empty list.", field=name)
+        raise ValidationError(
+            f"The '{name}' argument must hold at least one text. Got an empty list.", field=name
+        )
     if all(isinstance(t, str) for t in texts):
         return list(texts), None
-    if all(isinstance(t, (tuple, list)) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in texts):
+    if all(
+        isinstance(t, (tuple, list)) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in texts
+    ):
         return [t[0] for t in texts], [t[1] for t in texts]
     bad = next(t for t in texts if not isinstance(t, str))
     raise ValidationError(
         f"The '{name}' argument must hold only strings or only (context, item) string pairs; "
-        f"found {bad!r} ({type(bad).__name__}). Convert every entry to one of the two forms.", field=name)
+        f"found {bad!r} ({type(bad).__name__}). Convert every entry to one of the two forms.",
+        field=name,
+    )
 
 
 def encode(tokenizer: Any, texts: Sequence[Any], max_length: int, name: str = "texts") -> list[Feature]:
@@ -47,12 +53,15 @@ def eos_id(tokenizer: Any) -> int:
         value = getattr(tokenizer, attr, None)
         if value is not None:
             return int(value)
-    raise ConfigError("The tokenizer of the generation model has neither an eos nor a sep token; "
-                      "set tokenizer.eos_token before fine-tuning.")
+    raise ConfigError(
+        "The tokenizer of the generation model has neither an eos nor a sep token; "
+        "set tokenizer.eos_token before fine-tuning."
+    )
 
 
-def encode_generation(tokenizer: Any, prompts: Sequence[str], targets: Sequence[str] | None,
-                      max_length: int) -> list[Feature]:
+def encode_generation(
+    tokenizer: Any, prompts: Sequence[str], targets: Sequence[str] | None, max_length: int
+) -> list[Feature]:
     """``prompt + target + eos`` ids with labels -100 on the prompt (targets None: prompts only, no labels).
 
     A prompt longer than the budget keeps its last tokens, so that the target is always seen.
@@ -67,10 +76,11 @@ def encode_generation(tokenizer: Any, prompts: Sequence[str], targets: Sequence[
             out.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
             continue
         t = tokenizer(targets[i], add_special_tokens=False)["input_ids"] + [eos_id(tokenizer)]
-        t = t[:max_length - 1]
-        p = p[-(max_length - len(t)):] if len(p) + len(t) > max_length else p
-        out.append({"input_ids": p + t, "attention_mask": [1] * (len(p) + len(t)),
-                    "labels": [IGNORE] * len(p) + t})
+        t = t[: max_length - 1]
+        p = p[-(max_length - len(t)) :] if len(p) + len(t) > max_length else p
+        out.append(
+            {"input_ids": p + t, "attention_mask": [1] * (len(p) + len(t)), "labels": [IGNORE] * len(p) + t}
+        )
     return out
 
 
@@ -91,4 +101,4 @@ def pad_batch(features: Sequence[Feature], pad_id: int, side: str = "right") -> 
 def batch_indices(n: int, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0) -> list[np.ndarray]:
     """Index arrays of the batches of one epoch; a seeded permutation per epoch when ``shuffle``."""
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]

@@ -22,12 +22,22 @@ from liveshelf.models.trainer import Callback
 
 
 class FinetuneLoop:
-    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
-                 batches: Callable[[int], Iterable[Any]], *, epochs: int, grad_accum: int = 1,
-                 scheduler: Any = None, evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-                 grad_clip: float | None = None, autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
-                 after_step: Callable[[int], None] | None = None, callbacks: list[Callback] | None = None) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
+        batches: Callable[[int], Iterable[Any]],
+        *,
+        epochs: int,
+        grad_accum: int = 1,
+        scheduler: Any = None,
+        evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        grad_clip: float | None = None,
+        autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+        after_step: Callable[[int], None] | None = None,
+        callbacks: list[Callback] | None = None,
+    ) -> None:
         self.module = module
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -79,8 +89,10 @@ class FinetuneLoop:
                 self.examples += size
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"The training loss became {value} at epoch {epoch}, step {self.step}; "
-                                             "lower the learning rate ('lr') or turn bf16 off.")
+                    raise FloatingPointError(
+                        f"The training loss became {value} at epoch {epoch}, step {self.step}; "
+                        "lower the learning rate ('lr') or turn bf16 off."
+                    )
                 total, n = total + value, n + 1
                 if pending == self.grad_accum:
                     self._optimizer_step(params)
@@ -125,12 +137,16 @@ class KeepBest(Callback):
     def on_eval(self, trainer: Any, metrics: dict[str, float]) -> None:
         value = metrics.get(self.monitor)
         if value is None:
-            raise ConfigError(f"The early-stopping metric {self.monitor!r} is not among the validation metrics "
-                           f"{sorted(metrics)}; set FinetuneConfig.monitor to one of them.")
+            raise ConfigError(
+                f"The early-stopping metric {self.monitor!r} is not among the validation metrics "
+                f"{sorted(metrics)}; set FinetuneConfig.monitor to one of them."
+            )
         score = self.sign * float(value)
         if score > self.best:
             self.best, self.best_epoch, self.bad = score, trainer.epoch, 0
-            self.best_state = {n: p.detach().clone() for n, p in trainer.module.named_parameters() if p.requires_grad}
+            self.best_state = {
+                n: p.detach().clone() for n, p in trainer.module.named_parameters() if p.requires_grad
+            }
         else:
             self.bad += 1
             if self.patience is not None and self.bad >= self.patience:

@@ -52,22 +52,56 @@ LossFn = Callable[[torch.nn.Module, np.ndarray], tuple[torch.Tensor, int]]
 def validate_dp(cfg: Any, where: str = "FinetuneConfig") -> None:
     """Check the DP settings of a :class:`FinetuneConfig` and what they can be combined with."""
     eps, delta, clip = cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm
-    check_param("dp_epsilon", eps, isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < math.inf,
-                "a finite float > 0 (e.g. 8), or None for no differential privacy", where)
-    check_param("dp_delta", delta, delta is None or (isinstance(delta, (int, float)) and 0 < delta < 1),
-                "a float in (0, 1), or None for 1 / number of training examples", where)
-    check_param("dp_max_grad_norm", clip, isinstance(clip, (int, float)) and 0 < clip < math.inf,
-                "a finite float > 0 (the per-example gradient clipping bound)", where)
-    check_param("method", cfg.method, cfg.method in DP_METHODS,
-                f"one of {list(DP_METHODS)} with dp_epsilon (opacus has no per-example gradients for "
-                f"{cfg.method!r}'s parameters)", where)
-    check_param("grad_accum", cfg.grad_accum, cfg.grad_accum == 1,
-                "1 with dp_epsilon (each Poisson batch is one DP step; raise batch_size instead)", where)
-    check_param("class_weights", cfg.class_weights, cfg.class_weights is None,
-                "None with dp_epsilon (a weighted mean ties each example's gradient to the rest of the batch)",
-                where)
-    check_param("ranking_loss", cfg.ranking_loss, cfg.task != "ranking" or cfg.ranking_loss == "pointwise",
-                "'pointwise' with dp_epsilon (pairwise losses put one example in two rows)", where)
+    check_param(
+        "dp_epsilon",
+        eps,
+        isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < math.inf,
+        "a finite float > 0 (e.g. 8), or None for no differential privacy",
+        where,
+    )
+    check_param(
+        "dp_delta",
+        delta,
+        delta is None or (isinstance(delta, (int, float)) and 0 < delta < 1),
+        "a float in (0, 1), or None for 1 / number of training examples",
+        where,
+    )
+    check_param(
+        "dp_max_grad_norm",
+        clip,
+        isinstance(clip, (int, float)) and 0 < clip < math.inf,
+        "a finite float > 0 (the per-example gradient clipping bound)",
+        where,
+    )
+    check_param(
+        "method",
+        cfg.method,
+        cfg.method in DP_METHODS,
+        f"one of {list(DP_METHODS)} with dp_epsilon (opacus has no per-example gradients for "
+        f"{cfg.method!r}'s parameters)",
+        where,
+    )
+    check_param(
+        "grad_accum",
+        cfg.grad_accum,
+        cfg.grad_accum == 1,
+        "1 with dp_epsilon (each Poisson batch is one DP step; raise batch_size instead)",
+        where,
+    )
+    check_param(
+        "class_weights",
+        cfg.class_weights,
+        cfg.class_weights is None,
+        "None with dp_epsilon (a weighted mean ties each example's gradient to the rest of the batch)",
+        where,
+    )
+    check_param(
+        "ranking_loss",
+        cfg.ranking_loss,
+        cfg.task != "ranking" or cfg.ranking_loss == "pointwise",
+        "'pointwise' with dp_epsilon (pairwise losses put one example in two rows)",
+        where,
+    )
 
 
 def per_example_generation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore: int) -> torch.Tensor:
@@ -116,19 +150,27 @@ def _explicit_positions(model: torch.nn.Module) -> Any:
     return model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, n_examples: int,
-                 cfg: Any) -> tuple[PrivateRun, torch.optim.Optimizer, Callable[[int], Any], LossFn]:
+def make_private(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, n_examples: int, cfg: Any
+) -> tuple[PrivateRun, torch.optim.Optimizer, Callable[[int], Any], LossFn]:
     """``(run, DP optimiser, Poisson batches(epoch), loss)`` for :class:`FinetuneLoop`.
 
     ``loss_fn(module, indices)`` is the per-batch mean loss; the returned loss also handles the
     empty batches Poisson sampling draws (a noise-only step). Call ``run.finish(model)`` after
     training and read ``run.report()``.
     """
-    strategy = DPStrategy(cfg.dp_epsilon, delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm, mode="hooks",
-                          seed=cfg.seed)
-    _, dp_optimizer, batches = strategy.setup(model, optimizer, lambda epoch: [], epochs=cfg.epochs,
-                                              n_samples=n_examples, batch_size=cfg.batch_size,
-                                              make_batch=lambda idx: idx)
+    strategy = DPStrategy(
+        cfg.dp_epsilon, delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm, mode="hooks", seed=cfg.seed
+    )
+    _, dp_optimizer, batches = strategy.setup(
+        model,
+        optimizer,
+        lambda epoch: [],
+        epochs=cfg.epochs,
+        n_samples=n_examples,
+        batch_size=cfg.batch_size,
+        make_batch=lambda idx: idx,
+    )
     run = PrivateRun(strategy, _explicit_positions(model))
 
     def dp_loss(module: torch.nn.Module, idx: np.ndarray) -> tuple[torch.Tensor, int]:

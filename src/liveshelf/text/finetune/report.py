@@ -36,8 +36,15 @@ def classification_report(y_true: Sequence[int], proba: np.ndarray, names: Seque
     labels = list(range(len(names)))
     pred = proba.argmax(axis=1)
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    per_class = {str(names[i]): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                                 "support": int(s[i])} for i in labels}
+    per_class = {
+        str(names[i]): {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
+        for i in labels
+    }
     auc = None
     present = np.unique(y)
     if len(present) >= 2:
@@ -47,17 +54,22 @@ def classification_report(y_true: Sequence[int], proba: np.ndarray, names: Seque
             auc = float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
         else:  # some classes absent from y: average the one-vs-rest AUCs of those present
             auc = float(np.mean([roc_auc_score(y == c, proba[:, c]) for c in present]))
-    return {"accuracy": float(accuracy_score(y, pred)),
-            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-            "auc": auc, "n": int(len(y)), "per_class": per_class}
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "auc": auc,
+        "n": int(len(y)),
+        "per_class": per_class,
+    }
 
 
 def ranking_report(labels: Sequence[float], scores: np.ndarray) -> dict[str, Any]:
     """AUC of pointwise relevance scores plus the classification report at score > 0 (probability 0.5)."""
     s = np.asarray(scores, dtype=np.float64)
     prob = 1.0 / (1.0 + np.exp(-s))
-    out = classification_report(np.asarray(labels, dtype=np.int64), np.stack([1 - prob, prob], axis=1),
-                                ["irrelevant", "relevant"])
+    out = classification_report(
+        np.asarray(labels, dtype=np.int64), np.stack([1 - prob, prob], axis=1), ["irrelevant", "relevant"]
+    )
     return out
 
 

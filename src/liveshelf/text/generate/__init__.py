@@ -44,9 +44,17 @@ def make_generator(backend: str = "grounded", **kwargs: Any) -> Generator:
         from liveshelf.text.generate.openai import OpenAIGenerator
 
         return OpenAIGenerator(**kwargs)
-    raise ConfigError(f"The 'backend' parameter of make_generator must be one of {list(BACKENDS)}. "
-                      f"Got {backend!r} instead.")
+    raise ConfigError(
+        f"The 'backend' parameter of make_generator must be one of {list(BACKENDS)}. Got {backend!r} instead."
+    )
 
 
-__all__ = ["BACKENDS", "GenerationRequest", "Generator", "GroundedGenerator", "ModelGenerator", "Pitch",
-           "make_generator"]
+__all__ = [
+    "BACKENDS",
+    "GenerationRequest",
+    "Generator",
+    "GroundedGenerator",
+    "ModelGenerator",
+    "Pitch",
+    "make_generator",
+]

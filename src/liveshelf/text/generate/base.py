@@ -75,10 +75,20 @@ class Pitch:
         return [self.reason, *self.talking_points, self.push]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"user": self.user, "item": self.item, "lang": self.lang, "reason": self.reason,
-                "talking_points": list(self.talking_points), "push": self.push, "backend": self.backend,
-                "facts_used": list(self.facts_used), "lead_fact": self.lead_fact, "attempts": self.attempts,
-                "fallback_reason": self.fallback_reason, "rejected": list(self.rejected)}
+        return {
+            "user": self.user,
+            "item": self.item,
+            "lang": self.lang,
+            "reason": self.reason,
+            "talking_points": list(self.talking_points),
+            "push": self.push,
+            "backend": self.backend,
+            "facts_used": list(self.facts_used),
+            "lead_fact": self.lead_fact,
+            "attempts": self.attempts,
+            "fallback_reason": self.fallback_reason,
+            "rejected": list(self.rejected),
+        }
 
 
 class Generator(abc.ABC):
@@ -112,8 +122,9 @@ def first_line(text: str) -> str:
 class ModelGenerator(Generator):
     """Model drafts behind the grounding check, with one retry and a ``grounded`` fallback."""
 
-    def __init__(self, *, fallback: Generator | None = None, known_brands: Sequence[str] = (),
-                 n_facts: int = 6) -> None:
+    def __init__(
+        self, *, fallback: Generator | None = None, known_brands: Sequence[str] = (), n_facts: int = 6
+    ) -> None:
         from liveshelf.text.generate.grounded import GroundedGenerator
 
         self.fallback = fallback if fallback is not None else GroundedGenerator(known_brands=known_brands)
@@ -152,8 +163,17 @@ class ModelGenerator(Generator):
             used += [k for k in res.facts_used if k not in used]
         if problems:
             return None, problems
-        return Pitch(user=req.user, item=req.item.item, lang=req.language, reason=reason, talking_points=points,
-                     push=push, backend=self.name, facts_used=used, lead_fact=used[0] if used else None), []
+        return Pitch(
+            user=req.user,
+            item=req.item.item,
+            lang=req.language,
+            reason=reason,
+            talking_points=points,
+            push=push,
+            backend=self.name,
+            facts_used=used,
+            lead_fact=used[0] if used else None,
+        ), []
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Pitch]:
         out: list[Pitch | None] = [None] * len(requests)
@@ -165,13 +185,21 @@ class ModelGenerator(Generator):
         for attempt in range(attempts):
             if not pending:
                 break
-            prompts = [prompt_messages(kind, requests[i].language, facts[i], tags[i],
-                                       strict="; ".join(rejected[i][:5]) if attempt and rejected[i] else None)
-                       for i in pending for kind in KINDS]
+            prompts = [
+                prompt_messages(
+                    kind,
+                    requests[i].language,
+                    facts[i],
+                    tags[i],
+                    strict="; ".join(rejected[i][:5]) if attempt and rejected[i] else None,
+                )
+                for i in pending
+                for kind in KINDS
+            ]
             answers = self.complete(prompts, attempt)
             still: list[int] = []
             for n, i in enumerate(pending):
-                pitch, problems = self._review(requests[i], answers[3 * n: 3 * n + 3])
+                pitch, problems = self._review(requests[i], answers[3 * n : 3 * n + 3])
                 if pitch is None:
                     rejected[i] += problems
                     still.append(i)

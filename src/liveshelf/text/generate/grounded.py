@@ -50,8 +50,16 @@ from liveshelf.text.grounding import check
 #: Lead-fact affinity from which a reason speaks of the viewer's habits ("you often watch ...").
 MATCH_AFFINITY = 0.15
 
-PRIORS: dict[str, float] = {"price": 0.05, "shipping": 0.04, "brand": 0.03, "category": 0.02, "rating": 0.02,
-                            "material": 0.015, "colour": 0.01, "size": 0.005}
+PRIORS: dict[str, float] = {
+    "price": 0.05,
+    "shipping": 0.04,
+    "brand": 0.03,
+    "category": 0.02,
+    "rating": 0.02,
+    "material": 0.015,
+    "colour": 0.01,
+    "size": 0.005,
+}
 
 
 class GroundedGenerator(Generator):
@@ -59,8 +67,13 @@ class GroundedGenerator(Generator):
 
     name = "grounded"
 
-    def __init__(self, encode: Callable[[list[str]], np.ndarray] | None = None, *, embed_weight: float = 0.3,
-                 known_brands: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        encode: Callable[[list[str]], np.ndarray] | None = None,
+        *,
+        embed_weight: float = 0.3,
+        known_brands: Sequence[str] = (),
+    ) -> None:
         self.encode = encode
         self.embed_weight = float(embed_weight)
         self.known_brands = tuple(known_brands)
@@ -81,8 +94,11 @@ class GroundedGenerator(Generator):
             return 0.0
         if fact.kind == "brand":
             g = glossary()
-            return max(p.brands.get(fact.value, 0.0), p.brands.get(g.translate(fact.value, "zh"), 0.0),
-                       p.brands.get(g.translate(fact.value, "en"), 0.0))
+            return max(
+                p.brands.get(fact.value, 0.0),
+                p.brands.get(g.translate(fact.value, "zh"), 0.0),
+                p.brands.get(g.translate(fact.value, "en"), 0.0),
+            )
         if fact.kind == "category":
             g = glossary()
             paths = {fact.value, g.category_path(fact.value, "zh"), g.category_path(fact.value, "en")}
@@ -133,22 +149,41 @@ class GroundedGenerator(Generator):
             lead = facts[0]
             second = facts[1] if len(facts) > 1 else None
             leaf = g.translate(item.leaf or noun, lang)
-            fields = {"noun": noun, "brand": item.brand or "", "leaf": leaf, "lead": lead.phrase(lang),
-                      "value": lead.value, "second": second.phrase(lang) if second else ""}
+            fields = {
+                "noun": noun,
+                "brand": item.brand or "",
+                "leaf": leaf,
+                "lead": lead.phrase(lang),
+                "value": lead.value,
+                "second": second.phrase(lang) if second else "",
+            }
             personal = self.affinity(req, lead) >= MATCH_AFFINITY
-            reason = self._reason(lang, lead.kind if personal else "neutral", fields, key,
-                                  has_second=second is not None)
+            reason = self._reason(
+                lang, lead.kind if personal else "neutral", fields, key, has_second=second is not None
+            )
             points = self._points(req, facts, lang)
             host = req.host or HOST_FALLBACK[lang]
             push = variant(PUSH_ZH if lang == "zh" else PUSH_EN, *key, "push").format(
-                host=host, noun=noun, lead=lead.phrase(lang))
+                host=host, noun=noun, lead=lead.phrase(lang)
+            )
         used: list[str] = []
         for text in [reason, *points, push]:
             res = check(text, item, context=req.context(), known_brands=self.known_brands)
             used += [k for k in res.facts_used if k not in used]
-        ordered = [f.key for f in facts if f.key in used] + [k for k in used if k not in {f.key for f in facts}]
-        return Pitch(user=req.user, item=item.item, lang=lang, reason=reason, talking_points=points, push=push,
-                     backend=self.name, facts_used=ordered, lead_fact=facts[0].key if facts else None)
+        ordered = [f.key for f in facts if f.key in used] + [
+            k for k in used if k not in {f.key for f in facts}
+        ]
+        return Pitch(
+            user=req.user,
+            item=item.item,
+            lang=lang,
+            reason=reason,
+            talking_points=points,
+            push=push,
+            backend=self.name,
+            facts_used=ordered,
+            lead_fact=facts[0].key if facts else None,
+        )
 
     @staticmethod
     def _reason(lang: str, kind: str, fields: dict[str, str], key: tuple[str, str], has_second: bool) -> str:
@@ -165,7 +200,9 @@ class GroundedGenerator(Generator):
             text = _cap(t.format(**fields), lang)
             if not too_long(text, lang):
                 return text
-        short = f"{fields['noun']}，{fields['lead']}" if lang == "zh" else f"{fields['noun']}, {fields['lead']}."
+        short = (
+            f"{fields['noun']}，{fields['lead']}" if lang == "zh" else f"{fields['noun']}, {fields['lead']}."
+        )
         if lang == "zh":
             return short[:40]
         return " ".join(short.split()[:20])
@@ -182,8 +219,9 @@ class GroundedGenerator(Generator):
             pts.append(("介绍商品：" if lang == "zh" else "Introduce the item: ") + noun)
         tags = (req.profile.tags_zh if lang == "zh" else req.profile.tags_en)[:2] if req.profile else []
         if tags:
-            why = (POINT_WHY_ZH if lang == "zh" else POINT_WHY_EN).format(why="、".join(tags) if lang == "zh"
-                                                                           else ", ".join(tags))
+            why = (POINT_WHY_ZH if lang == "zh" else POINT_WHY_EN).format(
+                why="、".join(tags) if lang == "zh" else ", ".join(tags)
+            )
             pts[0] += why
         return pts
 

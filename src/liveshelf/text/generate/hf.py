@@ -30,20 +30,44 @@ class HFGenerator(ModelGenerator):
 
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, *, max_new_tokens: int = 48, max_prompt_tokens: int = 384,
-                 batch_size: int = 8, temperature: float = 0.7, device: str = "cpu", seed: int = 0,
-                 fallback: Generator | None = None, known_brands: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        max_new_tokens: int = 48,
+        max_prompt_tokens: int = 384,
+        batch_size: int = 8,
+        temperature: float = 0.7,
+        device: str = "cpu",
+        seed: int = 0,
+        fallback: Generator | None = None,
+        known_brands: Sequence[str] = (),
+    ) -> None:
         where = "HFGenerator"
-        check_param("max_new_tokens", max_new_tokens, isinstance(max_new_tokens, int) and max_new_tokens >= 1,
-                    "an int >= 1", where)
-        check_param("max_prompt_tokens", max_prompt_tokens,
-                    isinstance(max_prompt_tokens, int) and max_prompt_tokens >= 8, "an int >= 8", where)
-        check_param("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1, "an int >= 1", where)
+        check_param(
+            "max_new_tokens",
+            max_new_tokens,
+            isinstance(max_new_tokens, int) and max_new_tokens >= 1,
+            "an int >= 1",
+            where,
+        )
+        check_param(
+            "max_prompt_tokens",
+            max_prompt_tokens,
+            isinstance(max_prompt_tokens, int) and max_prompt_tokens >= 8,
+            "an int >= 8",
+            where,
+        )
+        check_param(
+            "batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1, "an int >= 1", where
+        )
         path = Path(model_dir)
         if not (path / "config.json").is_file():
-            raise ConfigError(f"The 'model_dir' parameter of HFGenerator must be a local causal-LM directory with a "
-                              f"config.json. Got {str(model_dir)!r}. Download the model once (e.g. huggingface-cli "
-                              "download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR) and pass DIR.")
+            raise ConfigError(
+                f"The 'model_dir' parameter of HFGenerator must be a local causal-LM directory with a "
+                f"config.json. Got {str(model_dir)!r}. Download the model once (e.g. huggingface-cli "
+                "download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR) and pass DIR."
+            )
         super().__init__(fallback=fallback, known_brands=known_brands)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,11 +100,20 @@ class HFGenerator(ModelGenerator):
         if attempt == 0:
             self.tokens_generated_ = 0
         for lo in range(0, len(texts), self.batch_size):
-            chunk = texts[lo: lo + self.batch_size]
+            chunk = texts[lo : lo + self.batch_size]
             self.tokenizer.truncation_side = "left"
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_prompt_tokens, add_special_tokens=False).to(self.device)
-            kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+            enc = self.tokenizer(
+                chunk,
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_prompt_tokens,
+                add_special_tokens=False,
+            ).to(self.device)
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": self.max_new_tokens,
+                "pad_token_id": self.tokenizer.pad_token_id,
+            }
             if attempt == 0:
                 kwargs["do_sample"] = False
             else:
@@ -90,7 +123,7 @@ class HFGenerator(ModelGenerator):
                 kwargs["eos_token_id"] = self.tokenizer.eos_token_id
             with torch.no_grad():
                 gen = self.model.generate(**enc, **kwargs)
-            new = gen[:, enc["input_ids"].shape[1]:]
+            new = gen[:, enc["input_ids"].shape[1] :]
             for row in new:
                 ids = row.tolist()
                 if self.tokenizer.pad_token_id is not None:
@@ -101,8 +134,9 @@ class HFGenerator(ModelGenerator):
         return out
 
 
-def training_pairs(requests: Sequence[GenerationRequest], teacher: Generator | None = None
-                   ) -> tuple[list[str], list[str]]:
+def training_pairs(
+    requests: Sequence[GenerationRequest], teacher: Generator | None = None
+) -> tuple[list[str], list[str]]:
     """(prompt, target) texts for fine-tuning: three per request (reason, points, push), targets by ``teacher``.
 
     The teacher defaults to the ``grounded`` backend, whose texts pass the grounding check, so the
@@ -134,9 +168,19 @@ class _PairHelper(ModelGenerator):
         return [None] * len(prompts)
 
 
-def finetune_lora(model_dir: str | Path, requests: Sequence[GenerationRequest], out_dir: str | Path, *,
-                  epochs: int = 1, batch_size: int = 8, max_length: int = 256, r: int = 8, seed: int = 0,
-                  target_modules: list[str] | None = None, **config: Any) -> Path:
+def finetune_lora(
+    model_dir: str | Path,
+    requests: Sequence[GenerationRequest],
+    out_dir: str | Path,
+    *,
+    epochs: int = 1,
+    batch_size: int = 8,
+    max_length: int = 256,
+    r: int = 8,
+    seed: int = 0,
+    target_modules: list[str] | None = None,
+    **config: Any,
+) -> Path:
     """LoRA-tune ``model_dir`` on grounded (prompt, target) pairs; returns the merged model folder.
 
     Calls ``liveshelf.text.finetune.Finetuner`` (task ``generation``, method ``lora``), then
@@ -145,8 +189,19 @@ def finetune_lora(model_dir: str | Path, requests: Sequence[GenerationRequest], 
     from liveshelf.text.finetune import FinetuneConfig, Finetuner
 
     prompts, targets = training_pairs(requests)
-    cfg = FinetuneConfig(task="generation", method="lora", model=str(model_dir), epochs=epochs,
-                         batch_size=batch_size, max_length=max_length, r=r, seed=seed, patience=None,
-                         target_modules=target_modules, device="cpu", **config)
+    cfg = FinetuneConfig(
+        task="generation",
+        method="lora",
+        model=str(model_dir),
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=max_length,
+        r=r,
+        seed=seed,
+        patience=None,
+        target_modules=target_modules,
+        device="cpu",
+        **config,
+    )
     ft = Finetuner(cfg, verbose=False).fit(prompts, targets)
     return Path(ft.merge_and_save(out_dir))

@@ -29,19 +29,48 @@ class OpenAIGenerator(ModelGenerator):
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
-                 retries: int = 2, backoff: float = 0.5, max_tokens: int = 96, temperature: float = 0.7,
-                 concurrency: int = 4, fallback: Generator | None = None, known_brands: Sequence[str] = (),
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        max_tokens: int = 96,
+        temperature: float = 0.7,
+        concurrency: int = 4,
+        fallback: Generator | None = None,
+        known_brands: Sequence[str] = (),
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         where = "OpenAIGenerator"
-        check_param("base_url", base_url, isinstance(base_url, str) and base_url.startswith(("http://", "https://")),
-                    "an http(s) URL such as 'http://127.0.0.1:8000/v1'", where)
-        check_param("timeout", timeout, isinstance(timeout, (int, float)) and timeout > 0, "a number of seconds > 0",
-                    where)
+        check_param(
+            "base_url",
+            base_url,
+            isinstance(base_url, str) and base_url.startswith(("http://", "https://")),
+            "an http(s) URL such as 'http://127.0.0.1:8000/v1'",
+            where,
+        )
+        check_param(
+            "timeout",
+            timeout,
+            isinstance(timeout, (int, float)) and timeout > 0,
+            "a number of seconds > 0",
+            where,
+        )
         check_param("retries", retries, isinstance(retries, int) and retries >= 0, "an int >= 0", where)
-        check_param("max_tokens", max_tokens, isinstance(max_tokens, int) and max_tokens >= 1, "an int >= 1", where)
-        check_param("concurrency", concurrency, isinstance(concurrency, int) and concurrency >= 1, "an int >= 1",
-                    where)
+        check_param(
+            "max_tokens", max_tokens, isinstance(max_tokens, int) and max_tokens >= 1, "an int >= 1", where
+        )
+        check_param(
+            "concurrency",
+            concurrency,
+            isinstance(concurrency, int) and concurrency >= 1,
+            "an int >= 1",
+            where,
+        )
         super().__init__(fallback=fallback, known_brands=known_brands)
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -61,7 +90,12 @@ class OpenAIGenerator(ModelGenerator):
 
     def chat(self, messages: list[dict[str, str]], temperature: float) -> str | None:
         """One completion with retries; None (and a line in ``errors_``) when every try fails."""
-        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": temperature}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": temperature,
+        }
         last = ""
         for k in range(self.retries + 1):
             if k:
