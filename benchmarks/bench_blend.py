@@ -303,7 +303,7 @@ def main() -> None:
     from liveshelf.experiment.online_sim import live_times, prepare_home
     from liveshelf.experiment.ranker_train import train_ranker
     from liveshelf.models.ranker.live import LiveRanker
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     t_start, cpu_start = time.perf_counter(), time.process_time()
     tmp = Path(tempfile.mkdtemp(prefix="liveshelf-blend-"))

@@ -207,7 +207,7 @@ def build_home(folder: Path) -> dict[str, Any]:
     from liveshelf.data.split import dataset_to_train_data
     from liveshelf.data.store import EventStore
     from liveshelf.models import create_model
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     now = pd.Timestamp.now(tz="UTC").floor("s")
     frames = world_frames(now)

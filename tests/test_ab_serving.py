@@ -25,7 +25,7 @@ def small_home(tmp_path_factory):
     from liveshelf.data.split import dataset_to_train_data
     from liveshelf.data.store import EventStore
     from liveshelf.models import create_model
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     home = tmp_path_factory.mktemp("abserve")
     world = simulate(n_users=80, n_hosts=8, days=1, seed=1, use_review_corpus=False)

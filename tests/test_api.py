@@ -23,8 +23,8 @@ from liveshelf.data.simulate import simulate
 from liveshelf.data.split import dataset_to_train_data
 from liveshelf.data.store import EventStore
 from liveshelf.models import create_model
+from liveshelf.registry import ModelRegistry
 from liveshelf.serving.app import create_app
-from liveshelf.serving.registry import ModelRegistry
 from liveshelf.serving.settings import ServeSettings
 
 T0 = pd.Timestamp("2026-11-01T12:30:00Z")
@@ -349,7 +349,7 @@ def test_delete_removes_a_user_everywhere(served):
     assert client.get(f"/v1/users/{ACTIVE_USER}/profile", params={"at": iso(t)}).json()["events"] == 0
     assert feed(client, ACTIVE_USER, t)["fallback"] is True
     # the production model was trained on the user: marked stale, so the loop retrains without them
-    from liveshelf.privacy.deletion import LEDGER_FILE, privacy_dir, stale_versions
+    from liveshelf.serving.deletion import LEDGER_FILE, privacy_dir, stale_versions
 
     home = served[2]
     production = services.model_version()

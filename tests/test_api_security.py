@@ -27,8 +27,8 @@ import test_api as api
 from liveshelf.data.validate import Rules, validate
 from liveshelf.errors import ValidationError
 from liveshelf.names import check_id, is_printable_id, safe_name
+from liveshelf.registry import ModelRegistry
 from liveshelf.serving.app import create_app
-from liveshelf.serving.registry import ModelRegistry
 from liveshelf.serving.security import KeyRing, Proxies, TokenBucket, host_name, origin_allowed
 from liveshelf.serving.settings import ServeSettings
 from test_api import AUTH, KEY, T0, iso, live_rooms, shelf_items

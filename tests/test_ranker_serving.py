@@ -239,7 +239,7 @@ def test_live_ranker_refuses_bad_input():
 def test_trained_ranker_serves_with_reasons_from_its_contributions(world_home, tmp_path):
     """Train from replayed events, promote, serve: the answer names the ranker, the order follows its scores and
     the reasons are the per-source sums of its contributions (largest first)."""
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     world, template, t0 = world_home
     home = _copy(template, tmp_path)
@@ -336,7 +336,7 @@ def test_every_feature_belongs_to_a_reason_source():
 
 def test_loop_retrains_and_gates_the_ranker(world_home, tmp_path):
     from liveshelf.experiment.loop import ContinuousLoop, LoopConfig, read_decisions
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     _, template, _ = world_home
     home = _copy(template, tmp_path)

@@ -15,7 +15,7 @@ from liveshelf import __version__
 from liveshelf.cli import app
 from liveshelf.errors import ConfigError, NotFoundError
 from liveshelf.models import Context, TrainData, create_model
-from liveshelf.serving.registry import ModelHolder, ModelRegistry
+from liveshelf.registry import ModelHolder, ModelRegistry
 
 ITEMS = np.array(["a", "b", "c", "d"], dtype=object)
 CANDIDATES = np.arange(4)

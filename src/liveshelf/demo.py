@@ -388,7 +388,7 @@ def register_models(
     The baseline (first model) is promoted first so the production history has a rollback target;
     the best by ndcg@10 (then recall@10) on the temporal test split is promoted last and served.
     """
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     reg = ModelRegistry(home / "models")
     versions: dict[str, str] = {}

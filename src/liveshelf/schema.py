@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.timeutil import TS_DTYPE as TS_DTYPE  # re-exported: the frame columns' dtype
+from liveshelf.core.timeutil import from_epoch_seconds as from_epoch_seconds
+from liveshelf.core.timeutil import to_epoch_seconds as to_epoch_seconds
+
 
 class EventType(enum.StrEnum):
     """What a viewer did. The order is the engagement funnel, weakest first."""
@@ -144,8 +148,6 @@ ROOM_COLUMNS = ("id", "host", "title", "start", "end")
 SHELF_COLUMNS = ("room", "item", "start", "end", "pinned")
 HOST_COLUMNS = ("id", "name", "categories")
 
-TS_DTYPE = "datetime64[us, UTC]"
-
 
 def utc(ts: datetime | str | float | int) -> datetime:
     """Coerce a datetime, ISO string or epoch seconds to an aware UTC datetime."""
@@ -155,24 +157,6 @@ def utc(ts: datetime | str | float | int) -> datetime:
         return datetime.fromtimestamp(float(ts), tz=UTC)
     t = pd.Timestamp(ts)
     return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
-
-
-def to_epoch_seconds(values: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
-    """Float epoch seconds (NaN for missing) from a datetime column."""
-    s = pd.to_datetime(pd.Series(values), utc=True)
-    return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-
-
-def from_epoch_seconds(seconds: np.ndarray | pd.Series | list[float]) -> pd.Series:
-    """A ``datetime64[us, UTC]`` series from epoch seconds; NaN/inf become NaT."""
-    arr = np.asarray(seconds, dtype=np.float64)
-    ok = np.isfinite(arr)
-    micros = np.round(np.where(ok, arr, 0.0) * 1e6).astype("int64")
-    out = pd.Series(pd.to_datetime(micros, unit="us", utc=True)).astype(TS_DTYPE)
-    out[~ok] = pd.NaT
-    return out
 
 
 def host_categories(value: Any) -> list[str]:

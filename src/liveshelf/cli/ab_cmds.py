@@ -86,7 +86,7 @@ def _settings(items: list[str]) -> dict[str, dict]:
 
 def _check_models(home: Path, arms: list) -> None:
     """Every pinned model version must exist in the registry (else the server could not serve the arm)."""
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     reg = ModelRegistry(home / "models")
     for a in arms:

@@ -208,7 +208,7 @@ def train(
         console.print(f"saved {out}", highlight=False, markup=False)
     if register is not None:
         from liveshelf.config import Settings
-        from liveshelf.serving.registry import ModelRegistry
+        from liveshelf.registry import ModelRegistry
 
         reg = ModelRegistry((home if home is not None else Settings().home) / "models")
         version = reg.register(

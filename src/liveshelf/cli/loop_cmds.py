@@ -252,7 +252,7 @@ def forget(
     Raw ids of a pseudonymised store are hashed with LIVESHELF_PSEUDONYM_KEY.
     """
     from liveshelf.errors import LiveshelfError
-    from liveshelf.privacy.deletion import forget_user
+    from liveshelf.serving.deletion import forget_user
 
     try:
         report = forget_user(_home(home), None if pseudonym else user, pseudonym=user if pseudonym else None)

@@ -10,7 +10,7 @@ import typer
 from liveshelf.cli.app import app
 
 if TYPE_CHECKING:
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
 models_app = typer.Typer(help="List, promote and roll back registered model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -41,7 +41,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _registry(home: Path | None) -> ModelRegistry:
     from liveshelf.config import Settings
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     return ModelRegistry((home if home is not None else Settings().home) / "models")
 

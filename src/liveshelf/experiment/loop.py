@@ -21,14 +21,14 @@ One :class:`ContinuousLoop` looks after one registry name (e.g. ``"default"``). 
 
 4. saves it, loads the artifact back (what servers load) and evaluates it and production;
 5. runs the :mod:`~liveshelf.experiment.gate`, registers the candidate in the
-   :class:`~liveshelf.serving.registry.ModelRegistry` with metrics, lineage (data window,
+   :class:`~liveshelf.registry.ModelRegistry` with metrics, lineage (data window,
    event count, parent, trigger, mode, params, gate verdict; code version and git commit
    are added by the registry) and promotes it only when the gate passes;
 6. appends the decision to ``<home>/loop/<name>/decisions.jsonl`` and moves the watermark.
 
 Production is read from the registry at every cycle, so ``liveshelf models rollback``
 between cycles is respected: the next candidate's parent (and update base) is the
-version rolled back to. A stale production version (see :mod:`liveshelf.privacy.deletion`)
+version rolled back to. A stale production version (see :mod:`liveshelf.serving.deletion`)
 forces a refit from the store, never an update or warm start from the stale weights.
 
 >>> loop = ContinuousLoop(home, LoopConfig(name="default", model="itemknn"))  # doctest: +SKIP
@@ -425,7 +425,7 @@ class ContinuousLoop:
         registry: Any = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        from liveshelf.serving.registry import ModelRegistry
+        from liveshelf.registry import ModelRegistry
 
         self.home = Path(home).expanduser()
         self.config = (config or LoopConfig()).validate()
@@ -446,7 +446,7 @@ class ContinuousLoop:
         return json.loads(path.read_text())
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        from liveshelf.serving.state.base import atomic_write_text
+        from liveshelf.core.files import atomic_write_text
 
         atomic_write_text(self.folder / STATE, json.dumps(_jsonable(state), indent=2, sort_keys=True))
 
@@ -473,7 +473,7 @@ class ContinuousLoop:
         return head.events if wm is None else max(0, head.seq - wm.seq)
 
     def production_stale(self) -> bool:
-        from liveshelf.privacy.deletion import stale_versions
+        from liveshelf.serving.deletion import stale_versions
 
         prod = (
             self.registry.production(self.config.name) if self.registry.versions(self.config.name) else None
@@ -491,7 +491,7 @@ class ContinuousLoop:
         """
         from liveshelf.evaluation.runner import evaluate_model, seed_everything
         from liveshelf.evaluation.significance import compare
-        from liveshelf.privacy.deletion import stale_versions
+        from liveshelf.serving.deletion import stale_versions
 
         cfg = self.config
         t_start = time.perf_counter()

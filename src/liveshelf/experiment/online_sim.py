@@ -368,7 +368,7 @@ def prepare_home(
     from liveshelf.data.split import dataset_to_train_data
     from liveshelf.data.store import EventStore
     from liveshelf.models import create_model
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     ds = world.dataset
     with EventStore(home) as store:

@@ -291,7 +291,7 @@ def _store_events(home: Path | str) -> pd.DataFrame:
 
 def _production_models(home: Path | str, settings: Any) -> dict[str, Any]:
     from liveshelf.errors import NotFoundError
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     reg = ModelRegistry(Path(home) / "models")
     out: dict[str, Any] = {}
@@ -412,7 +412,7 @@ def train_ranker(
     log: Any = None,
 ) -> RankerReport:
     """Build rows, fit a :class:`LiveRanker`, evaluate on the newest queries, register, promote when it passes."""
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     check_param("source", source, source in SOURCES, f"one of {SOURCES}", "train_ranker")
     check_param("test_share", test_share, 0 < test_share < 0.9, "a float in (0, 0.9)", "train_ranker")

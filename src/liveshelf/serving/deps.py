@@ -91,7 +91,7 @@ class ModelSlot:
     """The production model of one registry name, or None while there is none (retried every ``poll_s``)."""
 
     def __init__(self, home: Path, name: str, poll_s: float = 1.0) -> None:
-        from liveshelf.serving.registry import ModelHolder, ModelRegistry
+        from liveshelf.registry import ModelHolder, ModelRegistry
 
         self.name = name
         self.poll_s = poll_s

@@ -74,7 +74,7 @@ class _PinnedModel:
     """One registry version, loaded on first use and kept (an arm's model does not hot-swap)."""
 
     def __init__(self, home: Path, name: str, version: str | None) -> None:
-        from liveshelf.serving.registry import ModelHolder, ModelRegistry
+        from liveshelf.registry import ModelHolder, ModelRegistry
 
         self.registry = ModelRegistry(Path(home) / "models")
         self.name, self.version = name, version

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from liveshelf.privacy.deletion import record_deletion
+from liveshelf.serving.deletion import record_deletion
 from liveshelf.serving.access import DeleteAccess, ReadAccess
 from liveshelf.serving.deps import AtDep, K, PipelineDep, ServicesDep
 from liveshelf.serving.experiments import FeedOutAB

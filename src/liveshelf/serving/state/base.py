@@ -20,9 +20,7 @@ import contextlib
 import functools
 import json
 import math
-import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.files import atomic_write_text
 from liveshelf.data.timeline import TimeLike, to_seconds, to_seconds_array
 from liveshelf.errors import ConfigError, DataFormatError, ValidationError, check_param
 from liveshelf.schema import EVENT_TYPES, EVENT_WEIGHTS
@@ -494,22 +493,6 @@ def audience_order(members: Iterable[tuple[str, float]], t: float, ttl: float) -
 
 
 # ---------------------------------------------------------------------------------- snapshots
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------- live layout
 @dataclass(frozen=True)
 class LiveLayout:

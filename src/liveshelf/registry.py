@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from liveshelf.core.files import atomic_write_text
 from liveshelf.errors import ConfigError, NotFoundError
 from liveshelf.names import is_safe_name
-from liveshelf.serving.state.base import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -124,7 +124,7 @@ def mark_stale(home: Path | str, name: str, versions: list[str], reason: str) ->
     entry = data.setdefault(name, {})
     for v in versions:
         entry.setdefault(v, {"marked_at": _now(), "reason": reason})
-    from liveshelf.serving.state.base import atomic_write_text
+    from liveshelf.core.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
@@ -182,7 +182,7 @@ def record_deletion(
     :func:`forget_user` and the HTTP route ``DELETE /v1/users/{user}`` both end here, so a deletion
     through either path makes the loop retrain without the user.
     """
-    from liveshelf.serving.registry import ModelRegistry
+    from liveshelf.registry import ModelRegistry
 
     home = Path(home).expanduser()
     reg = ModelRegistry(Path(registry_root) if registry_root is not None else home / "models")
