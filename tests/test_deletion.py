@@ -24,9 +24,9 @@ from liveshelf.data.store import EventStore
 from liveshelf.errors import ConfigError
 from liveshelf.experiment.loop import ContinuousLoop, LoopConfig, window_split
 from liveshelf.models import Context, create_model
-from liveshelf.serving.deletion import forget_user, stale_versions
 from liveshelf.privacy.pseudonym import Pseudonymiser
 from liveshelf.schema import POSITIVE_TYPES
+from liveshelf.serving.deletion import forget_user, stale_versions
 from liveshelf.serving.state import MemoryState
 
 KEY = "deletion-test-key"

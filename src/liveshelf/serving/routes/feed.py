@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from liveshelf.serving.deletion import record_deletion
 from liveshelf.serving.access import DeleteAccess, ReadAccess
+from liveshelf.serving.deletion import record_deletion
 from liveshelf.serving.deps import AtDep, K, PipelineDep, ServicesDep
 from liveshelf.serving.experiments import FeedOutAB
 from liveshelf.serving.schemas import (
