@@ -8,11 +8,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` (``"w"`` text UTF-8 or ``"wb"``); on a clean exit it is
     flushed, fsynced and moved onto ``path``."""
     if mode not in ("w", "wb"):
@@ -21,7 +21,8 @@ def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
+        encoding = "utf-8" if mode == "w" else None
+        with open(fd, mode, encoding=encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

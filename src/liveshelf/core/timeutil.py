@@ -8,14 +8,14 @@ way back.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 TS_DTYPE = "datetime64[us, UTC]"
 
-TimeLike = float | int | datetime | date | pd.Timestamp | np.datetime64 | str
+TimeLike: TypeAlias = float | int | datetime | date | pd.Timestamp | np.datetime64 | str
 
 
 def to_seconds(t: TimeLike) -> float:

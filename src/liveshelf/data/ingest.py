@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from liveshelf.data.store import EventStore, StoredEvents
-from liveshelf.data.validate import KINDS, Rules, Validated, check_kind, frame_to_arrow, validate
+from liveshelf.data.tables import KINDS, check_kind, frame_to_arrow
+from liveshelf.data.validate import Rules, Validated, validate
 from liveshelf.errors import ConfigError, DataFormatError, NotFoundError
 from liveshelf.privacy.pseudonym import Pseudonymiser
 

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from liveshelf.data.dataset import Dataset
-from liveshelf.data.validate import (
+from liveshelf.data.tables import (
     ARROW_SCHEMAS,
     COLUMNS,
     KEYS,

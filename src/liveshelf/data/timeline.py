@@ -4,10 +4,9 @@ Intervals are half open, ``start <= t < end``; an open end (``None`` / ``NaT``) 
 "still live" and is stored as ``+inf``. Times are float epoch seconds inside; every
 public method also accepts datetimes, pandas timestamps and ISO strings.
 
-The index is a static segment tree over the sorted distinct interval endpoints: an
-interval is stored at the O(log n) canonical nodes that cover it, node lists are kept
-as one CSR array, and a point query walks leaf -> root and concatenates the non-empty
-node lists, so it costs O(log n + answer). Building is vectorised level by level.
+The index is a static segment tree (:mod:`liveshelf.data.intervals`): a point query costs
+O(log n + answer). Time conversion is :mod:`liveshelf.core.timeutil` (``to_seconds``,
+``to_seconds_array`` and ``seconds_to_ts`` stay importable from here).
 
 Serving changes availability while the index is in use. New rooms / slots go to a
 small pending tail scanned linearly; ending an interval only shrinks it, so the index
@@ -19,276 +18,18 @@ index is rebuilt once the pending tail or the number of shrunk intervals grows p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.timeutil import TimeLike, to_epoch_seconds, to_seconds, to_seconds_array
+from liveshelf.core.timeutil import from_epoch_seconds as seconds_to_ts
+from liveshelf.data.intervals import GrowArray, IdArray, IntervalIndex, IntervalStore, LiveSets, csr
 from liveshelf.errors import NotFoundError, ValidationError
-from liveshelf.schema import TS_DTYPE, to_epoch_seconds
-
-TimeLike = float | int | datetime | date | pd.Timestamp | np.datetime64 | str
-
-
-def to_seconds(t: TimeLike) -> float:
-    """Float epoch seconds from a number, datetime, pandas/numpy timestamp or ISO string."""
-    if isinstance(t, (float, int, np.floating, np.integer)) and not isinstance(t, bool):
-        return float(t)
-    ts = pd.Timestamp(t)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return ts.value / 1e9  # .value is nanoseconds whatever the unit
-
-
-def to_seconds_array(ts: Any) -> np.ndarray:
-    """Float epoch seconds for an array-like of numbers or datetimes (NaN for missing)."""
-    arr = np.asarray(ts)
-    if arr.dtype.kind in "fiu":
-        return arr.astype(np.float64)
-    return to_epoch_seconds(pd.Series(list(arr) if arr.dtype == object else arr))
-
-
-def seconds_to_ts(seconds: Any) -> pd.Series:
-    """A ``datetime64[us, UTC]`` series from epoch seconds; NaN / inf become ``NaT`` (open ends)."""
-    arr = np.asarray(seconds, dtype=np.float64)
-    ok = np.isfinite(arr)
-    us = np.where(ok, np.round(np.where(ok, arr, 0.0) * 1e6), 0).astype("int64")
-    out = pd.Series(pd.to_datetime(us, unit="us", utc=True)).astype(TS_DTYPE)
-    out[~ok] = pd.NaT
-    return out
-
-
-@dataclass(frozen=True)
-class LiveSets:
-    """Answers of a batch query in CSR layout: query ``i`` owns ``ids[offsets[i]:offsets[i+1]]``."""
-
-    offsets: np.ndarray  # (Q+1,) int64
-    ids: np.ndarray  # (total,) room or item ids (str) or internal indices (int64)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.ids[self.offsets[i] : self.offsets[i + 1]]
-
-    def counts(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def query_index(self) -> np.ndarray:
-        """For every answer row, the query it belongs to."""
-        return np.repeat(np.arange(len(self), dtype=np.int64), self.counts())
-
-
-class IntervalIndex:
-    """Static segment tree over intervals ``[starts[i], ends[i])``; answers hold indices ``i``."""
-
-    def __init__(self, starts: np.ndarray, ends: np.ndarray) -> None:
-        starts = np.asarray(starts, dtype=np.float64)
-        ends = np.asarray(ends, dtype=np.float64)
-        self.n = len(starts)
-        finite_ends = ends[np.isfinite(ends)]
-        coords = np.unique(np.concatenate([starts, finite_ends]))
-        self.coords = coords  # leaf j covers [coords[j], coords[j+1])
-        m = max(len(coords), 1)
-        self.size = 1 << max(math.ceil(math.log2(m)), 0)
-        lo = np.searchsorted(coords, starts, side="left")
-        hi = np.where(np.isfinite(ends), np.searchsorted(coords, ends, side="left"), len(coords))
-        keep = hi > lo
-        ids = np.nonzero(keep)[0]
-        l_ = lo[keep].astype(np.int64) + self.size
-        r_ = hi[keep].astype(np.int64) + self.size
-        nodes: list[np.ndarray] = []
-        owners: list[np.ndarray] = []
-        while len(ids):  # canonical cover, all intervals one level at a time
-            take = (l_ & 1).astype(bool)
-            nodes.append(l_[take])
-            owners.append(ids[take])
-            l_ += take
-            take = (r_ & 1).astype(bool) & (l_ < r_)
-            r_ -= take
-            nodes.append(r_[take])
-            owners.append(ids[take])
-            l_ >>= 1
-            r_ >>= 1
-            alive = l_ < r_
-            if not alive.all():
-                ids, l_, r_ = ids[alive], l_[alive], r_[alive]
-        node = np.concatenate(nodes) if nodes else np.zeros(0, np.int64)
-        owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-        order = np.argsort(node, kind="stable")  # owners stay ascending within a node
-        self.members = owner[order].astype(np.int64)
-        self.ptr = np.zeros(2 * self.size + 1, dtype=np.int64)
-        np.cumsum(np.bincount(node, minlength=2 * self.size), out=self.ptr[1:])
-        self.depth = int(self.size).bit_length()  # levels leaf..root
-        self._shifts = np.arange(self.depth, dtype=np.int64)
-
-    def query(self, t: float, values: np.ndarray | None = None) -> np.ndarray:
-        """Indices of the intervals that contain ``t`` (unsorted).
-
-        ``values`` (aligned with :attr:`members`, e.g. ``ids[members]``) returns those instead:
-        the answer is then cut from contiguous blocks, with no gather.
-        """
-        m = self.members if values is None else values
-        leaf = int(np.searchsorted(self.coords, t, side="right")) - 1
-        if leaf < 0:
-            return m[:0]
-        nodes = (leaf + self.size) >> self._shifts  # leaf -> root
-        lo = self.ptr[nodes]
-        hi = self.ptr[nodes + 1]
-        parts = [m[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
-        if not parts:
-            return m[:0]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def query_batch(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(query_of_row, index)`` pairs for every interval containing each ``ts[q]``."""
-        ts = np.asarray(ts, dtype=np.float64)
-        leaf = np.searchsorted(self.coords, ts, side="right") - 1
-        ok = leaf >= 0
-        qs = np.nonzero(ok)[0]
-        node = leaf[ok].astype(np.int64) + self.size
-        q_parts, i_parts = [], []
-        while len(node):
-            a = self.ptr[node]
-            cnt = self.ptr[node + 1] - a
-            has = cnt > 0
-            if has.any():
-                a, cnt, q = a[has], cnt[has], qs[has]
-                total = int(cnt.sum())
-                starts_rep = np.repeat(a - np.cumsum(cnt) + cnt, cnt)
-                pos = np.arange(total, dtype=np.int64) + starts_rep
-                q_parts.append(np.repeat(q, cnt))
-                i_parts.append(self.members[pos])
-            node = node >> 1
-            keep = node >= 1
-            node, qs = node[keep], qs[keep]
-        if not q_parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(q_parts), np.concatenate(i_parts)
-
-
-class _Grow:
-    """A numpy array that grows by doubling; ``view`` is the filled part."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.arr = np.asarray(values).copy()
-        if not len(self.arr):
-            self.arr = np.zeros(16, dtype=self.arr.dtype)
-        self.n = len(values)
-
-    def append(self, v: Any) -> None:
-        if self.n == len(self.arr):
-            self.arr = np.resize(self.arr, 2 * len(self.arr))
-        self.arr[self.n] = v
-        self.n += 1
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.arr[: self.n]
-
-
-class _Ids:
-    """Growable fixed-width unicode id array: gathers are memcpy and create no GC-tracked objects."""
-
-    def __init__(self, ids: Any) -> None:
-        arr = np.asarray(list(ids), dtype=str)
-        self.n = len(arr)
-        self.arr = arr if len(arr) else np.zeros(16, dtype="<U16")
-
-    def append(self, value: str) -> None:
-        width = self.arr.dtype.itemsize // 4
-        if self.n == len(self.arr) or len(value) > width:
-            cap = 2 * len(self.arr) if self.n == len(self.arr) else len(self.arr)
-            grown = np.zeros(cap, dtype=f"<U{max(width, len(value))}")
-            grown[: self.n] = self.arr[: self.n]
-            self.arr = grown
-        self.arr[self.n] = value
-        self.n += 1
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.arr[: self.n]
-
-
-class _IntervalStore:
-    """Growable intervals with an index, a pending tail and lazy rebuilds.
-
-    With ``lazy=True`` the index is built on the first query only (shelf slots are reached
-    through their room, so the timeline uses their store as growable arrays and never pays
-    for a slot index).
-    """
-
-    def __init__(self, starts: np.ndarray, ends: np.ndarray, rebuild_every: int, lazy: bool = False) -> None:
-        n = len(starts)
-        cap = max(16, n)
-        self.starts = np.empty(cap, np.float64)
-        self.ends = np.empty(cap, np.float64)
-        self.starts[:n] = starts
-        self.ends[:n] = ends
-        self.n = n
-        self.rebuild_every = rebuild_every
-        self.index: IntervalIndex | None = None
-        self.n_indexed = 0
-        self.n_shrunk = 0
-        if not lazy:
-            self._rebuild()
-
-    def _rebuild(self) -> IntervalIndex:
-        self.index = IntervalIndex(self.starts[: self.n], self.ends[: self.n])
-        self.n_indexed = self.n
-        self.n_shrunk = 0
-        return self.index
-
-    def _maybe_rebuild(self) -> None:
-        limit = max(self.rebuild_every, self.n // 20)
-        if self.index is not None and (self.n - self.n_indexed) + self.n_shrunk > limit:
-            self._rebuild()
-
-    def append(self, start: float, end: float) -> int:
-        if self.n == len(self.starts):
-            cap = 2 * len(self.starts)
-            self.starts = np.resize(self.starts, cap)
-            self.ends = np.resize(self.ends, cap)
-        i = self.n
-        self.starts[i] = start
-        self.ends[i] = end
-        self.n += 1
-        self._maybe_rebuild()
-        return i
-
-    def shrink(self, i: int, end: float) -> None:
-        self.ends[i] = end
-        self.n_shrunk += 1
-        self._maybe_rebuild()
-
-    def at(self, t: float) -> np.ndarray:
-        index = self.index if self.index is not None else self._rebuild()
-        cand = index.query(t)
-        if self.n > self.n_indexed:
-            cand = np.concatenate([cand, np.arange(self.n_indexed, self.n)])
-            return cand[(self.starts[cand] <= t) & (self.ends[cand] > t)]
-        if self.n_shrunk:
-            return cand[self.ends[cand] > t]
-        return cand
-
-    def at_batch(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        index = self.index
-        if index is None or self.n > self.n_indexed or self.n_shrunk:
-            index = self._rebuild()  # batch work (evaluation) pays one rebuild, then runs exact
-        return index.query_batch(ts)
-
 
 _NO_IDS = np.zeros(0, dtype=str)
 _NO_IDS.flags.writeable = False
-
-
-def _csr(q: np.ndarray, values: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(q, kind="stable")
-    offsets = np.zeros(n_queries + 1, np.int64)
-    np.cumsum(np.bincount(q, minlength=n_queries), out=offsets[1:])
-    return offsets, values[order]
 
 
 def _end_seconds(values: pd.Series) -> np.ndarray:
@@ -337,7 +78,7 @@ class Timeline:
                 field="rooms.id",
                 value=dup,
             )
-        self._room_ids = _Ids(room_ids)
+        self._room_ids = IdArray(room_ids)
         self._room_idx: dict[str, int] = {r: i for i, r in enumerate(room_ids)}
         hosts = rooms["host"].astype(str).tolist() if "host" in rooms.columns else [""] * len(rooms)
         self._room_host: list[str] = hosts
@@ -352,7 +93,7 @@ class Timeline:
                 field="rooms.start",
                 value=rooms["start"].iloc[i],
             )
-        self._rooms = _IntervalStore(r_start, r_end, rebuild_every)
+        self._rooms = IntervalStore(r_start, r_end, rebuild_every)
         self._member_ids: np.ndarray = _NO_IDS
         self._member_ids_of: IntervalIndex | None = None
 
@@ -369,7 +110,7 @@ class Timeline:
             )
         items = shelf["item"].astype(str).to_numpy(dtype=object)
         s_item_idx, uniq = pd.factorize(items)  # hashing: fast on millions of strings
-        self._item_ids = _Ids(uniq)
+        self._item_ids = IdArray(uniq)
         self._item_idx: dict[str, int] = {it: i for i, it in enumerate(uniq)}
         s_start = to_epoch_seconds(shelf["start"]) if len(shelf) else np.zeros(0)
         s_end = _end_seconds(shelf["end"]) if len(shelf) else np.zeros(0)
@@ -386,10 +127,10 @@ class Timeline:
             if "pinned" in shelf.columns
             else np.zeros(len(shelf), bool)
         )
-        self._slots = _IntervalStore(s_start, s_end, rebuild_every, lazy=True)
-        self._slot_room = _Grow(np.asarray(s_room_idx, np.int64))
-        self._slot_item = _Grow(np.asarray(s_item_idx, np.int64))
-        self._slot_pinned = _Grow(np.asarray(pinned, bool))
+        self._slots = IntervalStore(s_start, s_end, rebuild_every, lazy=True)
+        self._slot_room = GrowArray(np.asarray(s_room_idx, np.int64))
+        self._slot_item = GrowArray(np.asarray(s_item_idx, np.int64))
+        self._slot_pinned = GrowArray(np.asarray(pinned, bool))
         self._rebuild_every = rebuild_every
         self._build_room_slots()
 
@@ -546,7 +287,7 @@ class Timeline:
         """The live rooms at every time in ``ts``, as CSR :class:`LiveSets` (ids or indices)."""
         ts = to_seconds_array(ts)
         q, i = self._rooms.at_batch(ts)
-        offsets, vals = _csr(q, i, len(ts))
+        offsets, vals = csr(q, i, len(ts))
         if as_ids:
             vals = self._rooms_arr()[vals]
         return LiveSets(offsets, vals)
@@ -677,3 +418,14 @@ class Timeline:
             raise NotFoundError(f"Item {item!r} is not on the shelf of room {room!r} at {t}; nothing to end.")
         for s in hits:
             self._slots.shrink(s, t)
+
+
+__all__ = [
+    "IntervalIndex",
+    "LiveSets",
+    "TimeLike",
+    "Timeline",
+    "seconds_to_ts",
+    "to_seconds",
+    "to_seconds_array",
+]

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from liveshelf.serving.state.base import OnlineState
+
 log = logging.getLogger("liveshelf.serving")
 
 #: Events applied per catch-up / rebuild step: one state transaction each, small enough to answer well inside
@@ -68,7 +70,7 @@ def recent_events(store: Any, window_s: float, *, now: float | None = None) -> p
 
 
 def rebuild_state(
-    state: Any,
+    state: OnlineState,
     store: Any,
     window_s: float,
     *,
@@ -85,7 +87,7 @@ def rebuild_state(
     steps of ``chunk`` (default: the state's ``replay_chunk``) without event-id de-duplication: the store holds
     each id once.
     """
-    chunk = int(chunk or getattr(state, "replay_chunk", CATCH_UP_CHUNK))
+    chunk = int(chunk or state.replay_chunk)
     state.clear()
     items = store.frame("items")
     if len(items):
@@ -99,9 +101,8 @@ def rebuild_state(
     head = store.max_seq()
     events = recent_events(store, window_s, now=now)
     if len(events):
-        replay = getattr(state, "replay_events", state.apply_events)
         for i in range(0, len(events), chunk):
-            replay(events.iloc[i : i + chunk])
+            state.replay_events(events.iloc[i : i + chunk])
             state.keep_sync_lock()
         if text is not None:
             text.update_events(events)
@@ -151,7 +152,7 @@ class StateSync:
 
     def __init__(
         self,
-        state: Any,
+        state: OnlineState,
         gateway: Any,
         *,
         window_s: float,

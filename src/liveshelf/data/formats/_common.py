@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from liveshelf.core.jsonsafe import plain
 from liveshelf.errors import DataFormatError
 from liveshelf.schema import EVENT_COLUMNS, TS_DTYPE, from_epoch_seconds
 
@@ -160,21 +161,13 @@ def json_objects(frame: pd.DataFrame) -> list[str]:
     """One JSON object string per row of ``frame`` (NaN dropped), keys sorted."""
     records = frame.to_dict(orient="records")
     return [
-        json.dumps(
-            {k: _plain(v) for k, v in r.items() if not _missing(v)}, ensure_ascii=False, sort_keys=True
-        )
+        json.dumps({k: plain(v) for k, v in r.items() if not _missing(v)}, ensure_ascii=False, sort_keys=True)
         for r in records
     ]
 
 
 def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v))
-
-
-def _plain(v: object) -> object:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def make_frame(columns: tuple[str, ...], n: int, **values: object) -> pd.DataFrame:

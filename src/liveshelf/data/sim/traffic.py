@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.timeutil import column_seconds
 from liveshelf.errors import ConfigError, check_param
 
 #: Schedule kinds, in the order they are applied when due at the same simulated second.
@@ -63,12 +64,6 @@ COUNTS: tuple[str, ...] = (
     "errors",
 )
 DAY_S = 86_400.0
-
-
-def _seconds(values: Any) -> np.ndarray:
-    """Epoch seconds (float) of a timestamp column; NaT -> NaN."""
-    ts = pd.to_datetime(pd.Series(values), utc=True)
-    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)  # NaT -> NaN
 
 
 def _clean(value: Any) -> Any:
@@ -132,7 +127,7 @@ class ReplayPlan:
         t_parts: list[np.ndarray] = []
         kinds: list[str] = []
         payload: list[dict[str, Any]] = []
-        r_start, r_end = _seconds(rooms["start"]), _seconds(rooms["end"])
+        r_start, r_end = column_seconds(rooms["start"]), column_seconds(rooms["end"])
         room_ids = set()
         for i, row in enumerate(rooms.itertuples(index=False)):
             room_ids.add(row.id)
@@ -147,7 +142,7 @@ class ReplayPlan:
         room_end = dict(zip(rooms["id"], r_end, strict=True))
         if shelf is not None and len(shelf):
             shelf = shelf[shelf["room"].isin(room_ids)]
-            s_start, s_end = _seconds(shelf["start"]), _seconds(shelf["end"])
+            s_start, s_end = column_seconds(shelf["start"]), column_seconds(shelf["end"])
             for i, row in enumerate(shelf.itertuples(index=False)):
                 t_parts.append(np.array([s_start[i]]))
                 kinds.append("slot_start")
@@ -166,7 +161,7 @@ class ReplayPlan:
                     kinds.append("slot_end")
                     payload.append({"room": row.room, "item": row.item, "at": float(end)})
         ev = events[events["room"].isna() | events["room"].isin(room_ids)]
-        e_t = _seconds(ev["ts"])
+        e_t = column_seconds(ev["ts"])
         cols = ("event_id", "user", "type", "room", "item", "value", "text")
         values = {c: ev[c].to_numpy(dtype=object) for c in cols}
         for i in range(len(ev)):

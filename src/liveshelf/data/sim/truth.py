@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from liveshelf.core.files import atomic_open, atomic_write_text
 from liveshelf.errors import DataFormatError, NotFoundError, check_param
 
 
@@ -187,20 +188,21 @@ class GroundTruth:
     # ---------------------------------------------------------------- persistence
     def save(self, folder: Path) -> None:
         folder = Path(folder)
-        np.savez_compressed(
-            folder / "truth.npz",
-            user_ids=self.user_ids.astype(str),
-            item_ids=self.item_ids.astype(str),
-            interests=self.interests,
-            price_sens=self.price_sens,
-            user_vec=self.user_vec,
-            item_vec=self.item_vec,
-            item_cat=self.item_cat,
-            item_quality=self.item_quality,
-            item_price_z=self.item_price_z,
-            **({} if self.fav_hosts is None else {"fav_hosts": self.fav_hosts.astype(str)}),
-            **({} if self.active_hour is None else {"active_hour": self.active_hour}),
-        )
+        with atomic_open(folder / "truth.npz", "wb") as fh:
+            np.savez_compressed(
+                fh,
+                user_ids=self.user_ids.astype(str),
+                item_ids=self.item_ids.astype(str),
+                interests=self.interests,
+                price_sens=self.price_sens,
+                user_vec=self.user_vec,
+                item_vec=self.item_vec,
+                item_cat=self.item_cat,
+                item_quality=self.item_quality,
+                item_price_z=self.item_price_z,
+                **({} if self.fav_hosts is None else {"fav_hosts": self.fav_hosts.astype(str)}),
+                **({} if self.active_hour is None else {"active_hour": self.active_hour}),
+            )
         meta = {
             "categories": self.categories,
             "params": asdict(self.params),
@@ -208,7 +210,9 @@ class GroundTruth:
             "- price_sens[u]*price_z[i] + b_vec*<user_vec[u],item_vec[i]>/sqrt(d))",
             "purchase_prob": "(1+position)**-eta * pref * min(1, kappa_cart*pref) * kappa_buy",
         }
-        (folder / "truth.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True))
+        atomic_write_text(
+            folder / "truth.json", json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True)
+        )
 
     @classmethod
     def load(cls, folder: Path) -> GroundTruth:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.files import atomic_open, atomic_write_text
+from liveshelf.core.timeutil import from_epoch_seconds
 from liveshelf.data.dataset import Dataset
 from liveshelf.data.sim.behaviour import (
     AGE_BANDS,
@@ -22,7 +24,6 @@ from liveshelf.data.sim.behaviour import (
 )
 from liveshelf.data.sim.catalog import leaves, make_supply
 from liveshelf.data.sim.truth import GroundTruth, SimConfig
-from liveshelf.data.timeline import seconds_to_ts
 from liveshelf.errors import DataFormatError
 from liveshelf.schema import GENDERS
 
@@ -43,16 +44,18 @@ class World:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name in FRAMES:
-            getattr(self.dataset, name).to_parquet(folder / f"{name}.parquet", index=False)
+            with atomic_open(folder / f"{name}.parquet", "wb") as fh:
+                getattr(self.dataset, name).to_parquet(fh, index=False)
         self.truth.save(folder)
-        (folder / "world.json").write_text(
+        atomic_write_text(
+            folder / "world.json",
             json.dumps(
                 {"config": asdict(self.config), **self.meta},
                 ensure_ascii=False,
                 indent=1,
                 sort_keys=True,
                 default=str,
-            )
+            ),
         )
         return folder
 
@@ -98,7 +101,7 @@ def simulate(config: SimConfig | None = None, **overrides: Any) -> World:
     events = pd.DataFrame(
         {
             "event_id": "e" + pd.Series(np.arange(n)).astype(str).str.zfill(9),
-            "ts": seconds_to_ts(np.floor(ev["ts"] * 1000.0) / 1000.0),  # floor keeps t < end
+            "ts": from_epoch_seconds(np.floor(ev["ts"] * 1000.0) / 1000.0),  # floor keeps t < end
             "user": user_ids[ev["user"]],
             "type": np.asarray(TYPE_CODES, dtype=object)[ev["type"]],
             "room": np.concatenate([room_ids, none])[ev["room"]],
@@ -131,16 +134,16 @@ def simulate(config: SimConfig | None = None, **overrides: Any) -> World:
             "id": room_ids,
             "host": host_ids[supply.room_host],
             "title": supply.room_title,
-            "start": seconds_to_ts(supply.room_start),
-            "end": seconds_to_ts(supply.room_end),
+            "start": from_epoch_seconds(supply.room_start),
+            "end": from_epoch_seconds(supply.room_end),
         }
     )
     shelf = pd.DataFrame(
         {
             "room": room_ids[supply.slot_room],
             "item": item_ids[supply.slot_item],
-            "start": seconds_to_ts(supply.slot_start),
-            "end": seconds_to_ts(supply.slot_end),
+            "start": from_epoch_seconds(supply.slot_start),
+            "end": from_epoch_seconds(supply.slot_end),
             "pinned": supply.slot_pinned,
         }
     )

@@ -1,524 +1,72 @@
-"""The online-state contract and the arithmetic both backends share.
+"""The online-state contract: :class:`OnlineState`, the interface both backends implement.
 
-Everything that decides an answer (batch preparation, decayed-counter maths, shelf
-ordering, audience rules) lives here as plain functions, so the in-memory and the Redis
-backend give equal answers; the backends only store and fetch.
+Everything that decides an answer lives in plain functions, so the in-memory and the Redis
+backend give equal answers; the backends only store and fetch:
 
-Decayed counters are kept in *log space*. An event of weight ``w`` at time ``t`` adds
-``w * 2 ** (-(T - t) / half_life)`` to a counter read at time ``T``. A counter is stored
-as one float, its log-score ``s = log2(sum_i w_i * 2 ** ((t_i - ANCHOR) / half_life))``;
-its value at ``T`` is ``2 ** (s - (T - ANCHOR) / half_life)``. Adding a batch is a
-log-add-exp (``hi + log2(1 + 2 ** (lo - hi))``), order-independent, so out-of-order
-events are exact too, and ranking counters by value at any ``T`` is ranking by ``s``
-(a Redis sorted set answers top-k directly).
+- :mod:`~liveshelf.serving.state.batch` — event batches, sequence entries, audience changes;
+- :mod:`~liveshelf.serving.state.counters` — decayed counters in log space (``ANCHOR``, top-k order);
+- :mod:`~liveshelf.serving.state.shelves` — room and slot rows, shelf order, audiences, live layouts.
+
+Their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import functools
 import json
 import math
-import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.catalog import category_prefixes
 from liveshelf.core.files import atomic_write_text
-from liveshelf.data.timeline import TimeLike, to_seconds, to_seconds_array
-from liveshelf.errors import ConfigError, DataFormatError, ValidationError, check_param
-from liveshelf.schema import EVENT_TYPES, EVENT_WEIGHTS
-
-#: Counter families: ``top(kind, ...)`` / ``counter(kind, ...)``. ``room_item`` is scoped by room.
-COUNTER_KINDS: tuple[str, ...] = ("item", "room", "host", "room_item", "category")
-
-#: Reference time (epoch seconds) of the log-scores; keeps them small so doubles stay precise.
-ANCHOR = 1_700_000_000.0
-
-#: Event types kept in user sequences by default (impressions are exposure, not behaviour).
-SEQUENCE_TYPES: frozenset[str] = frozenset(t for t in EVENT_TYPES if t != "impression")
+from liveshelf.core.timeutil import TimeLike, to_seconds
+from liveshelf.errors import ConfigError, DataFormatError, check_param
+from liveshelf.schema import EVENT_TYPES
+from liveshelf.serving.state.batch import (
+    SEQUENCE_TYPES,
+    Batch,
+    SeqEntry,
+    audience_updates,
+    check_limit,
+    interned,
+    prepare_events,
+    sequence_rows,
+)
+from liveshelf.serving.state.counters import (
+    ANCHOR,
+    COUNTER_KINDS,
+    CounterUpdate,
+    check_kind,
+    counter_updates,
+    decayed,
+    log_add,
+    rank_top,
+)
+from liveshelf.serving.state.shelves import (
+    LiveLayout,
+    audience_order,
+    check_end_time,
+    end_item_slots,
+    end_room_slots,
+    is_live,
+    order_shelf,
+    room_rows,
+    slot_rows,
+    unpin_slots,
+    validity,
+)
 
 SNAPSHOT_FORMAT = "liveshelf-online-state"
 SNAPSHOT_VERSION = 1
 
-SeqEntry = tuple[str | None, str | None, float, str]
 
-
-# ---------------------------------------------------------------------------------- batches
-@dataclass(frozen=True)
-class Batch:
-    """One events frame as arrays, sorted by ``ts`` (stable, so ties keep arrival order)."""
-
-    users: np.ndarray  # object str
-    items: np.ndarray  # object str | None
-    rooms: np.ndarray  # object str | None
-    ts: np.ndarray  # float64 epoch seconds
-    types: np.ndarray  # object str
-    event_ids: np.ndarray  # object str | None
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def take(self, mask: np.ndarray) -> Batch:
-        return Batch(
-            self.users[mask],
-            self.items[mask],
-            self.rooms[mask],
-            self.ts[mask],
-            self.types[mask],
-            self.event_ids[mask],
-        )
-
-    def dedupe_pairs(self) -> list[tuple[int, str, float]]:
-        """``(row, event_id, ts)`` of the rows that carry an event id."""
-        return [
-            (i, e, t)
-            for i, (e, t) in enumerate(zip(self.event_ids.tolist(), self.ts.tolist(), strict=True))
-            if e is not None
-        ]
-
-
-def _ids(frame: pd.DataFrame, col: str) -> np.ndarray:
-    """An id column as an object array of str, None where missing."""
-    if col not in frame.columns:
-        return np.full(len(frame), None, dtype=object)
-    out = frame[col].to_numpy(dtype=object, na_value=None)
-    if pd.api.types.infer_dtype(out, skipna=True) not in ("string", "empty"):
-        out = np.asarray([None if x is None else str(x) for x in out], dtype=object)
-    return out
-
-
-def _seconds(values: pd.Series) -> np.ndarray:
-    """Float epoch seconds of a datetime, numeric or string column (vectorised for datetimes)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
-        us = pd.Series(values).dt.as_unit(
-            "us"
-        )  # microseconds / 1e6: the same doubles as Timestamp.timestamp()
-        out = us.array.asi8 / 1e6
-        out[us.isna().to_numpy()] = np.nan
-        return out
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return to_seconds_array(values.to_numpy())
-
-
-def prepare_events(events: pd.DataFrame) -> Batch:
-    """Check an events frame (schema ``EVENT_COLUMNS``) and return it as a sorted :class:`Batch`."""
-    if not isinstance(events, pd.DataFrame):
-        raise ValidationError(
-            f"apply_events takes a pandas DataFrame with the schema's EVENT_COLUMNS. "
-            f"Got {type(events).__name__} instead.",
-            field="events",
-            value=type(events).__name__,
-        )
-    missing = [c for c in ("ts", "user", "type") if c not in events.columns]
-    if missing:
-        raise ValidationError(
-            f"The events frame lacks columns {missing}; expected the schema columns "
-            "(event_id, ts, user, type, room, item, value, text). Rename the columns.",
-            field="events",
-            value=list(events.columns),
-        )
-    for col in ("ts", "user", "type"):
-        bad = events[col].isna().to_numpy()
-        if bad.any():
-            i = int(np.nonzero(bad)[0][0])
-            raise ValidationError(
-                f"Event row {i} has no '{col}'; every event needs ts, user and type. "
-                "Drop or fix the row (the ingest validator does).",
-                field=col,
-                value=None,
-            )
-    ts = _seconds(events["ts"])
-    types = events["type"].astype(str).to_numpy(dtype=object)
-    unknown = sorted(set(pd.unique(types)) - set(EVENT_TYPES))
-    if unknown:
-        raise ValidationError(
-            f"The 'type' column holds unknown event types {unknown}; expected one of "
-            f"{list(EVENT_TYPES)}. Map them before posting.",
-            field="type",
-            value=unknown[0],
-        )
-    order = np.argsort(ts, kind="stable")
-    return Batch(
-        users=_ids(events, "user")[order],
-        items=_ids(events, "item")[order],
-        rooms=_ids(events, "room")[order],
-        ts=ts[order],
-        types=types[order],
-        event_ids=_ids(events, "event_id")[order],
-    )
-
-
-def _intern(value: Any) -> Any:
-    return sys.intern(value) if type(value) is str else value
-
-
-def interned(values: np.ndarray) -> list[Any]:
-    """``values`` as a list whose strings are interned (one object per distinct id); None / NaN -> None.
-    Each distinct value is interned once per call (ids repeat within a batch)."""
-    codes, uniq = pd.factorize(values)
-    table = np.empty(len(uniq) + 1, dtype=object)
-    table[: len(uniq)] = [_intern(u) for u in uniq.tolist()]
-    table[-1] = None  # code -1: a missing value
-    return table[codes].tolist()
-
-
-def sequence_rows(batch: Batch, keep_types: frozenset[str]) -> dict[str, list[SeqEntry]]:
-    """Per user, the batch's sequence entries in time order."""
-    out: dict[str, list[SeqEntry]] = {}
-    codes, uniq = pd.factorize(batch.types)
-    keep = np.asarray([u in keep_types for u in uniq], dtype=bool)[codes]
-    # ids repeat across events: one shared string object per id (interned) keeps a long state small
-    entries = zip(
-        interned(batch.items[keep]),
-        interned(batch.rooms[keep]),
-        batch.ts[keep].tolist(),
-        interned(batch.types[keep]),
-        strict=True,
-    )
-    for u, entry in zip(interned(batch.users[keep]), entries, strict=True):
-        rows = out.get(u)
-        if rows is None:
-            out[u] = [entry]
-        else:
-            rows.append(entry)
-    return out
-
-
-def audience_updates(batch: Batch) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
-    """``(room, user, last_seen)`` to upsert (keeping the larger last-seen) and ``(room, user)`` to remove.
-
-    Per (room, user) pair the latest event of the batch decides: ``leave`` removes the viewer,
-    an impression changes nothing, any other event marks them present at its time.
-    """
-    sel = np.not_equal(batch.rooms, None) & (batch.types != "impression")
-    last: dict[tuple[str, str], tuple[float, str]] = {}
-    for r, u, t, ty in zip(
-        batch.rooms[sel].tolist(),
-        batch.users[sel].tolist(),
-        batch.ts[sel].tolist(),
-        batch.types[sel].tolist(),
-        strict=True,
-    ):
-        last[(r, u)] = (t, ty)  # the batch is time-sorted: the last write is the latest event
-    upserts = [(r, u, t) for (r, u), (t, ty) in last.items() if ty != "leave"]
-    removes = [(r, u) for (r, u), (_, ty) in last.items() if ty == "leave"]
-    return upserts, removes
-
-
-# ---------------------------------------------------------------------------------- counters
-def log_add(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """``log2(2**a + 2**b)`` as ``hi + log2(1 + 2**(lo - hi))`` (the Redis script does the same).
-
-    ``a`` may be ``-inf`` (a new counter); ``b`` must be finite.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    hi = np.maximum(a, b)  # b is finite, so hi is finite and lo - hi is well defined (a may be -inf)
-    lo = np.minimum(a, b)
-    return hi + np.log(1.0 + np.exp2(lo - hi)) / math.log(2.0)
-
-
-def decayed(score: np.ndarray | float, t: float, half_life: float) -> np.ndarray:
-    """Counter value at ``t`` from log-scores."""
-    return np.exp2(np.asarray(score, dtype=np.float64) - (t - ANCHOR) / half_life)
-
-
-def _group_log_sum(codes: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ``codes`` (ascending) and ``log2(sum(2**x))`` per code (max-shifted, no underflow)."""
-    uniq, inv = np.unique(codes, return_inverse=True)
-    m = np.full(len(uniq), -np.inf)
-    np.maximum.at(m, inv, x)
-    total = np.bincount(inv, weights=np.exp2(x - m[inv]), minlength=len(uniq))
-    return uniq, m + np.log2(total)
-
-
-@dataclass(frozen=True)
-class CounterUpdate:
-    """Log-scores to add: ``scopes[i]`` is the room for ``room_item`` (else ``""``)."""
-
-    scopes: np.ndarray
-    keys: np.ndarray
-    scores: np.ndarray
-
-
-@functools.lru_cache(maxsize=65_536)
-def category_prefixes(path: str) -> tuple[str, ...]:
-    """``"a > b > c"`` -> ``("a", "a > b", "a > b > c")`` (every level is counted; memoised: a catalogue has
-    few distinct paths)."""
-    parts = [p.strip() for p in path.split(">") if p.strip()]
-    return tuple(" > ".join(parts[: i + 1]) for i in range(len(parts)))
-
-
-def counter_updates(
-    batch: Batch, half_life: float, host_of: dict[str, str | None], category_of: dict[str, str | None]
-) -> dict[str, CounterUpdate]:
-    """Aggregated log-score increments per counter kind for one batch."""
-    t_codes, t_uniq = pd.factorize(batch.types)
-    w = np.asarray([EVENT_WEIGHTS[t] for t in t_uniq], dtype=np.float64)[t_codes]
-    pos = w > 0
-    if not pos.any():
-        return {}
-    x_all = np.where(pos, np.log2(np.where(pos, w, 1.0)) + (batch.ts - ANCHOR) / half_life, -np.inf)
-    r_codes, r_uniq = pd.factorize(batch.rooms)  # None -> -1
-    i_codes, i_uniq = pd.factorize(batch.items)
-    r_uniq = np.asarray(r_uniq, dtype=object)
-    i_uniq = np.asarray(i_uniq, dtype=object)
-    has_item = pos & (i_codes >= 0)
-    has_room = pos & (r_codes >= 0)
-    out: dict[str, CounterUpdate] = {}
-
-    def add(kind: str, codes: np.ndarray, names: np.ndarray, x: np.ndarray) -> None:
-        if not len(codes):
-            return
-        uniq, s = _group_log_sum(codes, x)
-        out[kind] = CounterUpdate(np.full(len(uniq), "", dtype=object), names[uniq], s)
-
-    add("item", i_codes[has_item], i_uniq, x_all[has_item])
-    add("room", r_codes[has_room], r_uniq, x_all[has_room])
-    host_names = np.asarray([host_of.get(r) for r in r_uniq.tolist()], dtype=object)
-    if len(host_names):
-        h_codes_of_room, h_uniq = pd.factorize(host_names)
-        h_codes = np.where(r_codes >= 0, h_codes_of_room[np.maximum(r_codes, 0)], -1)
-        has_host = has_room & (h_codes >= 0)
-        add("host", h_codes[has_host], np.asarray(h_uniq, dtype=object), x_all[has_host])
-    both = has_item & has_room
-    if both.any():
-        pair = r_codes[both].astype(np.int64) * len(i_uniq) + i_codes[both]
-        uniq, s = _group_log_sum(pair, x_all[both])
-        out["room_item"] = CounterUpdate(r_uniq[uniq // len(i_uniq)], i_uniq[uniq % len(i_uniq)], s)
-    if category_of:
-        levels_of = [category_prefixes(c) if (c := category_of.get(it)) else [] for it in i_uniq.tolist()]
-        n_levels = np.asarray([len(v) for v in levels_of], dtype=np.int64)
-        rows = np.nonzero(has_item)[0]
-        rows = rows[n_levels[i_codes[rows]] > 0]
-        if len(rows):
-            flat = [lv for v in levels_of for lv in v]
-            offsets = np.concatenate([[0], np.cumsum(n_levels)])
-            counts = n_levels[i_codes[rows]]
-            rep = np.repeat(rows, counts)
-            within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-            level_idx = offsets[i_codes[rep]] + within
-            c_codes, c_uniq = pd.factorize(np.asarray(flat, dtype=object)[level_idx])
-            add("category", c_codes, np.asarray(c_uniq, dtype=object), x_all[rep])
-    return out
-
-
-def check_kind(kind: str, scope: str | None, where: str) -> None:
-    check_param("kind", kind, kind in COUNTER_KINDS, f"one of {list(COUNTER_KINDS)}", where)
-    if kind == "room_item":
-        check_param(
-            "scope",
-            scope,
-            isinstance(scope, str) and bool(scope),
-            "a room id (room_item counters are per room)",
-            where,
-        )
-    else:
-        check_param(
-            "scope", scope, scope is None, f"None for kind {kind!r} (only room_item takes a scope)", where
-        )
-
-
-def check_limit(limit: int | None) -> None:
-    check_param(
-        "limit",
-        limit,
-        limit is None or (isinstance(limit, int) and limit >= 1),
-        "an int >= 1 or None",
-        "user_sequence",
-    )
-
-
-def rank_top(pairs: Iterable[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-    """Top ``k`` by score; ties by key, descending (the order of Redis ``ZREVRANGE``)."""
-    return sorted(pairs, key=lambda p: (p[1], p[0]), reverse=True)[:k]
-
-
-# ---------------------------------------------------------------------------------- rooms and shelves
-def room_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Validated room records ``{id, host, title, start, end}`` (epoch seconds, end None = live)."""
-    missing = [c for c in ("id", "host", "start") if c not in frame.columns]
-    if missing:
-        raise ValidationError(
-            f"The rooms frame lacks columns {missing}; expected (id, host, title, start, end). "
-            "Rename the columns.",
-            field="rooms",
-            value=list(frame.columns),
-        )
-    ids = _ids(frame, "id")
-    hosts = _ids(frame, "host")
-    titles = _ids(frame, "title")
-    start = _seconds(frame["start"])
-    end = _seconds(frame["end"]) if "end" in frame.columns else np.full(len(frame), np.nan)
-    rows = []
-    for i in range(len(frame)):
-        if ids[i] is None or math.isnan(start[i]):
-            raise ValidationError(
-                f"Room row {i} needs an id and a start; got id={ids[i]!r}, "
-                f"start={frame['start'].iloc[i]!r}. Fix the row.",
-                field="rooms.start",
-                value=frame["start"].iloc[i],
-            )
-        e = None if math.isnan(end[i]) or math.isinf(end[i]) else float(end[i])
-        if e is not None and e < start[i]:
-            raise ValidationError(
-                f"The 'end' of room {ids[i]!r} must not be before its start {start[i]}. Got {e} instead.",
-                field="rooms.end",
-                value=e,
-            )
-        rows.append(
-            {"id": ids[i], "host": hosts[i], "title": titles[i] or "", "start": float(start[i]), "end": e}
-        )
-    return rows
-
-
-def slot_rows(frame: pd.DataFrame) -> list[tuple[str, str, float, float | None, bool]]:
-    """Validated shelf slots ``(room, item, start, end, pinned)``."""
-    missing = [c for c in ("room", "item", "start") if c not in frame.columns]
-    if missing:
-        raise ValidationError(
-            f"The shelf frame lacks columns {missing}; expected (room, item, start, end, "
-            "pinned). Rename the columns.",
-            field="shelf",
-            value=list(frame.columns),
-        )
-    rooms, items = _ids(frame, "room"), _ids(frame, "item")
-    start = _seconds(frame["start"])
-    end = _seconds(frame["end"]) if "end" in frame.columns else np.full(len(frame), np.nan)
-    pinned = (
-        frame["pinned"].astype(object).fillna(False).astype(bool).to_numpy()
-        if "pinned" in frame.columns
-        else np.zeros(len(frame), bool)
-    )
-    out = []
-    for i in range(len(frame)):
-        if rooms[i] is None or items[i] is None or math.isnan(start[i]):
-            raise ValidationError(
-                f"Shelf row {i} needs a room, an item and a start; got room={rooms[i]!r}, "
-                f"item={items[i]!r}. Fix the row.",
-                field="shelf",
-                value=i,
-            )
-        e = None if math.isnan(end[i]) or math.isinf(end[i]) else float(end[i])
-        if e is not None and e < start[i]:
-            raise ValidationError(
-                f"The 'end' of the slot of {items[i]!r} in {rooms[i]!r} must not be before "
-                f"its start {start[i]}. Got {e} instead.",
-                field="shelf.end",
-                value=e,
-            )
-        out.append((rooms[i], items[i], float(start[i]), e, bool(pinned[i])))
-    return out
-
-
-def is_live(room: dict[str, Any] | None, t: float) -> bool:
-    """``start <= t < end`` (open end = live), the Timeline's semantics."""
-    if room is None:
-        return False
-    end = room["end"]
-    return room["start"] <= t and (end is None or t < end)
-
-
-def order_shelf(slots: Iterable[tuple[str, float, float | None, bool]], t: float) -> list[str]:
-    """Items of the slots active at ``t``: pinned first, then by first slot start, then id."""
-    best: dict[str, tuple[bool, float]] = {}
-    for item, start, end, pinned in slots:
-        if start <= t and (end is None or t < end):
-            p, s = best.get(item, (False, math.inf))
-            best[item] = (p or pinned, min(s, start))
-    return sorted(best, key=lambda it: (not best[it][0], best[it][1], it))
-
-
-def end_room_slots(
-    slots: Iterable[tuple[str, float, float | None, bool]], t: float
-) -> list[tuple[str, float, float | None, bool]]:
-    """Slots whose end changes when their room ends at ``t`` (new end ``max(t, start)``)."""
-    return [
-        (item, start, max(t, start), pinned) for item, start, end, pinned in slots if end is None or end > t
-    ]
-
-
-def unpin_slots(
-    slots: Iterable[tuple[str, float, float | None, bool]], item: str, t: float
-) -> list[tuple[str, float, float | None, bool]]:
-    """Slot rows to write so ``item`` stays on the shelf but is no longer pinned from ``t`` on.
-
-    An active pinned slot ``[s, e)`` becomes ``[s, t)`` pinned plus ``[t, e)`` not pinned
-    (just "not pinned" when it starts at ``t``), so the past stays as it was.
-    """
-    out = []
-    for it, start, end, pinned in slots:
-        if it == item and pinned and start <= t and (end is None or t < end):
-            if start == t:
-                out.append((it, start, end, False))
-            else:
-                out += [(it, start, t, True), (it, t, end, False)]
-    return out
-
-
-def end_item_slots(
-    slots: Iterable[tuple[str, float, float | None, bool]], item: str, t: float
-) -> list[tuple[str, float, float | None, bool]]:
-    """Slot rows to write so ``item`` leaves the shelf at ``t``."""
-    return [
-        (it, start, t, pinned)
-        for it, start, end, pinned in slots
-        if it == item and start <= t and (end is None or t < end)
-    ]
-
-
-def check_end_time(room_id: str, room: dict[str, Any], t: float) -> None:
-    end = math.inf if room["end"] is None else room["end"]
-    if not room["start"] <= t <= end:
-        raise ValidationError(
-            f"The end time of room {room_id!r} must lie in [{room['start']}, {end}] (its start "
-            f"and current end). Got {t} instead.",
-            field="t",
-            value=t,
-        )
-
-
-def audience_order(members: Iterable[tuple[str, float]], t: float, ttl: float) -> list[str]:
-    """Viewers seen within ``ttl`` seconds before ``t``, most recent first (ties: id descending)."""
-    alive = [(u, s) for u, s in members if s > t - ttl]
-    return [u for u, _ in sorted(alive, key=lambda p: (p[1], p[0]), reverse=True)]
-
-
-# ---------------------------------------------------------------------------------- snapshots
-# ---------------------------------------------------------------------------------- live layout
-@dataclass(frozen=True)
-class LiveLayout:
-    """The live rooms at one time, their rows and ordered shelves, and how long that holds.
-
-    ``valid_from <= t < valid_until`` bounds the times at which :meth:`OnlineState.live_rooms`
-    and :meth:`OnlineState.shelf` give the same answers (no room or slot starts or ends in
-    between), as long as no write happens (see :meth:`OnlineState.live_version`).
-    """
-
-    rooms: list[str]
-    info: list[dict[str, Any]]
-    shelves: list[list[str]]
-    valid_from: float
-    valid_until: float
-
-
-def validity(bounds: Iterable[float], t: float) -> tuple[float, float]:
-    """``[max bound <= t, min bound > t)`` over the finite ``bounds`` (``-inf`` / ``inf`` when none)."""
-    b = np.asarray([x for x in bounds if x is not None], dtype=np.float64)
-    b = b[np.isfinite(b)]
-    lo, hi = b[b <= t], b[b > t]
-    return (float(lo.max()) if len(lo) else -math.inf, float(hi.min()) if len(hi) else math.inf)
-
-
-# ---------------------------------------------------------------------------------- the contract
 class OnlineState(abc.ABC):
     """Per-user sequences, rooms, shelves, audiences and decayed counters, shared by requests.
 
@@ -697,7 +245,7 @@ class OnlineState(abc.ABC):
             check_param(
                 "key", key, isinstance(key, tuple) and len(key) == 2, "a (room, item) tuple", "counter"
             )
-            scope, key = key
+            scope, key = cast("tuple[str, str]", key)
         check_kind(kind, scope, "counter")
         s = self._score(kind, str(key), scope)
         return 0.0 if s is None else float(decayed(s, to_seconds(t), self.half_life))
@@ -791,3 +339,38 @@ class OnlineState(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections (the memory backend has none)."""
+
+
+__all__ = [
+    "ANCHOR",
+    "COUNTER_KINDS",
+    "SEQUENCE_TYPES",
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_VERSION",
+    "Batch",
+    "CounterUpdate",
+    "LiveLayout",
+    "OnlineState",
+    "SeqEntry",
+    "audience_order",
+    "audience_updates",
+    "category_prefixes",
+    "check_end_time",
+    "check_kind",
+    "check_limit",
+    "counter_updates",
+    "decayed",
+    "end_item_slots",
+    "end_room_slots",
+    "interned",
+    "is_live",
+    "log_add",
+    "order_shelf",
+    "prepare_events",
+    "rank_top",
+    "room_rows",
+    "sequence_rows",
+    "slot_rows",
+    "unpin_slots",
+    "validity",
+]

@@ -17,31 +17,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liveshelf.data.timeline import TimeLike, to_seconds
+from liveshelf.core.timeutil import TimeLike, to_seconds
 from liveshelf.errors import NotFoundError, ValidationError
-from liveshelf.serving.state.base import (
-    COUNTER_KINDS,
+from liveshelf.serving.state.base import OnlineState
+from liveshelf.serving.state.batch import (
     Batch,
-    LiveLayout,
-    OnlineState,
     SeqEntry,
-    _intern,
-    audience_order,
     audience_updates,
-    check_end_time,
-    check_kind,
     check_limit,
+    intern_id,
+    prepare_events,
+    sequence_rows,
+)
+from liveshelf.serving.state.counters import (
+    COUNTER_KINDS,
+    check_kind,
     counter_updates,
     decayed,
+    log_add,
+    rank_top,
+)
+from liveshelf.serving.state.shelves import (
+    LiveLayout,
+    audience_order,
+    check_end_time,
     end_item_slots,
     end_room_slots,
     is_live,
-    log_add,
     order_shelf,
-    prepare_events,
-    rank_top,
     room_rows,
-    sequence_rows,
     slot_rows,
     unpin_slots,
     validity,
@@ -218,7 +222,7 @@ class MemoryState(OnlineState):
             upserts, removes = audience_updates(batch)
             aud, user_rooms = self._aud, self._user_rooms
             for room, user, ts in upserts:
-                user = _intern(user)  # the same string object as the user's sequence key
+                user = intern_id(user)  # the same string object as the user's sequence key
                 members = aud.get(room)
                 if members is None:
                     members = aud[room] = {}
@@ -242,11 +246,11 @@ class MemoryState(OnlineState):
                     continue
                 n0 = len(self._pairs)
                 scopes = up.scopes.tolist()
-                rows = self._pairs.merge(
+                pair_rows = self._pairs.merge(
                     [f"{r}{SEP}{i}" for r, i in zip(scopes, up.keys.tolist(), strict=True)], up.scores
                 )
-                for j in np.nonzero(rows >= n0)[0].tolist():
-                    self._pair_rows.setdefault(scopes[j], []).append(int(rows[j]))
+                for j in np.nonzero(pair_rows >= n0)[0].tolist():
+                    self._pair_rows.setdefault(scopes[j], []).append(int(pair_rows[j]))
         return len(batch)
 
     def _dedupe(self, batch: Batch) -> Batch:
@@ -550,7 +554,7 @@ class MemoryState(OnlineState):
         with self._lock:
             self._reset()
             for user, rows in data.get("sequences", {}).items():
-                self._seq[user] = [tuple(r) for r in rows][-self.max_seq :]  # type: ignore[misc]
+                self._seq[user] = [tuple(r) for r in rows][-self.max_seq :]
             for room, members in data.get("audience", {}).items():
                 self._aud[room] = {u: float(s) for u, s in members.items()}
                 for u in members:

@@ -1,26 +1,7 @@
 """Redis online state: several uvicorn workers (or machines) share one state.
 
-Keys (all under ``prefix``, default ``"liveshelf:"``):
-
-==============================  ===========  =============================================
-key                             type         content
-==============================  ===========  =============================================
-``meta``                        hash         ``half_life`` and ``anchor`` (checked on connect)
-``seen``                        sorted set   event id -> ts, the de-duplication window
-``seq:<user>``                  list         ``item␟room␟ts␟type`` entries, capped (RPUSH+LTRIM)
-``aud:<room>``                  sorted set   viewer -> last-seen epoch seconds
-``urooms:<user>``               set          rooms the user was seen in (for deletion)
-``room:<room>``                 hash         host, title, start, end ("" = live)
-``room_host``                   hash         room -> host (one HMGET per event batch)
-``rooms:start`` / ``rooms:end``  sorted set   room -> start / end (+inf while live)
-``live_version``                string       INCR'd by every room / shelf write and ``clear``
-``shelf:<room>``                hash         ``item␟start`` -> ``end␟pinned``
-``item_cat``                    hash         item -> category path
-``cnt:<kind>``                  sorted set   key -> log-score (item, room, host, category)
-``cnt:room_item:<room>``        sorted set   item -> log-score
-``sync``                        hash         ``epoch`` and ``seq``: the store events applied (catch-up)
-``sync_lock``                   string       held by the worker catching up (expires)
-==============================  ===========  =============================================
+The keys and their encodings are :mod:`liveshelf.serving.state.redis_layout`; the Lua scripts
+are :mod:`liveshelf.serving.state.redis_lua`.
 
 One ``apply_events`` call is one MULTI/EXEC transaction of two Lua scripts (sequences and
 audiences; log-adding the counters), so other workers see a batch entirely or not at all,
@@ -30,7 +11,6 @@ memory backend (:mod:`liveshelf.serving.state.base`), so both give equal answers
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,212 +19,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liveshelf.data.timeline import TimeLike, to_seconds
+from liveshelf.core.timeutil import TimeLike, to_seconds
 from liveshelf.errors import ConfigError, NotFoundError, ValidationError
-from liveshelf.serving.state.base import (
-    ANCHOR,
-    COUNTER_KINDS,
+from liveshelf.serving.state.base import OnlineState
+from liveshelf.serving.state.batch import (
     Batch,
-    LiveLayout,
-    OnlineState,
     SeqEntry,
-    audience_order,
     audience_updates,
-    check_end_time,
-    check_kind,
     check_limit,
-    counter_updates,
-    decayed,
+    prepare_events,
+    sequence_rows,
+)
+from liveshelf.serving.state.counters import ANCHOR, check_kind, counter_updates, decayed
+from liveshelf.serving.state.redis_layout import (
+    KINDS,
+    LIVE_VERSION,
+    Slot,
+    bump,
+    decode_room,
+    decode_seq,
+    decode_slots,
+    encode_seq,
+    fmt,
+    read_state,
+    write_room,
+    write_slots,
+    write_state,
+)
+from liveshelf.serving.state.redis_lua import APPLY_LUA, AUDIENCE_LUA, DEDUPE_LUA, LIVE_LUA, MERGE_LUA
+from liveshelf.serving.state.shelves import (
+    LiveLayout,
+    audience_order,
+    check_end_time,
     end_item_slots,
     end_room_slots,
     is_live,
     order_shelf,
-    prepare_events,
     room_rows,
-    sequence_rows,
     slot_rows,
     unpin_slots,
     validity,
 )
-
-SEP = "\x1f"
-#: Bumped by every room / shelf write (and ``clear``); not a state key, so ``clear`` keeps it
-#: and a reader's cached live layout can never match a number used before.
-_LIVE_VERSION = "live_version"
-_KINDS = frozenset(
-    {"seen", "meta", "seq", "aud", "urooms", "room", "room_host", "rooms", "shelf", "item_cat", "cnt", "sync"}
-)
-Slot = tuple[str, float, float | None, bool]
-
-# Log-add counter increments; the same arithmetic as base.log_add. KEYS: sorted sets; ARGV: per
-# key n, then n (member, log-score) pairs.
-_MERGE_LUA = """
-local ln2 = math.log(2)
-local p = 1
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local n = tonumber(ARGV[p]); p = p + 1
-  for j = 1, n do
-    local m = ARGV[p]
-    local b = tonumber(ARGV[p + 1])
-    p = p + 2
-    local old = redis.call('ZSCORE', key, m)
-    local new = b
-    if old then
-      local a = tonumber(old)
-      local hi, lo = a, b
-      if b > a then hi = b; lo = a end
-      new = hi + math.log(1 + 2 ^ (lo - hi)) / ln2
-    end
-    redis.call('ZADD', key, string.format('%.17g', new), m)
-  end
-end
-return #KEYS
-"""
-
-# Sequences (RPUSH + LTRIM), audiences (ZADD GT / ZREM) and user -> rooms sets, one call per batch.
-# KEYS: seq keys, then audience keys, then urooms keys. ARGV: max_seq, #seq, #aud, #urooms, then per
-# seq key: n, n entries; per audience key: n, n (member, score) pairs, m, m members to remove;
-# per urooms key: n, n rooms.
-_APPLY_LUA = """
-local max_seq = tonumber(ARGV[1])
-local ns, na, nu = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local p = 5
-local function chunked(cmd, key, first, last, extra)
-  local i = first
-  while i <= last do
-    local j = math.min(i + 999, last)
-    if extra then
-      redis.call(cmd, key, extra, unpack(ARGV, i, j))
-    else
-      redis.call(cmd, key, unpack(ARGV, i, j))
-    end
-    i = j + 1
-  end
-end
-for i = 1, ns do
-  local c = tonumber(ARGV[p]); p = p + 1
-  chunked('RPUSH', KEYS[i], p, p + c - 1)
-  redis.call('LTRIM', KEYS[i], -max_seq, -1)
-  p = p + c
-end
-for i = 1, na do
-  local key = KEYS[ns + i]
-  local c = tonumber(ARGV[p]); p = p + 1
-  if c > 0 then
-    local args = {}
-    for j = 0, c - 1 do
-      args[#args + 1] = ARGV[p + 2 * j + 1]
-      args[#args + 1] = ARGV[p + 2 * j]
-    end
-    for a = 1, #args, 1000 do
-      redis.call('ZADD', key, 'GT', unpack(args, a, math.min(a + 999, #args)))
-    end
-  end
-  p = p + 2 * c
-  local r = tonumber(ARGV[p]); p = p + 1
-  if r > 0 then chunked('ZREM', key, p, p + r - 1) end
-  p = p + r
-end
-for i = 1, nu do
-  local c = tonumber(ARGV[p]); p = p + 1
-  chunked('SADD', KEYS[ns + na + i], p, p + c - 1)
-  p = p + c
-end
-return ns + na + nu
-"""
-
-# Mark event ids as seen (ZADD NX: 1 = new), then forget those older than the window.
-# ARGV: cutoff, then (event id, ts) pairs.
-_DEDUPE_LUA = """
-local out = {}
-for i = 2, #ARGV, 2 do
-  out[#out + 1] = redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i])
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-return out
-"""
-
-# Rooms with end > t, then start <= t: one round trip.
-# audience sizes of many rooms in one call. KEYS: (room hash, audience zset) pairs; ARGV: t, the last-seen cutoff
-_AUDIENCE_LUA = """
-local t = tonumber(ARGV[1])
-local out = {}
-for i = 1, #KEYS, 2 do
-  local se = redis.call('HMGET', KEYS[i], 'start', 'end')
-  local live = true
-  if se[1] then
-    if tonumber(se[1]) > t then live = false end
-    if se[2] and se[2] ~= '' and t >= tonumber(se[2]) then live = false end
-  end
-  out[#out + 1] = live and redis.call('ZCOUNT', KEYS[i + 1], '(' .. ARGV[2], '+inf') or 0
-end
-return out
-"""
-
-_LIVE_LUA = """
-local t = tonumber(ARGV[1])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
-local out = {}
-for _, id in ipairs(ids) do
-  local s = redis.call('ZSCORE', KEYS[2], id)
-  if s and tonumber(s) <= t then
-    out[#out + 1] = id
-    out[#out + 1] = s
-  end
-end
-return out
-"""
-
-
-def _f(x: float) -> str:
-    return repr(float(x))
-
-
-def _opt(x: str | None) -> str:
-    return "" if x is None else x
-
-
-def _none(x: str) -> str | None:
-    return None if x == "" else x
-
-
-def _encode_seq(e: SeqEntry) -> str:
-    return SEP.join((_opt(e[0]), _opt(e[1]), _f(e[2]), e[3]))
-
-
-def _decode_seq(s: str) -> SeqEntry:
-    item, room, ts, ty = s.split(SEP)
-    return _none(item), _none(room), float(ts), ty
-
-
-def _decode_room(rid: str, h: dict[str, str]) -> dict[str, Any] | None:
-    if not h:
-        return None
-    return {
-        "id": rid,
-        "host": _none(h.get("host", "")),
-        "title": h.get("title", ""),
-        "start": float(h["start"]),
-        "end": None if h.get("end", "") == "" else float(h["end"]),
-    }
-
-
-def _decode_slots(h: dict[str, str]) -> list[Slot]:
-    out = []
-    for field, value in h.items():
-        item, start = field.rsplit(SEP, 1)
-        end, pinned = value.split(SEP)
-        out.append((item, float(start), None if end == "" else float(end), pinned == "1"))
-    return out
-
-
-def _slot_field(item: str, start: float) -> str:
-    return f"{item}{SEP}{_f(start)}"
-
-
-def _slot_value(end: float | None, pinned: bool) -> str:
-    return f"{'' if end is None else _f(end)}{SEP}{int(bool(pinned))}"
 
 
 class RedisState(OnlineState):
@@ -283,7 +98,7 @@ class RedisState(OnlineState):
         self.url = url
         self.prefix = prefix
         self._redis = redis
-        self.r = (
+        self.r: Any = (  # decode_responses: every reply is str
             client
             if client is not None
             else redis.Redis.from_url(
@@ -300,11 +115,13 @@ class RedisState(OnlineState):
                 f"Cannot reach Redis at {url!r} ({exc}). Start the server (`redis-server`), fix "
                 "the URL, or use the in-memory state ('memory')."
             ) from exc
-        self._merge = self.r.register_script(_MERGE_LUA)
-        self._apply = self.r.register_script(_APPLY_LUA)
-        self._dedupe = self.r.register_script(_DEDUPE_LUA)
-        self._live = self.r.register_script(_LIVE_LUA)
-        self._audience_sizes = self.r.register_script(_AUDIENCE_LUA)
+        self._merge = self.r.register_script(MERGE_LUA)
+        self._apply = self.r.register_script(APPLY_LUA)
+        self._dedupe = self.r.register_script(DEDUPE_LUA)
+        self._live = self.r.register_script(LIVE_LUA)
+        self._audience_sizes = self.r.register_script(AUDIENCE_LUA)
+        self._lock_token: str | None = None  # set while this object holds the sync lock
+        self._lock_ttl = 5.0
         self._check_meta()
 
     def __repr__(self) -> str:
@@ -317,8 +134,8 @@ class RedisState(OnlineState):
     def _check_meta(self) -> None:
         key = self._k("meta")
         pipe = self.r.pipeline(transaction=True)
-        pipe.hsetnx(key, "half_life", _f(self.half_life))
-        pipe.hsetnx(key, "anchor", _f(ANCHOR))
+        pipe.hsetnx(key, "half_life", fmt(self.half_life))
+        pipe.hsetnx(key, "anchor", fmt(ANCHOR))
         pipe.hmget(key, ["half_life", "anchor"])
         half_life, anchor = pipe.execute()[-1]
         if float(half_life) != self.half_life or float(anchor) != ANCHOR:
@@ -376,7 +193,7 @@ class RedisState(OnlineState):
                 self.r.delete(key)
 
     def keep_sync_lock(self) -> None:
-        token = getattr(self, "_lock_token", None)
+        token = self._lock_token
         if token is not None and self.r.get(self._k("sync_lock")) == token:
             self.r.pexpire(self._k("sync_lock"), int(self._lock_ttl * 1000))
 
@@ -387,9 +204,9 @@ class RedisState(OnlineState):
             return 0
         marked: list[str] = []
         if self.dedupe_window > 0 and (pairs := batch.dedupe_pairs()):
-            args: list[str] = [_f(float(batch.ts.max()) - self.dedupe_window)]
+            args: list[str] = [fmt(float(batch.ts.max()) - self.dedupe_window)]
             for _, e, t in pairs:
-                args += [e, _f(t)]
+                args += [e, fmt(t)]
             flags = self._dedupe(keys=[self._k("seen")], args=args)
             keep = np.ones(len(batch), dtype=bool)
             for (i, e, _), new in zip(pairs, flags, strict=True):
@@ -433,7 +250,7 @@ class RedisState(OnlineState):
         rems: dict[str, list[str]] = {}
         user_rooms: dict[str, list[str]] = {}
         for room, user, ts in upserts:
-            adds.setdefault(room, []).extend((user, _f(ts)))
+            adds.setdefault(room, []).extend((user, fmt(ts)))
             user_rooms.setdefault(user, []).append(room)
         for room, user in removes:
             rems.setdefault(room, []).append(user)
@@ -446,7 +263,7 @@ class RedisState(OnlineState):
         args: list[str | int] = [self.max_seq, len(seq), len(aud_rooms), len(user_rooms)]
         for rows in seq.values():
             args.append(len(rows))
-            args += [_encode_seq(e) for e in rows]
+            args += [encode_seq(e) for e in rows]
         for room in aud_rooms:
             pairs, gone = adds.get(room, []), rems.get(room, [])
             args += [len(pairs) // 2, *pairs, len(gone), *gone]
@@ -458,7 +275,7 @@ class RedisState(OnlineState):
             scopes = up.scopes.tolist()
             for j, (member, score) in enumerate(zip(up.keys.tolist(), up.scores.tolist(), strict=True)):
                 key = self._k("cnt", "room_item", scopes[j]) if kind == "room_item" else self._k("cnt", kind)
-                by_key.setdefault(key, []).extend((member, _f(score)))
+                by_key.setdefault(key, []).extend((member, fmt(score)))
         c_keys = list(by_key)
         c_args: list[str | int] = []
         for flat in by_key.values():
@@ -475,7 +292,7 @@ class RedisState(OnlineState):
     def user_sequence(self, user: str, limit: int | None = None) -> list[SeqEntry]:
         check_limit(limit)
         start = 0 if limit is None else -limit
-        return [_decode_seq(s) for s in self.r.lrange(self._k("seq", user), start, -1)]
+        return [decode_seq(s) for s in self.r.lrange(self._k("seq", user), start, -1)]
 
     def delete_user(self, user: str) -> None:
         rooms = self.r.smembers(self._k("urooms", user))
@@ -513,32 +330,17 @@ class RedisState(OnlineState):
         pipe.execute()
         return len(sub)
 
-    def _write_room(self, pipe: Any, row: dict[str, Any]) -> None:
-        rid = row["id"]
-        pipe.hset(
-            self._k("room", rid),
-            mapping={
-                "host": _opt(row["host"]),
-                "title": row["title"] or "",
-                "start": _f(row["start"]),
-                "end": "" if row["end"] is None else _f(row["end"]),
-            },
-        )
-        pipe.hset(self._k("room_host"), rid, _opt(row["host"]))
-        pipe.zadd(self._k("rooms", "start"), {rid: row["start"]})
-        pipe.zadd(self._k("rooms", "end"), {rid: math.inf if row["end"] is None else row["end"]})
-
     def upsert_rooms(self, frame: pd.DataFrame) -> int:
         rows = room_rows(frame)
         pipe = self.r.pipeline(transaction=True)
         for row in rows:
-            self._write_room(pipe, row)
-        self._bump(pipe)
+            write_room(pipe, self._k, row)
+        bump(pipe, self._k)
         pipe.execute()
         return len(rows)
 
     def room(self, room: str) -> dict[str, Any] | None:
-        return _decode_room(room, self.r.hgetall(self._k("room", room)))
+        return decode_room(room, self.r.hgetall(self._k("room", room)))
 
     def rooms(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
         if not ids:
@@ -546,22 +348,18 @@ class RedisState(OnlineState):
         pipe = self.r.pipeline(transaction=False)
         for r in ids:
             pipe.hgetall(self._k("room", r))
-        return [_decode_room(r, h) for r, h in zip(ids, pipe.execute(), strict=True)]
-
-    def _bump(self, pipe: Any) -> None:
-        """Queue the increment of the live version (in the write's own transaction)."""
-        pipe.incr(self._k(_LIVE_VERSION))
+        return [decode_room(r, h) for r, h in zip(ids, pipe.execute(), strict=True)]
 
     def live_version(self) -> int | None:
-        return int(self.r.get(self._k(_LIVE_VERSION)) or 0)
+        return int(self.r.get(self._k(LIVE_VERSION)) or 0)
 
     def live_layout(self, t: TimeLike) -> LiveLayout:
         t = to_seconds(t)
         rooms = self.live_rooms(t)
         pipe = self.r.pipeline(transaction=False)
         for key in (self._k("rooms", "start"), self._k("rooms", "end")):
-            pipe.zrevrangebyscore(key, _f(t), "-inf", start=0, num=1, withscores=True)
-            pipe.zrangebyscore(key, f"({_f(t)}", "+inf", start=0, num=1, withscores=True)
+            pipe.zrevrangebyscore(key, fmt(t), "-inf", start=0, num=1, withscores=True)
+            pipe.zrangebyscore(key, f"({fmt(t)}", "+inf", start=0, num=1, withscores=True)
         for r in rooms:
             pipe.hgetall(self._k("room", r))
             pipe.hgetall(self._k("shelf", r))
@@ -569,10 +367,10 @@ class RedisState(OnlineState):
         bounds = [float(sc) for part in res[:4] for _, sc in part]
         info, shelves, keep = [], [], []
         for j, r in enumerate(rooms):
-            row = _decode_room(r, res[4 + 2 * j])
+            row = decode_room(r, res[4 + 2 * j])
             if row is None or not is_live(row, t):
                 continue
-            slots = _decode_slots(res[5 + 2 * j])
+            slots = decode_slots(res[5 + 2 * j])
             bounds += [s for _, s, _, _ in slots] + [e for _, _, e, _ in slots if e is not None]
             keep.append(r)
             info.append(row)
@@ -587,34 +385,30 @@ class RedisState(OnlineState):
         return row
 
     def _slots(self, room: str) -> list[Slot]:
-        return _decode_slots(self.r.hgetall(self._k("shelf", room)))
+        return decode_slots(self.r.hgetall(self._k("shelf", room)))
 
     def _write_slots(self, room: str, rows: list[Slot], pipe: Any = None) -> int:
-        own = pipe is None
-        pipe = self.r.pipeline(transaction=True) if own else pipe
-        if rows:
-            pipe.hset(
-                self._k("shelf", room), mapping={_slot_field(i, s): _slot_value(e, p) for i, s, e, p in rows}
-            )
-            self._bump(pipe)
-        if own:
-            pipe.execute()
-        return len(rows)
+        if pipe is not None:
+            return write_slots(pipe, self._k, room, rows)
+        own = self.r.pipeline(transaction=True)
+        n = write_slots(own, self._k, room, rows)
+        own.execute()
+        return n
 
     def end_room(self, room: str, t: TimeLike) -> None:
         t = to_seconds(t)
         row = self._require_room(room)
         check_end_time(room, row, t)
         pipe = self.r.pipeline(transaction=True)
-        self._write_room(pipe, {**row, "end": t})
+        write_room(pipe, self._k, {**row, "end": t})
         self._write_slots(room, end_room_slots(self._slots(room), t), pipe)
         pipe.delete(self._k("aud", room))
-        self._bump(pipe)
+        bump(pipe, self._k)
         pipe.execute()
 
     def live_rooms(self, t: TimeLike) -> list[str]:
         t = to_seconds(t)
-        flat = self._live(keys=[self._k("rooms", "end"), self._k("rooms", "start")], args=[_f(t)])
+        flat = self._live(keys=[self._k("rooms", "end"), self._k("rooms", "start")], args=[fmt(t)])
         pairs = [(float(flat[i + 1]), flat[i]) for i in range(0, len(flat), 2)]
         return [r for _, r in sorted(pairs)]
 
@@ -657,17 +451,17 @@ class RedisState(OnlineState):
         pipe.hgetall(self._k("room", room))
         pipe.hgetall(self._k("shelf", room))
         row, slots = pipe.execute()
-        if not is_live(_decode_room(room, row), t):
+        if not is_live(decode_room(room, row), t):
             return []
-        return order_shelf(_decode_slots(slots), t)
+        return order_shelf(decode_slots(slots), t)
 
     def audience(self, room: str, t: TimeLike) -> list[str]:
         t = to_seconds(t)
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self._k("room", room))
-        pipe.zrangebyscore(self._k("aud", room), f"({_f(t - self.audience_ttl)}", "+inf", withscores=True)
+        pipe.zrangebyscore(self._k("aud", room), f"({fmt(t - self.audience_ttl)}", "+inf", withscores=True)
         row, members = pipe.execute()
-        room_row = _decode_room(room, row)
+        room_row = decode_room(room, row)
         if room_row is not None and not is_live(room_row, t):
             return []
         return audience_order(members, t, self.audience_ttl)
@@ -677,11 +471,11 @@ class RedisState(OnlineState):
         if not len(rooms):
             return np.zeros(0)
         keys = [k for r in rooms for k in (self._k("room", r), self._k("aud", r))]
-        got = self._audience_sizes(keys=keys, args=[_f(t), _f(t - self.audience_ttl)])
+        got = self._audience_sizes(keys=keys, args=[fmt(t), fmt(t - self.audience_ttl)])
         return np.asarray(got, dtype=np.float64)
 
     def prune(self, t: TimeLike) -> int:
-        cutoff = _f(to_seconds(t) - self.audience_ttl)
+        cutoff = fmt(to_seconds(t) - self.audience_ttl)
         keys = list(self._scan("aud:*"))
         if not keys:
             return 0
@@ -720,7 +514,7 @@ class RedisState(OnlineState):
         """Keys of this state (not those of a longer prefix that starts with this one)."""
         n = len(self.prefix)
         for key in self._scan("*"):
-            if key[n:].partition(":")[0] in _KINDS:
+            if key[n:].partition(":")[0] in KINDS:
                 yield key
 
     def clear(self) -> None:
@@ -732,101 +526,16 @@ class RedisState(OnlineState):
                 batch = []
         if batch:
             self.r.unlink(*batch)
-        self.r.incr(self._k(_LIVE_VERSION))
+        self.r.incr(self._k(LIVE_VERSION))
         self._check_meta()
 
     def export(self) -> dict[str, Any]:
-        p = self.prefix
-        keys = sorted(self._own_keys())
-        pipe = self.r.pipeline(transaction=False)
-        plan: list[tuple[str, str]] = []
-        for key in keys:
-            name = key[len(p) :]
-            kind, _, rest = name.partition(":")
-            if kind == "seq":
-                pipe.lrange(key, 0, -1)
-            elif kind in ("aud", "cnt", "rooms", "seen"):
-                if kind == "rooms":
-                    continue
-                pipe.zrange(key, 0, -1, withscores=True)
-            elif kind in ("room", "shelf") or name == "item_cat":
-                pipe.hgetall(key)
-            else:
-                continue
-            plan.append((kind if kind != "item_cat" else "items", rest))
-        out: dict[str, Any] = {
-            **self._header(),
-            "sequences": {},
-            "audience": {},
-            "rooms": {},
-            "shelf": {},
-            "items": {},
-            "counters": {k: {} for k in COUNTER_KINDS},
-            "seen": {},
-        }
-        for (kind, rest), value in zip(plan, pipe.execute(), strict=True):
-            if kind == "seq":
-                out["sequences"][rest] = [list(_decode_seq(s)) for s in value]
-            elif kind == "seen":
-                out["seen"] = {e: float(t) for e, t in value}
-            elif kind == "aud":
-                if value:
-                    out["audience"][rest] = {u: float(s) for u, s in value}
-            elif kind == "cnt":
-                if rest.startswith("room_item:"):
-                    out["counters"]["room_item"][rest[len("room_item:") :]] = {m: float(s) for m, s in value}
-                else:
-                    out["counters"][rest] = {m: float(s) for m, s in value}
-            elif kind == "room":
-                row = _decode_room(rest, value)
-                if row is not None:
-                    out["rooms"][rest] = {k: v for k, v in row.items() if k != "id"}
-            elif kind == "shelf":
-                out["shelf"][rest] = [list(s) for s in sorted(_decode_slots(value))]
-            elif kind == "items":
-                out["items"] = dict(value)
-        return out
+        return {**self._header(), **read_state(self.r, self.prefix, sorted(self._own_keys()))}
 
     def _import(self, data: dict[str, Any]) -> None:
         self.clear()
         pipe = self.r.pipeline(transaction=True)
-        for user, rows in data.get("sequences", {}).items():
-            if rows:
-                pipe.rpush(self._k("seq", user), *[_encode_seq(tuple(r)) for r in rows[-self.max_seq :]])
-        for room, members in data.get("audience", {}).items():
-            if members:
-                pipe.zadd(self._k("aud", room), {u: float(s) for u, s in members.items()})
-                for u in members:
-                    pipe.sadd(self._k("urooms", u), room)
-        for rid, row in data.get("rooms", {}).items():
-            self._write_room(
-                pipe,
-                {
-                    "id": rid,
-                    "host": row.get("host"),
-                    "title": row.get("title", ""),
-                    "start": float(row["start"]),
-                    "end": None if row.get("end") is None else float(row["end"]),
-                },
-            )
-        for room, slots in data.get("shelf", {}).items():
-            self._write_slots(
-                room, [(i, float(s), None if e is None else float(e), bool(p)) for i, s, e, p in slots], pipe
-            )
-        if data.get("items"):
-            pipe.hset(self._k("item_cat"), mapping={str(k): str(v) for k, v in data["items"].items()})
-        if data.get("seen"):
-            pipe.zadd(self._k("seen"), {str(e): float(t) for e, t in data["seen"].items()})
-        counters = data.get("counters", {})
-        for kind in COUNTER_KINDS:
-            tables = counters.get(kind, {})
-            if kind == "room_item":
-                for room, table in tables.items():
-                    if table:
-                        pipe.zadd(self._k("cnt", "room_item", room), {m: float(s) for m, s in table.items()})
-            elif tables:
-                pipe.zadd(self._k("cnt", kind), {m: float(s) for m, s in tables.items()})
-        self._bump(pipe)
+        write_state(pipe, self._k, data, self.max_seq)
         pipe.execute()
 
     def close(self) -> None:
