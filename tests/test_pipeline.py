@@ -235,7 +235,9 @@ def test_model_sources_use_the_vocabulary_and_the_state_sequence():
 
 
 def test_model_item_embeddings_replace_the_content_embedding():
-    class WithEmbeddings(FakeModel):
+    from liveshelf.models.capabilities import EmbedsItems
+
+    class WithEmbeddings(FakeModel, EmbedsItems):  # the ability is declared, not found by probing
         def item_embeddings(self):
             return np.eye(len(self.item_ids_), dtype=np.float32)
 

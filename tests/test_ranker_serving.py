@@ -258,8 +258,10 @@ def test_trained_ranker_serves_with_reasons_from_its_contributions(world_home, t
         pipe = client.app.state.services.pipeline
         ranked = pipe.rank_shelf(user, rooms[0], t0, 50)
         ranker = pipe.ranker("item")
-        scores = pipe._learned(ranker, [ranked.rows])[0]
-        parts = pipe.contributions(ranker, [ranked.rows], np.arange(len(ranked.rows.keys)))
+        from liveshelf.serving.explain import contributions, learned_scores
+
+        scores = learned_scores(ranker, [ranked.rows])[0]
+        parts = contributions(ranker, [ranked.rows], np.arange(len(ranked.rows.keys)))
         bias = ranker.contributions("item", ranked.rows.X)[:, -1]
         np.testing.assert_allclose(sum(parts.values()) + bias, scores, rtol=1e-6, atol=1e-6)
         col = {k: j for j, k in enumerate(ranked.rows.keys)}

@@ -4,7 +4,7 @@
 - :class:`ExposureCap` — no item / group above a share of all exposure (``cap:...``)
 - :class:`Calibrated` — Steck calibration to a target group mix (``calib:lambda=...``)
 - :class:`MMRDiversity` — serving's MMR diversity step, offline (``mmr:lambda=...``); business rules
-  (:mod:`liveshelf.rerank.rules`) and :func:`mmr` itself are what the serving pipeline calls
+  (:mod:`liveshelf.rerank.rules`) then :func:`mmr` (:func:`served_order`) is what the serving pipeline calls
 
 Every re-ranker has ``rerank(items, scores, k) -> (U, k)`` over a batch of users' candidates.
 
@@ -19,6 +19,7 @@ from liveshelf.rerank.calibrated import Calibrated, history_target
 from liveshelf.rerank.cap import ExposureCap
 from liveshelf.rerank.diversity import MMRDiversity, mmr
 from liveshelf.rerank.penalty import ExposurePenalty
+from liveshelf.rerank.served import served_order
 from liveshelf.rerank.spec import METHODS, RerankSetting, build_reranker, parse_rerank
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "parse_rerank",
     "position_weights",
     "scale_relevance",
+    "served_order",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,19 +21,6 @@ def stock_of(attributes: dict[str, Any] | None) -> float | None:
         return None
 
 
-def parse_attributes(text: Any) -> dict[str, Any]:
-    """The item ``attributes`` JSON object string as a dict ({} when empty or not an object)."""
-    if isinstance(text, dict):
-        return text
-    if not isinstance(text, str) or not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def allowed(
     items: Sequence[str], attributes: Sequence[dict[str, Any] | None], blocked: set[str]
 ) -> np.ndarray:
@@ -47,4 +33,4 @@ def allowed(
     return ok
 
 
-__all__ = ["allowed", "parse_attributes", "stock_of"]
+__all__ = ["allowed", "stock_of"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from liveshelf.rerank.rules import parse_attributes
+from liveshelf.core.catalog import parse_attributes
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ hashed TF-IDF of the item text) and answers similarities and neighbour searches 
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from liveshelf.models.capabilities import EmbedsItems
+from liveshelf.text.hashing import hashed_tfidf, text_tokens
 
 #: Content rows at most this dense (share of non-zeros) are also kept sparse for neighbour search.
 SPARSE_DENSITY = 0.1
@@ -235,39 +237,13 @@ def _top_k_sparse(sims: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return vals, idx
 
 
-_TOKEN = re.compile(r"[\u3400-\u9fff]|[a-z0-9]+")
-
-
-def text_tokens(text: str) -> list[str]:
-    """Latin words / numbers, single CJK characters and adjacent CJK pairs (no segmenter needed)."""
-    toks = _TOKEN.findall(text.lower())
-    pairs = [
-        a + b
-        for a, b in zip(toks, toks[1:], strict=False)
-        if len(a) == 1 and len(b) == 1 and a >= "\u3400" and b >= "\u3400"
-    ]
-    return toks + pairs
-
-
-def hashed_tfidf(texts: Sequence[str], dim: int) -> np.ndarray:
-    """Cheap content embedding: :func:`text_tokens` hashed into ``dim`` columns, TF-IDF weighted."""
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-
-    if not texts:
-        return np.zeros((0, dim), dtype=np.float32)
-    counts = HashingVectorizer(
-        n_features=dim, analyzer=text_tokens, alternate_sign=False, norm=None
-    ).transform(list(texts))
-    return TfidfTransformer(sublinear_tf=True).fit_transform(counts).astype(np.float32).toarray()
-
-
-def model_item_embeddings(model: Any) -> np.ndarray | None:
-    """``model.item_embeddings()`` (n_items, D) in the model's vocabulary order, when it exposes them."""
-    fn = getattr(model, "item_embeddings", None)
-    if not callable(fn):
+def model_item_embeddings(model: Any, n_items: int) -> np.ndarray | None:
+    """The item embeddings (n_items, D) of a model that declares them (:class:`EmbedsItems`), in its
+    vocabulary order; None for any other model, or when they do not cover its ``n_items`` items."""
+    if not isinstance(model, EmbedsItems):
         return None
-    emb = np.asarray(fn(), dtype=np.float32)
-    if emb.ndim != 2 or len(emb) != len(getattr(model, "item_ids_", ())):
+    emb = np.asarray(model.item_embeddings(), dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != n_items:
         return None
     return emb
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from liveshelf.profile.viewer import Viewer
     from liveshelf.serving.pipeline import Pipeline
     from liveshelf.serving.results import Sources
-    from liveshelf.serving.viewer import Viewer
 
 #: Candidate sources whose values enter the features (normalised within the request + rank).
 ITEM_SOURCES: tuple[str, ...] = ("repeat", "sequence", "cf", "trending", "similar", "profile")
@@ -197,7 +197,7 @@ def _log1p(x: float | None) -> float:
 
 def leaf_prices(p: Pipeline) -> dict[str, float]:
     """Mean log price per leaf category over the catalogue (cached per catalogue version)."""
-    from liveshelf.serving.viewer import category_levels
+    from liveshelf.profile.viewer import category_levels
 
     cat = p.catalogue
     cached = getattr(p, "_leaf_prices", None)
@@ -232,7 +232,7 @@ def item_features(
     p: Pipeline, viewers: list[Viewer], items: list[str], room: str, t: float
 ) -> list[FeatureRows]:
     """Rows of :data:`ITEM_FEATURES` for each viewer over the room's shelf ``items`` (in shelf order)."""
-    from liveshelf.serving.viewer import category_levels, level_shares
+    from liveshelf.profile.viewer import category_levels, level_shares
 
     n = len(items)
     sources = p.item_sources(viewers, items, room, t, every=True)

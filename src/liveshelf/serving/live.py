@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from liveshelf.profile.viewer import Viewer, category_levels, level_shares
 from liveshelf.serving.catalogue import Catalogue
 from liveshelf.serving.content import ContentIndex
-from liveshelf.serving.viewer import ModelView, Viewer, category_levels, level_shares
+from liveshelf.serving.viewer import ModelView
 
 #: Shelves whose mean content vector the feed keeps (all dropped when full).
 SHELF_VECTOR_CACHE = 50_000

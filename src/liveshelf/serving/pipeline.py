@@ -36,35 +36,28 @@ from typing import Any
 
 import numpy as np
 
-from liveshelf.rerank.diversity import mmr
-from liveshelf.rerank.rules import allowed
-from liveshelf.serving.catalogue import Catalogue, ItemInfo
-from liveshelf.serving.content import ContentIndex, hashed_tfidf, model_item_embeddings, text_tokens
-from liveshelf.serving.features import FEATURE_SOURCE, FeatureRows, item_features, normalised, room_features
-from liveshelf.serving.live import ItemTable, Lazy, LiveSnapshot, room_cause
-from liveshelf.serving.results import Ranked, Scored, Sources, majority
-from liveshelf.serving.settings import DEFAULT_WEIGHTS, ServeSettings
-from liveshelf.serving.viewer import (
-    ModelView,
+from liveshelf.profile.viewer import (
     Viewer,
     build_viewer,
     category_levels,
     level_shares,
+    profile_match,
     profile_summary,
 )
+from liveshelf.rerank import mmr, served_order
+from liveshelf.serving.catalogue import Catalogue, ItemInfo
+from liveshelf.serving.content import ContentIndex, model_item_embeddings
+from liveshelf.serving.explain import REASON_NAMES, contributions, learned_scores, reasons, shown_parts
+from liveshelf.serving.features import FeatureRows, item_features, normalised, room_features
+from liveshelf.serving.live import ItemTable, Lazy, LiveSnapshot, room_cause
+from liveshelf.serving.results import Ranked, Scored, Sources, majority
+from liveshelf.serving.settings import ServeSettings
+from liveshelf.serving.viewer import ModelView
+from liveshelf.text.hashing import hashed_tfidf, text_tokens
 
 ModelGetter = Callable[[], Any]
+Explain = Callable[[np.ndarray], dict[str, np.ndarray]]  # shown positions -> per-source parts
 log = logging.getLogger("liveshelf.serving")
-
-REASON_NAMES: dict[str, str] = {
-    "repeat": "repeat",
-    "sequence": "sequence",
-    "cf": "cf",
-    "trending": "trending-in-room",
-    "similar": "similar-to",
-    "profile": "profile-match",
-    "context": "context",
-}
 
 
 #: How many of a room's item counters one shelf request reads (items beyond count as 0).
@@ -126,7 +119,7 @@ class Pipeline:
         """The content index for the current model and catalogue (rebuilt when either changes)."""
         mode = self.settings.content_embedding
         view = self.view("sequence") if mode == "auto" else None
-        emb = None if view is None else model_item_embeddings(view.model)
+        emb = None if view is None else model_item_embeddings(view.model, len(view.item_ids))
         key = (id(view.model) if emb is not None and view is not None else 0, self.catalogue.version)
         with self._lock:
             cached = self._content
@@ -235,22 +228,7 @@ class Pipeline:
                     np.asarray([near.get(it, (0.0, None))[0] for it in items]),
                     [{"item": near.get(it, (0.0, None))[1]} for it in items],
                 )
-            prof, pcause = np.zeros(n), [{} for _ in range(n)]
-            shares = level_shares(v.category_weight)
-            btot = max(sum(v.brand_weight.values()), 1e-12)
-            for j, info in enumerate(infos):
-                if info is None:
-                    continue
-                levels = category_levels(info.category)
-                g = [shares.get(level, 0.0) for level in levels]
-                deep = max((d for d, x in enumerate(g) if x > 0), default=-1)  # the most specific match
-                b = v.brand_weight.get(info.brand, 0.0) / btot if info.brand else 0.0
-                prof[j] = (sum(g) / len(g) if g else 0.0) + b
-                if b > 0 and b > (g[deep] if deep >= 0 else 0.0):
-                    pcause[j] = {"interest": f"brand:{info.brand}"}
-                elif deep >= 0:
-                    pcause[j] = {"interest": f"category:{levels[deep]}"}
-            src.put("profile", prof, pcause)
+            src.put("profile", *profile_match(v, infos))
         return out
 
     def _blend(self, src: Sources) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -263,23 +241,6 @@ class Pipeline:
             parts[name] = w * _normalise(values, signed=name in ("sequence", "cf"))
             total += parts[name]
         return total, parts
-
-    @staticmethod
-    def _reasons(
-        parts: dict[str, float], causes: dict[str, Any], j: int, fallback: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Reasons of candidate ``j`` from its per-source parts (largest first; none above 1e-3: ``fallback``)."""
-        rs = [
-            {
-                "source": REASON_NAMES[name],
-                "score": round(float(v), 6),
-                **(causes[name][j] if name in causes else {}),
-            }
-            for name, v in parts.items()
-            if v >= 1e-3
-        ]
-        rs.sort(key=lambda r: -r["score"])
-        return rs or [fallback]
 
     # ---- the ranking stage -------------------------------------------------------------------
     def ranker(self, surface: str) -> Any:
@@ -296,47 +257,6 @@ class Pipeline:
             return "hand-blend"
         version = self.ranker_version() if self.ranker_version is not None else None
         return f"ranker@{version}" if version else "ranker"
-
-    def _learned(self, ranker: Any, rows: list[FeatureRows]) -> list[np.ndarray]:
-        """Ranker scores of each request's rows: one predict call for all."""
-        X = np.concatenate([r.X for r in rows]) if rows else np.zeros((0, 0))
-        if not len(X):
-            return [np.zeros(0) for _ in rows]
-        scores = ranker.predict(rows[0].surface, X).astype(np.float64)
-        bounds = np.cumsum([0] + [len(r.X) for r in rows])
-        return [scores[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def contributions(self, ranker: Any, rows: list[FeatureRows], cols: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-source parts of the ranker's score of candidates ``cols``, averaged over ``rows`` (viewers).
-
-        A source's part is the sum of the ranker's contributions (``pred_contrib``) of its features, so
-        the reasons name what moved the order; the hand-blend feature's part goes to the sources it blends,
-        by their share; the bias term belongs to no source. Computed only for the candidates shown
-        (one LightGBM call), as explaining costs far more than scoring.
-        """
-        cols = np.asarray(cols, dtype=np.int64)
-        if not len(cols) or not rows:
-            return {}
-        X = np.concatenate([r.X[cols] for r in rows])
-        contrib = ranker.contributions(rows[0].surface, X)[:, :-1]
-        names = rows[0].names
-        groups: dict[str, list[int]] = {}
-        for f, name in enumerate(names):
-            groups.setdefault(FEATURE_SOURCE[name], []).append(f)
-        blend_cols = groups.pop("blend", [])
-        col = {n: f for f, n in enumerate(names)}
-        parts = {src: contrib[:, fs].sum(axis=1) for src, fs in groups.items()}
-        if blend_cols:
-            share = {
-                src: DEFAULT_WEIGHTS.get(src, 0.0) * np.nan_to_num(X[:, col[f"src_{src}_norm"]])
-                for src in parts
-                if f"src_{src}_norm" in col
-            }
-            total = sum(share.values(), np.zeros(len(X)))
-            hb = contrib[:, blend_cols].sum(axis=1)
-            for src, v in share.items():
-                parts[src] = parts[src] + np.divide(hb * v, total, out=np.zeros(len(X)), where=total > 0)
-        return {src: v.reshape(len(rows), len(cols)).mean(axis=0) for src, v in parts.items()}
 
     # ---- shelf -------------------------------------------------------------------------------
     def shelf(self, user: str | None, room: str, t: float, k: int) -> list[Scored]:
@@ -355,17 +275,17 @@ class Pipeline:
             src = self.item_sources([viewer], items, room, t)[0]
             total, parts = self._blend(src)
             return Ranked(
-                self._rerank_items(items, total, _arrays(parts), src.causes, k, fallback),
+                self._rerank_items(items, total, shown_parts(parts), src.causes, k, fallback),
                 None,
                 self.ranked_by(None),
             )
         rows = item_features(self, [viewer], items, room, t)[0]
         if ranker is not None:
-            total = self._learned(ranker, [rows])[0]
-            explain = partial(self.contributions, ranker, [rows])
+            total = learned_scores(ranker, [rows])[0]
+            explain: Explain = partial(contributions, ranker, [rows])
         else:
             total, parts = self._blend(rows.sources)
-            explain = _arrays(parts)
+            explain = shown_parts(parts)
         recs = self._rerank_items(items, total, explain, rows.sources.causes, k, fallback)
         return Ranked(recs, rows, self.ranked_by(ranker))
 
@@ -380,30 +300,25 @@ class Pipeline:
         diversify: bool = True,
     ) -> list[Scored]:
         infos = [self.catalogue.get(it) for it in items]
-        ok = allowed(
-            items, [None if i is None else i.attributes for i in infos], set(self.settings.blocked_items)
-        )
-        keep = np.nonzero(ok)[0]
-        if not len(keep):
-            return []
-        vectors = self.content().matrix([items[i] for i in keep]) if diversify else None
-        brands = [None if infos[i] is None else infos[i].brand for i in keep]
-        order = mmr(
-            total[keep],
-            vectors,
+        shown = served_order(
+            items,
+            total,
+            [None if i is None else i.attributes for i in infos],
+            set(self.settings.blocked_items),
             k,
-            self.settings.mmr_lambda if diversify else 1.0,
-            groups=brands if diversify else None,
+            lam=self.settings.mmr_lambda if diversify else 1.0,
+            vectors=(lambda keep: self.content().matrix([items[i] for i in keep])) if diversify else None,
+            groups=[None if i is None else i.brand for i in infos] if diversify else None,
             cap=self.settings.brand_cap if diversify else None,
-            demote=True,
         )
-        shown = keep[np.asarray(order, dtype=np.int64)]
+        if not len(shown):
+            return []
         parts = explain(shown)
         return [
             Scored(
                 items[j],
                 round(float(total[j]), 6),
-                self._reasons({name: p[r] for name, p in parts.items()}, causes, int(j), fallback),
+                reasons({name: p[r] for name, p in parts.items()}, causes, int(j), fallback),
             )
             for r, j in enumerate(shown)
         ]
@@ -435,7 +350,7 @@ class Pipeline:
         total = np.zeros(len(items))
         votes: dict[str, list[dict[str, dict[str, Any]]]] = {}
         if ranker is not None and rows is not None:
-            for src, tot in zip(sources, self._learned(ranker, rows), strict=True):
+            for src, tot in zip(sources, learned_scores(ranker, rows), strict=True):
                 total += tot / len(sources)
                 for (
                     name,
@@ -445,7 +360,7 @@ class Pipeline:
                         votes.setdefault(name, []).append(
                             {it: c for it, c, v in zip(items, src.causes[name], values, strict=True) if v > 0}
                         )
-            explain = partial(self.contributions, ranker, rows[:EXPLAIN_VIEWERS])
+            explain: Explain = partial(contributions, ranker, rows[:EXPLAIN_VIEWERS])
         else:
             parts: dict[str, np.ndarray] = {}
             for src in sources:
@@ -457,7 +372,7 @@ class Pipeline:
                         votes.setdefault(name, []).append(
                             {it: c for it, c, v in zip(items, src.causes[name], p, strict=True) if v > 0}
                         )
-            explain = _arrays(parts)
+            explain = shown_parts(parts)
         causes = {name: [majority([vote.get(it) for vote in votes[name]]) for it in items] for name in votes}
         recs = self._rerank_items(
             items,
@@ -556,12 +471,12 @@ class Pipeline:
         if ranker is not None:
             rows = room_features(self, viewer, snap, t)
             src = rows.sources
-            total = self._learned(ranker, [rows])[0]
-            explain = partial(self.contributions, ranker, [rows])
+            total = learned_scores(ranker, [rows])[0]
+            explain: Explain = partial(contributions, ranker, [rows])
         else:  # the hand blend needs no feature rows; the exposure log gets those of the rooms shown (below)
             src = self.room_sources(viewer, snap, t, every=self.settings.log_features)
             total, blend_parts = self._blend(src)
-            explain = _arrays(blend_parts)
+            explain = shown_parts(blend_parts)
         order = mmr(
             total,
             snap.vectors,
@@ -577,7 +492,7 @@ class Pipeline:
         parts = explain(shown)
         out = []
         for r, j in enumerate(order):
-            reasons = self._reasons(
+            why = reasons(
                 {name: p[r] for name, p in parts.items()},
                 src.causes,
                 j,
@@ -587,7 +502,7 @@ class Pipeline:
                 Scored(
                     rooms[j],
                     round(float(total[j]), 6),
-                    reasons,
+                    why,
                     {
                         "host": hosts[j],
                         "title": snap.layout.info[j].get("title") or "",
@@ -642,11 +557,6 @@ class Pipeline:
     def profile(self, user: str, t: float, top: int = 5) -> dict[str, Any]:
         """Recent sequence summary and decayed top categories / brands / hosts."""
         return profile_summary(self.viewer(user, t), top, self.settings.profile_half_life_s)
-
-
-def _arrays(parts: dict[str, np.ndarray]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """The parts of the shown candidates, from parts already computed for every candidate (the hand blend)."""
-    return lambda shown: {name: p[shown] for name, p in parts.items()}
 
 
 __all__ = [

@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from liveshelf.core.catalog import parse_attributes as parse_json_attributes
+
 _PHRASES = Path(__file__).resolve().parent.parent / "data" / "phrases" / "catalog.json"
 
 #: Price bands (upper bounds, exclusive) with zh / en labels; the last band is open.
@@ -157,20 +159,9 @@ def _num(value: Any) -> float | None:
 
 
 def parse_attributes(value: Any) -> dict[str, str]:
-    """The ``attributes`` column (JSON object string, dict or missing) as a flat ``{str: str}``."""
-    if isinstance(value, dict):
-        raw = value
-    else:
-        text = _clean(value)
-        if text is None:
-            return {}
-        try:
-            raw = json.loads(text)
-        except ValueError:
-            return {}
-        if not isinstance(raw, dict):
-            return {}
-    return {str(k): str(v) for k, v in raw.items() if _clean(v) is not None}
+    """The ``attributes`` column (JSON object string, dict or missing) as a flat ``{str: str}``: the values of
+    :func:`liveshelf.core.catalog.parse_attributes` as text, empty ones dropped."""
+    return {str(k): str(v) for k, v in parse_json_attributes(value).items() if _clean(v) is not None}
 
 
 _ATTR_NAMES = {

@@ -40,12 +40,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.base import BaseRecommender, Context, TrainData
@@ -57,134 +55,10 @@ from liveshelf.models.ranker.sources import (
     parse_sources,
     save_sources,
 )
+from liveshelf.models.ranker.stats import ItemStats, holdout_last, pair_lookup, ref_time, top_indices
 
-RECENT_SHARE = 0.1  # "recent popularity": the last 10 % of training events
-MAX_TYPES = 6  # event types with their own history-count feature
 TEXT_HISTORY = 5  # items averaged for the history text vector
 MIN_TREES_QUERIES = 1000  # ``min_trees`` holds from this many training queries; below, trees overfit fast
-
-
-# ------------------------------------------------------------------------------------------
-# item statistics from training sequences
-# ------------------------------------------------------------------------------------------
-@dataclass
-class ItemStats:
-    """What the features need to know about items, from one :class:`TrainData`."""
-
-    counts: np.ndarray  # (I,) training events per item
-    recent: np.ndarray  # (I,) events among the most recent ones
-    last_ts: np.ndarray  # (I,) last training time (nan: unknown)
-    category: np.ndarray | None  # (I,) int code, -1 unknown
-    trans: sp.csr_matrix  # (I, I) count of a -> b consecutive in a sequence
-    types: tuple[str, ...]  # event types with a count feature
-
-    @classmethod
-    def from_data(cls, data: TrainData, types: tuple[str, ...] | None = None) -> ItemStats:
-        n = data.n_items
-        seqs = [np.asarray(s, dtype=np.int64) for s in data.sequences]
-        flat = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
-        counts = np.bincount(flat, minlength=n)[:n].astype(np.float64)
-        real_ts = _real_timestamps(data)
-        last_ts = np.full(n, np.nan)
-        if real_ts:
-            ts = np.concatenate([np.asarray(t, dtype=np.float64) for t in data.timestamps])  # type: ignore[union-attr]
-            cut = np.quantile(ts, 1 - RECENT_SHARE) if len(ts) else 0.0
-            recent = np.bincount(flat[ts >= cut], minlength=n)[:n].astype(np.float64)
-            order = np.argsort(ts, kind="stable")
-            last_ts[flat[order]] = ts[order]  # later assignments win: the last time per item
-        else:  # by position: the last 10 % (at least one) of each sequence
-            keep = [s[len(s) - max(1, int(np.ceil(RECENT_SHARE * len(s)))) :] for s in seqs if len(s)]
-            rflat = np.concatenate(keep) if keep else np.zeros(0, np.int64)
-            recent = np.bincount(rflat, minlength=n)[:n].astype(np.float64)
-        pairs = [(s[:-1], s[1:]) for s in seqs if len(s) >= 2]
-        a = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
-        b = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
-        trans = sp.csr_matrix((np.ones(len(a)), (a, b)), shape=(n, n), dtype=np.float64)
-        trans.sum_duplicates()
-        cat = None
-        if data.item_category is not None and (np.asarray(data.item_category) >= 0).any():
-            cat = np.asarray(data.item_category, dtype=np.int64)
-        if types is None:
-            types = ()
-            if data.types is not None and data.types:
-                uniq = np.unique(
-                    np.concatenate([np.asarray(t, dtype=object).astype(str) for t in data.types])
-                )
-                types = tuple(sorted(str(t) for t in uniq))[:MAX_TYPES] if len(uniq) > 1 else ()
-        return cls(counts, recent, last_ts, cat, trans, types)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        t = self.trans.tocsr()
-        out = {
-            "counts": self.counts,
-            "recent": self.recent,
-            "last_ts": self.last_ts,
-            "trans_indptr": t.indptr.astype(np.int64),
-            "trans_indices": t.indices.astype(np.int64),
-            "trans_data": t.data.astype(np.float64),
-        }
-        if self.category is not None:
-            out["category"] = self.category
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], types: tuple[str, ...]) -> ItemStats:
-        n = len(arrays["counts"])
-        trans = sp.csr_matrix(
-            (arrays["trans_data"], arrays["trans_indices"], arrays["trans_indptr"]), shape=(n, n)
-        )
-        return cls(
-            arrays["counts"], arrays["recent"], arrays["last_ts"], arrays.get("category"), trans, types
-        )
-
-
-def _real_timestamps(data: TrainData) -> bool:
-    """True when the data have epoch-second timestamps (not synthetic 0, 1, 2 ... positions)."""
-    if data.timestamps is None or not data.timestamps:
-        return False
-    nonempty = [np.asarray(t) for t in data.timestamps if len(t)]
-    return bool(nonempty) and float(np.median([t.max() for t in nonempty])) > 1e8
-
-
-def _holdout_last(data: TrainData) -> tuple[TrainData, np.ndarray]:
-    """``data`` without each user's last training item (users with >= 2), and those items (-1: none)."""
-    targets = np.full(data.n_users, -1, dtype=np.int64)
-    seqs, ts, ty = [], [], []
-    for u, s in enumerate(data.sequences):
-        cut = len(s) - 1 if len(s) >= 2 else len(s)
-        if cut < len(s):
-            targets[u] = int(s[-1])
-        seqs.append(np.asarray(s[:cut]))
-        if data.timestamps is not None:
-            ts.append(np.asarray(data.timestamps[u][:cut]))
-        if data.types is not None:
-            ty.append(np.asarray(data.types[u][:cut]))
-    held = TrainData(
-        item_ids=data.item_ids,
-        user_ids=data.user_ids,
-        sequences=seqs,
-        timestamps=ts if data.timestamps is not None else None,
-        types=ty if data.types is not None else None,
-        valid_targets=None,
-        item_text=data.item_text,
-        item_category=data.item_category,
-        available=data.available,
-        meta=dict(data.meta),
-    )
-    return held, targets
-
-
-def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
-    """(B, n) column indices of the ``n`` best scores per row, best first (ties: lower index)."""
-    n = min(n, scores.shape[1])
-    part = (
-        np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        if n < scores.shape[1]
-        else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    )
-    rows = np.arange(len(scores))[:, None]
-    order = np.lexsort((part, -scores[rows, part]), axis=1)
-    return np.take_along_axis(part, order, axis=1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -316,7 +190,7 @@ class HybridRanker(BaseRecommender):
         valid = data.valid_targets
         holdout = valid is None or not (np.asarray(valid) >= 0).any()
         if holdout:  # no validation targets: hold out each user's last training item to learn from
-            learn_data, targets = _holdout_last(data)
+            learn_data, targets = holdout_last(data)
         else:
             learn_data, targets = data, np.asarray(valid, dtype=np.int64)
         stats = ItemStats.from_data(learn_data)
@@ -494,7 +368,7 @@ class HybridRanker(BaseRecommender):
         prev = np.array([h[-2] if len(h) >= 2 else -1 for h in hists], dtype=np.int64)
 
         # item age: days since the item was last seen in training, relative to the request
-        t_ref = np.array([_ref_time(c) for c in contexts], dtype=np.float64)
+        t_ref = np.array([ref_time(c) for c in contexts], dtype=np.float64)
         fallback = np.nanmax(stats.last_ts) if np.isfinite(stats.last_ts).any() else np.nan
         t_ref = np.where(np.isnan(t_ref), fallback, t_ref)
         age = (t_ref[rows] - stats.last_ts[items]) / 86400.0
@@ -549,11 +423,11 @@ class HybridRanker(BaseRecommender):
                 cols.append(tc[rows, items].astype(np.float64))
 
         cols += [
-            _pair_lookup(stats.trans, last, rows, items, log=True),
-            _pair_lookup(stats.trans, prev, rows, items, log=True),
+            pair_lookup(stats.trans, last, rows, items, log=True),
+            pair_lookup(stats.trans, prev, rows, items, log=True),
         ]
         if "itemknn" in models:
-            cols.append(_pair_lookup(models["itemknn"].similarity_, last, rows, items, log=False))
+            cols.append(pair_lookup(models["itemknn"].similarity_, last, rows, items, log=False))
         if "textseq" in models:
             emb = self._text_vectors(models["textseq"])  # (I, d), unit rows
             lv = emb[np.maximum(last, 0)] * (last >= 0)[:, None]  # (B, d)
@@ -660,26 +534,6 @@ class HybridRanker(BaseRecommender):
                 f"the model's {model.feature_names_}. The artifact is from another version; refit."
             )
         return model
-
-
-def _ref_time(ctx: Context) -> float:
-    if ctx.time is not None:
-        return float(ctx.time)
-    if ctx.ts is not None and len(ctx.ts) and float(np.max(ctx.ts)) > 1e8:
-        return float(np.max(ctx.ts))
-    return float("nan")
-
-
-def _pair_lookup(
-    m: sp.csr_matrix, src: np.ndarray, rows: np.ndarray, items: np.ndarray, log: bool
-) -> np.ndarray:
-    """``m[src[rows], items]`` for each pair (0 where ``src`` is -1), optionally log1p."""
-    B = len(src)
-    sub = m[np.maximum(src, 0)]  # (B, I) sparse
-    dense = np.asarray(sub.todense(), dtype=np.float64)
-    dense[src < 0] = 0.0
-    v = dense[rows, items] if B else np.zeros(0)
-    return np.log1p(v) if log else v
 
 
 __all__ = ["HybridRanker", "ItemStats", "top_indices"]

@@ -26,8 +26,9 @@ from __future__ import annotations
 from typing import Any
 
 from liveshelf.errors import ConfigError
-from liveshelf.text.generate.base import GenerationRequest, Generator, ModelGenerator, Pitch
+from liveshelf.text.generate.base import GenerationRequest, Generator, Pitch
 from liveshelf.text.generate.grounded import GroundedGenerator
+from liveshelf.text.generate.model import ModelGenerator
 
 BACKENDS = ("grounded", "hf", "openai")
 

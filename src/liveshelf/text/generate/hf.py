@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from liveshelf.errors import ConfigError, check_param
-from liveshelf.text.generate.base import KINDS, GenerationRequest, Generator, ModelGenerator
+from liveshelf.text.generate.base import KINDS, GenerationRequest, Generator
+from liveshelf.text.generate.model import ModelGenerator
 from liveshelf.text.generate.templates import plain_prompt, prompt_messages, target_text
 
 

@@ -6,7 +6,7 @@ per-request ``timeout``. Timeouts, connection errors, 429 and 5xx answers are re
 ``retries`` times with exponential backoff (``backoff * 2 ** k`` seconds); other 4xx answers and
 malformed bodies are not retried. A call that still fails gives no draft, and the request ends
 in the ``grounded`` fallback with the failure as ``fallback_reason``; so do drafts that fail the
-grounding check twice (see :class:`liveshelf.text.generate.base.ModelGenerator`).
+grounding check twice (see :class:`liveshelf.text.generate.model.ModelGenerator`).
 Requests run ``concurrency`` at a time.
 """
 
@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from liveshelf.errors import check_param
-from liveshelf.text.generate.base import Generator, ModelGenerator
+from liveshelf.text.generate.base import Generator
+from liveshelf.text.generate.model import ModelGenerator
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 

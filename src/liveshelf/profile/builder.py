@@ -1,39 +1,5 @@
-"""User profiles built incrementally from events: what a viewer likes, when, and from whom.
-
-A :class:`ProfileBuilder` keeps, per user, time-decayed sums (half-life ``half_life`` seconds)
-of event weights (:data:`PROFILE_WEIGHTS`: a purchase 5, a click 1, a view 0.2) over
-
-* leaf categories, brands, price bands (:data:`liveshelf.text.facts.PRICE_BANDS`) and item
-  attribute values (colour, shipping, material ...) of the items they touched;
-* hosts (through the room of each event, room-only events such as ``enter`` or ``gift`` count);
-* local hours of the day (``utc_offset_hours``), one count per non-impression event;
-* item-text embeddings of the items they touched (a bounded history of the ``max_history``
-  strongest items, each with its decayed weight).
-
-Decay is exact and order-independent: an event of weight ``w`` at ``t`` adds
-``w * 2 ** ((t - A_u) / half_life)`` to the user's sums (``A_u`` a per-user anchor, moved when
-the exponent grows large), and a read at ``T`` multiplies by ``2 ** (-(T - A_u) / half_life)``.
-``update(events)`` may be called with any slice of events in any order.
-
-Interest embedding (attention against the candidate)
-----------------------------------------------------
-With history item vectors ``h_j`` (L2-normalised text embeddings) and decayed weights ``w_j``,
-and a candidate item vector ``c``::
-
-    a_j = w_j * exp(h_j . W . c / tau) / sum_k (w_k * exp(h_k . W . c / tau))
-    V   = sum_j a_j h_j
-
-Without a candidate ``V`` is the weighted mean of the ``h_j``. ``W`` is the identity by default
-(plain cosine attention). :meth:`ProfileBuilder.fit_bilinear` learns ``W`` instead, by logistic
-regression of "the next item the user touched" against random items on
-``(decayed history mean, item)`` pairs, ``P(next) = sigmoid(u . W . i + b)``, with an L2 pull
-of ``W`` towards the identity; the fitted matrix is ``bilinear_`` and the attention uses it.
-
-Item vectors come from ``item_vectors`` (an array aligned with the items frame), from
-``encoder`` (anything with ``encode(texts) -> (N, D)``, e.g. ``liveshelf.text.encoder.TextEncoder``),
-or by default from :class:`CharHashEncoder` (hashed character 1-2-grams, no model weights),
-which reads Chinese and English titles alike.
-"""
+"""The incremental profile builder (:class:`ProfileBuilder`): per-user decayed sums over categories, brands,
+price bands, attributes, hosts, hours and item vectors (see :mod:`liveshelf.profile`)."""
 
 from __future__ import annotations
 
@@ -45,75 +11,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liveshelf.data.timeline import TimeLike, to_seconds
+from liveshelf.core.catalog import parse_attributes
+from liveshelf.core.timeutil import TimeLike, column_seconds, to_epoch_seconds, to_seconds
 from liveshelf.errors import NotFoundError, ValidationError, check_param
-from liveshelf.schema import EVENT_TYPES, EVENT_WEIGHTS
-from liveshelf.text.facts import PRICE_BANDS, glossary, is_zh, parse_attributes, price_band
-
-#: Parts of the day for the activity tag: (first hour, end hour, zh, en), local time.
-DAY_PARTS: tuple[tuple[int, int, str, str], ...] = (
-    (5, 11, "早间活跃", "morning"),
-    (11, 14, "午间活跃", "midday"),
-    (14, 18, "午后活跃", "afternoon"),
-    (18, 23, "晚间活跃", "evening"),
-    (23, 29, "深夜活跃", "late night"),  # 23:00 - 05:00
-)
-
-#: Event weights of profiles: :data:`EVENT_WEIGHTS` with a view at 0.2. In a live room a "view" is
-#: the item coming up on screen (shelf position decides it), so it says little about interest;
-#: on a 7-day simulated world the top-3 overlap with the true interests rises from 0.66 (view 1.0)
-#: to 0.69 (view 0.2), and to 0.78 with views ignored, at the cost of 20 % of users having no profile.
-PROFILE_WEIGHTS: dict[str, float] = {**EVENT_WEIGHTS, "view": 0.2}
+from liveshelf.profile.tags import profile_tags
+from liveshelf.profile.weights import EVENT_WEIGHTS, event_weight
+from liveshelf.schema import EVENT_TYPES
+from liveshelf.text.facts import PRICE_BANDS, price_band
+from liveshelf.text.hashing import CharHashEncoder
+from liveshelf.text.user_profile import UserProfile
 
 _REANCHOR = 400.0  # exponent (in half-lives) above which a user's anchor moves forward
 _ATTR_KEYS = ("colour", "color", "shipping", "material")
-
-
-@dataclass
-class UserProfile:
-    """One viewer's decayed interests at time ``t`` (shares sum to 1 within each family)."""
-
-    user: str
-    t: float
-    n_events: int
-    weight: float  # total decayed event weight at t
-    categories: dict[str, float]
-    brands: dict[str, float]
-    price_bands: dict[str, float]  # en band label -> share
-    attributes: dict[str, dict[str, float]]  # attribute name -> value -> share
-    hosts: dict[str, float]
-    active_hours: list[float]  # 24 shares by local hour
-    tags_zh: list[str]
-    tags_en: list[str]
-    interest: np.ndarray | None = field(default=None, repr=False)  # (D,) weighted mean item vector
-
-    def top_categories(self, k: int = 3) -> list[str]:
-        return list(self.categories)[:k]
-
-    def tag_line(self, lang: str = "zh") -> str:
-        return " · ".join(self.tags_zh if lang == "zh" else self.tags_en)
-
-    def to_dict(self, top: int = 10) -> dict[str, Any]:
-        """JSON-ready view (distributions cut to the ``top`` largest entries)."""
-
-        def cut(d: Mapping[str, float]) -> dict[str, float]:
-            return {k: round(v, 4) for k, v in list(d.items())[:top]}
-
-        return {
-            "user": self.user,
-            "t": self.t,
-            "n_events": self.n_events,
-            "weight": round(self.weight, 4),
-            "categories": cut(self.categories),
-            "brands": cut(self.brands),
-            "price_bands": cut(self.price_bands),
-            "attributes": {k: cut(v) for k, v in self.attributes.items()},
-            "hosts": cut(self.hosts),
-            "active_hours": [round(x, 4) for x in self.active_hours],
-            "tags": {"zh": self.tag_line("zh"), "en": self.tag_line("en")},
-            "tags_zh": self.tags_zh,
-            "tags_en": self.tags_en,
-        }
 
 
 @dataclass
@@ -131,14 +40,15 @@ class _UserState:
     total: float = 0.0
 
     def rescale(self, factor: float) -> None:
-        for d in (
+        families: list[dict[Any, float]] = [
             self.categories,
             self.brands,
             self.bands,
             self.hosts,
             self.history,
             *self.attributes.values(),
-        ):
+        ]
+        for d in families:
             for k in d:
                 d[k] *= factor
         self.hours *= factor
@@ -158,6 +68,8 @@ def _shares(d: Mapping[str, float]) -> dict[str, float]:
 
 class ProfileBuilder:
     """Incremental, time-decayed user profiles over an items frame (and optionally rooms)."""
+
+    bilinear_bias_: float  # set by fit_bilinear
 
     def __init__(
         self,
@@ -209,7 +121,7 @@ class ProfileBuilder:
         self.max_history = max_history
         self.temperature = float(temperature)
         self.category_map = dict(category_map or {})
-        self.weights = dict(PROFILE_WEIGHTS if weights is None else weights)
+        self.weights = dict(EVENT_WEIGHTS if weights is None else weights)
         self.seed = seed
         self.bilinear_: np.ndarray | None = None
         self._users: dict[str, _UserState] = {}
@@ -378,14 +290,14 @@ class ProfileBuilder:
                 field="type",
                 value=unknown[0],
             )
-        ts = _epoch(events["ts"])
+        ts = event_seconds(events["ts"])
         users = events["user"].astype(str).tolist()
         items = events["item"].tolist() if "item" in events.columns else [None] * len(events)
         rooms = events["room"].tolist() if "room" in events.columns else [None] * len(events)
         used = 0
         h, off = self.half_life, self.utc_offset_hours
         for u, ty, t, it, rm in zip(users, types.tolist(), ts.tolist(), items, rooms, strict=True):
-            w = float(self.weights.get(ty, 1.0))
+            w = event_weight(ty, self.weights)
             if w <= 0 or not math.isfinite(t):
                 continue
             st = self._users.get(u)
@@ -485,7 +397,7 @@ class ProfileBuilder:
         cats = _shares(st.categories)
         bands = _shares(st.bands)
         brands = _shares(st.brands)
-        zh, en = self._tags(cats, bands, brands, hours)
+        zh, en = profile_tags(cats, bands, brands, hours)
         return UserProfile(
             user=str(user),
             t=t_s,
@@ -502,41 +414,6 @@ class ProfileBuilder:
             interest=interest,
         )
 
-    def _tags(
-        self, cats: dict[str, float], bands: dict[str, float], brands: dict[str, float], hours: np.ndarray
-    ) -> tuple[list[str], list[str]]:
-        g = glossary()
-        zh: list[str] = []
-        en: list[str] = []
-        if cats:
-            mid: dict[str, float] = {}
-            for path, s in cats.items():
-                parts = [p.strip() for p in path.split(">")]
-                _add(mid, parts[1] if len(parts) >= 2 else parts[-1], s)
-            name = max(mid.items(), key=lambda kv: (kv[1], kv[0]))[0]
-            zh.append(g.translate(name, "zh"))
-            en.append(g.translate(name, "en"))
-        if bands:
-            label = next(iter(bands))
-            for _upper, b_zh, b_en in PRICE_BANDS:
-                if b_en == label:
-                    zh.append(b_zh)
-                    en.append(b_en)
-        if brands:
-            name, share = next(iter(brands.items()))
-            if share >= 0.3:
-                zh.append(f"偏爱{g.translate(name, 'zh')}")
-                en.append(f"likes {g.translate(name, 'en')}")
-        if hours.sum() > 0:
-            smooth = hours + 0.5 * (np.roll(hours, 1) + np.roll(hours, -1))
-            peak = int(np.argmax(smooth))
-            for lo, hi, p_zh, p_en in DAY_PARTS:
-                if lo <= peak < hi or lo <= peak + 24 < hi:
-                    zh.append(p_zh)
-                    en.append(f"{p_en} viewer")
-                    break
-        return zh, en
-
     # ------------------------------------------------------------------------------ learned W
     def fit_bilinear(
         self,
@@ -549,87 +426,11 @@ class ProfileBuilder:
         max_pairs: int = 5_000,
     ) -> ProfileBuilder:
         """Learn ``W`` of the attention by logistic regression on (history mean, next item) pairs."""
-        check_param(
-            "negatives",
-            negatives,
-            isinstance(negatives, int) and negatives >= 1,
-            "an int >= 1",
-            "fit_bilinear",
+        from liveshelf.profile.bilinear import fit_bilinear
+
+        return fit_bilinear(
+            self, events, negatives=negatives, epochs=epochs, lr=lr, l2=l2, max_pairs=max_pairs
         )
-        rng = np.random.default_rng(self.seed)
-        ev = events[events["item"].notna()] if "item" in events.columns else events.iloc[0:0]
-        ev = ev.assign(_t=_epoch(ev["ts"]), _w=ev["type"].astype(str).map(self.weights).fillna(1.0))
-        ev = ev[ev["_w"] > 0].sort_values(["user", "_t"], kind="stable")
-        hist_vecs, pos_rows = [], []
-        for _u, g in ev.groupby("user", sort=False):
-            rows = [self._row.get(str(i)) for i in g["item"].tolist()]
-            ts, ws = g["_t"].to_numpy(), g["_w"].to_numpy()
-            acc = np.zeros(self.item_vectors_.shape[1])
-            for k, r in enumerate(rows):
-                if r is None:
-                    continue
-                if k and acc.any():
-                    hist_vecs.append(acc / max(np.linalg.norm(acc), 1e-12))
-                    pos_rows.append(r)
-                if k + 1 < len(rows):
-                    acc = acc * 2.0 ** (-(ts[k + 1] - ts[k]) / self.half_life) + ws[k] * self.item_vectors_[r]
-        if not pos_rows:
-            raise ValidationError(
-                "fit_bilinear found no (history, next item) pairs: the events hold fewer than two "
-                "item events per user. Pass more events.",
-                field="events",
-                value=len(events),
-            )
-        idx = rng.permutation(len(pos_rows))[:max_pairs]
-        u = np.asarray(hist_vecs)[idx]
-        pos = self.item_vectors_[np.asarray(pos_rows)[idx]]
-        neg = self.item_vectors_[rng.integers(0, len(self.item_vectors_), (len(idx), negatives))]
-        uu = np.concatenate([u, np.repeat(u, negatives, 0)])  # (P, D)
-        ii = np.concatenate([pos, neg.reshape(-1, neg.shape[-1])])
-        y = np.concatenate([np.ones(len(u)), np.zeros(len(u) * negatives)])
-        sw = np.where(y == 1, negatives, 1.0)
-        sw = sw / sw.sum()
-        d = uu.shape[1]
-        eye = np.eye(d)
-        w_mat, b = eye.copy(), 0.0
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):  # small matrices: BLAS threads only contend
-            for _ in range(epochs):
-                z = ((uu @ w_mat) * ii).sum(1) + b
-                p = 1.0 / (1.0 + np.exp(-z))
-                gz = sw * (p - y)
-                grad = uu.T @ (gz[:, None] * ii) + l2 * (w_mat - eye)
-                w_mat -= lr * d * grad
-                b -= lr * gz.sum()
-        self.bilinear_ = w_mat.astype(np.float32)
-        self.bilinear_bias_ = float(b)
-        return self
-
-
-class CharHashEncoder:
-    """Default item-text embedding: hashed character 1-2-grams (no weights, no fit), L2-normalised.
-
-    Reads Chinese and English alike and costs about a millisecond per hundred titles; pass
-    ``encoder=TextEncoder(...)`` to ``ProfileBuilder`` for sentence-model vectors instead.
-    """
-
-    def __init__(self, dim: int = 128) -> None:
-        check_param("dim", dim, isinstance(dim, int) and dim >= 8, "an int >= 8", "CharHashEncoder")
-        self.dim = dim
-
-    def encode(self, texts: Iterable[str]) -> np.ndarray:
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        vec = HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(1, 2),
-            n_features=self.dim,
-            norm="l2",
-            alternate_sign=True,
-            lowercase=True,
-        )
-        return vec.transform([str(t) for t in texts]).toarray().astype(np.float32)
 
 
 def _float(x: Any) -> float | None:
@@ -640,18 +441,13 @@ def _float(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _epoch(col: pd.Series) -> np.ndarray:
+def event_seconds(col: pd.Series) -> np.ndarray:
+    """Float epoch seconds of an events ``ts`` column (NaN for missing): datetimes through
+    :func:`~liveshelf.core.timeutil.to_epoch_seconds`, numbers as they are, anything else one value at a time."""
     if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col):
-        s = (
-            pd.Series(col).dt.tz_localize("UTC")
-            if pd.api.types.is_datetime64_dtype(col) and not isinstance(col.dtype, pd.DatetimeTZDtype)
-            else pd.Series(col)
-        )
-        return ((s - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
-            np.float64, na_value=np.nan
-        )
+        return to_epoch_seconds(col)
     if pd.api.types.is_numeric_dtype(col):
-        return col.to_numpy(np.float64, na_value=np.nan)
+        return column_seconds(col)
     return np.array([to_seconds(x) for x in col.tolist()], dtype=np.float64)
 
 
@@ -677,7 +473,4 @@ def simulator_category_map() -> dict[str, str]:
     return {en: zh for zh, en in zip(lv.path_zh, lv.path_en, strict=True)}
 
 
-def profile_language(profile: UserProfile) -> str:
-    """``"zh"`` when most of the viewer's category weight is on Chinese category paths."""
-    zh = sum(s for c, s in profile.categories.items() if is_zh(c))
-    return "zh" if zh >= 0.5 or not profile.categories else "en"
+__all__ = ["ProfileBuilder", "UserProfile", "event_seconds", "sequence_frame", "simulator_category_map"]
