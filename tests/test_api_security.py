@@ -106,9 +106,9 @@ def test_events_beyond_the_skew_are_rejected_naming_field_and_value():
 def _events_route_uses_the_skew() -> bool:
     import inspect
 
-    from liveshelf.serving.routes import events
+    from liveshelf.serving.services import events
 
-    return "event_rules(" in inspect.getsource(events.post_events)
+    return "event_rules(" in inspect.getsource(events.ingest_events)
 
 
 @pytest.mark.xfail(

@@ -318,7 +318,7 @@ def test_sasrec_warm_start_copies_weights_by_item_id():
     child = create_model("sasrec", hidden=8, n_layers=1, n_heads=1, max_len=5, epochs=1)
     child.item_ids_ = np.array(["c", "d", "a", "b"], dtype=object)  # reordered, one new item
     assert warm_start(child, parent)
-    net = child._make_net(4, child._config())
+    net = child._warm_started(child._make_net(4, child._config()))  # what the next fit starts from
     old, new = parent.net_.item_emb.weight, net.item_emb.weight
     for j, i in ((0, 2), (2, 0), (3, 1)):  # child row j+1 holds parent item i's row i+1
         torch.testing.assert_close(new[j + 1], old[i + 1])

@@ -43,7 +43,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _store(home: Path | None):  # noqa: ANN202 - imported lazily to keep --help fast
     from liveshelf.config import Settings
-    from liveshelf.experiment.abtest import ExperimentStore
+    from liveshelf.serving.abtest import ExperimentStore
 
     return ExperimentStore(home if home is not None else Settings().home)
 
@@ -154,7 +154,7 @@ def create(
     from rich.console import Console
 
     from liveshelf.errors import LiveshelfError
-    from liveshelf.experiment.abtest import Arm, Experiment, Guardrail
+    from liveshelf.serving.abtest import Arm, Experiment, Guardrail
 
     try:
         parsed = [Arm.parse(a) for a in arm]

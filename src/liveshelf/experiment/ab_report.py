@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liveshelf.experiment.abtest import METRICS, Experiment
 from liveshelf.experiment.stats import (
     bootstrap_ci,
     bootstrap_diff_ci,
@@ -33,6 +32,7 @@ from liveshelf.experiment.stats import (
     srm_check,
     two_proportion_ztest,
 )
+from liveshelf.serving.abtest import METRICS, Experiment
 
 #: metric -> (numerator column, denominator column or None for a per-viewer mean)
 METRIC_COLUMNS: dict[str, tuple[str, str | None]] = {

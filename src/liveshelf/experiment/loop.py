@@ -44,334 +44,34 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from liveshelf.data.dataset import Dataset
+from liveshelf.core.jsonsafe import jsonable
+from liveshelf.core.timeutil import to_epoch_seconds
 from liveshelf.errors import ConfigError, LiveshelfError, check_param
-from liveshelf.evaluation.protocols import ProtocolSplit, TestCase
-from liveshelf.experiment.gate import GateConfig, ModelReport, decide
-from liveshelf.models.base import Context
+from liveshelf.experiment.gate import ModelReport, decide
+from liveshelf.experiment.loop_candidate import build_candidate, choose_mode, warm_start
+from liveshelf.experiment.loop_config import MODES, LoopConfig
+from liveshelf.experiment.loop_eval import (
+    AlignedModel,
+    iso,
+    latency_and_finite,
+    measure_latency,
+    report_model,
+    window_split,
+)
+from liveshelf.experiment.loop_sources import EventSource, StoreSource, Watermark
+from liveshelf.models.base import BaseRecommender
 
-MODES = ("auto", "update", "finetune", "refit")
 LOOP_DIR = "loop"
 DECISIONS = "decisions.jsonl"
 STATE = "state.json"
-
-
-# ------------------------------------------------------------------------------------ sources
-@dataclass(frozen=True)
-class Watermark:
-    """How far a source has been read: last ingest ``seq``, latest event time ``ts`` (epoch s), ``events``."""
-
-    seq: int = -1
-    ts: float | None = None
-    events: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@runtime_checkable
-class EventSource(Protocol):
-    """Where new events come from. ``head`` is cheap; ``dataset`` returns everything up to a head."""
-
-    def head(self) -> Watermark: ...
-
-    def dataset(self, upto: Watermark) -> Dataset: ...
-
-
-class StoreSource:
-    """The :class:`~liveshelf.data.store.EventStore` in ``home``, opened read-only for each call.
-
-    The ingestion watermark is the store's ``seq`` column (ingest order), so late events
-    (old event time, ingested now) are seen as new.
-    """
-
-    def __init__(self, home: Path | str) -> None:
-        self.home = Path(home).expanduser()
-
-    def __repr__(self) -> str:
-        return f"StoreSource({str(self.home)!r})"
-
-    def _open(self):
-        from liveshelf.data.store import EventStore
-
-        return EventStore(self.home, read_only=True)
-
-    def head(self) -> Watermark:
-        with self._open() as store:
-            seq, ts, n = store._rows(
-                "SELECT coalesce(max(seq), -1), epoch_us(max(ts)), count(*) FROM events"
-            )[0]
-        return Watermark(seq=int(seq), ts=None if ts is None else float(ts) / 1e6, events=int(n))
-
-    def dataset(self, upto: Watermark) -> Dataset:
-        from liveshelf.schema import EVENT_COLUMNS
-
-        cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-        with self._open() as store:
-            events = store._frame(
-                f'SELECT {cols} FROM events WHERE seq <= ? ORDER BY "user", ts, seq', [int(upto.seq)], ("ts",)
-            )
-            frames = {}
-            for kind in ("items", "users", "rooms", "shelf", "hosts"):
-                df = store.frame(kind)
-                frames[kind] = df if len(df) else None
-        return Dataset(
-            name=f"store:{self.home.name}",
-            events=events,
-            **frames,
-            meta={"source": "event_store", "watermark": upto.as_dict()},
-        )
-
-
-# ------------------------------------------------------------------------------------ config
-@dataclass(frozen=True)
-class LoopConfig:
-    """What one loop trains and when.
-
-    ``every_events``: a cycle runs once this many new events arrived (``run``), or every
-    ``interval_s`` seconds when set. ``eval_fraction``: share of event time held out by the
-    first cycle. ``max_cases``: evaluation cases (a seeded sample of the window).
-    """
-
-    name: str = "default"
-    model: str = "itemknn"
-    params: dict[str, Any] = field(default_factory=dict)
-    mode: str = "auto"
-    target: str = "item"
-    every_events: int = 1000
-    interval_s: float | None = None
-    refit_every: int = 0
-    eval_fraction: float = 0.2
-    max_cases: int = 2000
-    latency_contexts: int = 50
-    finetune_epochs: int = 3
-    seed: int = 0
-    gate: GateConfig = field(default_factory=GateConfig)
-    #: also retrain the serving ranker every cycle (``liveshelf.experiment.ranker_train``): from the exposure
-    #: log when it holds enough labelled requests, else from replayed events; promoted per surface only when
-    #: its held-out NDCG@5 is not below the hand blend's + ``ranker_margin``. Its decision joins the log.
-    ranker: bool = False
-    ranker_name: str = "ranker"
-    ranker_margin: float = 0.0
-
-    def validate(self) -> LoopConfig:
-        w = "LoopConfig"
-        check_param("mode", self.mode, self.mode in MODES, f"one of {MODES}", w)
-        check_param("target", self.target, self.target in ("item", "host"), "'item' or 'host'", w)
-        check_param(
-            "every_events",
-            self.every_events,
-            _int(self.every_events) and self.every_events >= 1,
-            "an int >= 1",
-            w,
-        )
-        check_param(
-            "interval_s",
-            self.interval_s,
-            self.interval_s is None or (isinstance(self.interval_s, (int, float)) and self.interval_s > 0),
-            "None or seconds > 0",
-            w,
-        )
-        check_param(
-            "refit_every",
-            self.refit_every,
-            _int(self.refit_every) and self.refit_every >= 0,
-            "an int >= 0 (0 = only when needed)",
-            w,
-        )
-        check_param("eval_fraction", self.eval_fraction, 0 < self.eval_fraction < 1, "a float in (0, 1)", w)
-        check_param(
-            "max_cases", self.max_cases, _int(self.max_cases) and self.max_cases >= 1, "an int >= 1", w
-        )
-        check_param(
-            "latency_contexts",
-            self.latency_contexts,
-            _int(self.latency_contexts) and self.latency_contexts >= 1,
-            "an int >= 1",
-            w,
-        )
-        check_param(
-            "finetune_epochs",
-            self.finetune_epochs,
-            _int(self.finetune_epochs) and self.finetune_epochs >= 1,
-            "an int >= 1",
-            w,
-        )
-        from liveshelf.models.registry import get_model_class
-
-        get_model_class(self.model)
-        self.gate.validate()
-        return self
-
-
-def _int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# ------------------------------------------------------------------------------------ scoring helpers
-class AlignedModel:
-    """A fitted model scored in another item index space (an evaluation split's).
-
-    Contexts are mapped into the model's item and user indices by id (unknown items are
-    dropped); scores come back in the split's order, items the model does not know get
-    the row's lowest score minus one.
-    """
-
-    def __init__(self, model: Any, item_ids: np.ndarray) -> None:
-        self.model = model
-        own = [str(x) for x in model.item_ids_]
-        ids = [str(x) for x in item_ids]
-        self.identity = own == ids
-        pos = {x: i for i, x in enumerate(own)}
-        self.to_model = np.array([pos.get(x, -1) for x in ids], dtype=np.int64)
-        self.known = self.to_model >= 0
-        self.users = {str(x): i for i, x in enumerate(getattr(model, "user_ids_", []))}
-        self.n_items = len(ids)
-
-    def map_context(self, ctx: Context) -> Context:
-        user_index = self.users.get(str(ctx.user), -1) if ctx.user is not None else -1
-        if self.identity:
-            return replace(ctx, user_index=user_index)
-        mapped = self.to_model[ctx.items] if len(ctx.items) else ctx.items
-        keep = mapped >= 0
-        return Context(
-            items=mapped[keep],
-            ts=None if ctx.ts is None else np.asarray(ctx.ts)[keep],
-            types=None if ctx.types is None else np.asarray(ctx.types)[keep],
-            user=ctx.user,
-            user_index=user_index,
-            room=ctx.room,
-            time=ctx.time,
-        )
-
-    def score_mapped(self, contexts: list[Context]) -> np.ndarray:
-        """Scores ``(B, n_items)`` in the split's order for contexts already mapped."""
-        raw = np.asarray(self.model.score_batch(contexts), dtype=np.float64)  # (B, n_model)
-        if self.identity:
-            return raw
-        out = np.empty((len(contexts), self.n_items), dtype=np.float64)
-        out[:, self.known] = raw[:, self.to_model[self.known]]
-        if not self.known.all():
-            low = np.nanmin(raw, axis=1, initial=0.0) if raw.size else np.zeros(len(contexts))
-            out[:, ~self.known] = (low - 1.0)[:, None]
-        return out
-
-    def score_batch(self, contexts: list[Context]) -> np.ndarray:
-        return self.score_mapped([self.map_context(c) for c in contexts])
-
-
-def latency_and_finite(
-    models: list[AlignedModel], contexts: list[Context], repeats: int = 3
-) -> list[tuple[float, bool]]:
-    """Per model: (p95 ms per single-context ``score_batch`` call, whether every score was finite).
-
-    Models are timed interleaved, context by context, and each call's time is the best of
-    ``repeats``, so a burst of load on a shared machine hits all models alike.
-    """
-    mapped = [[m.map_context(c) for c in contexts] for m in models]
-    times: list[list[float]] = [[] for _ in models]
-    finite = [True] * len(models)
-    for j in range(len(contexts)):
-        for i, m in enumerate(models):
-            best = np.inf
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                s = m.model.score_batch([mapped[i][j]])
-                best = min(best, (time.perf_counter() - t0) * 1e3)
-            times[i].append(best)
-            finite[i] = finite[i] and bool(np.isfinite(np.asarray(s, dtype=np.float64)).all())
-    return [(float(np.percentile(t, 95)) if t else 0.0, f) for t, f in zip(times, finite, strict=True)]
-
-
-def window_split(
-    ds: Dataset, t_cut: float, *, target: str = "item", max_cases: int = 2000, seed: int = 0
-) -> tuple[ProtocolSplit, Any, np.ndarray]:
-    """Train on events before ``t_cut``, test on the window from ``t_cut`` on (temporal protocol).
-
-    Returns the split, the :class:`~liveshelf.data.split.EventIndex` and ``train_user``.
-    """
-    from liveshelf.data.split import index_events, to_train_data
-
-    index = index_events(ds, target=target)
-    train = index.ts < t_cut
-    if not train.any():
-        raise ConfigError(
-            f"No training events before t_cut={_iso(t_cut)} in {ds.name!r}; the loop needs "
-            "history before its evaluation window. Lower LoopConfig.eval_fraction or ingest more."
-        )
-    data, train_user = to_train_data(index, train, meta={"protocol": "temporal", "t_test": t_cut})
-    picked = np.nonzero(~train & (train_user[index.user] >= 0))[0]
-    if len(picked) > max_cases:
-        picked = np.sort(np.random.default_rng(seed).choice(picked, size=max_cases, replace=False))
-    repeat = index.is_repeat()
-    cases = [
-        TestCase(
-            context=index.context(int(e), train_user=int(train_user[index.user[e]])),
-            target=int(index.item[e]),
-            is_repeat=bool(repeat[e]),
-        )
-        for e in picked.tolist()
-    ]
-    meta = {
-        "target": target,
-        "per_user": "all",
-        "t_test": t_cut,
-        "t_end": float(index.ts.max()),
-        "window_events": int((~train).sum()),
-    }
-    return ProtocolSplit("temporal", ds.name, data, cases, False, meta), index, train_user
-
-
-def warm_start(model: Any, parent: Any) -> bool:
-    """Make ``model``'s next ``fit`` start from ``parent``'s network weights (same family).
-
-    Works for models that build their torch network in ``_make_net`` (the SASRec family):
-    parameters of equal shape are copied, item-embedding rows are matched by item id (new
-    items keep their fresh initialisation). Returns False when there is nothing to copy.
-    """
-    net = getattr(parent, "net_", None)
-    if net is None or type(parent) is not type(model) or not hasattr(type(model), "_make_net"):
-        return False
-    parent_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    parent_pos = {str(x): i for i, x in enumerate(parent.item_ids_)}
-    make = type(model)._make_net
-
-    def _make_net(n_items: int, cfg: Any) -> Any:
-        import torch
-
-        fresh = make(model, n_items, cfg)
-        state = fresh.state_dict()
-        rows = np.array([parent_pos.get(str(x), -1) for x in model.item_ids_], dtype=np.int64)
-        for k, v in parent_state.items():
-            if k not in state:
-                continue
-            if (
-                "item_emb" in k
-                and v.ndim == 2
-                and state[k].shape[1:] == v.shape[1:]
-                and v.shape[0] == len(parent_pos) + 1
-                and state[k].shape[0] == n_items + 1
-            ):
-                new = state[k].clone()
-                hit = np.flatnonzero(rows >= 0)
-                new[torch.from_numpy(hit + 1)] = v[torch.from_numpy(rows[hit] + 1)]
-                new[0] = v[0]
-                state[k] = new
-            elif state[k].shape == v.shape:
-                state[k] = v
-        fresh.load_state_dict(state)
-        return fresh
-
-    model._make_net = _make_net  # an instance attribute: only this object's fits use it
-    return True
 
 
 # ------------------------------------------------------------------------------------ results
@@ -398,18 +98,8 @@ class CycleResult:
         return asdict(self)
 
 
-def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(float(t), UTC).isoformat()
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _jsonable(value: Any) -> Any:
-    from liveshelf.evaluation.runner import _jsonable as to_json
-
-    return to_json(value)
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -448,7 +138,7 @@ class ContinuousLoop:
     def _save_state(self, state: dict[str, Any]) -> None:
         from liveshelf.core.files import atomic_write_text
 
-        atomic_write_text(self.folder / STATE, json.dumps(_jsonable(state), indent=2, sort_keys=True))
+        atomic_write_text(self.folder / STATE, json.dumps(jsonable(state), indent=2, sort_keys=True))
 
     def decisions(self) -> list[dict[str, Any]]:
         """Every recorded decision, oldest first."""
@@ -460,7 +150,7 @@ class ContinuousLoop:
     def _log_decision(self, entry: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / DECISIONS, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_jsonable(entry), sort_keys=True) + "\n")
+            fh.write(json.dumps(jsonable(entry), sort_keys=True) + "\n")
 
     def watermark(self) -> Watermark | None:
         wm = self.state().get("watermark")
@@ -514,17 +204,15 @@ class ContinuousLoop:
         elif prod_end is not None and float(prod_end) < t_end:
             t_cut = float(prod_end)  # nothing newer (e.g. a retrain after a deletion): production's window
         else:
-            from liveshelf.schema import to_epoch_seconds
-
             ts = to_epoch_seconds(ds.events["ts"])
             t_cut = float(np.quantile(ts[np.isfinite(ts)], 1.0 - cfg.eval_fraction))
         split, index, _ = window_split(ds, t_cut, target=cfg.target, max_cases=cfg.max_cases, seed=cfg.seed)
         window = {
-            "train_start": _iso(float(index.ts.min())),
-            "train_end": _iso(t_cut),
+            "train_start": iso(float(index.ts.min())),
+            "train_end": iso(t_cut),
             "t_cut": t_cut,
-            "eval_start": _iso(t_cut),
-            "eval_end": _iso(t_end),
+            "eval_start": iso(t_cut),
+            "eval_end": iso(t_end),
             "train_events": int((index.ts < t_cut).sum()),
             "eval_events": split.meta["window_events"],
             "cases": len(split.cases),
@@ -550,8 +238,8 @@ class ContinuousLoop:
         if candidate is not None:
             mode, model, why = "external", candidate, "a model passed to run_once"
         else:
-            mode, why = self._choose_mode(cycle, prod_info, prod_model, prod_stale, t_cut)
-            model, mode, why = self._build(mode, why, split, index, prod_info, t_cut)
+            mode, why = choose_mode(cfg, cycle, prod_info, prod_model, prod_stale, t_cut)
+            model, mode, why = build_candidate(cfg, self.registry, mode, why, split, index, prod_info, t_cut)
         train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         self.say(
             f"cycle {cycle}: {mode} ({why}), {window['train_events']} train events, "
@@ -571,7 +259,7 @@ class ContinuousLoop:
             except Exception as exc:
                 cand_report.error = f"{type(exc).__name__}: {exc}"
             pair = [m for m in (loaded, prod_model) if m is not None]
-            timed = dict(zip(map(id, pair), self._latency(pair, split), strict=True))
+            timed = dict(zip(map(id, pair), measure_latency(pair, split, cfg.latency_contexts), strict=True))
             for m, is_cand in ((loaded, True), (prod_model, False)):
                 if m is None:
                     continue
@@ -579,7 +267,7 @@ class ContinuousLoop:
                 rep, ev_ = (
                     (ModelReport(error=lat), None)
                     if isinstance(lat, str)
-                    else self._report(m, split, lat, evaluate_model)
+                    else report_model(m, split, lat, evaluate_model)
                 )
                 if is_cand:
                     cand_report, cand_eval = rep, ev_
@@ -618,10 +306,8 @@ class ContinuousLoop:
                 "mode": mode,
                 "mode_reason": why,
                 "model": cfg.model,
-                "params": _jsonable(
-                    loaded.get_params()
-                    if loaded is not None and hasattr(loaded, "get_params")
-                    else cfg.params
+                "params": jsonable(
+                    loaded.get_params() if isinstance(loaded, BaseRecommender) else cfg.params
                 ),
                 "protocol": "temporal",
                 "gate": {**decision.as_dict(), "config": cfg.gate.as_dict()},
@@ -630,7 +316,7 @@ class ContinuousLoop:
             version = None
             if loaded is not None:
                 version = self.registry.register(
-                    loaded, name=cfg.name, metrics=_jsonable(metrics), lineage=_jsonable(lineage)
+                    loaded, name=cfg.name, metrics=jsonable(metrics), lineage=jsonable(lineage)
                 )
                 if decision.promote:
                     self.registry.promote(cfg.name, version)
@@ -710,7 +396,7 @@ class ContinuousLoop:
                 "cycle": cycle,
                 "trigger": trigger,
                 "decision": decision,
-                **_jsonable(report),
+                **jsonable(report),
             }
         )
         self.say(f"cycle {cycle}: ranker {decision} {report.get('version') or '-'} ({report.get('reason')})")
@@ -750,104 +436,6 @@ class ContinuousLoop:
     def _tmp_root(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder
-
-    def _report(self, model: Any, split: ProtocolSplit, latency: tuple[float, bool], evaluate_model: Any):
-        """(ModelReport, ModelEvaluation | None) of one model on the split."""
-        p95, finite = latency
-        try:
-            if not finite:
-                return ModelReport(metrics={}, p95_ms=p95, finite=False), None
-            ev = evaluate_model(AlignedModel(model, split.train.item_ids), split, progress=False)
-            return ModelReport(metrics=dict(ev.metrics), p95_ms=p95, finite=True), ev
-        except Exception as exc:  # a model that cannot score is refused, not a crashed loop
-            return ModelReport(error=f"{type(exc).__name__}: {exc}"), None
-
-    def _latency(self, models: list[Any], split: ProtocolSplit) -> list[tuple[float, bool] | str]:
-        """Per model: (p95 ms, finite), or the error that stopped it from scoring."""
-        sample = [c.context for c in split.cases[: self.config.latency_contexts]]
-        out: list[tuple[float, bool] | str] = ["" for _ in models]
-        ok = []
-        for i, m in enumerate(models):
-            try:
-                ok.append((i, AlignedModel(m, split.train.item_ids)))
-            except Exception as exc:
-                out[i] = f"{type(exc).__name__}: {exc}"
-        try:
-            for (i, _), res in zip(ok, latency_and_finite([a for _, a in ok], sample), strict=True):
-                out[i] = res
-        except Exception:  # one model failed to score: time them one by one to say which
-            for i, a in ok:
-                try:
-                    out[i] = latency_and_finite([a], sample)[0]
-                except Exception as exc:
-                    out[i] = f"{type(exc).__name__}: {exc}"
-        return out
-
-    def _choose_mode(
-        self, cycle: int, prod_info: Any, prod_model: Any, prod_stale: bool, t_cut: float
-    ) -> tuple[str, str]:
-        """(mode, why) for this cycle's candidate."""
-        from liveshelf.models.registry import get_model_class
-
-        cfg = self.config
-        cls = get_model_class(cfg.model)
-        if prod_stale:
-            return "refit", "production is stale after a user deletion: retrain from the store"
-        if cfg.mode == "refit":
-            return "refit", "mode refit"
-        if prod_model is None or prod_info.model_type != cfg.model:
-            return "refit", (
-                "no production version"
-                if prod_info is None
-                else "production could not be loaded"
-                if prod_model is None
-                else f"production is a {prod_info.model_type!r}, not {cfg.model!r}"
-            )
-        if cfg.refit_every and cycle % cfg.refit_every == 0:
-            return "refit", f"every {cfg.refit_every} cycles"
-        if cfg.mode in ("auto", "update") and hasattr(cls, "update"):
-            end = prod_info.lineage.get("data_end_ts")
-            if end is None or float(end) > t_cut:
-                return "refit", "production's training window is unknown or ends after this cycle's cut"
-            return "update", "incremental update of production"
-        if cfg.mode in ("auto", "finetune") and hasattr(cls, "_make_net"):
-            return "finetune", "warm start from production's weights"
-        return "refit", f"{cfg.model!r} has no {cfg.mode if cfg.mode != 'auto' else 'incremental'} path"
-
-    def _build(
-        self, mode: str, why: str, split: ProtocolSplit, index: Any, prod_info: Any, t_cut: float
-    ) -> tuple[Any, str, str]:
-        """(fitted candidate, mode, why); an update that cannot run falls back to a refit."""
-        from liveshelf.data.split import to_train_data
-        from liveshelf.errors import NotFittedError
-        from liveshelf.evaluation.runner import build_model
-
-        cfg = self.config
-        if mode == "update":
-            base = self.registry.load(
-                cfg.name, prod_info.version
-            )  # a fresh copy: production is evaluated too
-            mask = (index.ts >= float(prod_info.lineage["data_end_ts"])) & (index.ts < t_cut)
-            try:
-                if mask.any():
-                    base.update(to_train_data(index, mask)[0])
-                return base, mode, f"{why} with {int(mask.sum())} events"
-            except NotFittedError as exc:
-                mode, why = "refit", f"update impossible ({exc})"
-        parent = None
-        if mode == "finetune":
-            parent = self.registry.load(cfg.name, prod_info.version)
-            model = build_model(cfg.model, {**cfg.params, "epochs": cfg.finetune_epochs}, seed=cfg.seed)
-            if not warm_start(model, parent):
-                mode, why = "refit", "production has no network weights to start from"
-                model = build_model(cfg.model, dict(cfg.params), seed=cfg.seed)
-        else:
-            model = build_model(cfg.model, dict(cfg.params), seed=cfg.seed)
-        try:
-            model.fit(split.train)
-        finally:
-            model.__dict__.pop("_make_net", None)
-        return model, mode, why
 
     # ---- forever -----------------------------------------------------------------------------
     def run(
@@ -901,6 +489,7 @@ def read_decisions(home: Path | str, name: str = "default") -> pd.DataFrame:
 
 
 __all__ = [
+    "MODES",
     "AlignedModel",
     "ContinuousLoop",
     "CycleResult",

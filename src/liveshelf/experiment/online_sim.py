@@ -23,7 +23,6 @@ experiments included, is what gets evaluated.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from liveshelf.data.sim.truth import GroundTruth
+from liveshelf.core.timeutil import to_seconds_array
 from liveshelf.data.sim.world import World
-from liveshelf.data.timeline import to_seconds_array
-from liveshelf.errors import LiveshelfError, NotFittedError, check_param
-from liveshelf.models.registry import register_model
+from liveshelf.errors import LiveshelfError, check_param
+from liveshelf.models.oracle import GroundTruthRanker
 
 
 @dataclass
@@ -278,52 +276,6 @@ class OnlineSimulator:
             bar.close()
         self.clock = t
         return stats
-
-
-class GroundTruthRanker:
-    """The oracle arm of a simulation: scores items by the world's hidden ``preference`` of the viewer.
-
-    An upper bound to compare models and A/B machinery against, never a production model:
-    it needs the simulator's truth. Saved as ``config.json`` (``model_type: truth-oracle``) plus
-    the truth files, so the model registry stores, versions and serves it like any model.
-
-    >>> ranker = GroundTruthRanker(world.truth).fit(None)                      # doctest: +SKIP
-    >>> ModelRegistry(home / "models").register(ranker, name="oracle")          # doctest: +SKIP
-    """
-
-    name = "truth-oracle"
-
-    def __init__(self, truth: GroundTruth) -> None:
-        self.truth = truth
-        self.item_ids_: np.ndarray | None = None
-
-    def fit(self, data: Any = None) -> GroundTruthRanker:
-        """Nothing to learn: the vocabulary is the world's items."""
-        self.item_ids_ = np.asarray(self.truth.item_ids, dtype=object)
-        return self
-
-    def score(self, ctx: Any, candidates: np.ndarray) -> np.ndarray:
-        """Preference of ``ctx.user`` for the candidate item indices (0 for a user outside the world)."""
-        if self.item_ids_ is None:
-            raise NotFittedError("This GroundTruthRanker instance is not fitted yet. Call 'fit' first.")
-        cand = np.asarray(candidates, dtype=np.int64)
-        user = getattr(ctx, "user", None)
-        if user is None or user not in self.truth._u:
-            return np.zeros(len(cand))
-        return self.truth.preference_idx(np.full(len(cand), self.truth._u[user]), cand)
-
-    def save(self, path: Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.truth.save(path)
-        (path / "config.json").write_text(json.dumps({"model_type": self.name}, sort_keys=True))
-
-    @classmethod
-    def load(cls, path: Path) -> GroundTruthRanker:
-        return cls(GroundTruth.load(Path(path))).fit()
-
-
-register_model(GroundTruthRanker.name, GroundTruthRanker, kind="simulation")
 
 
 def live_window(world: World, min_rooms: int = 3) -> tuple[float, float]:

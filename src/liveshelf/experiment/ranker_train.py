@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.timeutil import to_seconds_array
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.ranker.live import LiveRanker, RankTable, query_bounds
 from liveshelf.serving.exposures import FEATURE_SETS, label_exposures, read_exposures
@@ -134,7 +135,7 @@ class Replay:
 
         self.settings = settings or ServeSettings(home=home or Path("."), text=False)
         self.events = events.sort_values("ts", kind="stable").reset_index(drop=True)
-        self.t = _seconds(self.events["ts"])
+        self.t = to_seconds_array(self.events["ts"].to_numpy())
         self.state = MemoryState()
         if len(items):
             self.state.upsert_items(items[["id", "category"]])
@@ -274,12 +275,6 @@ def _event_queries(
     if len(q) > max_queries:
         q = q.sample(n=max_queries, random_state=seed)
     return q.sort_values("t", kind="stable").reset_index(drop=True)
-
-
-def _seconds(ts: pd.Series) -> np.ndarray:
-    from liveshelf.data.timeline import to_seconds_array
-
-    return to_seconds_array(ts.to_numpy())
 
 
 def _store_events(home: Path | str) -> pd.DataFrame:

@@ -1,5 +1,8 @@
 """A/B statistics as free functions over arrays: z-test, bootstrap CIs, mSPRT, SRM.
 
+The bootstrap intervals are :mod:`liveshelf.evaluation.significance`'s (one engine for model
+comparisons and A/B tests), re-exported here.
+
 Everything here is numpy / scipy over per-user values or counts; nothing knows about
 serving or files. The always-valid test is the mixture sequential probability ratio test
 (mSPRT) of Johari, Koomen, Pekelis & Walsh, "Peeking at A/B Tests" (KDD 2017) with a
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from liveshelf.errors import check_param
+from liveshelf.evaluation.significance import Interval, bootstrap_ci, bootstrap_diff_ci  # re-exported
 
 
 # ------------------------------------------------------------------------------------ z-test
@@ -69,100 +73,6 @@ def ztest_pvalues(x_a: np.ndarray, n_a: np.ndarray, x_b: np.ndarray, n_b: np.nda
         z = (x_b / n_b - x_a / n_a) / se
     p = 2 * norm.sf(np.abs(z))
     return np.where(np.isfinite(z), p, 1.0)
-
-
-# ------------------------------------------------------------------------------------ bootstrap
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with a percentile bootstrap interval."""
-
-    estimate: float
-    low: float
-    high: float
-    confidence: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def _check_boot(n_boot: int, confidence: float, where: str) -> None:
-    check_param("n_boot", n_boot, isinstance(n_boot, int) and n_boot >= 10, "an int >= 10", where)
-    check_param("confidence", confidence, 0 < confidence < 1, "a float in (0, 1)", where)
-
-
-def _resample_sums(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, C) column sums of ``values`` (N, C) over users drawn with replacement.
-
-    Multinomial weights (how often each user is drawn) times the values: one matrix product
-    per chunk instead of gathering ``n_boot * N`` rows.
-    """
-    n = len(values)
-    out = np.empty((n_boot, values.shape[1]))
-    chunk = max(1, 4_000_000 // max(n, 1))
-    for s in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - s)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=m).astype(np.float64)  # (m, N)
-        out[s : s + m] = w @ values
-    return out
-
-
-def bootstrap_ci(
-    values: np.ndarray,
-    denominators: np.ndarray | None = None,
-    *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Interval:
-    """Percentile CI of ``mean(values)``, or of the ratio ``sum(values) / sum(denominators)``.
-
-    Users are the unit of resampling, so a ratio metric such as clicks per exposure gets an
-    interval that respects the correlation of one user's exposures.
-
-    >>> bootstrap_ci(np.array([0.0, 1.0] * 50), seed=1).estimate
-    0.5
-    """
-    _check_boot(n_boot, confidence, "bootstrap_ci")
-    v = np.asarray(values, np.float64)
-    d = np.ones_like(v) if denominators is None else np.asarray(denominators, np.float64)
-    if len(v) == 0 or d.sum() <= 0:
-        return Interval(float("nan"), float("nan"), float("nan"), confidence)
-    est = float(v.sum() / d.sum())
-    sums = _resample_sums(np.column_stack([v, d]), n_boot, np.random.default_rng(seed))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stats = sums[:, 0] / sums[:, 1]
-    stats = stats[np.isfinite(stats)]
-    q = (1 - confidence) / 2
-    return Interval(est, float(np.quantile(stats, q)), float(np.quantile(stats, 1 - q)), confidence)
-
-
-def bootstrap_diff_ci(
-    a: np.ndarray,
-    b: np.ndarray,
-    a_den: np.ndarray | None = None,
-    b_den: np.ndarray | None = None,
-    *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Interval:
-    """Percentile CI of ``metric(b) - metric(a)`` (a mean or a ratio of sums), arms resampled independently."""
-    _check_boot(n_boot, confidence, "bootstrap_diff_ci")
-    rng = np.random.default_rng(seed)
-    out = []
-    for v, d in ((a, a_den), (b, b_den)):
-        v = np.asarray(v, np.float64)
-        d = np.ones_like(v) if d is None else np.asarray(d, np.float64)
-        if len(v) == 0 or d.sum() <= 0:
-            return Interval(float("nan"), float("nan"), float("nan"), confidence)
-        sums = _resample_sums(np.column_stack([v, d]), n_boot, rng)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.append((v.sum() / d.sum(), sums[:, 0] / sums[:, 1]))
-    (ea, sa), (eb, sb) = out
-    diff = sb - sa
-    diff = diff[np.isfinite(diff)]
-    q = (1 - confidence) / 2
-    return Interval(float(eb - ea), float(np.quantile(diff, q)), float(np.quantile(diff, 1 - q)), confidence)
 
 
 # ------------------------------------------------------------------------------------ mSPRT

@@ -22,7 +22,6 @@ sentiment model; nothing here ranks or scores items itself.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections import OrderedDict
@@ -33,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.jsonsafe import jsonable
+from liveshelf.core.timeutil import to_epoch_seconds
 from liveshelf.errors import check_param
 from liveshelf.names import is_safe_name
 
@@ -43,23 +44,12 @@ SPARK_BUCKETS = 10
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with NaN / inf floats (nested in dicts and lists) replaced by None: JSON-safe."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value
+def static_dir() -> Path:
+    """The folder of the console's page files (``index.html``, ``app.js``, ``style.css``).
 
-
-def _seconds(ts: pd.Series) -> np.ndarray:
-    return ((pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
-        dtype=np.float64
-    )
+    They are package data of ``liveshelf`` under ``dashboard/static`` (read as files: serving imports no
+    module of :mod:`liveshelf.dashboard`)."""
+    return Path(__file__).resolve().parent.parent / "dashboard" / "static"
 
 
 # ------------------------------------------------------------------------------------ sentiment
@@ -176,9 +166,9 @@ def room_cards(services: Any, t: float, sentiment: SentimentCache | None) -> lis
             )
             >= sentiment.threshold
         )
-    c_ts = _seconds(comments["ts"]) if len(comments) else np.zeros(0)
+    c_ts = to_epoch_seconds(comments["ts"]) if len(comments) else np.zeros(0)
     c_room = comments["room"].to_numpy(dtype=object)
-    p_ts = _seconds(purchases["ts"]) if len(purchases) else np.zeros(0)
+    p_ts = to_epoch_seconds(purchases["ts"]) if len(purchases) else np.zeros(0)
     p_room = purchases["room"].to_numpy(dtype=object)
     cards = []
     for room, info in zip(rooms, infos, strict=True):
@@ -236,9 +226,10 @@ def comment_stream(
     ids = frame["event_id"].astype(str).tolist()
     texts = frame["text"].astype(str).tolist()
     p = sentiment.negative(ids, texts) if sentiment is not None else None
+    threshold = sentiment.threshold if sentiment is not None else 0.0
     out = []
     for j, (ts, user, item) in enumerate(
-        zip(_seconds(frame["ts"]).tolist(), frame["user"], frame["item"], strict=True)
+        zip(to_epoch_seconds(frame["ts"]).tolist(), frame["user"], frame["item"], strict=True)
     ):
         info = services.catalogue.get(item) if isinstance(item, str) else None
         out.append(
@@ -249,9 +240,9 @@ def comment_stream(
                 "item": item if isinstance(item, str) else None,
                 "item_title": None if info is None else info.title,
                 "p_negative": None if p is None else round(float(p[j]), 4),
-                "negative": None if p is None else bool(p[j] >= sentiment.threshold),
+                "negative": None if p is None else bool(p[j] >= threshold),
             }
-        )  # type: ignore[union-attr]
+        )
     return out
 
 
@@ -470,12 +461,12 @@ def model_versions(models: dict[str, Any]) -> list[dict[str, Any]]:
                         "model_type": i.model_type,
                         "created_at": i.created_at,
                         "production": i.production,
-                        "metrics": _finite(i.metrics),
+                        "metrics": jsonable(i.metrics),
                         "parent": i.lineage.get("parent"),
                     }
                     for i in reversed(infos)
                 ],
-                "history": _finite(list(history.get("events", []))[-20:]),
+                "history": jsonable(list(history.get("events", []))[-20:]),
             }
         )
     return out
@@ -504,18 +495,16 @@ def experiments_root(home: Path) -> Path:
 
 
 def experiments(home: Path) -> dict[str, Any]:
-    """The A/B experiments of :class:`liveshelf.experiment.abtest.ExperimentStore` with their report PNGs.
+    """The A/B experiments of :class:`liveshelf.serving.abtest.ExperimentStore` with their report PNGs.
 
-    ``available`` is False when that module is not installed; each experiment's ``reports``
-    are the PNG file names in ``<home>/experiments/<name>/`` (see :func:`report_path`).
+    ``available`` is always True (the store is part of serving; the field stays for the page); each
+    experiment's ``reports`` are the PNG file names in ``<home>/experiments/<name>/`` (see :func:`report_path`).
     """
-    try:
-        from liveshelf.experiment.abtest import ExperimentStore
-    except ImportError:
-        return {"available": False, "experiments": []}
+    from liveshelf.serving.abtest import ExperimentStore
+
     rows = []
     for entry in ExperimentStore(home).list():
-        d = _finite(_as_dict(entry))
+        d = jsonable(_as_dict(entry))
         name = str(d.get("name", ""))
         folder = experiments_root(home) / name
         safe = is_safe_name(name) and SAFE_NAME.match(name)

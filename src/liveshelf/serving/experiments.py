@@ -4,7 +4,7 @@
 at most every ``poll_s`` seconds, so ``liveshelf ab create|stop`` takes effect without a
 restart), builds one :class:`~liveshelf.serving.pipeline.Pipeline` per arm over the shared
 online state and catalogue (the arm's model version and settings), and keeps an
-:class:`~liveshelf.experiment.abtest.EventLog` per experiment: exposures and outcome events
+:class:`~liveshelf.serving.abtest.EventLog` per experiment: exposures and outcome events
 are buffered and written by a background thread, never on the request path.
 
 >>> exps = ExperimentService(home, state, catalogue, settings, production)   # doctest: +SKIP
@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from liveshelf.data.timeline import to_seconds_array
-from liveshelf.experiment.abtest import EventLog, Experiment, ExperimentStore
+from liveshelf.core.timeutil import to_seconds_array
+from liveshelf.serving.abtest import EventLog, Experiment, ExperimentStore
 from liveshelf.serving.pipeline import Catalogue, Pipeline
 from liveshelf.serving.schemas import FeedOut, ShelfOut
 from liveshelf.serving.settings import ServeSettings

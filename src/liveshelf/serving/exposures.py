@@ -7,7 +7,7 @@ the values in that order, exactly as the request computed them, so a ranker trai
 sees what serving saw at the time (point-in-time correct by construction).
 
 Rows are buffered and written by a background thread (the A/B code's
-:class:`~liveshelf.experiment.abtest.EventLog`), each batch as one Parquet file under
+:class:`~liveshelf.serving.abtest.EventLog`), each batch as one Parquet file under
 ``<home>/exposures/date=YYYY-MM-DD/`` - never on the request path. A request is logged with
 probability ``exposure_sample`` (decided by a hash of its request id, so all rows of a request go
 together). :func:`read_exposures` reads them back; :func:`join_outcomes` joins the outcomes
@@ -33,8 +33,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from liveshelf.data.timeline import to_seconds_array
-from liveshelf.experiment.abtest import EventLog
+from liveshelf.core.timeutil import to_seconds_array
+from liveshelf.serving.abtest import EventLog
 from liveshelf.serving.features import ITEM_FEATURES, ROOM_FEATURES
 
 #: The feature list each ``feature_set`` names.

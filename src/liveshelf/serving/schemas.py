@@ -47,7 +47,7 @@ def _printable(value: str | None) -> str | None:
 #: Validators of ids and of names that become paths (clear 422 messages) and the pattern that documents ids.
 Printable = AfterValidator(_printable)
 SafeName = AfterValidator(lambda value: safe_name(value, "name"))
-ID_DOC = {"pattern": ID_PATTERN}
+ID_DOC: dict[str, Any] = {"pattern": ID_PATTERN}
 
 Id = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable]
 Time = Annotated[str | float, Field(description="ISO 8601 time or epoch seconds (UTC).")]

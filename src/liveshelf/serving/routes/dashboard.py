@@ -32,13 +32,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from liveshelf.dashboard.server import static_dir
 from liveshelf.errors import NotFoundError, ValidationError
 from liveshelf.serving import console
 from liveshelf.serving.access import IngestAccess, ReadAccess, guard
 from liveshelf.serving.deps import AtDep, PipelineDep, Services, ServicesDep
-from liveshelf.serving.routes import events as event_routes
-from liveshelf.serving.routes import rooms as room_routes
 from liveshelf.serving.schemas import (
     BODY,
     ID_DOC,
@@ -51,11 +48,13 @@ from liveshelf.serving.schemas import (
     Printable,
     responses,
 )
+from liveshelf.serving.services.events import ingest_events
+from liveshelf.serving.services.rooms import next_item
 
 router = APIRouter(tags=["dashboard"])
 log = logging.getLogger("liveshelf.serving")
 
-STATIC = static_dir()
+STATIC = console.static_dir()
 #: The page's files besides index.html, with their media types: the only files served.
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 PAGE_HEADERS = {
@@ -185,7 +184,9 @@ class SimulateOut(BaseModel):
 
 
 class ExperimentsView(BaseModel):
-    available: bool = Field(description="False when liveshelf.experiment.abtest is not installed.")
+    available: bool = Field(
+        description="Always true (the experiment store is part of serving; kept for clients)."
+    )
     experiments: list[dict[str, Any]]
 
 
@@ -221,7 +222,7 @@ def _room_view(
     k: int,
     comments: int,
 ) -> RoomView:
-    nxt = room_routes.next_item(room=room, pipeline=pipeline, services=services, _client=client, at=at, k=k)
+    nxt = next_item(room, pipeline, services, at, k)
     info = services.state.room(room) or {}
     audience = services.state.audience(room, at)[: services.settings.audience_limit]
     totals = console.room_totals(services, room, at)
@@ -383,7 +384,7 @@ def simulate(
         focus_share=body.focus_share,
         negative_share=body.negative_share,
     )
-    posted = event_routes.post_events(EventsIn(events=[EventIn(**e) for e in events]), services, client)
+    posted = ingest_events(EventsIn(events=[EventIn(**e) for e in events]), services, client)
     after = _room_view(request, room, pipeline, services, client, at, k, 1)
     log.info(
         "console simulate room=%s viewers=%d events=%d accepted=%d",

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from liveshelf.errors import NotFoundError
-from liveshelf.experiment.abtest import Experiment, ExperimentStore
 from liveshelf.names import MAX_NAME_LEN
+from liveshelf.serving.abtest import Experiment, ExperimentStore
 from liveshelf.serving.access import ReadAccess
 from liveshelf.serving.deps import ServicesDep
 from liveshelf.serving.schemas import ID_DOC, READ, Printable, SafeName, responses

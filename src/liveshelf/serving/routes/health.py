@@ -35,7 +35,7 @@ def readyz(request: Request) -> JSONResponse:
             headers={"Retry-After": "1"},
         )
     sync = services.state_sync.status if services.state_sync is not None else None
-    if services.state_sync is not None and not services.state_sync.healthy():
+    if sync is not None and not services.state_sync.healthy():
         why = "rebuilding the state from the store" if sync.rebuilding else (sync.last_error or "catching up")
         return JSONResponse(
             {"status": "state catching up", "error": why, "lag": sync.lag},

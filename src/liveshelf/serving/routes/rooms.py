@@ -29,44 +29,20 @@ from liveshelf.serving.schemas import (
     AskOut,
     CommentsOut,
     FastJSON,
-    ItemRecord,
     NextItemOut,
     Printable,
     RoomsIn,
     RoomsOut,
     UpsertOut,
-    reason_dicts,
     responses,
 )
+from liveshelf.serving.services.rooms import is_live, item_records, next_item_body, require_room
 from liveshelf.serving.state.base import end_item_slots, unpin_slots
 
 router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
 log = logging.getLogger("liveshelf.serving")
 
 RoomId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra=ID_DOC), Printable]
-
-
-def _require_room(services: Services, room: str) -> dict[str, Any]:
-    info = services.state.room(room)
-    if info is None:
-        raise NotFoundError(
-            f"Unknown room {room!r}: no room with this id was ever put. Create it with "
-            "PUT /v1/rooms, or ask GET /v1/users/{user}/feed for live rooms."
-        )
-    return info
-
-
-def _live(info: dict[str, Any], t: float) -> bool:
-    return info["start"] <= t and (info["end"] is None or t < info["end"])
-
-
-def _item_recs(services: Services, recs: list) -> list[ItemRecord]:
-    get = services.catalogue.get
-    out = []
-    for r in recs:
-        info = get(r.key)
-        out.append(ItemRecord(r.key, None if info is None else info.title, r.score, reason_dicts(r.reasons)))
-    return out
 
 
 @router.get(
@@ -97,11 +73,11 @@ def shelf(
 ) -> FastJSON:
     """Only items on the shelf at the request time; empty (``live: false``) once the room has ended.
     A viewer in a running A/B experiment is served by the arm's pipeline (``experiment`` names it)."""
-    info = _require_room(services, room)
+    info = require_room(services, room)
     key = None if user is None else services.user_key(user)
     ab = services.experiments.assign("shelf", key) if services.experiments is not None else None
     ranked = (ab.pipeline if ab is not None else pipeline).rank_shelf(key, room, at, k)
-    items = _item_recs(services, ranked.recs)
+    items = item_records(services, ranked.recs)
     if services.text is not None:
         items = services.text.demote_by_comments(room, items)
     if explain and services.text is not None:
@@ -115,7 +91,7 @@ def shelf(
         "room": room,
         "user": user,
         "at": at,
-        "live": _live(info, at),
+        "live": is_live(info, at),
         "model_version": ab.model_version() if ab is not None else services.model_version(),
     }
     if ranked.ranked_by is not None:
@@ -126,37 +102,7 @@ def shelf(
     return FastJSON(body)
 
 
-def next_item_body(
-    room: str, pipeline: Any, services: Services, at: float, k: int, lang: str | None = None
-) -> dict[str, Any]:
-    """The answer of ``GET /v1/rooms/{room}/next-item`` as plain dicts (:class:`NextItemOut`'s fields)."""
-    info = _require_room(services, room)
-    ranked = pipeline.rank_next_item(room, at, k)
-    items = _item_recs(services, ranked.recs)
-    services.log_exposure("next-item", None, room, at, ranked)
-    if services.text is not None:
-        items = services.text.demote_by_comments(room, items)
-    pitch = None
-    if items and services.text is not None:
-        pitch = services.text.pitch(items[0].item, None, room, at, lang=lang)
-    body: dict[str, Any] = {
-        "room": room,
-        "at": at,
-        "live": _live(info, at),
-        "audience": int(ranked.audience),
-        "model_version": services.model_version(),
-    }
-    if ranked.ranked_by is not None:
-        body["ranked_by"] = ranked.ranked_by
-    bodies = [r.body() for r in items]
-    body["item"] = bodies[0] if bodies else None
-    body["items"] = bodies
-    if pitch is not None:
-        body["pitch"] = pitch
-    return body
-
-
-# name: the operation id stays ``next_item_...`` (the function name is free for the console's call below)
+# name: the operation id stays ``next_item_...`` (the function is named next_item_route)
 @router.get(
     "/{room}/next-item",
     response_model=NextItemOut,
@@ -178,13 +124,6 @@ def next_item_route(
     return FastJSON(next_item_body(room, pipeline, services, at, k, lang))
 
 
-def next_item(
-    room: str, pipeline: Any, services: Services, _client: str, at: float, k: int = 5, lang: str | None = None
-) -> NextItemOut:
-    """:func:`next_item_body` as a :class:`NextItemOut` (for callers in process: the console's room view)."""
-    return NextItemOut.model_validate(next_item_body(room, pipeline, services, at, k, lang))
-
-
 @router.get(
     "/{room}/comments",
     response_model=CommentsOut,
@@ -200,7 +139,7 @@ def comments(
 ) -> CommentsOut:
     """Rolling negative share, keywords of negative comments, per-item demotion signal and the recent
     spike alerts of the room (needs a sentiment model: ``liveshelf sentiment train``)."""
-    _require_room(services, room)
+    require_room(services, room)
     snap = services.text.comments(room, at, limit) if services.text is not None else None
     if snap is None:
         raise HTTPException(
@@ -220,7 +159,7 @@ def comments(
 def ask(room: RoomId, body: AskIn, services: ServicesDep, _client: ReadAccess, at: AtDep) -> AskOut:
     """Answers from the facts of the items on the shelf now (price, size, material, shipping ...);
     ``known: false`` with a "don't know" answer rather than an invented fact."""
-    _require_room(services, room)
+    require_room(services, room)
     if services.text is None:
         raise HTTPException(503, "Shelf Q&A is switched off on this server (LIVESHELF_TEXT=false).")
     shelf = services.state.shelf(room, at)
@@ -292,7 +231,7 @@ def put_rooms(body: RoomsIn, services: ServicesDep, _client: IngestAccess, at: A
                 value=None,
             )
         if a.room not in new_rooms:
-            _require_room(services, a.room)
+            require_room(services, a.room)
         actions.append((a.op, a.room, a.item, t))
     out = RoomsOut(rooms=UpsertOut(), shelf=UpsertOut(), actions=0)
     with services.store.open() as store:
@@ -346,7 +285,7 @@ def _apply(services: Services, store: Any, op: str, room: str, item: str | None,
     assert item is not None
     shelf = store.frame("shelf")
     mine = shelf[(shelf["room"] == room) & (shelf["item"] == item)]
-    from liveshelf.data.timeline import to_seconds_array
+    from liveshelf.core.timeutil import to_seconds_array
 
     starts = to_seconds_array(mine["start"].to_numpy())
     ends = to_seconds_array(mine["end"].to_numpy())
