@@ -44,11 +44,11 @@ import time
 import common
 
 from liveshelf.data.formats import load_dataset
+from liveshelf.evaluation.coldstart import hide_items
 from liveshelf.evaluation.protocols import loo
 from liveshelf.evaluation.runner import evaluate_model
 from liveshelf.models.sasrec import SASRec
 from liveshelf.models.textseq import TextSeq, encode_texts
-from liveshelf.models.textseq.coldstart import hide_items
 
 DATA = "unisrec:amazon-scientific"
 HIDE_FRACTION = 0.2

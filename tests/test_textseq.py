@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from liveshelf.errors import ConfigError, NotFittedError
+from liveshelf.evaluation.coldstart import evaluate_cold, hide_items
 from liveshelf.evaluation.protocols import ProtocolSplit, TestCase
 from liveshelf.models import BaseRecommender, Context, Recommender, TrainData, load_model
 from liveshelf.models.registry import get_model_class
 from liveshelf.models.textseq import TextSeq
-from liveshelf.models.textseq.coldstart import evaluate_cold, hide_items
 from liveshelf.text.encoder import TextEncoder
 
 torch.set_num_threads(2)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveshelf.core.traindata import Context, TrainData
 from liveshelf.data.dataset import Dataset
 from liveshelf.errors import ConfigError, DataFormatError, check_param
-from liveshelf.models.base import Context, TrainData
 from liveshelf.schema import POSITIVE_TYPES, host_categories, to_epoch_seconds
 
 TARGETS = ("item", "host")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import random
 import re
 import sys
 import time
@@ -28,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from liveshelf.core.jsonsafe import jsonable
+from liveshelf.core.seeding import seed_everything
 from liveshelf.data.dataset import Dataset
 from liveshelf.errors import ConfigError
 from liveshelf.evaluation import metrics as M
 from liveshelf.evaluation.protocols import PROTOCOLS, ProtocolSplit, make_split
-from liveshelf.models.base import TrainData
+from liveshelf.models.base import BaseRecommender, Recommender, TrainData
 
 LIVE_FORMATS = ("twitch", "kuailive", "store")
 HISTORY_BUCKETS = (
@@ -64,7 +65,7 @@ class ModelEvaluation:
 # one model on one split
 # ---------------------------------------------------------------------------------------
 def evaluate_model(
-    model: Any,
+    model: Recommender,
     split: ProtocolSplit,
     *,
     ks: tuple[int, ...] | None = None,
@@ -86,8 +87,8 @@ def evaluate_model(
     t0 = time.perf_counter()
     ranks = np.zeros(len(cases), dtype=np.int64)
     top = np.full((len(cases), BEYOND_K), -1, dtype=np.int64)
-    cand_items = np.full((len(cases), keep_candidates), -1, dtype=np.int64) if keep_candidates else None
-    cand_scores = np.full((len(cases), keep_candidates), -np.inf) if keep_candidates else None
+    cand_items = np.full((len(cases), keep_candidates), -1, dtype=np.int64)  # (cases, 0) when not kept
+    cand_scores = np.full((len(cases), keep_candidates), -np.inf)
     bar = _progress(len(cases), desc, progress)
     for a in range(0, len(cases), batch_size):
         batch = cases[a : a + batch_size]
@@ -148,7 +149,7 @@ def evaluate_model(
         metrics=out,
         per_case=per_case,
         eval_seconds=time.perf_counter() - t0,
-        candidates=None if cand_items is None else (cand_items, cand_scores),
+        candidates=(cand_items, cand_scores) if keep_candidates else None,
     )
 
 
@@ -245,12 +246,14 @@ def parse_params(items: list[str] | None, models: list[str]) -> dict[str, dict[s
     return out
 
 
-def build_model(name: str, params: dict[str, Any], *, seed: int | None = None, epochs: int | None = None):
+def build_model(
+    name: str, params: dict[str, Any], *, seed: int | None = None, epochs: int | None = None
+) -> BaseRecommender:
     """Create a registered model, passing ``epochs`` / ``seed`` (or ``random_state``) when accepted."""
     from liveshelf.models.registry import get_model_class
 
     cls = get_model_class(name)
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
     accepted = {p for p in sig.parameters if p != "self"}
     open_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     kwargs = dict(params)
@@ -268,13 +271,6 @@ def build_model(name: str, params: dict[str, Any], *, seed: int | None = None, e
         elif "random_state" in accepted:
             kwargs.setdefault("random_state", seed)
     return cls(**kwargs)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    if "torch" in sys.modules:  # seeded only when a model brought torch in
-        sys.modules["torch"].manual_seed(seed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -408,13 +404,11 @@ def run(
         results["models"][name] = {
             "metrics": ev.metrics,
             "fit_seconds": round(fit_s, 4),
-            "params": _jsonable(model.get_params() if hasattr(model, "get_params") else params.get(name, {})),
+            "params": jsonable(model.get_params()),
         }
-        if getattr(model, "privacy_", None):  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
+        if model.privacy_:  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
             results["models"][name]["privacy"] = model.privacy_
-        if getattr(
-            model, "fit_info_", None
-        ):  # what the fit decided (e.g. skipped sources), as the model says
+        if model.fit_info_:  # what the fit decided (e.g. skipped sources), as the model says
             results["models"][name]["fit_info"] = model.fit_info_
         per_case[name] = ev.per_case
         timing[name] = {"fit_seconds": round(fit_s, 4), "eval_seconds": round(ev.eval_seconds, 4)}
@@ -437,7 +431,7 @@ def run(
             "mask_history": mask_history,
             "ties": "pessimistic",
             "seed": seed,
-            "split": _jsonable(summary),
+            "split": jsonable(summary),
             "diversity_basis": None if basis is None else basis[0],
             "timing": timing,
             "significance": {"baseline": base, "models": significance},
@@ -460,7 +454,7 @@ def run(
             "settings": [s.label for s in settings],
             "models": rerank_rows,
         }
-    (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=2, allow_nan=False))
+    (out_dir / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
     write_report(results, out_dir)
     return results
 
@@ -521,25 +515,8 @@ def rerank_tradeoff(
     )
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return repr(value)
+#: The old private name; ``liveshelf.experiment.loop`` imports it until it uses ``core.jsonsafe`` itself.
+_jsonable = jsonable
 
 
 __all__ = [
@@ -554,4 +531,5 @@ __all__ = [
     "parse_params",
     "rerank_tradeoff",
     "run",
+    "seed_everything",
 ]

@@ -14,97 +14,27 @@ parameters, sorted keys), ``vocab.json`` (item and user ids) and ``weights.safet
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from liveshelf.core.jsonsafe import jsonable
+from liveshelf.core.traindata import Context, TrainData
 from liveshelf.errors import NotFittedError
-
-
-@dataclass
-class Context:
-    """Everything a model may know about one request.
-
-    ``items`` is the user's recent sequence in item-index space, oldest first
-    (unknown items dropped); ``ts`` its epoch seconds and ``types`` its event types.
-    ``time`` is the request time (epoch seconds). ``user_index`` is the user's row in
-    the training data, or -1 for a user the model never saw.
-    """
-
-    items: np.ndarray
-    ts: np.ndarray | None = None
-    types: np.ndarray | None = None
-    user: str | None = None
-    user_index: int = -1
-    room: str | None = None
-    time: float | None = None
-
-    def __post_init__(self) -> None:
-        self.items = np.asarray(self.items, dtype=np.int64)
-
-
-@dataclass
-class TrainData:
-    """Training sequences in index space, plus optional side information.
-
-    ``sequences[u]`` holds user ``u``'s training interactions in time order.
-    ``valid_targets[u]`` is the held-out next item used for early stopping (-1 = none).
-    ``available`` answers "which items are available at time t" (live protocol), as a
-    callable ``t -> np.ndarray[int]``; models that do not need it ignore it.
-    """
-
-    item_ids: np.ndarray
-    user_ids: np.ndarray
-    sequences: list[np.ndarray]
-    timestamps: list[np.ndarray] | None = None
-    types: list[np.ndarray] | None = None
-    valid_targets: np.ndarray | None = None
-    item_text: list[str] | None = None
-    item_category: np.ndarray | None = None  # int code per item (-1 = unknown)
-    available: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_items(self) -> int:
-        return int(len(self.item_ids))
-
-    @property
-    def n_users(self) -> int:
-        return int(len(self.user_ids))
-
-    def context(self, u: int, upto: int | None = None, time: float | None = None) -> Context:
-        """The context of user ``u`` from their first ``upto`` training interactions."""
-        seq = self.sequences[u] if upto is None else self.sequences[u][:upto]
-        ts = None if self.timestamps is None else self.timestamps[u][: len(seq)]
-        ty = None if self.types is None else self.types[u][: len(seq)]
-        return Context(items=seq, ts=ts, types=ty, user=str(self.user_ids[u]), user_index=u, time=time)
-
-    def interaction_matrix(self, weights: dict[str, float] | None = None):
-        """User × item CSR matrix of interaction counts (or event-type weights)."""
-        import scipy.sparse as sp
-
-        rows = np.repeat(np.arange(self.n_users), [len(s) for s in self.sequences])
-        cols = np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64)
-        if weights is not None and self.types is not None:
-            ty = np.concatenate(self.types)
-            vals = np.array([weights.get(str(t), 1.0) for t in ty], dtype=np.float32)
-        else:
-            vals = np.ones(len(cols), dtype=np.float32)
-        m = sp.csr_matrix((vals, (rows, cols)), shape=(self.n_users, self.n_items), dtype=np.float32)
-        m.sum_duplicates()
-        return m
 
 
 @runtime_checkable
 class Recommender(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def fit(self, data: TrainData) -> Recommender: ...
 
     def score(self, ctx: Context, candidates: np.ndarray) -> np.ndarray: ...
+
+    def score_batch(self, contexts: list[Context], candidates: np.ndarray | None = None) -> np.ndarray: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -119,9 +49,16 @@ class BaseRecommender:
     learn in ``fit`` (state ending in ``_``) and implement :meth:`_score_all`, which
     returns full-catalogue scores ``(B, n_items)`` for a batch of contexts. They
     implement :meth:`_arrays` / :meth:`_restore` to persist learned state.
+
+    Declared learned attributes every model has (``None`` until a fit says otherwise):
+    ``fit_info_`` (what the fit decided, e.g. skipped sources) and ``privacy_`` (the differential
+    privacy guarantee of a DP-trained model). Optional abilities are the ABCs of
+    :mod:`liveshelf.models.capabilities` (``Incremental``, ``EmbedsItems``, ``WarmStartable``).
     """
 
     name: ClassVar[str] = "base"
+    fit_info_: dict[str, Any] | None = None
+    privacy_: dict[str, Any] | None = None
 
     # ---- to implement -------------------------------------------------------------
     def fit(self, data: TrainData) -> BaseRecommender:  # pragma: no cover - abstract
@@ -187,7 +124,7 @@ class BaseRecommender:
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        config = {"model_type": self.name, "params": _jsonable(self.get_params())}
+        config = {"model_type": self.name, "params": jsonable(self.get_params())}
         (path / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2))
         vocab = {"item_ids": [str(x) for x in self.item_ids_], "user_ids": [str(x) for x in self.user_ids_]}
         (path / "vocab.json").write_text(json.dumps(vocab))
@@ -195,7 +132,7 @@ class BaseRecommender:
         save_file(arrays, str(path / "weights.safetensors"))
 
     @classmethod
-    def load(cls, path: Path | str) -> BaseRecommender:
+    def load(cls, path: Path | str) -> Self:
         path = Path(path)
         config = json.loads((path / "config.json").read_text())
         model = cls(**config["params"])
@@ -207,14 +144,4 @@ class BaseRecommender:
         return model
 
 
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, (np.integer,)):
-            v = int(v)
-        elif isinstance(v, (np.floating,)):
-            v = float(v)
-        elif isinstance(v, tuple):
-            v = list(v)
-        out[k] = v
-    return out
+__all__ = ["BaseRecommender", "Context", "Recommender", "TrainData"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from liveshelf.models.base import TrainData
+from liveshelf.core.traindata import TrainData
 
 
 class Incremental(abc.ABC):

@@ -50,8 +50,8 @@ import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+from liveshelf.core.trainer import TrainStrategy
 from liveshelf.errors import ConfigError, check_param
-from liveshelf.models.trainer import TrainStrategy
 
 ACCOUNTANTS = ("prv", "rdp")
 MODES = ("vmap", "hooks")

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.capabilities import Incremental
 from liveshelf.models.classic._common import (
     check_bool,
     check_delta,
@@ -40,7 +41,7 @@ from liveshelf.models.classic._common import (
 )
 
 
-class ImplicitMF(BaseRecommender, ABC):
+class ImplicitMF(BaseRecommender, Incremental, ABC):
     """Base of ``als`` and ``bpr``; subclasses define the estimator and the fold-in."""
 
     use_event_weights: bool

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from liveshelf.errors import NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.capabilities import Incremental
 from liveshelf.models.classic._common import (
     check_bool,
     check_delta,
@@ -55,7 +56,7 @@ def top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return out
 
 
-class ItemKNN(BaseRecommender):
+class ItemKNN(BaseRecommender, Incremental):
     """Item-based nearest neighbours.
 
     ``fit`` computes the cosine similarity of items' user vectors (the rows of

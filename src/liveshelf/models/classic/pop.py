@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.capabilities import Incremental
 from liveshelf.models.classic._common import check_bool, check_delta, extend_vocab, grow_rows, popularity
 
 
-class Popularity(BaseRecommender):
+class Popularity(BaseRecommender, Incremental):
     """Scores every item by its training interaction count, whatever the context.
 
     With ``use_event_weights`` and event types in the data, each event counts with

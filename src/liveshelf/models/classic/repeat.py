@@ -10,6 +10,7 @@ import numpy as np
 
 from liveshelf.errors import NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.capabilities import Incremental
 from liveshelf.models.classic._common import (
     check_bool,
     check_delta,
@@ -23,7 +24,7 @@ from liveshelf.models.classic._common import (
 )
 
 
-class Repeat(BaseRecommender):
+class Repeat(BaseRecommender, Incremental):
     """``score(i) = sum over the user's events on i of w_type * recency + prior(i)``.
 
     Recency is ``decay ** k`` for the event ``k`` positions before the newest one, or,

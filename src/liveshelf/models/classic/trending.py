@@ -6,6 +6,7 @@ import numpy as np
 
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.capabilities import Incremental
 from liveshelf.models.classic._common import (
     check_bool,
     check_delta,
@@ -20,7 +21,7 @@ from liveshelf.models.classic._common import (
 MAX_REQUEST_HALF_LIVES = 64.0
 
 
-class Trending(BaseRecommender):
+class Trending(BaseRecommender, Incremental):
     """Counts where an event ``age`` seconds old weighs ``2 ** (-age / half_life)``.
 
     The state is ``(values_, ref_time_)``: every item's decayed count as of time

@@ -145,7 +145,7 @@ class LLMRank(BaseRecommender):
         )
 
     # ------------------------------------------------------------------------------ fit
-    def fit(self, data: TrainData, base_model: Any = None) -> LLMRank:
+    def fit(self, data: TrainData, base_model: BaseRecommender | None = None) -> LLMRank:
         """Fit the base model (or take ``base_model``, already fitted on ``data``) and the cross-encoder."""
         from liveshelf.models.registry import create_model
         from liveshelf.text.finetune import FinetuneConfig, Finetuner
@@ -165,8 +165,8 @@ class LLMRank(BaseRecommender):
             params.setdefault("seed", self.seed)
         if base_model is not None:
             if (
-                getattr(base_model, "name", None) != self.base
-                or len(getattr(base_model, "item_ids_", ())) != data.n_items
+                base_model.name != self.base
+                or len(getattr(base_model, "item_ids_", ())) != data.n_items  # unfitted: no vocabulary
             ):
                 raise ConfigError(
                     f"LLMRank.fit got a base_model that is not a {self.base!r} model fitted on these "

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from liveshelf.core.trainer import Callback, TrainStrategy
 from liveshelf.errors import check_param
 from liveshelf.models.base import Context, TrainData
 from liveshelf.models.sasrec.config import SASRecConfig
@@ -238,9 +239,15 @@ class LiveSASRec(SASRec):
         rest = [p for p in net.parameters() if id(p) not in ids]
         return [{"params": rest}, {"params": live, "lr": cfg.lr * LIVE_LR_SCALE, "weight_decay": 0.0}]
 
-    def fit(self, data: TrainData, callbacks: list | None = None, strategy: Any = None) -> LiveSASRec:
+    def fit(
+        self,
+        data: TrainData,
+        *,
+        callbacks: list[Callback] | None = None,
+        strategy: TrainStrategy | None = None,
+    ) -> LiveSASRec:
         try:
-            return super().fit(data, callbacks, strategy)
+            return super().fit(data, callbacks=callbacks, strategy=strategy)  # type: ignore[return-value]
         finally:  # the availability oracle belongs to the data, not to the model
             self._available, self._avail_cache, self._log_pop, self._repeat_rate = None, {}, None, 1.0
 

@@ -6,17 +6,18 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liveshelf.core.trainer import Callback, EarlyStopping, ProgressBar, Trainer, TrainStrategy
 from liveshelf.errors import ConfigError, NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+from liveshelf.models.capabilities import EmbedsItems, WarmStartable
 from liveshelf.models.sasrec.config import SASRecConfig
 from liveshelf.models.sasrec.model import SASRecNet
-from liveshelf.models.trainer import Callback, EarlyStopping, ProgressBar, Trainer, TrainStrategy
 
 #: Length bucketing: windows are sorted by length within pools of this many batches.
 BUCKET_POOL = 16
@@ -24,6 +25,8 @@ BUCKET_POOL = 16
 SCORE_BATCH = 1024
 #: File beside the weights that records the privacy guarantee of a DP-trained model.
 PRIVACY_FILE = "privacy.json"
+
+NetT = TypeVar("NetT", bound=torch.nn.Module)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -41,7 +44,7 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing:
     return per_window.mean()
 
 
-class SASRec(BaseRecommender):
+class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
     """Self-attentive sequential recommender trained with a full-softmax loss.
 
     Every position of each training window predicts the next item (one forward per
@@ -59,6 +62,10 @@ class SASRec(BaseRecommender):
     (the last ``max_len + 1`` items), the loss is the per-window mean, and validation only logs
     (no early stopping, which would choose weights from private data outside the accountant).
 
+    Abilities: ``item_embeddings()`` (the learned item vectors, :class:`EmbedsItems`) and
+    ``warm_start_from(parent)`` (the next ``fit`` starts from a fitted parent's weights,
+    :class:`WarmStartable`).
+
     Example::
 
         model = SASRec(hidden=32, epochs=20, dp_epsilon=8.0).fit(data)
@@ -69,6 +76,8 @@ class SASRec(BaseRecommender):
     #: Validate the initial weights too (epoch 0), so early stopping may keep them.
     eval_first: ClassVar[bool] = False
     config_class: ClassVar[type[SASRecConfig]] = SASRecConfig
+    #: ``(parent state_dict, parent item id -> row)`` from :meth:`warm_start_from`; None: fresh starts
+    _warm_start: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
 
     def __init__(
         self,
@@ -139,7 +148,11 @@ class SASRec(BaseRecommender):
 
     # ---- fit --------------------------------------------------------------------------
     def fit(
-        self, data: TrainData, callbacks: list[Callback] | None = None, strategy: TrainStrategy | None = None
+        self,
+        data: TrainData,
+        *,
+        callbacks: list[Callback] | None = None,
+        strategy: TrainStrategy | None = None,
     ) -> SASRec:
         """Train on ``data``; ``callbacks`` hook into the loop, ``strategy`` changes how steps are made
         (e.g. :class:`~liveshelf.privacy.dp.DPStrategy`; built from ``dp_epsilon`` when that is set)."""
@@ -161,7 +174,7 @@ class SASRec(BaseRecommender):
             self._set_vocab(data)
             self._smoothing = float(cfg.label_smoothing)
             self._prepare(data)
-            net = self._make_net(data.n_items, cfg).to(cfg.device)
+            net = self._warm_started(self._make_net(data.n_items, cfg)).to(cfg.device)
             # private: one window per user, so the guarantee covers a user's whole (used) history
             windows = self._windows(
                 data, dataclasses.replace(cfg, train_windows="last") if self._private else cfg
@@ -212,6 +225,59 @@ class SASRec(BaseRecommender):
             torch.set_num_threads(threads)
             self._private = False
         return self
+
+    # ---- abilities ----------------------------------------------------------------------
+    def item_embeddings(self) -> np.ndarray:
+        """``(n_items, hidden)`` float32: the learned item embedding rows in ``item_ids_`` order (no padding row)."""
+        self._check_fitted()
+        with torch.no_grad():
+            return self.net_.item_emb.weight[1:].detach().float().cpu().numpy()
+
+    def warm_start_from(self, parent: Any) -> bool:
+        """Make every later ``fit`` start from ``parent``'s network weights (a fitted model of the same class).
+
+        Parameters of equal shape are copied; item-embedding rows are matched by item id (new items
+        keep their fresh initialisation). Returns False (and changes nothing) when ``parent`` is of
+        another class or not fitted.
+        """
+        if type(parent) is not type(self):
+            return False
+        try:
+            parent._check_fitted()
+        except NotFittedError:
+            return False
+        state = {k: v.detach().clone() for k, v in parent.net_.state_dict().items()}
+        self._warm_start = (state, {str(x): i for i, x in enumerate(parent.item_ids_)})
+        return True
+
+    def _warm_started(self, fresh: NetT) -> NetT:
+        """``fresh`` (a new network for ``item_ids_``) with the warm-start parent's weights put in."""
+        warm = self._warm_start
+        if warm is None:
+            return fresh
+        parent_state, parent_pos = warm
+        n_items = len(self.item_ids_)
+        state = fresh.state_dict()
+        rows = np.array([parent_pos.get(str(x), -1) for x in self.item_ids_], dtype=np.int64)
+        for k, v in parent_state.items():
+            if k not in state:
+                continue
+            if (
+                "item_emb" in k
+                and v.ndim == 2
+                and state[k].shape[1:] == v.shape[1:]
+                and v.shape[0] == len(parent_pos) + 1
+                and state[k].shape[0] == n_items + 1
+            ):
+                new = state[k].clone()
+                hit = np.flatnonzero(rows >= 0)
+                new[torch.from_numpy(hit + 1)] = v[torch.from_numpy(rows[hit] + 1)]
+                new[0] = v[0]
+                state[k] = new
+            elif state[k].shape == v.shape:
+                state[k] = v
+        fresh.load_state_dict(state)
+        return fresh
 
     def _param_groups(self, net: SASRecNet, cfg: SASRecConfig) -> list[dict[str, Any]]:
         """Optimiser parameter groups (one group, the configured ``lr``, by default)."""
@@ -374,7 +440,7 @@ class SASRec(BaseRecommender):
     def save(self, path: Path | str) -> None:
         """Config, vocabulary and weights; plus ``privacy.json`` (achieved ε, δ, ...) for a DP model."""
         super().save(path)
-        privacy = getattr(self, "privacy_", None)
+        privacy = self.privacy_
         if privacy:
             (Path(path) / PRIVACY_FILE).write_text(json.dumps(privacy, sort_keys=True, indent=2))
 

@@ -23,19 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liveshelf.core.trainer import Callback, TrainStrategy
 from liveshelf.errors import ConfigError
 from liveshelf.models.base import TrainData
 from liveshelf.models.sasrec.config import SASRecConfig
 from liveshelf.models.sasrec.recommender import SASRec
 from liveshelf.models.textseq.config import TextSeqConfig
 from liveshelf.models.textseq.model import TextSeqNet
-from liveshelf.models.trainer import Callback
 
 
 def default_cache_dir() -> Path:
@@ -127,10 +127,24 @@ class TextSeq(SASRec):
 
     # ---- fit --------------------------------------------------------------------------
     def fit(
-        self, data: TrainData, callbacks: list[Callback] | None = None, item_vectors: np.ndarray | None = None
+        self,
+        data: TrainData,
+        *,
+        callbacks: list[Callback] | None = None,
+        strategy: TrainStrategy | None = None,
+        item_vectors: np.ndarray | None = None,
     ) -> TextSeq:
-        """Encode the item texts (or take ``item_vectors`` ``(n_items, d)``) and train."""
+        """Encode the item texts (or take ``item_vectors`` ``(n_items, d)``) and train.
+
+        ``strategy`` changes how steps are made (e.g. data-parallel); TextSeq has no per-example
+        loss, so a private (differentially private) strategy is refused."""
         cfg = self._config()
+        if strategy is not None and strategy.private:
+            raise ConfigError(
+                f"TextSeq cannot train with the private strategy {type(strategy).__name__}: its loss "
+                "is not computed per example. Use SASRec or LiveSASRec (dp_epsilon=...) for "
+                "differentially private training."
+            )
         if item_vectors is None:
             if data.item_text is None:
                 raise ConfigError(
@@ -145,7 +159,7 @@ class TextSeq(SASRec):
             item_vectors = encode_texts(data.item_text, cfg.encoder, cfg.cache_dir, cfg.n_threads)
         self._vectors = self._check_vectors(item_vectors, data.n_items, "item_vectors")
         try:
-            return super().fit(data, callbacks)  # type: ignore[return-value]
+            return super().fit(data, callbacks=callbacks, strategy=strategy)  # type: ignore[return-value]
         finally:
             del self._vectors
 
@@ -187,6 +201,13 @@ class TextSeq(SASRec):
         items = net.item_vectors()  # (I, D)
         h = net(tokens, items)[:, -1]  # (B, D)
         return net.logits(h, items)  # (B, I)
+
+    def item_embeddings(self) -> np.ndarray:
+        """``(n_items, hidden)`` float32: each item's vector (adapted text + ID part), ``item_ids_`` order."""
+        self._check_fitted()
+        net = cast(TextSeqNet, self.net_).eval()
+        with torch.no_grad():
+            return net.item_vectors().float().cpu().numpy()
 
     # ---- inductive --------------------------------------------------------------------
     def add_items(

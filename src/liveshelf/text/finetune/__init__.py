@@ -10,7 +10,8 @@ full fine-tuning, LoRA, AdaLoRA, IA3 or a bottleneck adapter (see ``core.py``).
 
 from liveshelf.text.finetune.adapters import BottleneckAdapter, add_bottleneck_adapters, detect_target_modules
 from liveshelf.text.finetune.config import DEFAULT_LR, METHODS, TASKS, FinetuneConfig
-from liveshelf.text.finetune.core import Finetuner, resolve_model_path
+from liveshelf.text.finetune.core import Finetuner
+from liveshelf.text.finetune.loading import resolve_model_path
 from liveshelf.text.finetune.report import PeakMemory, classification_report, ranking_report
 
 __all__ = [

@@ -32,11 +32,9 @@ Face folder for serving (also loadable by ``load``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,13 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from liveshelf.core.jsonsafe import plain
+from liveshelf.core.seeding import seed_everything
+from liveshelf.core.trainer import AccumulateStrategy, EarlyStopping, LRSchedule, NaNGuard, OnStep, Trainer
 from liveshelf.errors import ConfigError, DataFormatError, NotFittedError, NotFoundError, ValidationError
-from liveshelf.text.finetune.adapters import (
-    add_bottleneck_adapters,
-    count_parameters,
-    peft_config,
-    trainable_state,
-)
+from liveshelf.text.finetune.adapters import add_bottleneck_adapters, count_parameters, trainable_state
 from liveshelf.text.finetune.config import CONFIG_FILE, FinetuneConfig
 from liveshelf.text.finetune.data import (
     IGNORE,
@@ -60,66 +56,18 @@ from liveshelf.text.finetune.data import (
     encode_generation,
     pad_batch,
 )
-from liveshelf.text.finetune.loop import FinetuneLoop, KeepBest
+from liveshelf.text.finetune.loading import (
+    ADAPTER_FILE,
+    apply_method,
+    bf16_supported,
+    load_base,
+    resolve_model_path,
+)
 from liveshelf.text.finetune.private import make_private, per_example_generation_loss
 from liveshelf.text.finetune.report import PeakMemory, classification_report, ranking_report
 
-ADAPTER_FILE = "bottleneck_adapter.safetensors"
-PEFT_METHODS = ("lora", "adalora", "ia3")
-
-
-def resolve_model_path(model: str | Path | None, task: str) -> Path:
-    """The local model directory (``None``: the bundled all-MiniLM-L6-v2)."""
-    if model is None:
-        if task == "generation":
-            raise ConfigError(
-                "The 'model' parameter of FinetuneConfig must be a local causal-LM directory for "
-                "task 'generation'. Got None instead. Pass e.g. model='/models/Qwen2.5-0.5B'."
-            )
-        from liveshelf.text.encoder import default_model_path
-
-        return default_model_path()
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise NotFoundError(
-            f"The 'model' parameter must be a local Hugging Face model directory holding config.json. Got "
-            f"{str(model)!r} ({'no config.json there' if path.is_dir() else 'no such directory'}). Nothing is "
-            "downloaded: fetch the model once (huggingface-cli download NAME --local-dir DIR) and pass DIR."
-        )
-    return path
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            torch.ones(2, 2) @ torch.ones(2, 2)
-    except RuntimeError:
-        return False
-    return True
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _quiet_transformers() -> contextlib.AbstractContextManager:
-    """Silence transformers' 'newly initialised weights' notes while loading (the head is new on purpose)."""
-    from transformers.utils import logging as hf_logging
-
-    @contextlib.contextmanager
-    def ctx():  # noqa: ANN202
-        level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            yield
-        finally:
-            hf_logging.set_verbosity(level)
-
-    return ctx()
+#: The hint of the NaN guard: what to change when the loss is no longer finite.
+NAN_HINT = "lower the learning rate ('lr') or turn bf16 off."
 
 
 class Finetuner:
@@ -148,54 +96,7 @@ class Finetuner:
         return torch.device(self.config.device)
 
     def _load_base(self, path: Path, labels: list[Any] | None) -> tuple[Any, Any]:
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ConfigError(
-                    f"The tokenizer of {str(path)!r} has neither a pad nor an eos token; add a pad token "
-                    "to its tokenizer_config.json."
-                )
-            tokenizer.pad_token = tokenizer.eos_token
-        with _quiet_transformers():
-            if self.config.task == "generation":
-                model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-            else:
-                n = 1 if self.config.task == "ranking" else len(labels or [])
-                kwargs: dict[str, Any] = {"num_labels": n}
-                if self.config.task == "classification":
-                    kwargs["id2label"] = {i: str(v) for i, v in enumerate(labels or [])}
-                    kwargs["label2id"] = {str(v): i for i, v in enumerate(labels or [])}
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    path, local_files_only=True, dtype=torch.float32, **kwargs
-                )
-        if getattr(model.config, "pad_token_id", None) is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return tokenizer, model
-
-    def _apply_method(self, model: Any, total_steps: int) -> Any:
-        cfg = self.config
-        if cfg.method == "full":
-            for p in model.parameters():
-                p.requires_grad_(True)
-            return model
-        if cfg.method == "adapter":
-            add_bottleneck_adapters(model, cfg.adapter_size)
-            return model
-        from peft import get_peft_model
-
-        pcfg = peft_config(
-            cfg.method,
-            cfg.task,
-            model,
-            r=cfg.r,
-            alpha=cfg.alpha,
-            dropout=cfg.dropout,
-            target_modules=cfg.target_modules,
-            total_step=total_steps,
-        )
-        return get_peft_model(model, pcfg)
+        return load_base(path, self.config.task, labels)
 
     def _require_fitted(self) -> None:
         if getattr(self, "model_", None) is None:
@@ -207,7 +108,7 @@ class Finetuner:
     def _label_index(self, labels: Sequence[Any], name: str) -> np.ndarray:
         index = {v: i for i, v in enumerate(self.labels_)}
         try:
-            return np.array([index[_plain(v)] for v in labels], dtype=np.int64)
+            return np.array([index[plain(v)] for v in labels], dtype=np.int64)
         except KeyError as exc:
             raise ValidationError(
                 f"The '{name}' argument holds the label {exc.args[0]!r}, which was not in the "
@@ -260,7 +161,7 @@ class Finetuner:
                 "The 'valid_labels' argument must hold one label per validation text.", field="valid_labels"
             )
         if cfg.task == "classification":
-            self.labels_ = sorted({_plain(v) for v in train_labels}, key=lambda v: (str(type(v)), v))
+            self.labels_ = sorted({plain(v) for v in train_labels}, key=lambda v: (str(type(v)), v))
             if len(self.labels_) < 2:
                 raise ValidationError(
                     f"Classification needs at least two distinct labels; got {self.labels_}.",
@@ -277,25 +178,25 @@ class Finetuner:
             steps_per_epoch = math.ceil(math.ceil(len(train["n"]) / cfg.batch_size) / cfg.grad_accum)
             total_steps = steps_per_epoch * cfg.epochs
             seed_everything(cfg.seed)
-            self.model_ = self._apply_method(model, total_steps).to(self.device_)
+            self.model_ = apply_method(model, cfg, total_steps).to(self.device_)
             trainable, total = count_parameters(self.model_.named_parameters())
             self._say(
                 f"[bold]{cfg.method}[/] on {cfg.task}: trainable params {trainable:,} / {total:,} "
                 f"({100 * trainable / total:.3f} %)"
             )
-            loop = self._make_loop(train, total_steps, valid_texts, valid_labels)
+            loop, keeper = self._make_trainer(train, total_steps, valid_texts, valid_labels)
             loop.fit()
             if self._dp is not None:
                 self._dp.finish(self.model_)
-        keeper = next((cb for cb in loop.callbacks if isinstance(cb, KeepBest)), None)
+        examples = int(loop.strategy_report["examples"])
         self.history_ = loop.history
         self.fit_stats_ = {
             "trainable_params": trainable,
             "total_params": total,
             "trainable_pct": 100.0 * trainable / total,
             "train_seconds": loop.train_seconds,
-            "examples": loop.examples,
-            "examples_per_s": loop.examples / max(loop.train_seconds, 1e-9),
+            "examples": examples,
+            "examples_per_s": examples / max(loop.train_seconds, 1e-9),
             "epochs_run": loop.epoch,
             "best_epoch": keeper.best_epoch if keeper else loop.epoch,
             "optimizer_steps": loop.step,
@@ -310,7 +211,7 @@ class Finetuner:
                 "(noise multiplier {dp_noise_multiplier:.3f}, {dp_steps} steps)".format(**privacy)
             )
         self._say(
-            f"{loop.examples:,} examples in {loop.train_seconds:.1f} s = "
+            f"{examples:,} examples in {loop.train_seconds:.1f} s = "
             f"{self.fit_stats_['examples_per_s']:.1f} examples/s; peak memory +{mem.peak_mb:.0f} MB ({mem.how})"
         )
         self.model_.eval()
@@ -391,13 +292,15 @@ class Finetuner:
 
         return cls_loss
 
-    def _make_loop(
+    def _make_trainer(
         self,
         train: dict[str, Any],
         total_steps: int,
         valid_texts: Sequence[Any] | None,
         valid_labels: Sequence[Any] | None,
-    ) -> FinetuneLoop:
+    ) -> tuple[Trainer, EarlyStopping | None]:
+        """The run's :class:`~liveshelf.core.trainer.Trainer` (AdamW, linear warmup schedule, accumulation,
+        autocast, NaN guard, early stopping on validation) and its early-stopping callback."""
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
@@ -415,7 +318,7 @@ class Finetuner:
             self._say(f"bf16 autocast is not supported on {self.device_}; training in fp32")
         device_type, use_bf16 = self.device_.type, self._use_bf16
 
-        def autocast() -> contextlib.AbstractContextManager:
+        def autocast() -> torch.autocast:
             return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16)
 
         n = len(train["n"])
@@ -423,13 +326,11 @@ class Finetuner:
         def batches(epoch: int) -> list[np.ndarray]:
             return batch_indices(n, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
 
-        after_step = None
+        # order matters: the schedule steps before AdaLoRA's rank allocation sees the step
+        callbacks: list[Any] = [NaNGuard(NAN_HINT), LRSchedule(scheduler)]
         if cfg.method == "adalora":
-
-            def after_step(step: int) -> None:
-                self.model_.base_model.update_and_allocate(step)
-
-        evaluate, callbacks = None, []
+            callbacks.append(OnStep(lambda step: self.model_.base_model.update_and_allocate(step)))
+        evaluate, keeper = None, None
         if valid_texts is not None:
 
             def evaluate(_module: torch.nn.Module) -> dict[str, float]:
@@ -441,25 +342,31 @@ class Finetuner:
                 }
 
             metric, mode = cfg.monitor_metric
-            callbacks.append(KeepBest(metric, mode, cfg.patience))
+            keeper = EarlyStopping(
+                metric,
+                cfg.patience,
+                mode=mode,
+                trainable_only=True,  # PEFT runs copy megabytes, not the base model
+                hint="set FinetuneConfig.monitor to one of them.",
+            )
+            callbacks.append(keeper)
         loss_fn = self._loss_fn(train)
         self._dp = None
         if cfg.dp_epsilon is not None:  # DP-SGD: Poisson batches, per-example clipping + noise (opacus)
             self._dp, optimizer, batches, loss_fn = make_private(self.model_, optimizer, loss_fn, n, cfg)
-        return FinetuneLoop(
+        trainer = Trainer(
             self.model_,
             optimizer,
             loss_fn,
             batches,
-            epochs=cfg.epochs,
-            grad_accum=cfg.grad_accum,
-            scheduler=scheduler,
             evaluate=evaluate,
+            epochs=cfg.epochs,
             grad_clip=cfg.grad_clip,
-            autocast=autocast,
-            after_step=after_step,
             callbacks=callbacks,
+            strategy=AccumulateStrategy(cfg.grad_accum, autocast),
+            metrics_prefix="valid_",
         )
+        return trainer, keeper
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -666,8 +573,3 @@ class Finetuner:
                 self.tokenizer_.pad_token = self.tokenizer_.eos_token
         self.model_.to(self.device_).eval()
         return self
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (labels go to JSON)."""
-    return value.item() if isinstance(value, np.generic) else value

@@ -1,4 +1,4 @@
-"""Differentially private fine-tuning: DP-SGD (opacus) inside :class:`FinetuneLoop`.
+"""Differentially private fine-tuning: DP-SGD (opacus) inside the fine-tuning :class:`~liveshelf.core.trainer.Trainer`.
 
 ``FinetuneConfig(dp_epsilon=8)`` (``liveshelf finetune --dp-epsilon 8``) hands the model, the
 optimiser and the batches to :class:`liveshelf.privacy.dp.DPStrategy` in opacus' ``hooks`` mode:
@@ -153,7 +153,7 @@ def _explicit_positions(model: torch.nn.Module) -> Any:
 def make_private(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, n_examples: int, cfg: Any
 ) -> tuple[PrivateRun, torch.optim.Optimizer, Callable[[int], Any], LossFn]:
-    """``(run, DP optimiser, Poisson batches(epoch), loss)`` for :class:`FinetuneLoop`.
+    """``(run, DP optimiser, Poisson batches(epoch), loss)`` for the fine-tuning ``Trainer``.
 
     ``loss_fn(module, indices)`` is the per-batch mean loss; the returned loss also handles the
     empty batches Poisson sampling draws (a noise-only step). Call ``run.finish(model)`` after

@@ -18,6 +18,8 @@ import numpy as np
 
 from liveshelf.errors import check_param
 from liveshelf.evaluation.protocols import ProtocolSplit
+from liveshelf.evaluation.runner import evaluate_model
+from liveshelf.models.base import Recommender
 
 
 @dataclass
@@ -64,7 +66,7 @@ def hide_items(split: ProtocolSplit, fraction: float = 0.2, seed: int = 0) -> Co
     }
     cold_train = replace(
         train,
-        sequences=cut(train.sequences),
+        sequences=[np.asarray(a)[k] for a, k in zip(train.sequences, keep, strict=True)],
         timestamps=cut(train.timestamps),
         types=cut(train.types),
         valid_targets=valid,
@@ -84,10 +86,10 @@ def hide_items(split: ProtocolSplit, fraction: float = 0.2, seed: int = 0) -> Co
     return ColdSplit(split=cold, hidden=hidden)
 
 
-def evaluate_cold(model: Any, cold: ColdSplit, batch_size: int = 512) -> dict[str, dict[str, float | None]]:
+def evaluate_cold(
+    model: Recommender, cold: ColdSplit, batch_size: int = 512
+) -> dict[str, dict[str, float | None]]:
     """Metrics of a model fitted on ``cold.split.train``: ``{"all": ..., "cold": ...}``."""
-    from liveshelf.evaluation.runner import evaluate_model
-
     return {
         "all": evaluate_model(model, cold.split, batch_size=batch_size).metrics,
         "cold": evaluate_model(model, cold.cold_cases(), batch_size=batch_size).metrics,
