@@ -189,6 +189,7 @@ def create_app(settings: ServeSettings | None = None, *, state: OnlineState | No
         if settings.warm_start:
             with services.store.open() as store:
                 warm_state(services.state, store, settings.warm_window_s, text=services.text)
+        assert services.state_sync is not None  # build_services always sets it
         services.state_sync.catch_up()  # without a warm start: adopt the shared state's sync point, or start now
         services.state_sync.start()  # catches up what a failed state write left behind; rebuilds a lost state
         services.model_version()  # load the production model and build the content index before serving

@@ -72,6 +72,11 @@ class ContentIndex:
         assert self.vectors is not None
         return self.vectors[idx] if len(idx) else np.zeros((0, self.dim), dtype=np.float32)
 
+    def _dense_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The faiss index's ``k`` best ``(sims, rows)`` for ``queries`` (dense rows only)."""
+        assert self.index is not None  # dense rows always have an index (__init__)
+        return self.index.search(queries, k)
+
     def vector(self, item: str) -> np.ndarray | None:
         i = self.row.get(item)
         return None if i is None else self.rows([i])[0]
@@ -117,7 +122,7 @@ class ContentIndex:
             if self.sparse is not None:
                 sims[lo:hi], rows[lo:hi] = _top_k_sparse(self.sparse[batch] @ self.sparse_t, k)
             else:
-                sims[lo:hi], rows[lo:hi] = self.index.search(self.rows(batch), k)
+                sims[lo:hi], rows[lo:hi] = self._dense_search(self.rows(batch), k)
             if progress is not None:
                 progress(hi - lo)
         return sims, rows
@@ -190,7 +195,7 @@ class ContentIndex:
             if self.sparse is not None:
                 sims, idx = _top_k_sparse(self.sparse[rows] @ self.sparse_t, kk)
             else:
-                sims, idx = self.index.search(self.rows(rows), kk)
+                sims, idx = self._dense_search(self.rows(rows), kk)
             with self._nn_lock:
                 for it, srow, irow in zip(todo, sims, idx, strict=True):
                     found[it] = self._nn[(it, kk)] = (srow, irow)

@@ -299,12 +299,12 @@ def item_features(
                 continue
             count[item] = count.get(item, 0) + 1
             last[item] = max(last.get(item, -math.inf), float(ts))
-            it = cat.get(item)
-            if it is not None and it.price is not None and it.price > 0:
-                prices.append(math.log1p(it.price))
-                leaf = category_levels(it.category)[-1] if it.category else None
+            seen = cat.get(item)
+            if seen is not None and seen.price is not None and seen.price > 0:
+                prices.append(math.log1p(seen.price))
+                leaf = category_levels(seen.category)[-1] if seen.category else None
                 if leaf in lp:
-                    rels.append(math.log1p(it.price) - lp[leaf])
+                    rels.append(math.log1p(seen.price) - lp[leaf])
         mean_price = float(np.mean(prices)) if prices else math.nan
         mean_rel = float(np.mean(rels)) if rels else math.nan
         shares = level_shares(v.category_weight)
@@ -387,8 +387,9 @@ def room_features(
     if not n:
         return FeatureRows("room", ROOM_FEATURES, [], np.zeros((0, len(ROOM_FEATURES))), src)
     cols = _source_columns(src, ROOM_SOURCES, n, at)
-    keep = slice(None) if at is None else np.asarray(at, dtype=np.int64)
-    m = n if at is None else len(keep)
+    picked = None if at is None else np.asarray(at, dtype=np.int64)
+    keep: slice | np.ndarray = slice(None) if picked is None else picked
+    m = n if picked is None else len(picked)
     state = p.state
     hosts = snap.host_names
     host_trend = np.append(state.counters("host", hosts, t) if hosts else np.zeros(0), np.nan)
@@ -412,7 +413,7 @@ def room_features(
             np.full(m, 1.0 if viewer.known else 0.0),
         ]
     )
-    keys = list(rooms) if at is None else [rooms[j] for j in keep.tolist()]
+    keys = list(rooms) if picked is None else [rooms[j] for j in picked.tolist()]
     return FeatureRows("room", ROOM_FEATURES, keys, X.astype(np.float64), src)
 
 

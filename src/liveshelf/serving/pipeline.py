@@ -523,6 +523,10 @@ class Pipeline:
         items, n = snap.items, len(snap.items)
         out: dict[str, tuple[np.ndarray, Callable[[int], dict[str, Any]], np.ndarray | None]] = {}
         last = v.recent_items[0] if v.recent_items else None
+
+        def last_cause(_c: int) -> dict[str, Any]:
+            return {"item": last}
+
         for role in ("sequence", "cf"):
             if not self._on(role, every):
                 continue
@@ -532,7 +536,7 @@ class Pipeline:
             ctx = view.context(v.user, v.seq, None, t)
             out[role] = (
                 view.scores([ctx], items, snap.columns(view))[0],
-                lambda _c, last=last: {"item": last},
+                last_cause,
                 None,
             )
         if self._on("similar", every):
@@ -544,9 +548,13 @@ class Pipeline:
                 if c is not None:
                     sim[c] = sv
                     sim_of[c] = of
+
+            def similar_cause(c: int) -> dict[str, Any]:
+                return {"item": sim_of.get(c)}
+
             out["similar"] = (
                 sim,
-                lambda c, sim_of=sim_of: {"item": sim_of.get(c)},
+                similar_cause,
                 np.fromiter(sim_of, dtype=np.int64, count=len(sim_of)),
             )
         if self._on("profile", every):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,15 +31,25 @@ class Ranked:
     known: bool = False
 
 
+class Causes(Protocol):
+    """The causes of one source's values, one per candidate: a list, or computed when read (``live.Lazy``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, j: int) -> dict[str, Any]: ...
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+
 @dataclass
 class Sources:
     """Raw per-source values over the candidates, and the cause of each value."""
 
     n: int
     values: dict[str, np.ndarray] = field(default_factory=dict)
-    causes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    causes: dict[str, Causes] = field(default_factory=dict)
 
-    def put(self, source: str, values: np.ndarray, causes: list[dict[str, Any]]) -> None:
+    def put(self, source: str, values: np.ndarray, causes: Causes) -> None:
         self.values[source] = np.asarray(values, dtype=np.float64)
         self.causes[source] = causes
 

@@ -45,9 +45,9 @@ class StateUnavailable(Exception):
     """The online state cannot be reached (or is being rebuilt): answer 503 and retry."""
 
 
-def state_errors() -> tuple[type[BaseException], ...]:
+def state_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "the state backend is unreachable" (Redis connection / timeout errors)."""
-    errors: list[type[BaseException]] = [StateUnavailable, ConnectionError, TimeoutError]
+    errors: list[type[Exception]] = [StateUnavailable, ConnectionError, TimeoutError]
     try:
         import redis
 

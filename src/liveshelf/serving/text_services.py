@@ -237,6 +237,7 @@ class TextServices:
         rows = events.loc[mask, ["room", "ts", "text", "item"]]
         ts = pd.to_datetime(rows["ts"], utc=True)
         seconds = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+        assert self.monitor is not None  # only called when there is one; it is never unset
         self.monitor.add(
             [
                 Comment(room=str(r), ts=float(t), text=str(x), item=None if pd.isna(i) else str(i))
@@ -271,6 +272,7 @@ class TextServices:
 
     def _set_shelf(self, room: str, items: list[str]) -> None:
         names = {i: self.facts[i].title for i in items if i in self.facts and self.facts[i].title}
+        assert self.monitor is not None  # only called when there is one; it is never unset
         self.monitor.set_items(room, names)
 
     def close(self) -> None:
@@ -347,9 +349,9 @@ class TextServices:
                 raise NotFoundError(
                     f"Unknown item {item!r}: it is not in the catalogue. Add it with PUT /v1/items."
                 )
-            known = user is not None and user in self.profiles
-            prof = self.profiles.profile(user, t) if known else None
-            interest = self.profiles.interest_vector(user, item) if known else None
+            known = user if user is not None and user in self.profiles else None
+            prof = self.profiles.profile(known, t) if known is not None else None
+            interest = self.profiles.interest_vector(known, item) if known is not None else None
             if interest is not None and not np.any(interest):
                 interest = None
             req = GenerationRequest(

@@ -9,22 +9,33 @@ from typing import Any
 
 import numpy as np
 
+from liveshelf.models.base import Recommender
 from liveshelf.profile.viewer import Viewer, build_viewer, category_levels, level_shares, profile_summary
+
+
+class VocabularyOf:
+    """A fitted model's item and user vocabularies (``item_ids_`` / ``user_ids_``, set by ``fit``; empty
+    before it)."""
+
+    def __init__(self, model: Recommender) -> None:
+        items = getattr(model, "item_ids_", None)  # fitted state, not an ability
+        users = getattr(model, "user_ids_", None)
+        self.items: list[Any] = [] if items is None else list(items)
+        self.users: list[Any] = [] if users is None else list(users)
 
 
 class ModelView:
     """A model plus its id -> index maps, built once per model object."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Recommender) -> None:
         from liveshelf.models.base import Context
 
         self.model = model
         self._context = Context
-        items = getattr(model, "item_ids_", None)
-        self.item_ids = [str(x) for x in ([] if items is None else items)]
+        vocab = VocabularyOf(model)
+        self.item_ids = [str(x) for x in vocab.items]
         self.item_index = {it: i for i, it in enumerate(self.item_ids)}
-        users = getattr(model, "user_ids_", None)
-        self.user_index = {str(u): i for i, u in enumerate([] if users is None else users)}
+        self.user_index = {str(u): i for i, u in enumerate(vocab.users)}
 
     def context(self, user: str | None, seq: Sequence[tuple], room: str | None, t: float) -> Any:
         keep = [
@@ -62,12 +73,7 @@ class ModelView:
         j_idx, cand = self.columns(items) if cols is None else cols
         if not len(cand) or not contexts:
             return out
-        batch = getattr(self.model, "score_batch", None)
-        if callable(batch):
-            s = np.asarray(batch(contexts, cand), dtype=np.float64)
-        else:
-            s = np.stack([np.asarray(self.model.score(c, cand), dtype=np.float64) for c in contexts])
-        out[:, j_idx] = s
+        out[:, j_idx] = np.asarray(self.model.score_batch(contexts, cand), dtype=np.float64)
         return out
 
 

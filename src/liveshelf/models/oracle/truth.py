@@ -33,10 +33,12 @@ class GroundTruthRanker:
     def __init__(self, truth: GroundTruth) -> None:
         self.truth = truth
         self.item_ids_: np.ndarray | None = None
+        self.user_ids_: np.ndarray | None = None
 
     def fit(self, data: Any = None) -> GroundTruthRanker:
         """Nothing to learn: the vocabulary is the world's items."""
         self.item_ids_ = np.asarray(self.truth.item_ids, dtype=object)
+        self.user_ids_ = np.asarray(self.truth.user_ids, dtype=object)
         return self
 
     def score(self, ctx: Any, candidates: np.ndarray) -> np.ndarray:
@@ -44,10 +46,19 @@ class GroundTruthRanker:
         if self.item_ids_ is None:
             raise NotFittedError("This GroundTruthRanker instance is not fitted yet. Call 'fit' first.")
         cand = np.asarray(candidates, dtype=np.int64)
-        user = getattr(ctx, "user", None)
+        user = ctx.user
         if user is None or user not in self.truth._u:
             return np.zeros(len(cand))
         return self.truth.preference_idx(np.full(len(cand), self.truth._u[user]), cand)
+
+    def score_batch(self, contexts: list[Any], candidates: np.ndarray | None = None) -> np.ndarray:
+        """``(B, n)`` preferences; ``candidates=None`` scores every item."""
+        if self.item_ids_ is None:
+            raise NotFittedError("This GroundTruthRanker instance is not fitted yet. Call 'fit' first.")
+        cand = (
+            np.arange(len(self.item_ids_)) if candidates is None else np.asarray(candidates, dtype=np.int64)
+        )
+        return np.stack([self.score(c, cand) for c in contexts]) if contexts else np.zeros((0, len(cand)))
 
     def save(self, path: Path) -> None:
         path = Path(path)
