@@ -2,7 +2,7 @@
 
 Every Ray Train worker runs the model's own ``fit`` (``SASRec.fit`` and its subclasses: the same
 windows, loss, validation and early stopping as a local fit) with a :class:`DDPStrategy`, the
-:class:`~liveshelf.models.trainer.TrainStrategy` that makes it data-parallel:
+:class:`~liveshelf.core.trainer.TrainStrategy` that makes it data-parallel:
 
 - ``setup`` wraps the module with ``ray.train.torch.prepare_model`` (device placement and
   ``DistributedDataParallel``; DDP broadcasts rank 0's initial weights) and shards the batches:
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from liveshelf.core.trainer import Callback, Trainer, TrainStrategy
 from liveshelf.distributed.cluster import ensure_ray, import_ray
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.base import TrainData
-from liveshelf.models.trainer import Callback, Trainer, TrainStrategy
 
 #: File in the checkpoint (beside the model's own files) with what ``save`` does not keep.
 FIT_INFO = "fit_info.json"

@@ -283,7 +283,7 @@ def intra_list_diversity(
         c = np.asarray(categories, dtype=np.int64)[safe]
         ok = ok & (c >= 0)
         dist = (c[:, :, None] != c[:, None, :]).astype(np.float64)
-    elif hasattr(embeddings, "tocsr"):  # scipy sparse (e.g. TF-IDF): exact cosine, pair by pair
+    elif embeddings is not None and hasattr(embeddings, "tocsr"):  # scipy sparse (e.g. TF-IDF): exact cosine
         x = embeddings.tocsr().astype(np.float64)
         norm = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
         inv = 1.0 / np.where(norm > 0, norm, 1.0)

@@ -189,7 +189,7 @@ def live(
     picked = _pick_tests(index, test, train_user, per_user)
     cands = available.for_events(picked)
     cases = _cases(index, picked, train_user, cands)
-    n_missing = int(sum(not np.isin(c.target, c.candidates) for c in cases))
+    n_missing = int(sum(not np.isin(c.target, cand) for c, cand in zip(cases, cands, strict=True)))
     return ProtocolSplit(
         "live",
         ds.name,
@@ -200,7 +200,7 @@ def live(
             "target": target,
             "per_user": per_user,
             "targets_not_available": n_missing,
-            "mean_candidates": float(np.mean([len(c.candidates) for c in cases])) if cases else 0.0,
+            "mean_candidates": float(np.mean([len(cand) for cand in cands])) if cases else 0.0,
             **bounds,
         },
     )

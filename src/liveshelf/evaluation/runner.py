@@ -253,7 +253,7 @@ def build_model(
     from liveshelf.models.registry import get_model_class
 
     cls = get_model_class(name)
-    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    sig = inspect.signature(cls.__init__)
     accepted = {p for p in sig.parameters if p != "self"}
     open_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     kwargs = dict(params)

@@ -14,7 +14,9 @@ from typing import Any
 
 from liveshelf.errors import RegistryError
 
-_MODELS: dict[str, type] = {}
+#: The kinds differ (recommender, ranker, simulation) and share no base class: callers that need one
+#: narrow with isinstance / issubclass.
+_MODELS: dict[str, type[Any]] = {}
 #: What each registered family is: "recommender" (the Recommender protocol: fit on TrainData, score
 #: item candidates; what ``liveshelf evaluate --model`` takes), "ranker" (the serving ranker over
 #: feature rows) or "simulation" (the simulator's truth oracle: it needs the simulated world, not
@@ -23,7 +25,7 @@ _KINDS: dict[str, str] = {}
 KINDS: tuple[str, ...] = ("recommender", "ranker", "simulation")
 
 
-def register_model(name: str, cls: type, kind: str = "recommender") -> None:
+def register_model(name: str, cls: type[Any], kind: str = "recommender") -> None:
     if kind not in KINDS:
         raise RegistryError(f"register_model: kind must be one of {KINDS}; got {kind!r} for {name!r}.")
     if name in _MODELS and _MODELS[name] is not cls:
@@ -41,7 +43,7 @@ def available_models(kind: str = "recommender") -> list[str]:
     return sorted(n for n in _MODELS if kind == "all" or _KINDS.get(n) == kind)
 
 
-def get_model_class(name: str) -> type:
+def get_model_class(name: str) -> type[Any]:
     _load_builtins(name)
     if name not in _MODELS:
         raise RegistryError(
@@ -52,11 +54,11 @@ def get_model_class(name: str) -> type:
     return _MODELS[name]
 
 
-def create_model(name: str, **params: Any):
+def create_model(name: str, **params: Any) -> Any:
     return get_model_class(name)(**params)
 
 
-def load_model(path: Path | str):
+def load_model(path: Path | str) -> Any:
     """Load any saved model from its artifact folder (``config.json`` names the family)."""
     path = Path(path)
     cfg = path / "config.json"
@@ -69,7 +71,7 @@ def load_model(path: Path | str):
 #: The built-in families (packages under ``liveshelf.models``), cheapest import first: each registers its
 #: models when imported, and one is imported only when a name is asked for that an earlier one lacks -
 #: serving an ``itemknn`` never imports torch.
-FAMILIES: tuple[str, ...] = ("classic", "ranker", "sasrec", "textseq", "llmrank")
+FAMILIES: tuple[str, ...] = ("classic", "ranker", "sasrec", "textseq", "llmrank", "oracle")
 _imported: set[str] = set()
 _import_lock = threading.Lock()
 

@@ -48,6 +48,11 @@ class ImplicitMF(BaseRecommender, Incremental, ABC):
     #: ``update`` re-solves every item the new events touch (True), or only items without
     #: earlier interactions (False: a fold-in that would overwrite learned item vectors).
     refold_touched_items: ClassVar[bool] = False
+    # learned state: the user × item matrix, the factors (n_users, F) / (n_items, F), the popularity prior
+    train_: sp.csr_matrix
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    prior_: np.ndarray
 
     # ---- for subclasses -----------------------------------------------------------
     @abstractmethod

@@ -77,6 +77,9 @@ class ItemKNN(BaseRecommender, Incremental):
     """
 
     name = "itemknn"
+    #: The user × item matrix and the item co-occurrence matrix (None: ``incremental=False``).
+    train_: sp.csr_matrix | None
+    cooc_: sp.csr_matrix | None
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ class Repeat(BaseRecommender, Incremental):
     """
 
     name = "repeat"
+    #: Raw popularity counts (what ``update`` adds to); None for an artifact saved without them.
+    counts_: np.ndarray | None
 
     def __init__(
         self,
@@ -95,8 +97,9 @@ class Repeat(BaseRecommender, Incremental):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         out = {"prior": self.prior_}
-        if getattr(self, "counts_", None) is not None:
-            out["counts"] = self.counts_
+        counts = getattr(self, "counts_", None)
+        if counts is not None:
+            out["counts"] = counts
         return out
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:

@@ -24,12 +24,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.base import BaseRecommender, Context, TrainData
+
+if TYPE_CHECKING:  # the fine-tuning package is imported only when a fit needs it
+    from liveshelf.text.finetune.config import Method
 
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -58,7 +61,7 @@ class LLMRank(BaseRecommender):
         base_params: dict[str, Any] | None = None,
         top_n: int = 20,
         encoder: str | None = None,
-        method: str = "lora",
+        method: Method = "lora",
         epochs: int = 1,
         train_users: int = 3000,
         hard_negatives: int = 3,

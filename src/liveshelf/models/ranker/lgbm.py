@@ -14,6 +14,7 @@ no pickle.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,8 @@ class LambdaRanker:
         train = lgb.Dataset(
             X, label=y, group=group, feature_name=names, free_raw_data=True, params={"verbosity": -1}, **ds_kw
         )
-        valid_sets, callbacks = [], []
+        valid_sets: list[Any] = []
+        callbacks: list[Callable[..., Any]] = []  # lightgbm callbacks: called with the training env
         if eval_set is not None:
             vx, vy, vg = self._check_rows(*eval_set, what="eval_set")
             if vx.shape[1] != X.shape[1]:

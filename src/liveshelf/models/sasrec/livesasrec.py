@@ -28,6 +28,7 @@ history time when absent). Without timestamps, position ``i`` counts as second `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -170,12 +171,18 @@ def repeat_buckets(
     )
 
 
-class LiveSASRec(SASRec):
+class LiveSASRec(SASRec[LiveSASRecNet, LiveSASRecConfig]):
     """SASRec trained over the items available at each target's time, with repeat/time-gap scores."""
 
     name: ClassVar[str] = "livesasrec"
     eval_first: ClassVar[bool] = True  # the repeat-like initial weights may be the best
     config_class: ClassVar[type[SASRecConfig]] = LiveSASRecConfig
+    # Training-time state, set by _prepare and reset after fit: the data's availability oracle
+    # (t -> available item indices) and its cache by time, the popularity prior and the repeat rate.
+    _available: Callable[[float], Any] | None
+    _avail_cache: dict[float, np.ndarray]
+    _log_pop: np.ndarray | None
+    _repeat_rate: float
 
     def __init__(
         self,
@@ -225,8 +232,8 @@ class LiveSASRec(SASRec):
         )
         self.n_time_buckets = n_time_buckets
 
-    def _make_net(self, n_items: int, cfg: SASRecConfig) -> LiveSASRecNet:
-        net = LiveSASRecNet(n_items, cfg, getattr(self, "_repeat_rate", 1.0))  # type: ignore[arg-type]
+    def _make_net(self, n_items: int, cfg: LiveSASRecConfig) -> LiveSASRecNet:
+        net = LiveSASRecNet(n_items, cfg, getattr(self, "_repeat_rate", 1.0))
         log_pop = getattr(self, "_log_pop", None)
         if log_pop is not None and len(log_pop) == n_items:  # start from the popularity prior
             with torch.no_grad():
@@ -247,14 +254,14 @@ class LiveSASRec(SASRec):
         strategy: TrainStrategy | None = None,
     ) -> LiveSASRec:
         try:
-            return super().fit(data, callbacks=callbacks, strategy=strategy)  # type: ignore[return-value]
+            return super().fit(data, callbacks=callbacks, strategy=strategy)
         finally:  # the availability oracle belongs to the data, not to the model
             self._available, self._avail_cache, self._log_pop, self._repeat_rate = None, {}, None, 1.0
 
     # ---- training data ------------------------------------------------------------------
     def _prepare(self, data: TrainData) -> None:
         self._available = data.available
-        self._avail_cache: dict[float, np.ndarray] = {}
+        self._avail_cache = {}
         if getattr(self, "_private", False):  # DP: no statistics of the private data outside DP-SGD
             self._log_pop, self._repeat_rate = None, 1.0
             return
@@ -275,7 +282,9 @@ class LiveSASRec(SASRec):
 
     def _available_at(self, t: float) -> np.ndarray:
         if t not in self._avail_cache:
-            self._avail_cache[t] = np.asarray(self._available(t), dtype=np.int64)
+            available = self._available
+            assert available is not None, "asked only while fitting on data with an availability oracle"
+            self._avail_cache[t] = np.asarray(available(t), dtype=np.int64)
         return self._avail_cache[t]
 
     @staticmethod
@@ -284,7 +293,7 @@ class LiveSASRec(SASRec):
             return np.asarray(data.timestamps[u], dtype=np.float64)
         return np.arange(len(data.sequences[u]), dtype=np.float64)
 
-    def _windows(self, data: TrainData, cfg: SASRecConfig) -> dict[str, np.ndarray]:
+    def _windows(self, data: TrainData, cfg: LiveSASRecConfig) -> dict[str, np.ndarray]:
         w = super()._windows(data, cfg)
         L = cfg.max_len
         times = np.zeros(w["tokens"].shape, dtype=np.float64)
@@ -298,7 +307,7 @@ class LiveSASRec(SASRec):
         return w
 
     def _batch(
-        self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int, cfg: SASRecConfig
+        self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int, cfg: LiveSASRecConfig
     ) -> dict[str, Any]:
         batch = super()._batch(windows, idx, T, cfg)
         batch["times"] = torch.from_numpy(windows["times"][idx, -T:]).to(cfg.device)  # (B, T)
@@ -386,10 +395,12 @@ class LiveSASRec(SASRec):
         valid_times = data.meta.get("valid_times")
         if valid_times is None or data.available is None:
             return None
+        targets = data.valid_targets
+        assert targets is not None, "_validator asks for candidates only when valid_targets are given"
         mask = np.zeros((len(users), data.n_items), dtype=bool)
         for r, u in enumerate(users):
             mask[r, self._available_at(float(valid_times[u]))] = True
-            mask[r, int(data.valid_targets[u])] = True
+            mask[r, int(targets[u])] = True
         return torch.from_numpy(mask)
 
     def _scores_tensor(self, net: LiveSASRecNet, contexts: list[Context], cfg: SASRecConfig) -> torch.Tensor:

@@ -81,7 +81,18 @@ class Block(nn.Module):
         return x
 
 
-class SASRecNet(nn.Module):
+class SequenceNet(nn.Module):
+    """What :class:`~liveshelf.models.sasrec.SASRec`'s training and scoring loops need of a network.
+
+    Called on left-padded ``tokens (B, T)`` it returns hidden states ``(B, T, D)``; ``logits(h)``
+    scores every item for hidden states ``(..., D)`` -> ``(..., I)``.
+    """
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SASRecNet(SequenceNet):
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
         self.n_items = n_items

@@ -6,18 +6,19 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, Self, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from typing_extensions import TypeVar
 
 from liveshelf.core.trainer import Callback, EarlyStopping, ProgressBar, Trainer, TrainStrategy
 from liveshelf.errors import ConfigError, NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
 from liveshelf.models.capabilities import EmbedsItems, WarmStartable
 from liveshelf.models.sasrec.config import SASRecConfig
-from liveshelf.models.sasrec.model import SASRecNet
+from liveshelf.models.sasrec.model import SASRecNet, SequenceNet
 
 #: Length bucketing: windows are sorted by length within pools of this many batches.
 BUCKET_POOL = 16
@@ -26,7 +27,9 @@ SCORE_BATCH = 1024
 #: File beside the weights that records the privacy guarantee of a DP-trained model.
 PRIVACY_FILE = "privacy.json"
 
-NetT = TypeVar("NetT", bound=torch.nn.Module)
+#: The network and the config of a SASRec-style model (subclasses narrow them: ``SASRec[TextSeqNet, TextSeqConfig]``).
+NetT = TypeVar("NetT", bound=SequenceNet, default=SASRecNet)
+CfgT = TypeVar("CfgT", bound=SASRecConfig, default=SASRecConfig)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -44,7 +47,7 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing:
     return per_window.mean()
 
 
-class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
+class SASRec(BaseRecommender, EmbedsItems, WarmStartable, Generic[NetT, CfgT]):
     """Self-attentive sequential recommender trained with a full-softmax loss.
 
     Every position of each training window predicts the next item (one forward per
@@ -78,6 +81,7 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
     config_class: ClassVar[type[SASRecConfig]] = SASRecConfig
     #: ``(parent state_dict, parent item id -> row)`` from :meth:`warm_start_from`; None: fresh starts
     _warm_start: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
+    net_: NetT
 
     def __init__(
         self,
@@ -124,13 +128,15 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
         self.dp_max_grad_norm = dp_max_grad_norm
 
     # ---- configuration ----------------------------------------------------------------
-    def _config(self) -> SASRecConfig:
-        return self.config_class(**self.get_params()).validate(type(self).__name__)
+    def _config(self) -> CfgT:
+        # config_class is the CfgT of the subclass (a ClassVar cannot name a type variable)
+        return cast(CfgT, self.config_class(**self.get_params()).validate(type(self).__name__))
 
-    def _make_net(self, n_items: int, cfg: SASRecConfig) -> SASRecNet:
-        return SASRecNet(n_items, cfg)
+    def _make_net(self, n_items: int, cfg: CfgT) -> NetT:
+        """A fresh network; a subclass with its own network type overrides this."""
+        return cast(NetT, SASRecNet(n_items, cfg))
 
-    def _strategy(self, cfg: SASRecConfig, strategy: TrainStrategy | None) -> TrainStrategy | None:
+    def _strategy(self, cfg: CfgT, strategy: TrainStrategy | None) -> TrainStrategy | None:
         """The given strategy, or a :class:`~liveshelf.privacy.dp.DPStrategy` when ``dp_epsilon`` is set."""
         if cfg.dp_epsilon is None:
             return strategy
@@ -153,7 +159,7 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
         *,
         callbacks: list[Callback] | None = None,
         strategy: TrainStrategy | None = None,
-    ) -> SASRec:
+    ) -> Self:
         """Train on ``data``; ``callbacks`` hook into the loop, ``strategy`` changes how steps are made
         (e.g. :class:`~liveshelf.privacy.dp.DPStrategy`; built from ``dp_epsilon`` when that is set)."""
         cfg = self._config()
@@ -230,8 +236,10 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
     def item_embeddings(self) -> np.ndarray:
         """``(n_items, hidden)`` float32: the learned item embedding rows in ``item_ids_`` order (no padding row)."""
         self._check_fitted()
+        net = self.net_
+        assert isinstance(net, SASRecNet), "a network without item_emb overrides item_embeddings()"
         with torch.no_grad():
-            return self.net_.item_emb.weight[1:].detach().float().cpu().numpy()
+            return net.item_emb.weight[1:].detach().float().cpu().numpy()
 
     def warm_start_from(self, parent: Any) -> bool:
         """Make every later ``fit`` start from ``parent``'s network weights (a fitted model of the same class).
@@ -279,14 +287,14 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
         fresh.load_state_dict(state)
         return fresh
 
-    def _param_groups(self, net: SASRecNet, cfg: SASRecConfig) -> list[dict[str, Any]]:
+    def _param_groups(self, net: NetT, cfg: CfgT) -> list[dict[str, Any]]:
         """Optimiser parameter groups (one group, the configured ``lr``, by default)."""
         return [{"params": list(net.parameters())}]
 
     def _prepare(self, data: TrainData) -> None:
         """Hook for subclasses: read side information before training."""
 
-    def _windows(self, data: TrainData, cfg: SASRecConfig) -> dict[str, np.ndarray]:
+    def _windows(self, data: TrainData, cfg: CfgT) -> dict[str, np.ndarray]:
         """Left-padded training windows: ``tokens`` and next-item ``targets`` (W, L).
 
         ``targets`` is ``-1`` where there is nothing to predict (padding). With
@@ -321,7 +329,7 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
             "lengths": (tokens != 0).sum(1),
         }
 
-    def _batches(self, windows: dict[str, np.ndarray], cfg: SASRecConfig, rng: np.random.Generator):
+    def _batches(self, windows: dict[str, np.ndarray], cfg: CfgT, rng: np.random.Generator):
         """Shuffled batches of windows of similar length (cheap: padding columns are cut).
 
         Windows are shuffled, sorted by length inside pools of ``BUCKET_POOL`` batches,
@@ -339,27 +347,25 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
             idx = batches[b]
             yield self._batch(windows, idx, int(lengths[idx].max()), cfg)
 
-    def _batch(
-        self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int, cfg: SASRecConfig
-    ) -> dict[str, Any]:
+    def _batch(self, windows: dict[str, np.ndarray], idx: np.ndarray, T: int, cfg: CfgT) -> dict[str, Any]:
         return {
             "tokens": torch.from_numpy(windows["tokens"][idx, -T:]).to(cfg.device),  # (B, T)
             "targets": torch.from_numpy(windows["targets"][idx, -T:]).to(cfg.device),  # (B, T)
         }
 
-    def _loss(self, net: SASRecNet, batch: dict[str, Any]) -> torch.Tensor:
+    def _loss(self, net: NetT, batch: dict[str, Any]) -> torch.Tensor:
         h = net(batch["tokens"])  # (B, T, D)
         keep = batch["targets"] >= 0  # (B, T)
         logits = net.logits(h[keep])  # (N, I)
         return F.cross_entropy(logits, batch["targets"][keep], label_smoothing=self._smoothing)
 
-    def _sample_loss(self, net: SASRecNet, batch: dict[str, Any]) -> torch.Tensor:
+    def _sample_loss(self, net: NetT, batch: dict[str, Any]) -> torch.Tensor:
         """The DP loss: mean over windows of each window's mean next-item loss (vmap-safe)."""
         logits = net.logits(net(batch["tokens"]))  # (B, T, I)
         return masked_cross_entropy(logits, batch["targets"], self._smoothing)
 
     # ---- validation -------------------------------------------------------------------
-    def _validator(self, data: TrainData, cfg: SASRecConfig):
+    def _validator(self, data: TrainData, cfg: CfgT):
         if data.valid_targets is None:
             return None
         targets = np.asarray(data.valid_targets, dtype=np.int64)
@@ -371,7 +377,7 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
         target = torch.from_numpy(targets[users])
         candidates = self._valid_candidates(data, users)
 
-        def evaluate(net: SASRecNet) -> dict[str, float]:
+        def evaluate(net: NetT) -> dict[str, float]:
             ranks = []
             for i in range(0, len(contexts), SCORE_BATCH):
                 scores = self._scores_tensor(net, contexts[i : i + SCORE_BATCH], cfg)  # (b, I)
@@ -413,7 +419,7 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
                 tokens[b, T - len(s) :] = s + 1
         return tokens
 
-    def _scores_tensor(self, net: SASRecNet, contexts: list[Context], cfg: SASRecConfig) -> torch.Tensor:
+    def _scores_tensor(self, net: NetT, contexts: list[Context], cfg: CfgT) -> torch.Tensor:
         tokens = torch.from_numpy(self._context_tokens(contexts, cfg.max_len)).to(cfg.device)
         h = net(tokens)[:, -1]  # (B, D)
         return net.logits(h)  # (B, I)
@@ -445,7 +451,7 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable):
             (Path(path) / PRIVACY_FILE).write_text(json.dumps(privacy, sort_keys=True, indent=2))
 
     @classmethod
-    def load(cls, path: Path | str) -> SASRec:
+    def load(cls, path: Path | str) -> Self:
         model = super().load(path)
         pfile = Path(path) / PRIVACY_FILE
         model.privacy_ = json.loads(pfile.read_text()) if pfile.exists() else None

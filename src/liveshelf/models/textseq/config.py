@@ -38,7 +38,7 @@ class TextSeqConfig(SASRecConfig):
 
     def validate(self, where: str = "TextSeq") -> TextSeqConfig:
         super().validate(where)
-        v = self.n_experts
+        v: object = self.n_experts
         check_param(
             "n_experts", v, isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an int >= 1", where
         )

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liveshelf.models.sasrec.model import Block, attention_mask
+from liveshelf.models.sasrec.model import Block, SequenceNet, attention_mask
 from liveshelf.models.textseq.config import TextSeqConfig
 
 #: Eigenvalue shrinkage of the fixed whitening of the text vectors (x mean eigenvalue).
@@ -77,7 +77,13 @@ def whitening(x: torch.Tensor, shrink: float = WHITEN_SHRINK) -> tuple[torch.Ten
     return mean, w.float()
 
 
-class TextSeqNet(nn.Module):
+class TextSeqNet(SequenceNet):
+    # buffers (register_buffer): the whitening, the frozen text vectors (I, d) and the seen flags (I,)
+    text_mean: torch.Tensor
+    whiten: torch.Tensor
+    text_emb: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(self, text_emb: torch.Tensor, seen: torch.Tensor, cfg: TextSeqConfig) -> None:
         super().__init__()
         n_items, d_text = text_emb.shape

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ def encode_texts(
         torch.set_num_threads(threads)
 
 
-class TextSeq(SASRec):
+class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
     """Text-aware sequential recommender (UniSRec-style), inductive over item texts.
 
     Learned state: SASRec's (``net_``, ``history_``, ``best_epoch_``, ``fit_seconds_``);
@@ -159,7 +159,7 @@ class TextSeq(SASRec):
             item_vectors = encode_texts(data.item_text, cfg.encoder, cfg.cache_dir, cfg.n_threads)
         self._vectors = self._check_vectors(item_vectors, data.n_items, "item_vectors")
         try:
-            return super().fit(data, callbacks=callbacks, strategy=strategy)  # type: ignore[return-value]
+            return super().fit(data, callbacks=callbacks, strategy=strategy)
         finally:
             del self._vectors
 
@@ -184,10 +184,10 @@ class TextSeq(SASRec):
             seen[np.concatenate([np.asarray(s, dtype=np.int64) for s in data.sequences])] = 1.0
         self._seen = seen
 
-    def _make_net(self, n_items: int, cfg: SASRecConfig) -> TextSeqNet:
-        return TextSeqNet(torch.from_numpy(self._vectors), torch.from_numpy(self._seen), cfg)  # type: ignore[arg-type]
+    def _make_net(self, n_items: int, cfg: TextSeqConfig) -> TextSeqNet:
+        return TextSeqNet(torch.from_numpy(self._vectors), torch.from_numpy(self._seen), cfg)
 
-    def _loss(self, net: TextSeqNet, batch: dict[str, Any]) -> torch.Tensor:  # type: ignore[override]
+    def _loss(self, net: TextSeqNet, batch: dict[str, Any]) -> torch.Tensor:
         items = net.item_vectors()  # (I, D), once per step
         h = net(batch["tokens"], items)  # (B, T, D)
         keep = batch["targets"] >= 0  # (B, T)
@@ -196,7 +196,7 @@ class TextSeq(SASRec):
             logits = logits.masked_fill(net.seen == 0, float("-inf"))
         return F.cross_entropy(logits, batch["targets"][keep])
 
-    def _scores_tensor(self, net: TextSeqNet, contexts, cfg: SASRecConfig) -> torch.Tensor:  # type: ignore[override]
+    def _scores_tensor(self, net: TextSeqNet, contexts, cfg: SASRecConfig) -> torch.Tensor:
         tokens = torch.from_numpy(self._context_tokens(contexts, cfg.max_len)).to(cfg.device)
         items = net.item_vectors()  # (I, D)
         h = net(tokens, items)[:, -1]  # (B, D)
@@ -205,7 +205,7 @@ class TextSeq(SASRec):
     def item_embeddings(self) -> np.ndarray:
         """``(n_items, hidden)`` float32: each item's vector (adapted text + ID part), ``item_ids_`` order."""
         self._check_fitted()
-        net = cast(TextSeqNet, self.net_).eval()
+        net = self.net_.eval()
         with torch.no_grad():
             return net.item_vectors().float().cpu().numpy()
 
