@@ -14,7 +14,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict[str, Any]:
     import os
 
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "loadavg": list(os.getloadavg()),  # 1, 5, 15 minutes, when the result is written
+    }
 
 
 def write_result(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -342,3 +344,76 @@ def test_beats_popularity_on_amazon_scientific_small():
         return float(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0.0)))
 
     assert ndcg(ranks) > ndcg(pop_ranks) + 0.01, (ndcg(ranks), ndcg(pop_ranks))
+
+
+def _window_data(lengths: list[int]) -> TrainData:
+    seqs = [np.arange(n, dtype=np.int64) % 30 for n in lengths]
+    return TrainData(
+        item_ids=np.array([f"i{k}" for k in range(30)], dtype=object),
+        user_ids=np.array([f"u{k}" for k in range(len(lengths))], dtype=object),
+        sequences=seqs,
+    )
+
+
+def test_training_windows_overlap_by_the_stride_and_cover_every_target():
+    data = _window_data([120, 15, 1])
+    model = SASRec(max_len=20, window_stride=5)
+    cfg = model._config()
+    w = model._windows(data, cfg)
+    starts = w["starts"][w["users"] == 0]
+    # ends every 5 items from the last (120) back to the first window that starts at 0
+    assert sorted((starts + 21).clip(max=120).tolist(), reverse=True)[:3] == [120, 115, 110]
+    assert starts.min() == 0 and (starts == 0).sum() == 1
+    short = w["users"] == 1
+    assert short.sum() == 1 and w["lengths"][short][0] == 14  # shorter than max_len + 1: one window
+    assert 2 not in w["users"]  # one item: nothing to predict
+    # every target of user 0 is predicted at least once; with max_len-long windows it is once exactly
+    for stride, most in ((5, 4), (20, 1)):
+        w = model._windows(data, dataclasses.replace(cfg, window_stride=stride))
+        seen = np.zeros(120, dtype=np.int64)
+        for k in np.flatnonzero(w["users"] == 0):
+            n = int(w["lengths"][k])
+            s = int(w["starts"][k])
+            seen[s + 1 : s + 1 + n] += 1
+        assert (seen[1:] >= 1).all() and seen[0] == 0
+        assert seen.max() <= most and (stride != 20 or (seen[1:] == 1).all())
+
+
+def test_window_stride_is_validated():
+    with pytest.raises(ConfigError, match="window_stride"):
+        SASRec(max_len=20, window_stride=21)._config()
+    with pytest.raises(ConfigError, match="window_stride"):
+        SASRec(window_stride=0)._config()
+    assert SASRec(max_len=50)._config().stride == 50  # default: no overlap
+    assert SASRec(max_len=50, window_stride=10)._config().stride == 10
+
+
+def test_reduce_lr_on_plateau_halves_the_rate_after_patience_evaluations():
+    from liveshelf.models.trainer import ReduceLROnPlateau
+
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.4)
+    scores = iter([0.1, 0.2, 0.2, 0.15, 0.3, 0.1, 0.1])
+    trainer = Trainer(
+        net,
+        opt,
+        loss_fn=lambda module, batch: module(batch).pow(2).mean(),
+        batches=lambda epoch: [torch.ones(3, 2)],
+        evaluate=lambda module: {"ndcg@10": next(scores)},
+        epochs=7,
+        callbacks=[plateau := ReduceLROnPlateau("ndcg@10", factor=0.5, patience=2)],
+    ).fit()
+    # epochs 3, 4 do not beat 0.2: halved after epoch 4; 0.3 at epoch 5 is a new best; 6, 7: halved again
+    assert plateau.reductions == [4, 7]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert trainer.epoch == 7
+    with pytest.raises(ConfigError, match="lr_decay"):
+        SASRec(lr_decay=1.5)._config()
+
+
+def test_sasrec_trains_with_plateau_decay_and_overlapping_windows():
+    data = successor_data(n_users=60)
+    model = SASRec(**{**FAST, "epochs": 4, "patience": 4}, lr_decay=0.5, lr_patience=1, window_stride=2).fit(
+        data
+    )
+    assert len(model.history_) >= 1 and np.isfinite(model.score_batch([data.context(0)])).all()

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liveshelf.errors import ConfigError
+from liveshelf.errors import ConfigError, check_param
 
 
 class Callback:
@@ -383,6 +383,47 @@ class LRSchedule(Callback):
         self.scheduler.step()
 
 
+class ReduceLROnPlateau(Callback):
+    """Multiply every parameter group's learning rate by ``factor`` when ``monitor`` has not improved for
+    ``patience`` evaluations (never below ``min_lr``). With early stopping beside it, a run that stalls first
+    takes smaller steps around its best weights, then stops."""
+
+    def __init__(
+        self,
+        monitor: str = "ndcg@10",
+        factor: float = 0.5,
+        patience: int = 3,
+        *,
+        mode: str = "max",
+        min_lr: float = 0.0,
+    ) -> None:
+        check_param("factor", factor, 0.0 < factor < 1.0, "a float in (0, 1)", "ReduceLROnPlateau")
+        check_param("patience", patience, patience >= 1, "an int >= 1", "ReduceLROnPlateau")
+        self.monitor = monitor
+        self.factor = factor
+        self.patience = patience
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.min_lr = min_lr
+        self.best = -math.inf
+        self.bad = 0
+        self.reductions: list[int] = []  # the epochs after which the rate was reduced
+
+    def on_eval(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.monitor)
+        if value is None:
+            return  # EarlyStopping (if any) names the missing metric
+        score = self.sign * float(value)
+        if score > self.best:
+            self.best, self.bad = score, 0
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = max(self.min_lr, group["lr"] * self.factor)
+            self.reductions.append(trainer.epoch)
+            self.bad = 0
+
+
 class OnStep(Callback):
     """Call ``fn(step)`` after every optimiser step, before the gradients are cleared."""
 
@@ -440,6 +481,7 @@ __all__ = [
     "NaNGuard",
     "OnStep",
     "ProgressBar",
+    "ReduceLROnPlateau",
     "TrainStrategy",
     "Trainer",
 ]

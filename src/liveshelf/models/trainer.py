@@ -10,6 +10,7 @@ from liveshelf.core.trainer import (
     NaNGuard,
     OnStep,
     ProgressBar,
+    ReduceLROnPlateau,
     Trainer,
     TrainStrategy,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "NaNGuard",
     "OnStep",
     "ProgressBar",
+    "ReduceLROnPlateau",
     "TrainStrategy",
     "Trainer",
 ]

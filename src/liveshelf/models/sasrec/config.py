@@ -17,6 +17,14 @@ class SASRecConfig:
     and batch 128, chosen on validation NDCG@10 of Amazon Scientific: test NDCG@10 0.052,
     about 95% of the published 0.0553 (see ``benchmarks/bench_sasrec.py``).
 
+    ``window_stride`` (``None`` = ``max_len``: windows do not overlap) is the step between the training
+    windows of a history longer than ``max_len + 1``; a smaller stride shows each target again with a
+    longer left context. ``lr_decay`` (``None`` = constant) multiplies the learning rate when validation
+    NDCG@10 has not improved for ``lr_patience`` epochs. Both are off by default: on ml-100k (long
+    histories) stride 10 or 5 and a plateau decay of 0.5 each ended *below* the defaults (test NDCG@10
+    0.061 / 0.055 / 0.060 against 0.064, ``benchmarks/peer/README.md``); on short histories the stride
+    changes nothing.
+
     ``dp_epsilon`` (``None`` = off) trains with DP-SGD to that ε at ``dp_delta`` (``None`` =
     1 / number of users), clipping each user's gradient to ``dp_max_grad_norm``
     (see :mod:`liveshelf.privacy.dp`).
@@ -30,18 +38,26 @@ class SASRecConfig:
     norm: str = "post"
     label_smoothing: float = 0.1
     lr: float = 1e-3
+    lr_decay: float | None = None
+    lr_patience: int = 3
     weight_decay: float = 0.0
     batch_size: int = 128
     epochs: int = 200
     patience: int = 10
     eval_every: int = 1
     train_windows: str = "all"
+    window_stride: int | None = None
     seed: int = 0
     device: str = "cpu"
     n_threads: int = 2
     dp_epsilon: float | None = None
     dp_delta: float | None = None
     dp_max_grad_norm: float = 1.0
+
+    @property
+    def stride(self) -> int:
+        """The step between the training windows of a sequence longer than ``max_len + 1``."""
+        return self.max_len if self.window_stride is None else self.window_stride
 
     def validate(self, where: str = "SASRec") -> SASRecConfig:
         def positive_int(name: str) -> None:
@@ -58,6 +74,7 @@ class SASRecConfig:
             "batch_size",
             "epochs",
             "patience",
+            "lr_patience",
             "eval_every",
             "n_threads",
         ):
@@ -104,6 +121,23 @@ class SASRecConfig:
             self.train_windows,
             self.train_windows in ("last", "all"),
             "'last' (the last max_len items of each user) or 'all' (every item, in windows of max_len)",
+            where,
+        )
+        check_param(
+            "lr_decay",
+            self.lr_decay,
+            self.lr_decay is None or (isinstance(self.lr_decay, (int, float)) and 0 < self.lr_decay < 1),
+            "None (a constant learning rate) or a float in (0, 1): the factor applied when validation "
+            "NDCG@10 has not improved for lr_patience epochs",
+            where,
+        )
+        stride = self.window_stride
+        check_param(
+            "window_stride",
+            stride,
+            stride is None
+            or (isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= self.max_len),
+            f"None (the default: max_len, windows do not overlap) or an int in [1, max_len={self.max_len}]",
             where,
         )
         check_param("seed", self.seed, isinstance(self.seed, int), "an int", where)

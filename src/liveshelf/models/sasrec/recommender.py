@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from typing_extensions import TypeVar
 
-from liveshelf.core.trainer import Callback, EarlyStopping, ProgressBar, Trainer, TrainStrategy
+from liveshelf.core.trainer import (
+    Callback,
+    EarlyStopping,
+    ProgressBar,
+    ReduceLROnPlateau,
+    Trainer,
+    TrainStrategy,
+)
 from liveshelf.errors import ConfigError, NotFittedError
 from liveshelf.models.base import BaseRecommender, Context, TrainData
 from liveshelf.models.capabilities import EmbedsItems, WarmStartable
@@ -93,12 +100,15 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable, Generic[NetT, CfgT]):
         norm: str = "post",
         label_smoothing: float = 0.1,
         lr: float = 1e-3,
+        lr_decay: float | None = None,
+        lr_patience: int = 3,
         weight_decay: float = 0.0,
         batch_size: int = 128,
         epochs: int = 200,
         patience: int = 10,
         eval_every: int = 1,
         train_windows: str = "all",
+        window_stride: int | None = None,
         seed: int = 0,
         device: str = "cpu",
         n_threads: int = 2,
@@ -114,12 +124,15 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable, Generic[NetT, CfgT]):
         self.norm = norm
         self.label_smoothing = label_smoothing
         self.lr = lr
+        self.lr_decay = lr_decay
+        self.lr_patience = lr_patience
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.epochs = epochs
         self.patience = patience
         self.eval_every = eval_every
         self.train_windows = train_windows
+        self.window_stride = window_stride
         self.seed = seed
         self.device = device
         self.n_threads = n_threads
@@ -198,6 +211,8 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable, Generic[NetT, CfgT]):
             )
             cbs: list[Callback] = [ProgressBar(cfg.epochs, desc=type(self).__name__)]
             cbs += [stopper] if stopper else []
+            if stopper and cfg.lr_decay is not None:
+                cbs.append(ReduceLROnPlateau("ndcg@10", factor=cfg.lr_decay, patience=cfg.lr_patience))
             cbs += list(callbacks or [])
             lengths = windows["lengths"]
 
@@ -299,18 +314,22 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable, Generic[NetT, CfgT]):
 
         ``targets`` is ``-1`` where there is nothing to predict (padding). With
         ``train_windows='all'`` a sequence longer than ``max_len + 1`` gives several
-        windows, so every interaction is a target once; with ``'last'`` only the most
-        recent ``max_len`` targets are used.
+        windows, ending every ``cfg.stride`` items from its last one back to the first window
+        that starts at the sequence's start; with ``'last'`` only the most recent ``max_len``
+        targets are used. Overlapping windows (stride < max_len) show each target again with
+        a longer left context, the way a model is asked at serving time: on long histories
+        this is most of what a training pass learns (see ``benchmarks/peer``).
         """
         L = cfg.max_len
+        stride = cfg.stride
         spans = []
         for u, seq in enumerate(data.sequences):
             end = len(seq)
             while end >= 2:
                 spans.append((u, max(0, end - L - 1), end))
-                if cfg.train_windows == "last":
+                if cfg.train_windows == "last" or end - L - 1 <= 0:
                     break
-                end -= L
+                end -= stride
         tokens = np.zeros((len(spans), L), dtype=np.int64)
         targets = np.full((len(spans), L), -1, dtype=np.int64)
         users = np.zeros(len(spans), dtype=np.int64)
