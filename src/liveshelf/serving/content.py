@@ -6,7 +6,6 @@ hashed TF-IDF of the item text) and answers similarities and neighbour searches 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from liveshelf.core.files import atomic_open
 from liveshelf.models.capabilities import EmbedsItems
 from liveshelf.text.hashing import hashed_tfidf, text_tokens
 
@@ -142,9 +142,8 @@ class ContentIndex:
         base = Path(folder) / table_name(self.fingerprint(), k)
         base.parent.mkdir(parents=True, exist_ok=True)
         for suffix, arr in (("sims", sims), ("rows", rows.astype(np.int32))):
-            tmp = base.with_name(f".{base.name}-{suffix}.{os.getpid()}.tmp.npy")
-            np.save(tmp, arr, allow_pickle=False)
-            os.replace(tmp, base.with_name(f"{base.name}-{suffix}.npy"))
+            with atomic_open(base.with_name(f"{base.name}-{suffix}.npy"), "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
         self.use_table(k, sims, rows)
         return base
 

@@ -13,17 +13,6 @@ from liveshelf.models.base import Recommender
 from liveshelf.profile.viewer import Viewer, build_viewer, category_levels, level_shares, profile_summary
 
 
-class VocabularyOf:
-    """A fitted model's item and user vocabularies (``item_ids_`` / ``user_ids_``, set by ``fit``; empty
-    before it)."""
-
-    def __init__(self, model: Recommender) -> None:
-        items = getattr(model, "item_ids_", None)  # fitted state, not an ability
-        users = getattr(model, "user_ids_", None)
-        self.items: list[Any] = [] if items is None else list(items)
-        self.users: list[Any] = [] if users is None else list(users)
-
-
 class ModelView:
     """A model plus its id -> index maps, built once per model object."""
 
@@ -32,10 +21,11 @@ class ModelView:
 
         self.model = model
         self._context = Context
-        vocab = VocabularyOf(model)
-        self.item_ids = [str(x) for x in vocab.items]
+        items = getattr(model, "item_ids_", None)  # the fitted vocabularies (state, not an ability)
+        users = getattr(model, "user_ids_", None)
+        self.item_ids = [str(x) for x in ([] if items is None else items)]
         self.item_index = {it: i for i, it in enumerate(self.item_ids)}
-        self.user_index = {str(u): i for i, u in enumerate(vocab.users)}
+        self.user_index = {str(u): i for i, u in enumerate([] if users is None else users)}
 
     def context(self, user: str | None, seq: Sequence[tuple], room: str | None, t: float) -> Any:
         keep = [
