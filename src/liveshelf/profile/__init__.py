@@ -31,7 +31,8 @@ regression of "the next item the user touched" against random items on
 of ``W`` towards the identity; the fitted matrix is ``bilinear_`` and the attention uses it.
 
 Item vectors come from ``item_vectors`` (an array aligned with the items frame), from
-``encoder`` (anything with ``encode(texts) -> (N, D)``, e.g. ``liveshelf.text.encoder.TextEncoder``),
+``encoder`` (anything with ``encode(texts) -> (N, D)``, e.g. ``liveshelf.text.encoder.TextEncoder``,
+or the name of one: ``encoder="e5"`` is multilingual-e5-small, which reads Chinese titles by meaning),
 or by default from :class:`~liveshelf.text.hashing.CharHashEncoder` (hashed character 1-2-grams, no model
 weights), which reads Chinese and English titles alike.
 

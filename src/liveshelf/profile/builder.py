@@ -132,6 +132,10 @@ class ProfileBuilder:
         self._brand: list[str | None] = []
         self._band: list[str | None] = []
         self._attrs: list[dict[str, str]] = []
+        if isinstance(encoder, str):  # "e5" (multilingual, reads Chinese) or a local model directory
+            from liveshelf.text.encoder import TextEncoder
+
+            encoder = TextEncoder(encoder)
         self._encoder = encoder
         if item_vectors is None and encoder is None:
             self._encoder = CharHashEncoder(dim=dim)

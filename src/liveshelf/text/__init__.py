@@ -1,4 +1,4 @@
-"""Text models: encoders (+ on-disk cache, Chinese fallback), fine-tuning, generation, grounding, Q&A.
+"""Text models: encoders (MiniLM or any local model, multilingual e5, hashing; on-disk cache), fine-tuning, generation, grounding, Q&A.
 
 Names are imported lazily so ``import liveshelf.text.qa`` does not pay for torch.
 """
@@ -9,6 +9,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "E5Encoder": "liveshelf.text.e5",
     "EmbeddingCache": "liveshelf.text.cache",
     "HashedTfidfEncoder": "liveshelf.text.chinese",
     "TextEncoder": "liveshelf.text.encoder",

