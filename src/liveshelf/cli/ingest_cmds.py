@@ -1,4 +1,5 @@
-"""Commands: ``liveshelf ingest events|items|users|rooms|shelf|hosts FILE`` and ``ingest world DIR``."""
+"""Commands: ``liveshelf ingest events|items|users|rooms|shelf|hosts FILE``, ``ingest world DIR`` and
+``ingest embeddings FILE --modality NAME``."""
 
 from __future__ import annotations
 
@@ -210,3 +211,54 @@ def world(
     except LiveshelfError as exc:
         raise _fail(str(exc)) from exc
     _print_reports(reports)
+
+
+@ingest_app.command("embeddings")
+def embeddings(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A .npy matrix (one row per item; pass --ids) or a .parquet file with columns item_id, vector.",
+            show_default=False,
+        ),
+    ],
+    modality: Annotated[
+        str,
+        typer.Option(
+            "--modality",
+            help="Name of the vectors' modality, e.g. image, video, audio, title_pca128 (lower case, digits, _).",
+            show_default=False,
+        ),
+    ],
+    ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--ids",
+            help="With a .npy matrix: the item ids in row order (text, one per line; or a .npy / .json list).",
+            show_default=False,
+        ),
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Store per-item vectors of one modality (cover image, video, audio, the platform's own text vectors)
+    with catalogue items; all or nothing, replacing an item's earlier vector of that modality."""
+    from liveshelf.config import Settings
+    from liveshelf.data.item_vectors import check_modality, read_vector_file
+    from liveshelf.data.store import EventStore
+    from liveshelf.errors import LiveshelfError
+
+    try:
+        check_modality(modality, "--modality")
+        vectors = read_vector_file(file, ids, modality)
+        if not len(vectors.ids):
+            raise _fail(f"'{file}' holds no vectors; nothing was stored.")
+        with EventStore(home if home is not None else Settings().home) as store:
+            n = store.put_item_vectors(modality, vectors.ids, vectors.vectors, source=str(file))
+            path = store.path
+    except LiveshelfError as exc:
+        raise _fail(str(exc)) from exc
+    from rich.console import Console
+
+    Console(soft_wrap=True).print(
+        f"stored {n} {modality} vector(s) of dimension {vectors.dim} in {path}", highlight=False, markup=False
+    )

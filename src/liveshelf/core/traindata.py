@@ -42,6 +42,9 @@ class TrainData:
     ``valid_targets[u]`` is the held-out next item used for early stopping (-1 = none).
     ``available`` answers "which items are available at time t" (live protocol), as a
     callable ``t -> np.ndarray[int]``; models that do not need it ignore it.
+    ``item_vectors`` (None: the data has none) maps a modality name (``image``, ``video``,
+    ``title_pca128`` ...) to a float32 ``(n_items, d)`` matrix aligned with ``item_ids``; the rows of
+    items without a vector of that modality are all NaN (consumers mask them).
     """
 
     item_ids: np.ndarray
@@ -54,6 +57,7 @@ class TrainData:
     item_category: np.ndarray | None = None  # int code per item (-1 = unknown)
     available: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+    item_vectors: dict[str, np.ndarray] | None = None  # modality -> (n_items, d) float32, NaN rows: none
 
     @property
     def n_items(self) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from liveshelf.data.item_vectors import ItemVectors
 from liveshelf.schema import EVENT_COLUMNS
 
 
@@ -19,6 +20,11 @@ class Dataset:
     publishes its own split (UniSRec files, P5 leave-one-out); protocols use it as is.
     Rows of ``events`` are grouped by user, ``ts`` ascending within each user, with a
     stable tie order that keeps the source's sequence order (user order is the reader's).
+
+    ``item_vectors`` maps a modality name (``image``, ``title_pca128`` ...) to the vectors of the items
+    that have one (:class:`~liveshelf.data.item_vectors.ItemVectors`: unique ids, float32 ``(n, d)``);
+    ``room_vectors`` the same for rooms (KuaiLive's title embeddings), which a host-target training
+    set averages per host.
     """
 
     name: str
@@ -30,6 +36,8 @@ class Dataset:
     hosts: pd.DataFrame | None = None
     split: pd.Series | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    item_vectors: dict[str, ItemVectors] = field(default_factory=dict)
+    room_vectors: dict[str, ItemVectors] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [c for c in EVENT_COLUMNS if c not in self.events.columns]
@@ -39,6 +47,13 @@ class Dataset:
             raise ValueError(
                 f"Dataset {self.name!r}: split has {len(self.split)} rows, events {len(self.events)}."
             )
+        for what, sets in (("item_vectors", self.item_vectors), ("room_vectors", self.room_vectors)):
+            for name, (ids, vectors) in sets.items():
+                if vectors.ndim != 2 or len(ids) != len(vectors) or not pd.Index(ids).is_unique:
+                    raise ValueError(
+                        f"Dataset {self.name!r}: {what}[{name!r}] must hold unique ids and one row per id; "
+                        f"got {len(ids)} ids and vectors of shape {vectors.shape}."
+                    )
 
     @property
     def n_users(self) -> int:

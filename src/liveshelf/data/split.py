@@ -12,6 +12,10 @@ appearance.
 
 Only events that express interest (``schema.POSITIVE_TYPES``) and carry a target are
 indexed; impressions and leaves are dropped.
+
+Item vectors (``Dataset.item_vectors``) follow the vocabulary: one float32 ``(n_items, d)`` matrix per
+modality, all-NaN rows for items without a vector. In the host space a host's vector is the mean of its
+rooms' vectors (``Dataset.room_vectors``), over all of its rooms in the data set.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 
 from liveshelf.core.traindata import Context, TrainData
 from liveshelf.data.dataset import Dataset
+from liveshelf.data.item_vectors import align, mean_by_group
 from liveshelf.errors import ConfigError, DataFormatError, check_param
 from liveshelf.schema import POSITIVE_TYPES, host_categories, to_epoch_seconds
 
@@ -53,6 +58,7 @@ class EventIndex:
     item_text: list[str] | None = None
     item_category: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    item_vectors: dict[str, np.ndarray] | None = None  # modality -> (n_items, d) float32, NaN rows: none
 
     @property
     def n_items(self) -> int:
@@ -97,6 +103,7 @@ def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None 
     ev = ds.events
     type_arr = ev["type"].astype(str).to_numpy(dtype=object)
     keep = pd.Series(type_arr).isin(keep_types).to_numpy().copy()
+    room_host: pd.Series | None = None
     if target == "item":
         raw = ev["item"]
         vocab_frame = ds.items
@@ -145,6 +152,11 @@ def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None 
     room_col = np.where(pd.isna(room_col), None, room_col)
 
     text, cats = _side_info(vocab_frame, item_ids, target)
+    vectors = (
+        align(ds.item_vectors, item_ids)
+        if room_host is None
+        else mean_by_group(ds.room_vectors, room_host, item_ids)
+    )
     return EventIndex(
         name=ds.name,
         target=target,
@@ -160,6 +172,7 @@ def index_events(ds: Dataset, target: str = "item", types: Iterable[str] | None 
         item_text=text,
         item_category=cats,
         meta={"synthetic_ts": bool(ds.meta.get("synthetic_ts", False))},
+        item_vectors=vectors,
     )
 
 
@@ -209,6 +222,7 @@ def to_train_data(
         valid_targets=valid_targets,
         item_text=index.item_text,
         item_category=index.item_category,
+        item_vectors=index.item_vectors,
         available=available,
         meta={"dataset": index.name, "target": index.target, **index.meta, **valid_meta, **(meta or {})},
     )

@@ -2,7 +2,8 @@
 
 Tables: ``events`` (schema columns + ``seq``, the ingest order used to break timestamp
 ties), ``items``, ``users``, ``rooms``, ``shelf``, ``hosts``, plus ``meta`` (key/value,
-e.g. the pseudonym key id) and ``loads`` (one audit row per committed batch).
+e.g. the pseudonym key id), ``loads`` (one audit row per committed batch) and the per-item
+vectors of any modality, ``item_vectors`` + ``vector_modalities`` (:mod:`liveshelf.data.item_vectors`).
 Timestamps are stored as UTC ``TIMESTAMP`` and come back as ``datetime64[us, UTC]``.
 
 Writes take validated frames (see :mod:`liveshelf.data.validate`), go through Arrow and
@@ -18,7 +19,7 @@ Interval semantics everywhere: a room / shelf slot is live at ``t`` when
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from liveshelf.data import item_vectors as vec
 from liveshelf.data.dataset import Dataset
+from liveshelf.data.item_vectors import ItemVectorMethods, ItemVectors
 from liveshelf.data.tables import (
     ARROW_SCHEMAS,
     COLUMNS,
@@ -106,8 +109,9 @@ class StoredEvents(NamedTuple):
 _SCHEMA_READY: dict[str, bool] = {}
 
 
-class EventStore:
-    """DuckDB-backed store of events, catalogue, rooms, shelf slots and hosts.
+class EventStore(ItemVectorMethods):
+    """DuckDB-backed store of events, catalogue (with per-item vectors: :class:`ItemVectorMethods`), rooms,
+    shelf slots and hosts.
 
     >>> with EventStore(tmp_path) as store:          # doctest: +SKIP
     ...     store.stats()["events"]
@@ -155,6 +159,8 @@ class EventStore:
                         "CREATE TABLE IF NOT EXISTS loads (loaded_at TIMESTAMP, kind VARCHAR, "
                         "source VARCHAR, n_rows BIGINT, inserted BIGINT, updated BIGINT)"
                     ).fetchall()
+                    for ddl in vec.DDL:
+                        con.execute(ddl).fetchall()
                 known = _SCHEMA_READY[key] = self._index_event_ids()
             self._unique_ids = known
         else:
@@ -297,11 +303,17 @@ class EventStore:
         *,
         source: str = "",
         meta: dict[str, str] | None = None,
+        vectors: Mapping[str, ItemVectors] | None = None,
     ) -> tuple[int, int, int]:
-        """Insert or replace rows of ``kind`` by key; returns ``(inserted, updated, unchanged)``."""
+        """Insert or replace rows of ``kind`` by key; returns ``(inserted, updated, unchanged)``.
+
+        ``vectors`` (items only; checked with :func:`~liveshelf.data.item_vectors.check_vectors`) are
+        stored in the same transaction, after the rows: an item may arrive with its vectors."""
         check_kind(kind)
         if kind == "events":
             raise ConfigError("Events are append-only: use insert_events, not upsert('events', ...).")
+        if vectors and kind != "items":
+            raise ConfigError(f"Only items carry vectors; got vectors with upsert({kind!r}, ...).")
         table = self._arrow(kind, frame)
         if kind == "shelf":
             self._shelf_items = None
@@ -323,6 +335,8 @@ class EventStore:
             inserted, updated = table.num_rows - int(existing), int(existing) - int(unchanged)
             self._set_meta(con, meta)
             self._log_load(con, kind, source, table.num_rows, inserted, updated)
+            for modality, checked in (vectors or {}).items():
+                self._put_vectors(con, modality, checked, source)
         return inserted, updated, int(unchanged)
 
     def delete_user(self, user: str) -> dict[str, int]:
@@ -550,6 +564,7 @@ class EventStore:
             name=name,
             events=self.training_frame(),
             **frames,
+            item_vectors=self.item_vector_sets(),
             meta={
                 "source": "event_store",
                 "path": str(self.path),

@@ -68,10 +68,12 @@ class StoreSource:
             for kind in ("items", "users", "rooms", "shelf", "hosts"):
                 df = store.frame(kind)
                 frames[kind] = df if len(df) else None
+            vectors = store.item_vector_sets()
         return Dataset(
             name=f"store:{self.home.name}",
             events=events,
             **frames,
+            item_vectors=vectors,
             meta={"source": "event_store", "watermark": upto.as_dict()},
         )
 

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from starlette.responses import Response
 
+from liveshelf.data.item_vectors import MAX_DIM
 from liveshelf.names import ID_PATTERN, ID_RULE, is_printable_id, safe_name
 
 
@@ -144,6 +145,16 @@ class ItemIn(_In):
     rating: float | None = None
     attributes: dict[str, Any] | None = None
     language: str | None = Field(None, max_length=16)
+    embeddings: dict[str, Annotated[list[float], Field(max_length=MAX_DIM)]] | None = Field(
+        None,
+        max_length=16,
+        description="The item's vectors by modality (e.g. image, video, audio, title_pca128: lower-case "
+        "letters, digits, '_'), each a list of finite numbers of the modality's dimension; stored with the "
+        "item, replacing its earlier vector of that modality. Modalities not sent are kept.",
+    )
+    modalities: dict[str, int] | None = Field(
+        None, description="Read-only (as GET sends it): ignored here; send vectors in 'embeddings'."
+    )
 
     @field_validator("category")
     @classmethod
@@ -165,6 +176,10 @@ class ItemOut(BaseModel):
     rating: float | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
     language: str | None = None
+    modalities: dict[str, int] = Field(
+        default_factory=dict,
+        description="The modalities the item has a vector of: name -> dimension (the vectors are not sent).",
+    )
 
 
 class UpsertOut(BaseModel):

@@ -10,6 +10,7 @@ read when present)::
     room.csv      live_id,streamer_id,live_type,start_timestamp,end_timestamp,live_content_category,...
     user.csv      user_id,gender,age,...            (optional)
     streamer.csv  streamer_id,gender,age,...,live_operation_tag,...   (optional)
+    title_embeddings_pca128.npy   float matrix, one row per room title (optional)
 
 Timestamps are epoch milliseconds in the release; seconds are accepted too (decided per column
 by magnitude, see ``_common.epoch_seconds``). ``watch_live_time`` is in milliseconds
@@ -28,6 +29,14 @@ Mapping to the schema:
   live_content_category values of the host's rooms, most frequent first (ties by name), so
   its first entry is the host's main category (read it with ``schema.host_categories``).
 * users (when user.csv exists): ``gender`` M/F -> m/f, ``age`` range string -> ``age_band`` as given.
+* room vectors (when ``title_embeddings_pca128.npy`` exists): ``Dataset.room_vectors["title_pca128"]``, the
+  title embedding of each room. The release's room.csv column ``live_name_id`` ("the id associated with
+  the live room title") is taken as the row of the matrix (rooms with the same title share a row); a copy
+  that names it ``title_emb_index`` works too, and a negative or empty index means "no title". Without
+  either column the rows are assumed to follow room.csv's rows, which is only accepted when the counts
+  are equal. An index past the matrix, or non-finite values, are a DataFormatError naming the room. A
+  room listed on several rows keeps its first row's title. Training in the host space averages a host's
+  room vectors (``liveshelf.data.split``).
 """
 
 from __future__ import annotations
@@ -50,7 +59,8 @@ from liveshelf.data.formats._common import (
     require_dir,
     require_file,
 )
-from liveshelf.errors import DataFormatError
+from liveshelf.data.item_vectors import ItemVectors, check_vectors
+from liveshelf.errors import DataFormatError, ValidationError
 from liveshelf.errors import check_param as _check
 from liveshelf.schema import HOST_COLUMNS, ROOM_COLUMNS, USER_COLUMNS, from_epoch_seconds
 
@@ -65,6 +75,10 @@ ROOM_KEYS = (
     "live_content_category",
 )
 _TEXT_NAMES = ("comment", "content", "comment_content", "text")
+TITLE_FILE = "title_embeddings_pca128.npy"
+TITLE_MODALITY = "title_pca128"
+#: room.csv columns that give a room's row of the title matrix (the release's name first).
+TITLE_INDEX_COLUMNS = ("live_name_id", "title_emb_index")
 _ID_DTYPES = {"user_id": str, "live_id": str, "streamer_id": str}
 #: (file stem, event type, extra required column)
 FILES: tuple[tuple[str, str, str | None], ...] = (
@@ -156,6 +170,7 @@ def read_kuailive(path: str | Path, with_leave: bool = False, watch_unit: str = 
 
     hosts = _hosts(rooms, folder / "streamer.csv")
     users = _users(folder / "user.csv")
+    room_vectors = _title_vectors(folder / TITLE_FILE, rooms_raw, room_file)
     meta = {
         "format": FORMAT,
         "path": str(folder),
@@ -164,8 +179,58 @@ def read_kuailive(path: str | Path, with_leave: bool = False, watch_unit: str = 
         "watch_unit": watch_unit,
     }
     return Dataset(
-        name=f"{FORMAT}:{folder.name}", events=events, rooms=rooms, hosts=hosts, users=users, meta=meta
+        name=f"{FORMAT}:{folder.name}",
+        events=events,
+        rooms=rooms,
+        hosts=hosts,
+        users=users,
+        meta=meta,
+        room_vectors=room_vectors,
     )
+
+
+def _title_vectors(file: Path, rooms_raw: pd.DataFrame, room_file: Path) -> dict[str, ItemVectors]:
+    """``{"title_pca128": (live ids, vectors)}`` from the title matrix (module docs), or {} without it."""
+    if not file.is_file():
+        return {}
+    try:
+        matrix = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"Cannot read the {FORMAT!r} title embeddings {str(file)!r}: {exc}.") from exc
+    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2:
+        shape = getattr(matrix, "shape", None)
+        raise DataFormatError(
+            f"The {FORMAT!r} title embeddings {str(file)!r} must be a 2-D matrix (one row per title); "
+            f"got shape {shape}."
+        )
+    live = as_str(rooms_raw["live_id"]).to_numpy(dtype=object)
+    col = next((c for c in TITLE_INDEX_COLUMNS if c in rooms_raw.columns), None)
+    if col is None:
+        if len(matrix) != len(rooms_raw):
+            raise DataFormatError(
+                f"{str(room_file)!r} has no {' or '.join(TITLE_INDEX_COLUMNS)} column to say which row of "
+                f"{str(file)!r} is a room's title, and the counts differ ({len(rooms_raw)} rooms, "
+                f"{len(matrix)} rows), so rows cannot be matched to rooms in file order either."
+            )
+        rows = np.arange(len(matrix))
+    else:
+        index = pd.to_numeric(rooms_raw[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isnan(index) & ((index != np.floor(index)) | (index >= len(matrix)))
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise DataFormatError(
+                f"Room {live[r]!r} of {str(room_file)!r} has {col} = {rooms_raw[col].iloc[r]!r}, but "
+                f"{str(file)!r} has rows 0..{len(matrix) - 1}: the title matrix does not match room.csv."
+            )
+        has = ~np.isnan(index) & (index >= 0)
+        live, rows = live[has], index[has].astype(np.int64)
+    first = ~pd.Index(live).duplicated()
+    live, rows = live[first], rows[first]
+    try:
+        vectors = check_vectors(TITLE_MODALITY, live, matrix[rows], field=TITLE_FILE, kind="room")
+    except ValidationError as exc:
+        raise DataFormatError(f"{str(file)!r}: {exc}") from exc
+    return {TITLE_MODALITY: vectors}
 
 
 def _hosts(rooms: pd.DataFrame, streamer_file: Path) -> pd.DataFrame:
