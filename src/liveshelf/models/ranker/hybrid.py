@@ -13,7 +13,9 @@ features built by one function, :meth:`HybridRanker._features`, for training and
 * per history: length, count of the candidate in it (and per event type: ``cart`` before a
   ``purchase``), positions since its last occurrence, transitions ``last -> candidate`` and
   ``second last -> candidate`` in the training sequences, itemknn similarity to the last item,
-  text cosine to the last item and to the recent history (``textseq``'s text vectors).
+  text cosine to the last item and to the recent history (``textseq``'s text vectors);
+* per item modality in ``TrainData.item_vectors`` (image, video, a platform's own vectors): the same
+  two cosines (``<modality>_last``, ``<modality>_hist``; missing when an item has no vector).
 
 Learning: one query per user, the context is the training sequence and the positive its
 validation target (``TrainData.valid_targets``). Without validation targets, each user's last
@@ -55,7 +57,14 @@ from liveshelf.models.ranker.sources import (
     parse_sources,
     save_sources,
 )
-from liveshelf.models.ranker.stats import ItemStats, holdout_last, pair_lookup, ref_time, top_indices
+from liveshelf.models.ranker.stats import (
+    ItemStats,
+    holdout_last,
+    pair_lookup,
+    ref_time,
+    similarity_features,
+    top_indices,
+)
 
 TEXT_HISTORY = 5  # items averaged for the history text vector
 MIN_TREES_QUERIES = 1000  # ``min_trees`` holds from this many training queries; below, trees overfit fast
@@ -308,6 +317,8 @@ class HybridRanker(BaseRecommender):
             names += ["knn_last"]
         if "textseq" in models:
             names += ["text_last", "text_hist"]
+        for m in self.stats_.modal:  # one similarity pair per item modality (image, video, ...)
+            names += [f"{m}_last", f"{m}_hist"]
         return names
 
     @property
@@ -438,6 +449,8 @@ class HybridRanker(BaseRecommender):
                     hv[b] = v / max(float(np.linalg.norm(v)), 1e-9)
             ev = emb[items]
             cols += [np.einsum("pd,pd->p", ev, lv[rows]), np.einsum("pd,pd->p", ev, hv[rows])]
+        for emb in stats.modal.values():
+            cols += list(similarity_features(emb, hists, rows, items, TEXT_HISTORY))
         X = np.stack(cols, axis=1)
         if self.exclude_features:
             drop = set(self.exclude_features)

@@ -4,7 +4,7 @@ transitions), the held-out last item of a learning split, and the array helpers 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +28,7 @@ class ItemStats:
     category: np.ndarray | None  # (I,) int code, -1 unknown
     trans: sp.csr_matrix  # (I, I) count of a -> b consecutive in a sequence
     types: tuple[str, ...]  # event types with a count feature
+    modal: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (I, d) unit rows, NaN: none
 
     @classmethod
     def from_data(cls, data: TrainData, types: tuple[str, ...] | None = None) -> ItemStats:
@@ -62,7 +63,8 @@ class ItemStats:
                     np.concatenate([np.asarray(t, dtype=object).astype(str) for t in data.types])
                 )
                 types = tuple(sorted(str(t) for t in uniq))[:MAX_TYPES] if len(uniq) > 1 else ()
-        return cls(counts, recent, last_ts, cat, trans, types)
+        modal = {m: unit_rows(x) for m, x in sorted((data.item_vectors or {}).items())}
+        return cls(counts, recent, last_ts, cat, trans, types, modal)
 
     def arrays(self) -> dict[str, np.ndarray]:
         t = self.trans.tocsr()
@@ -76,6 +78,7 @@ class ItemStats:
         }
         if self.category is not None:
             out["category"] = self.category
+        out.update({f"modal_{m}": x for m, x in self.modal.items()})
         return out
 
     @classmethod
@@ -84,9 +87,50 @@ class ItemStats:
         trans = sp.csr_matrix(
             (arrays["trans_data"], arrays["trans_indices"], arrays["trans_indptr"]), shape=(n, n)
         )
+        modal = {
+            k.removeprefix("modal_"): np.asarray(v)
+            for k, v in sorted(arrays.items())
+            if k.startswith("modal_")
+        }
         return cls(
-            arrays["counts"], arrays["recent"], arrays["last_ts"], arrays.get("category"), trans, types
+            arrays["counts"], arrays["recent"], arrays["last_ts"], arrays.get("category"), trans, types, modal
         )
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 copy of ``x`` with L2-normalised rows; rows with a NaN or inf (no vector) become all NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    have = np.isfinite(x).all(axis=1)
+    out = np.full(x.shape, np.nan, dtype=np.float32)
+    out[have] = x[have] / np.maximum(np.linalg.norm(x[have], axis=1, keepdims=True), 1e-9)
+    return out
+
+
+def similarity_features(
+    emb: np.ndarray, hists: list[np.ndarray], rows: np.ndarray, items: np.ndarray, history: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine of each candidate's vector to its context's last item and to the mean of its last
+    ``history`` items, from ``emb`` ``(I, d)`` unit rows (all-NaN rows: the item has no vector).
+
+    Pairs ``(rows[p], items[p])`` index ``hists``. Items without a vector are left out of the history
+    mean; a candidate or last item without one gives NaN (LightGBM treats it as missing), as does an
+    empty history.
+    """
+    n, d = emb.shape
+    last_v = np.full((len(hists), d), np.nan, dtype=np.float32)
+    hist_v = np.full((len(hists), d), np.nan, dtype=np.float32)
+    for b, h in enumerate(hists):
+        h = h[(h >= 0) & (h < n)]
+        if not len(h):
+            continue
+        last_v[b] = emb[h[-1]]
+        recent = emb[h[-history:]]
+        recent = recent[np.isfinite(recent).all(axis=1)]
+        if len(recent):
+            v = recent.mean(axis=0)
+            hist_v[b] = v / max(float(np.linalg.norm(v)), 1e-9)
+    cand = emb[items]
+    return np.einsum("pd,pd->p", cand, last_v[rows]), np.einsum("pd,pd->p", cand, hist_v[rows])
 
 
 def real_timestamps(data: TrainData) -> bool:
@@ -119,6 +163,7 @@ def holdout_last(data: TrainData) -> tuple[TrainData, np.ndarray]:
         valid_targets=None,
         item_text=data.item_text,
         item_category=data.item_category,
+        item_vectors=data.item_vectors,
         available=data.available,
         meta=dict(data.meta),
     )

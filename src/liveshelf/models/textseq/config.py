@@ -22,7 +22,9 @@ class TextSeqConfig(SASRecConfig):
     ``whiten`` decorrelates the text vectors once (fixed ZCA, kept with the weights) before
     the adaptor. ``encoder`` is the text model directory (None = all-MiniLM-L6-v2), ``cache_dir`` the
     embedding cache (None = ``<liveshelf home>/cache/text``); both are used in ``fit``
-    only, never at load time.
+    only, never at load time. ``modalities``: which of ``TrainData.item_vectors`` (per-item image,
+    video, audio ... vectors) are fused with the text: ``"all"``, ``"none"`` (text only) or
+    comma-separated names (``"image,video"``).
     """
 
     hidden: int = 64
@@ -35,6 +37,7 @@ class TextSeqConfig(SASRecConfig):
     mask_unseen: bool = True
     encoder: str | None = None
     cache_dir: str | None = None
+    modalities: str = "all"
 
     def validate(self, where: str = "TextSeq") -> TextSeqConfig:
         super().validate(where)
@@ -62,4 +65,11 @@ class TextSeqConfig(SASRecConfig):
         for name in ("encoder", "cache_dir"):
             v = getattr(self, name)
             check_param(name, v, v is None or isinstance(v, str), "None or a directory path (str)", where)
+        check_param(
+            "modalities",
+            self.modalities,
+            isinstance(self.modalities, str) and bool(self.modalities.strip()),
+            "'all', 'none' or comma-separated modality names such as 'image,video'",
+            where,
+        )
         return self

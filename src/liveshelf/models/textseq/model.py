@@ -16,6 +16,10 @@ pathway learns to stand alone. The same vectors feed the causal transformer (SAS
 blocks) and score the output: ``score(i) = cos(h_t, v_i) / temperature`` (or ``h_t · v_i``
 without a temperature).
 
+Other modalities (``TrainData.item_vectors``: image, video, audio or a platform's own text
+vectors) each get their own adaptor and are fused with the text per item by a gated mixture
+(:class:`ModalityFusion`); an item without a modality has it masked out of its mixture.
+
 ``whiten=True`` first decorrelates the text vectors once (catalogue mean removed, ZCA with
 eigenvalue shrinkage; mean and matrix kept as buffers so ``add_items`` applies the same
 map). Off by default: on Amazon Scientific (MiniLM vectors) it slowed learning (validation
@@ -77,6 +81,44 @@ def whitening(x: torch.Tensor, shrink: float = WHITEN_SHRINK) -> tuple[torch.Ten
     return mean, w.float()
 
 
+class ModalityFusion(nn.Module):
+    """Fuse each item's adapted text vector with its other modalities (image, video, audio, ...).
+
+    Modality ``m`` has its own :class:`MoEAdaptor` ``d_m -> D``; a gate scores every available
+    modality of an item, ``s_m(i) = a_m . v_m(i) + c_m`` (text included), a softmax over the
+    modalities the item has (missing ones are masked) weighs them, and the item's vector is the
+    weighted sum. At the start all gates are 0: an equal mixture. A modality that carries no
+    signal can be turned down per item (its gate) or as a whole (its bias ``c_m``).
+    """
+
+    def __init__(self, dims: dict[str, int], d_out: int, n_experts: int, dropout: float) -> None:
+        super().__init__()
+        self.names = list(dims)
+        self.adaptors = nn.ModuleDict({m: MoEAdaptor(d, d_out, n_experts, dropout) for m, d in dims.items()})
+        self.gate = nn.Parameter(torch.zeros(len(dims) + 1, d_out))  # a_text, a_m ...
+        self.gate_bias = nn.Parameter(torch.zeros(len(dims) + 1))  # c_text, c_m ...
+
+    def forward(
+        self, text: torch.Tensor, inputs: list[torch.Tensor], masks: list[torch.Tensor]
+    ) -> torch.Tensor:
+        vs = [text] + [self.adaptors[m](x) for m, x in zip(self.names, inputs, strict=True)]
+        v = torch.stack(vs, dim=1)  # (I, M + 1, D)
+        score = (v * self.gate).sum(-1) + self.gate_bias  # (I, M + 1)
+        have = torch.stack([torch.ones_like(masks[0])] + masks, dim=1) > 0  # (I, M + 1)
+        weights = torch.softmax(score.masked_fill(~have, float("-inf")), dim=1)  # text is always there
+        return (weights.unsqueeze(-1) * v).sum(dim=1)  # (I, D)
+
+    @torch.no_grad()
+    def mean_weights(self, text: torch.Tensor, inputs: list[torch.Tensor], masks: list[torch.Tensor]) -> dict:
+        """The average gate weight of each modality over the items that have it (diagnostics)."""
+        vs = [text] + [self.adaptors[m](x) for m, x in zip(self.names, inputs, strict=True)]
+        v = torch.stack(vs, dim=1)
+        have = torch.stack([torch.ones_like(masks[0])] + masks, dim=1) > 0
+        w = torch.softmax(((v * self.gate).sum(-1) + self.gate_bias).masked_fill(~have, float("-inf")), dim=1)
+        names = ["text", *self.names]
+        return {n: float(w[have[:, k], k].mean()) if have[:, k].any() else 0.0 for k, n in enumerate(names)}
+
+
 class TextSeqNet(SequenceNet):
     # buffers (register_buffer): the whitening, the frozen text vectors (I, d) and the seen flags (I,)
     text_mean: torch.Tensor
@@ -84,7 +126,13 @@ class TextSeqNet(SequenceNet):
     text_emb: torch.Tensor
     seen: torch.Tensor
 
-    def __init__(self, text_emb: torch.Tensor, seen: torch.Tensor, cfg: TextSeqConfig) -> None:
+    def __init__(
+        self,
+        text_emb: torch.Tensor,
+        seen: torch.Tensor,
+        cfg: TextSeqConfig,
+        modalities: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
         super().__init__()
         n_items, d_text = text_emb.shape
         self.max_len = cfg.max_len
@@ -95,6 +143,21 @@ class TextSeqNet(SequenceNet):
         self.register_buffer("text_emb", ((text_emb.float() - mean) @ whiten).contiguous())  # (I, d), frozen
         self.register_buffer("seen", seen.float().contiguous())  # (I,), 1 = has training events
         self.adaptor = MoEAdaptor(d_text, cfg.hidden, cfg.n_experts, cfg.adaptor_dropout)
+        # other modalities: (I, d_m) vectors (0 where missing) and (I,) masks, as buffers
+        self.modalities = list(modalities or {})
+        for m, (x, mask) in (modalities or {}).items():
+            self.register_buffer(f"modal_emb_{m}", x.float().contiguous())
+            self.register_buffer(f"modal_mask_{m}", mask.float().contiguous())
+        self.fusion = (
+            ModalityFusion(
+                {m: int(x.shape[1]) for m, (x, _) in (modalities or {}).items()},
+                cfg.hidden,
+                cfg.n_experts,
+                cfg.adaptor_dropout,
+            )
+            if modalities
+            else None
+        )
         self.id_emb = nn.Embedding(n_items, cfg.hidden) if cfg.use_id else None
         self.id_dropout = float(cfg.id_dropout)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
@@ -122,12 +185,24 @@ class TextSeqNet(SequenceNet):
     def item_vectors(self) -> torch.Tensor:
         """Every item's vector ``(I, D)``: adapted text (+ ID part of items seen in training)."""
         v = self.adaptor(self.text_emb)  # (I, D)
+        if self.fusion is not None:
+            v = self.fusion(v, *self._modal_inputs())
         if self.id_emb is not None:
             keep = self.seen[:, None]  # (I, 1)
             if self.training and self.id_dropout > 0:  # whole ID vectors off: the text must carry them
                 keep = F.dropout(keep, self.id_dropout, training=True)
             v = v + self.id_emb.weight * keep  # (I, D)
         return v
+
+    def _modal_inputs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        inputs = [getattr(self, f"modal_emb_{m}") for m in self.modalities]
+        return inputs, [getattr(self, f"modal_mask_{m}") for m in self.modalities]
+
+    def modality_weights(self) -> dict[str, float]:
+        """Mean fusion weight per modality over the items that have it (``{}`` for text only)."""
+        if self.fusion is None:
+            return {}
+        return self.fusion.mean_weights(self.adaptor(self.text_emb), *self._modal_inputs())
 
     def forward(self, tokens: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states ``(B, T, D)`` of left-padded ``tokens`` ``(B, T)`` (0 = padding)."""
@@ -155,6 +230,10 @@ class TextSeqNet(SequenceNet):
         n = len(text_emb)
         self.text_emb = torch.cat([self.text_emb, text_emb])
         self.seen = torch.cat([self.seen, self.seen.new_zeros(n)])
+        for m in self.modalities:  # new items have no other modality yet: masked
+            x, mask = getattr(self, f"modal_emb_{m}"), getattr(self, f"modal_mask_{m}")
+            setattr(self, f"modal_emb_{m}", torch.cat([x, x.new_zeros(n, x.shape[1])]))
+            setattr(self, f"modal_mask_{m}", torch.cat([mask, mask.new_zeros(n)]))
         if self.id_emb is not None:
             weight = torch.cat(
                 [self.id_emb.weight, self.id_emb.weight.new_zeros(n, self.id_emb.embedding_dim)]

@@ -17,6 +17,11 @@ such items are also left out of the training softmax: they are never positives, 
 negatives only they would teach the adaptor that their texts are bad (on the cold-start
 benchmark, without the mask, hidden items were barely recommended). ``add_items`` appends new
 items after fitting, from texts (encoded with the configured encoder) or vectors.
+
+Other modalities: every per-item vector set in ``TrainData.item_vectors`` (image, video, audio,
+a platform's own text vectors; ``modalities`` picks which) gets its own adaptor and a gated
+per-item mixture with the text vector (see :class:`~liveshelf.models.textseq.model.ModalityFusion`);
+items without a modality have it masked, items added later have none.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
         mask_unseen: bool = True,
         encoder: str | None = None,
         cache_dir: str | None = None,
+        modalities: str = "all",
     ) -> None:
         super().__init__(
             hidden=hidden,
@@ -130,6 +136,7 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
         self.mask_unseen = mask_unseen
         self.encoder = encoder
         self.cache_dir = cache_dir
+        self.modalities = modalities
 
     # ---- fit --------------------------------------------------------------------------
     def fit(
@@ -164,10 +171,47 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
                 )
             item_vectors = encode_texts(data.item_text, cfg.encoder, cfg.cache_dir, cfg.n_threads)
         self._vectors = self._check_vectors(item_vectors, data.n_items, "item_vectors")
+        self._modal = self._modal_vectors(data, cfg)
         try:
             return super().fit(data, callbacks=callbacks, strategy=strategy)
         finally:
-            del self._vectors
+            del self._vectors, self._modal
+
+    @staticmethod
+    def _modal_vectors(data: TrainData, cfg: TextSeqConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The modalities to fuse: name -> (vectors with 0 for missing rows, 1/0 mask), item order."""
+        given = data.item_vectors or {}
+        wanted = cfg.modalities.strip()
+        if wanted == "none":
+            return {}
+        # sorted: the fusion gate's rows follow this order, and a loaded model rebuilds it from sorted keys
+        names = (
+            sorted(given) if wanted == "all" else sorted({m.strip() for m in wanted.split(",") if m.strip()})
+        )
+        unknown = [m for m in names if m not in given]
+        if unknown:
+            raise ConfigError(
+                f"The 'modalities' parameter of TextSeq names {unknown[0]!r}, which TrainData.item_vectors "
+                f"does not hold (it has {sorted(given) or 'none'}). Ingest it with `liveshelf ingest "
+                "embeddings FILE --modality NAME` or pass modalities='all' / 'none'."
+            )
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for m in names:
+            x = np.asarray(given[m], dtype=np.float32)
+            if x.ndim != 2 or len(x) != data.n_items:
+                raise ConfigError(
+                    f"TrainData.item_vectors[{m!r}] must have shape ({data.n_items}, d), one row per item "
+                    f"(all-NaN rows for items without a vector). Got {x.shape} instead."
+                )
+            have: np.ndarray = np.asarray(np.isfinite(x).all(axis=1))
+            if have.any():  # a modality nobody has is left out
+                out[m] = (np.where(have[:, None], x, 0.0).astype(np.float32), have.astype(np.float32))
+        return out
+
+    def modality_weights(self) -> dict[str, float]:
+        """Mean fusion weight of text and each modality over the items that have it (``{}``: text only)."""
+        self._check_fitted()
+        return self.net_.modality_weights()
 
     @staticmethod
     def _check_vectors(vectors: Any, n: int, name: str, dim: int | None = None) -> np.ndarray:
@@ -191,7 +235,8 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
         self._seen = seen
 
     def _make_net(self, n_items: int, cfg: TextSeqConfig) -> TextSeqNet:
-        return TextSeqNet(torch.from_numpy(self._vectors), torch.from_numpy(self._seen), cfg)
+        modal = {m: (torch.from_numpy(x), torch.from_numpy(k)) for m, (x, k) in self._modal.items()}
+        return TextSeqNet(torch.from_numpy(self._vectors), torch.from_numpy(self._seen), cfg, modal)
 
     def _loss(self, net: TextSeqNet, batch: dict[str, Any]) -> torch.Tensor:
         items = net.item_vectors()  # (I, D), once per step
@@ -256,9 +301,13 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         cfg = self._config()
         self._vectors, self._seen = np.array(arrays["text_emb"]), np.array(arrays["seen"])
+        names = sorted(k.removeprefix("modal_emb_") for k in arrays if k.startswith("modal_emb_"))
+        self._modal = {
+            m: (np.array(arrays[f"modal_emb_{m}"]), np.array(arrays[f"modal_mask_{m}"])) for m in names
+        }
         try:
             net = self._make_net(len(self.item_ids_), cfg)
         finally:
-            del self._vectors, self._seen
+            del self._vectors, self._seen, self._modal
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
         self.net_ = net.to(cfg.device).eval()
