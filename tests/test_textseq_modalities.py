@@ -91,7 +91,7 @@ def test_modality_choice_and_bad_vectors_are_named():
     assert m.net_.modalities == ["image"]
 
 
-def test_ranker_reads_one_similarity_pair_per_modality():
+def test_ranker_reads_one_similarity_pair_per_modality(tmp_path):
     from liveshelf.models.ranker.hybrid import HybridRanker
 
     data = data_with(image=image())
@@ -106,3 +106,8 @@ def test_ranker_reads_one_similarity_pair_per_modality():
     assert np.isnan(col[rows == 1]).all()  # last item 10 has none: missing, not 0
     red, blue = (rows == 0) & (items % 2 == 0) & has, (rows == 0) & (items % 2 == 1) & has
     assert col[red].mean() > col[blue].mean() + 0.5  # same colour, similar image
+    ranker.save(tmp_path / "ranker")  # the vectors travel with the artifact
+    loaded = load_model(tmp_path / "ranker")
+    assert loaded.feature_names_ == names
+    ctx = [Context(items=[0, 2]), Context(items=[10])]
+    np.testing.assert_allclose(loaded.score_batch(ctx), ranker.score_batch(ctx), atol=1e-6)
