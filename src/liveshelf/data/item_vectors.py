@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -297,14 +297,15 @@ class ItemVectorMethods:
 
     _lock: Any
 
-    def _conn(self) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # EventStore's own methods, which these use
 
-    def _transaction(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+        def _conn(self) -> Any: ...
 
-    def _log_load(self, con: Any, kind: str, source: str, rows: int, inserted: int, updated: int) -> None:
-        raise NotImplementedError
+        def _transaction(self) -> AbstractContextManager[Any]: ...
+
+        def _log_load(
+            self, con: Any, kind: str, source: str, rows: int, inserted: int, updated: int
+        ) -> None: ...
 
     def put_item_vectors(
         self, modality: str, item_ids: Sequence[str], vectors: np.ndarray, *, source: str = "api"

@@ -290,7 +290,7 @@ class TextEncoder:
         self._warned: set[str] = set()
         self.backend_: str | None = None
         self.unk_share_: float | None = None
-        self.forward_calls_ = 0
+        self._calls = 0  # model / fallback calls of this instance (forward_calls_ adds e5's)
         self.keep_fp32_: list[str] = []
         self._onnx_session: Any = None
         self._onnx_tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -358,6 +358,11 @@ class TextEncoder:
 
     # ------------------------------------------------------------------ public
     @property
+    def forward_calls_(self) -> int:
+        """Calls of the model, the fallback or the e5 engine so far (0: every vector came from the cache)."""
+        return self._calls + (self._e5.forward_calls_ if self._e5 is not None else 0)
+
+    @property
     def cache_namespace(self) -> str:
         """The cache key prefix: the vector space of this encoder's current backend."""
         if self._e5 is not None and self.backend_ == "e5":
@@ -389,10 +394,7 @@ class TextEncoder:
         self._choose_backend(texts)
         if self.backend_ == "e5":
             assert self._e5 is not None
-            self.forward_calls_ -= self._e5.forward_calls_
-            vecs = self._e5.encode(texts, progress, kind=kind)
-            self.forward_calls_ += self._e5.forward_calls_
-            return vecs
+            return self._e5.encode(texts, progress, kind=kind)
         prefix = self.prefixes.get(kind, "")
         if prefix:
             texts = [prefix + t for t in texts]
@@ -497,7 +499,7 @@ class TextEncoder:
     def _compute(self, texts: list[str], progress: bool) -> np.ndarray:
         if self.backend_ == "fallback":
             assert self._fallback is not None
-            self.forward_calls_ += 1
+            self._calls += 1
             return self._fallback.encode(texts)
         enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length)
         lengths = [len(x) for x in enc["input_ids"]]
@@ -517,7 +519,7 @@ class TextEncoder:
         return out
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        self.forward_calls_ += 1
+        self._calls += 1
         mask = batch["attention_mask"]
         if self.runtime == "onnx":
             session = self._session()

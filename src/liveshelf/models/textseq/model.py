@@ -98,23 +98,27 @@ class ModalityFusion(nn.Module):
         self.gate = nn.Parameter(torch.zeros(len(dims) + 1, d_out))  # a_text, a_m ...
         self.gate_bias = nn.Parameter(torch.zeros(len(dims) + 1))  # c_text, c_m ...
 
-    def forward(
+    def mix(
         self, text: torch.Tensor, inputs: list[torch.Tensor], masks: list[torch.Tensor]
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Adapted vectors ``(I, M + 1, D)`` (text first), their weights ``(I, M + 1)`` and which an item has."""
         vs = [text] + [self.adaptors[m](x) for m, x in zip(self.names, inputs, strict=True)]
         v = torch.stack(vs, dim=1)  # (I, M + 1, D)
         score = (v * self.gate).sum(-1) + self.gate_bias  # (I, M + 1)
         have = torch.stack([torch.ones_like(masks[0])] + masks, dim=1) > 0  # (I, M + 1)
         weights = torch.softmax(score.masked_fill(~have, float("-inf")), dim=1)  # text is always there
+        return v, weights, have
+
+    def forward(
+        self, text: torch.Tensor, inputs: list[torch.Tensor], masks: list[torch.Tensor]
+    ) -> torch.Tensor:
+        v, weights, _ = self.mix(text, inputs, masks)
         return (weights.unsqueeze(-1) * v).sum(dim=1)  # (I, D)
 
     @torch.no_grad()
     def mean_weights(self, text: torch.Tensor, inputs: list[torch.Tensor], masks: list[torch.Tensor]) -> dict:
         """The average gate weight of each modality over the items that have it (diagnostics)."""
-        vs = [text] + [self.adaptors[m](x) for m, x in zip(self.names, inputs, strict=True)]
-        v = torch.stack(vs, dim=1)
-        have = torch.stack([torch.ones_like(masks[0])] + masks, dim=1) > 0
-        w = torch.softmax(((v * self.gate).sum(-1) + self.gate_bias).masked_fill(~have, float("-inf")), dim=1)
+        _, w, have = self.mix(text, inputs, masks)
         names = ["text", *self.names]
         return {n: float(w[have[:, k], k].mean()) if have[:, k].any() else 0.0 for k, n in enumerate(names)}
 
