@@ -56,8 +56,9 @@ def build_world(home: Path, users: int, hosts: int, seed: int, console: Console)
     from liveshelf.serving.registry import ModelRegistry
 
     with console.status("simulating an English-language world ..."):
-        world = simulate(SimConfig(n_users=users, n_hosts=hosts, days=1, seed=seed, en_share=1.0,
-                                   use_review_corpus=False))
+        world = simulate(
+            SimConfig(n_users=users, n_hosts=hosts, days=1, seed=seed, en_share=1.0, use_review_corpus=False)
+        )
     ds = world.dataset
     t = busiest_time(ds.rooms)
     with console.status("ingesting and fitting ..."), EventStore(home) as store:
@@ -67,23 +68,33 @@ def build_world(home: Path, users: int, hosts: int, seed: int, console: Console)
         ing.ingest("events", ds.events[ds.events["ts"] < pd.Timestamp(t, unit="s", tz="UTC")])
         data = dataset_to_train_data(store.to_dataset())
         reg = ModelRegistry(home / "models")
-        v1 = reg.register(create_model("itemknn").fit(data), name="default", metrics={"note": "screenshot world"})
+        v1 = reg.register(
+            create_model("itemknn").fit(data), name="default", metrics={"note": "screenshot world"}
+        )
         reg.register(create_model("pop").fit(data), name="default")
         reg.promote("default", v1)
     pools, _ = comment_pools(False)
     texts = [str(x) for (name, _), arr in pools.items() if name.startswith("builtin-") for x in arr]
     labels = [lab for (name, lab), arr in pools.items() if name.startswith("builtin-") for _ in arr]
     SentimentClassifier(seed=0).fit(texts, np.asarray(labels)).save(home / "sentiment")
-    before = ds.events[(ds.events["ts"] < pd.Timestamp(t, unit="s", tz="UTC")) & (ds.events["type"] != "impression")]
-    console.print(f"world: {len(ds.rooms)} rooms, {len(ds.items)} items, {len(ds.events):,} events; clock at "
-                  f"{pd.Timestamp(t, unit='s', tz='UTC')}")
+    before = ds.events[
+        (ds.events["ts"] < pd.Timestamp(t, unit="s", tz="UTC")) & (ds.events["type"] != "impression")
+    ]
+    console.print(
+        f"world: {len(ds.rooms)} rooms, {len(ds.items)} items, {len(ds.events):,} events; clock at "
+        f"{pd.Timestamp(t, unit='s', tz='UTC')}"
+    )
     return {"t": t, "top_user": str(before["user"].value_counts().index[0]), "pools": pools}
 
 
 def post(url: str, path: str, body: dict[str, Any], key: str, at: float | None = None) -> dict[str, Any]:
     query = f"?at={at:.3f}" if at is not None else ""
-    req = urllib.request.Request(f"{url}{path}{query}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", "X-API-Key": key})
+    req = urllib.request.Request(
+        f"{url}{path}{query}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
 
@@ -96,12 +107,30 @@ def get(url: str, path: str, at: float) -> dict[str, Any]:
 def complaints(room: str, t0: float, pools: dict, n_calm: int = 8) -> tuple[list[dict], list[dict]]:
     """Calm chatter for ``n_calm`` 30 s buckets from ``t0``, then a burst of complaints in the next bucket."""
     pos, neg = list(pools[("builtin-en", 1)]), list(pools[("builtin-en", 0)])
-    calm = [{"event_id": f"shot-calm-{room}-{k}-{j}", "ts": t0 + k * 30 + j, "user": f"chat{j}", "type": "comment",
-             "room": room, "text": str(neg[j % len(neg)] if j % 9 == 0 else pos[j % len(pos)])}
-            for k in range(n_calm) for j in range(24)]
+    calm = [
+        {
+            "event_id": f"shot-calm-{room}-{k}-{j}",
+            "ts": t0 + k * 30 + j,
+            "user": f"chat{j}",
+            "type": "comment",
+            "room": room,
+            "text": str(neg[j % len(neg)] if j % 9 == 0 else pos[j % len(pos)]),
+        }
+        for k in range(n_calm)
+        for j in range(24)
+    ]
     b = t0 + n_calm * 30
-    burst = [{"event_id": f"shot-burst-{room}-{j}", "ts": b + j * 0.8, "user": f"upset{j}", "type": "comment",
-              "room": room, "text": str(neg[j % len(neg)])} for j in range(30)]
+    burst = [
+        {
+            "event_id": f"shot-burst-{room}-{j}",
+            "ts": b + j * 0.8,
+            "user": f"upset{j}",
+            "type": "comment",
+            "room": room,
+            "text": str(neg[j % len(neg)]),
+        }
+        for j in range(30)
+    ]
     return calm, burst
 
 
@@ -138,9 +167,16 @@ def main(argv: list[str] | None = None) -> int:
             post(srv.url, "/v1/events", {"events": calm + burst}, key)
             at = b0 + 30 + 9 * 30 + 5
             for i, room in enumerate(busy[:-1][:3]):  # audiences, orders and comments in a few rooms
-                post(srv.url, f"/v1/dashboard/rooms/{room}/simulate", {"viewers": 100, "seed": 100 + i,
-                                                                       "negative_share": 0.1}, key, at - 60)
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+                post(
+                    srv.url,
+                    f"/v1/dashboard/rooms/{room}/simulate",
+                    {"viewers": 100, "seed": 100 + i, "negative_share": 0.1},
+                    key,
+                    at - 60,
+                )
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             expect.set_options(timeout=60_000)
             page.goto(f"{srv.url}/?at={quote(str(at))}#rooms")

@@ -13,6 +13,7 @@ from liveshelf.cli import (  # noqa: F401  (each module registers its commands)
     demo_cmds,
     distributed_cmds,
     evaluate_cmds,
+    federated_cmds,
     finetune_cmds,
     index_cmds,
     ingest_cmds,

@@ -48,6 +48,12 @@ def evaluate(
     rerank_candidates: int = typer.Option(
         100, "--rerank-candidates", help="Top-N candidates per case that --rerank re-orders."
     ),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="Log the run to MLflow: a tracking URI, or 'default' for sqlite:///<home>/mlflow.db "
+        "(default: $LIVESHELF_TRACKING_URI, else off).",
+    ),
 ) -> None:
     """Evaluate recommenders; writes OUT/results.json, OUT/report.md and PNG plots."""
     from rich.console import Console
@@ -76,6 +82,7 @@ def evaluate(
             log=lambda msg: err.print(f"[dim]{msg}[/]"),
             rerank=rerank,
             rerank_candidates=rerank_candidates,
+            tracking_uri=tracking_uri,
         )
     except LiveshelfError as exc:
         err.print(f"[bold red]error:[/] {exc}")

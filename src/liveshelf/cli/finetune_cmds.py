@@ -123,6 +123,12 @@ def finetune(
     ),
     dp_delta: float | None = typer.Option(None, "--dp-delta", help="DP delta (default 1 / training rows)."),
     dp_max_grad_norm: float = typer.Option(1.0, "--dp-max-grad-norm", help="DP per-example clipping bound."),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="Log the run to MLflow: a URI, or 'default' for sqlite:///<home>/mlflow.db "
+        "(default: $LIVESHELF_TRACKING_URI, else off).",
+    ),
 ) -> None:
     """Fine-tune and report held-out metrics as one JSON line."""
     from liveshelf.errors import check_param
@@ -156,35 +162,56 @@ def finetune(
         frame, _ = _split(frame, len(frame) - limit, seed, stratify)
     train, test = _split(frame, test_size, seed, stratify)
     train, valid = _split(train, valid_size, seed, stratify)
-    ft = Finetuner(config)
-    train_x, train_y = _inputs(train, task)
-    valid_x, valid_y = _inputs(valid, task) if len(valid) else (None, None)
-    ft.fit(train_x, train_y, valid_x, valid_y)
-    ft.save(out)
-    if merge:
-        ft.merge_and_save(out / "merged")
-    report: dict[str, Any] = ft.evaluate(*_inputs(test, task)) if len(test) else {}
-    summary = {k: report.get(k) for k in ("accuracy", "macro_f1", "auc", "loss", "perplexity") if k in report}
-    summary.update(
-        {
-            "task": task,
-            "method": method,
-            "n_train": len(train),
-            "n_valid": len(valid),
-            "n_test": len(test),
-            "trainable_pct": ft.fit_stats_["trainable_pct"],
-            "examples_per_s": ft.fit_stats_["examples_per_s"],
-            "train_seconds": ft.fit_stats_["train_seconds"],
+    from dataclasses import asdict
+
+    from liveshelf.core.tracking import track_run
+
+    with track_run(
+        "finetune",
+        tracking_uri=tracking_uri,
+        params={
+            "data": data,
+            "limit": limit,
+            "test_size": test_size,
+            "valid_size": valid_size,
+            **asdict(config),
+        },
+        tags={"task": task, "method": method},
+    ) as tracker:
+        ft = Finetuner(config)
+        train_x, train_y = _inputs(train, task)
+        valid_x, valid_y = _inputs(valid, task) if len(valid) else (None, None)
+        ft.fit(train_x, train_y, valid_x, valid_y)
+        ft.save(out)
+        if merge:
+            ft.merge_and_save(out / "merged")
+        report: dict[str, Any] = ft.evaluate(*_inputs(test, task)) if len(test) else {}
+        summary = {
+            k: report.get(k) for k in ("accuracy", "macro_f1", "auc", "loss", "perplexity") if k in report
         }
-    )
-    if "privacy" in ft.fit_stats_:  # achieved (epsilon, delta) of a DP run
-        summary.update({k: ft.fit_stats_["privacy"][k] for k in ("dp_epsilon", "dp_delta")})
-    (out / "metrics.json").write_text(
-        json.dumps(
-            {"summary": summary, "report": report, "fit_stats": ft.fit_stats_, "history": ft.history_},
-            indent=2,
-            sort_keys=True,
-            default=str,
+        summary.update(
+            {
+                "task": task,
+                "method": method,
+                "n_train": len(train),
+                "n_valid": len(valid),
+                "n_test": len(test),
+                "trainable_pct": ft.fit_stats_["trainable_pct"],
+                "examples_per_s": ft.fit_stats_["examples_per_s"],
+                "train_seconds": ft.fit_stats_["train_seconds"],
+            }
         )
-    )
-    typer.echo(json.dumps(summary, sort_keys=True))
+        if "privacy" in ft.fit_stats_:  # achieved (epsilon, delta) of a DP run
+            summary.update({k: ft.fit_stats_["privacy"][k] for k in ("dp_epsilon", "dp_delta")})
+        (out / "metrics.json").write_text(
+            json.dumps(
+                {"summary": summary, "report": report, "fit_stats": ft.fit_stats_, "history": ft.history_},
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
+        tracker.log_history(ft.history_)
+        tracker.log_metrics({f"test.{k}": v for k, v in summary.items()})
+        tracker.log_artifact(out / "metrics.json")
+        typer.echo(json.dumps(summary, sort_keys=True))

@@ -117,6 +117,14 @@ def run(
             "(from exposures or events), gated per surface against the hand blend.",
         ),
     ] = False,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="Log each cycle to MLflow: a URI, or 'default' for sqlite:///<home>/mlflow.db.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Watch the store; train, evaluate and gate candidates; promote the ones that pass."""
     from rich.console import Console
@@ -146,7 +154,10 @@ def run(
             ),
         )
         loop = ContinuousLoop(
-            _home(home), config, log=lambda m: console.print(m, highlight=False, markup=False)
+            _home(home),
+            config,
+            log=lambda m: console.print(m, highlight=False, markup=False),
+            tracking_uri=tracking_uri,
         )
         if once:
             results = [loop.run_once(trigger="manual")]

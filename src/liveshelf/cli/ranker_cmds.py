@@ -73,6 +73,14 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the report as JSON here.", show_default=False)
     ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="Log the run to MLflow: a URI, or 'default' for sqlite:///<home>/mlflow.db.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train the serving ranker from exposures or events; evaluate, register and (gated) promote it."""
     from rich.console import Console
@@ -82,39 +90,67 @@ def train(
     from liveshelf.experiment.ranker_train import train_ranker
 
     console = Console(soft_wrap=True)
-    try:
-        report = train_ranker(
-            _home(home),
-            source=source,
-            window_s=window,
-            min_queries=min_queries,
-            max_queries=max_queries,
-            test_share=test_share,
-            margin=margin,
-            promote=promote,
-            name=name,
-            params=parse_params(param),
-            seed=seed,
-            log=lambda m: console.print(m, highlight=False, markup=False),
-        )
-    except LiveshelfError as exc:
-        raise _fail(str(exc)) from exc
-    table = Table(title=f"ranker {report.version} (from {report.source})")
-    for col in ("surface", "train queries", "test queries", "ranker NDCG@5", "hand blend", "trending", "p"):
-        table.add_column(col)
-    for surface, f in report.surfaces.items():
-        nd = f.get("ndcg@5", {})
-        table.add_row(
-            surface,
-            str(f.get("train_queries")),
-            str(f.get("queries", 0)),
-            f"{nd.get('ranker', float('nan')):.4f}",
-            f"{nd.get('hand-blend', float('nan')):.4f}",
-            f"{nd.get('trending', float('nan')):.4f}",
-            f"{f.get('ranker_vs_blend', {}).get('p_ttest', float('nan')):.3g}",
-        )
-    console.print(table)
-    console.print(report.reason, highlight=False, markup=False)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report.to_dict(), indent=2))
+    from liveshelf.core.tracking import track_run
+
+    home_dir = _home(home)
+    with track_run(
+        "ranker",
+        tracking_uri=tracking_uri,
+        home=home_dir,
+        params={
+            "home": home_dir,
+            "from": source,
+            "name": name,
+            "window": window,
+            "test_share": test_share,
+            "margin": margin,
+            "seed": seed,
+            **parse_params(param),
+        },
+    ) as tracker:
+        try:
+            report = train_ranker(
+                home_dir,
+                source=source,
+                window_s=window,
+                min_queries=min_queries,
+                max_queries=max_queries,
+                test_share=test_share,
+                margin=margin,
+                promote=promote,
+                name=name,
+                params=parse_params(param),
+                seed=seed,
+                log=lambda m: console.print(m, highlight=False, markup=False),
+                tracker=tracker,
+            )
+        except LiveshelfError as exc:
+            raise _fail(str(exc)) from exc
+        table = Table(title=f"ranker {report.version} (from {report.source})")
+        for col in (
+            "surface",
+            "train queries",
+            "test queries",
+            "ranker NDCG@5",
+            "hand blend",
+            "trending",
+            "p",
+        ):
+            table.add_column(col)
+        for surface, f in report.surfaces.items():
+            nd = f.get("ndcg@5", {})
+            table.add_row(
+                surface,
+                str(f.get("train_queries")),
+                str(f.get("queries", 0)),
+                f"{nd.get('ranker', float('nan')):.4f}",
+                f"{nd.get('hand-blend', float('nan')):.4f}",
+                f"{nd.get('trending', float('nan')):.4f}",
+                f"{f.get('ranker_vs_blend', {}).get('p_ttest', float('nan')):.3g}",
+            )
+        console.print(table)
+        console.print(report.reason, highlight=False, markup=False)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report.to_dict(), indent=2))
+        tracker.log_dict(report.to_dict(), "report.json")

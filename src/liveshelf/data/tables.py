@@ -121,13 +121,23 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def _series_to_arrow(s: pd.Series) -> pa.Array:
+    """One column -> Arrow; a tz-aware datetime column keeps its zone without going through
+    ``Series.values`` (which drops the zone; pandas 3 deprecates it and older pyarrow calls it)."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        zone = pa.lib.tzinfo_to_string(s.dt.tz)  # "+01:00" for fixed offsets, as pyarrow itself names them
+        return pa.array(utc, type=pa.timestamp(s.dtype.unit, tz=zone), from_pandas=True)
+    return pa.array(s, from_pandas=True)
+
+
 def frame_to_arrow(df: pd.DataFrame) -> pa.Table:
     """A raw pandas frame -> Arrow, column by column; mixed-type object columns become strings."""
     arrays, names = [], []
     for name in df.columns:
         s = df[name]
         try:
-            arr = pa.array(s, from_pandas=True)
+            arr = _series_to_arrow(s)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             arr = pa.array(
                 [

@@ -12,6 +12,7 @@ same process (by a test fixture, a notebook, ``ray start``) is reused as it is.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from liveshelf.errors import ConfigError, check_param
@@ -43,6 +44,8 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> dict[
     )
     ray = import_ray()
     if not ray.is_initialized():
+        # keep Ray's behaviour for CPU-only workers, without its FutureWarning about changing it
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,

@@ -334,8 +334,13 @@ def run(
     log: Any = None,
     rerank: str | list[str] | None = None,
     rerank_candidates: int = 100,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``models`` on ``data``; write ``results.json`` + ``report.md`` + plots to ``out``.
+
+    ``tracking_uri`` (or ``LIVESHELF_TRACKING_URI``) logs the run to MLflow: parameters, each
+    model's metrics (``<model>.ndcg_at_10``) and training history per epoch (``<model>.epoch/loss`` ...), and the output files
+    as artifacts (see :mod:`liveshelf.core.tracking`).
 
     ``target`` overrides what is recommended (``"item"``, or ``"host"`` for live data;
     default: hosts under ``live``, items otherwise). ``rerank`` (e.g. ``"fair:lambda=0,0.3"``,
@@ -378,85 +383,113 @@ def run(
         )
     basis = diversity_basis_of(split.train)
 
-    results: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "models": {}}
-    per_case: dict[str, dict[str, np.ndarray]] = {}
-    timing: dict[str, dict[str, float]] = {}
-    rerank_rows: dict[str, list[dict[str, Any]]] = {}
-    for name in models:
-        seed_everything(seed)
-        model = build_model(name, params.get(name, {}), seed=seed, epochs=epochs)
-        seed_everything(seed)
-        say(f"fit {name} ...")
-        t = time.perf_counter()
-        model.fit(split.train)
-        fit_s = time.perf_counter() - t
-        ev = evaluate_model(
-            model,
-            split,
-            batch_size=batch_size,
-            progress=progress,
-            desc=f"evaluate {name}",
-            diversity_basis=basis,
-            keep_candidates=rerank_candidates if settings else 0,
+    from liveshelf.core.tracking import track_run
+
+    with track_run(
+        "evaluate",
+        tracking_uri=tracking_uri,
+        run_name=f"{','.join(models)} on {ds.name} ({protocol})",
+        params={
+            "data": spec or ds.name,
+            "models": ",".join(models),
+            "protocol": protocol,
+            "seed": seed,
+            "epochs": epochs,
+            "mask_history": mask_history,
+            **{f"{m}.{k}": v for m, p in params.items() for k, v in p.items()},
+        },
+        tags={
+            "dataset": ds.name,
+            "data.train_users": summary["n_train_users"],
+            "data.items": summary["n_items"],
+        },
+    ) as tracker:
+        results: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "models": {}}
+        per_case: dict[str, dict[str, np.ndarray]] = {}
+        timing: dict[str, dict[str, float]] = {}
+        rerank_rows: dict[str, list[dict[str, Any]]] = {}
+        for name in models:
+            seed_everything(seed)
+            model = build_model(name, params.get(name, {}), seed=seed, epochs=epochs)
+            seed_everything(seed)
+            say(f"fit {name} ...")
+            t = time.perf_counter()
+            model.fit(split.train)
+            fit_s = time.perf_counter() - t
+            ev = evaluate_model(
+                model,
+                split,
+                batch_size=batch_size,
+                progress=progress,
+                desc=f"evaluate {name}",
+                diversity_basis=basis,
+                keep_candidates=rerank_candidates if settings else 0,
+            )
+            if settings:
+                rerank_rows[name] = rerank_tradeoff(ev, split, settings, log=say, name=name)
+            results["models"][name] = {
+                "metrics": ev.metrics,
+                "fit_seconds": round(fit_s, 4),
+                "params": jsonable(model.get_params()),
+            }
+            if model.privacy_:  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
+                results["models"][name]["privacy"] = model.privacy_
+            if model.fit_info_:  # what the fit decided (e.g. skipped sources), as the model says
+                results["models"][name]["fit_info"] = model.fit_info_
+            per_case[name] = ev.per_case
+            timing[name] = {"fit_seconds": round(fit_s, 4), "eval_seconds": round(ev.eval_seconds, 4)}
+            say(
+                f"{name}: ndcg@10={ev.metrics['ndcg@10']:.4f} recall@10={ev.metrics['recall@10']:.4f} "
+                f"(fit {fit_s:.1f}s, eval {ev.eval_seconds:.1f}s)"
+            )
+            tracker.log_metrics({f"{name}.{k}": v for k, v in ev.metrics.items()})
+            tracker.log_metrics({f"{name}.fit_seconds": fit_s, f"{name}.eval_seconds": ev.eval_seconds})
+            tracker.log_history(getattr(model, "history_", None) or [], prefix=f"{name}.epoch/")
+
+        base = models[0]
+        significance: dict[str, Any] = {}
+        for name in models[1:]:
+            significance[name] = {
+                metric: compare(per_case[base][metric], per_case[name][metric], seed=seed).to_dict()
+                for metric in ("ndcg@10", "recall@10")
+            }
+        lengths = split.history_lengths()
+        labels, counts, _ = history_buckets(lengths, per_case[base]["ndcg@10"])
+        results.update(
+            {
+                "mask_history": mask_history,
+                "ties": "pessimistic",
+                "seed": seed,
+                "split": jsonable(summary),
+                "diversity_basis": None if basis is None else basis[0],
+                "timing": timing,
+                "significance": {"baseline": base, "models": significance},
+                "by_history_length": {
+                    "buckets": labels,
+                    "counts": counts,
+                    "ndcg@10": {n: history_buckets(lengths, per_case[n]["ndcg@10"])[2] for n in models},
+                },
+            }
         )
         if settings:
-            rerank_rows[name] = rerank_tradeoff(ev, split, settings, log=say, name=name)
-        results["models"][name] = {
-            "metrics": ev.metrics,
-            "fit_seconds": round(fit_s, 4),
-            "params": jsonable(model.get_params()),
-        }
-        if model.privacy_:  # DP-trained: achieved epsilon / delta (liveshelf.privacy.dp)
-            results["models"][name]["privacy"] = model.privacy_
-        if model.fit_info_:  # what the fit decided (e.g. skipped sources), as the model says
-            results["models"][name]["fit_info"] = model.fit_info_
-        per_case[name] = ev.per_case
-        timing[name] = {"fit_seconds": round(fit_s, 4), "eval_seconds": round(ev.eval_seconds, 4)}
-        say(
-            f"{name}: ndcg@10={ev.metrics['ndcg@10']:.4f} recall@10={ev.metrics['recall@10']:.4f} "
-            f"(fit {fit_s:.1f}s, eval {ev.eval_seconds:.1f}s)"
-        )
-
-    base = models[0]
-    significance: dict[str, Any] = {}
-    for name in models[1:]:
-        significance[name] = {
-            metric: compare(per_case[base][metric], per_case[name][metric], seed=seed).to_dict()
-            for metric in ("ndcg@10", "recall@10")
-        }
-    lengths = split.history_lengths()
-    labels, counts, _ = history_buckets(lengths, per_case[base]["ndcg@10"])
-    results.update(
-        {
-            "mask_history": mask_history,
-            "ties": "pessimistic",
-            "seed": seed,
-            "split": jsonable(summary),
-            "diversity_basis": None if basis is None else basis[0],
-            "timing": timing,
-            "significance": {"baseline": base, "models": significance},
-            "by_history_length": {
-                "buckets": labels,
-                "counts": counts,
-                "ndcg@10": {n: history_buckets(lengths, per_case[n]["ndcg@10"])[2] for n in models},
-            },
-        }
-    )
-    if settings:
-        results["rerank"] = {
-            "candidates": rerank_candidates,
-            "k": BEYOND_K,
-            "discount": RERANK_DISCOUNT,
-            "exposure_on": "item",
-            "tail": "all but the 20% most popular training items",
-            "relevance": "test targets per item",
-            "ties": "index",
-            "settings": [s.label for s in settings],
-            "models": rerank_rows,
-        }
-    (out_dir / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
-    write_report(results, out_dir)
-    return results
+            results["rerank"] = {
+                "candidates": rerank_candidates,
+                "k": BEYOND_K,
+                "discount": RERANK_DISCOUNT,
+                "exposure_on": "item",
+                "tail": "all but the 20% most popular training items",
+                "relevance": "test targets per item",
+                "ties": "index",
+                "settings": [s.label for s in settings],
+                "models": rerank_rows,
+            }
+        (out_dir / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
+        if tracker.run_id:
+            results["mlflow_run_id"] = tracker.run_id
+            (out_dir / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
+        write_report(results, out_dir)
+        tracker.log_artifacts(out_dir)
+        return results
 
 
 # ---------------------------------------------------------------------------------------

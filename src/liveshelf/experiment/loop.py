@@ -54,6 +54,7 @@ import pandas as pd
 
 from liveshelf.core.jsonsafe import jsonable
 from liveshelf.core.timeutil import to_epoch_seconds
+from liveshelf.core.tracking import Tracker, track_run
 from liveshelf.errors import ConfigError, LiveshelfError, check_param
 from liveshelf.experiment.gate import ModelReport, decide
 from liveshelf.experiment.loop_candidate import build_candidate, choose_mode, warm_start
@@ -93,6 +94,7 @@ class CycleResult:
     checks: dict[str, Any] = field(default_factory=dict)
     paired: dict[str, Any] = field(default_factory=dict)
     ranker: dict[str, Any] | None = None  # the serving ranker's cycle (LoopConfig.ranker)
+    mlflow_run_id: str | None = None  # the cycle's MLflow run, when tracking is on
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +116,7 @@ class ContinuousLoop:
         source: EventSource | None = None,
         registry: Any = None,
         log: Callable[[str], None] | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
         from liveshelf.registry import ModelRegistry
 
@@ -123,6 +126,8 @@ class ContinuousLoop:
         self.registry = registry if registry is not None else ModelRegistry(self.home / "models")
         self.folder = self.home / LOOP_DIR / self.config.name
         self.say = log or (lambda msg: None)
+        #: MLflow tracking (``liveshelf.core.tracking``): one run per cycle; None: $LIVESHELF_TRACKING_URI or off
+        self.tracking_uri = tracking_uri
 
     def __repr__(self) -> str:
         return f"ContinuousLoop({str(self.home)!r}, name={self.config.name!r}, model={self.config.model!r})"
@@ -177,8 +182,44 @@ class ContinuousLoop:
         """Run one cycle now; returns None when there is nothing new and ``force`` is False.
 
         ``candidate``: gate this already-fitted model instead of training one (it must be
-        fitted on data before the cycle's ``t_cut``; mode ``external``).
+        fitted on data before the cycle's ``t_cut``; mode ``external``). With tracking on, the
+        cycle is one MLflow run (experiment ``liveshelf-loop``): the config as parameters, the
+        candidate's and production's metrics, the timings, the decision as a tag, and the run id
+        in the registered candidate's lineage.
         """
+        cfg = self.config
+        params = {k: v for k, v in asdict(cfg).items() if k not in ("params", "gate")}
+        params.update({f"model.{k}": v for k, v in (cfg.params or {}).items()})
+        params.update({f"gate.{k}": v for k, v in cfg.gate.as_dict().items()})
+        with track_run(
+            "loop",
+            tracking_uri=self.tracking_uri,
+            home=self.home,
+            params=params,
+            tags={"trigger": trigger},
+            run_name=f"{cfg.name}: {cfg.model} ({trigger})",
+        ) as tracker:
+            result = self._cycle(trigger, candidate=candidate, force=force, tracker=tracker)
+            if result is None:
+                tracker.discard()
+                return None
+            tracker.log_metrics({f"candidate.{k}": v for k, v in result.metrics.items()})
+            tracker.log_metrics({f"production.{k}": v for k, v in result.production_metrics.items()})
+            tracker.log_metrics(result.timings)
+            tracker.set_tags(
+                {
+                    "decision": result.decision,
+                    "version": result.version,
+                    "cycle": result.cycle,
+                    "mode": result.mode,
+                }
+            )
+            tracker.log_dict(result.as_dict(), "cycle.json")
+            if tracker.run_id:
+                result.mlflow_run_id = tracker.run_id
+            return result
+
+    def _cycle(self, trigger: str, *, candidate: Any, force: bool, tracker: Tracker) -> CycleResult | None:
         from liveshelf.evaluation.runner import evaluate_model, seed_everything
         from liveshelf.evaluation.significance import compare
         from liveshelf.serving.deletion import stale_versions
@@ -312,6 +353,7 @@ class ContinuousLoop:
                 "protocol": "temporal",
                 "gate": {**decision.as_dict(), "config": cfg.gate.as_dict()},
                 "loop_cycle": cycle,
+                **tracker.lineage(),
             }
             version = None
             if loaded is not None:
@@ -355,7 +397,7 @@ class ContinuousLoop:
             }
         )
         if cfg.ranker:  # after the sources: the ranker's rows are computed with the production models
-            result.ranker = self._ranker_cycle(cycle, trigger)
+            result.ranker = self._ranker_cycle(cycle, trigger, tracker)
         self._save_state(
             {
                 "watermark": head.as_dict(),
@@ -371,7 +413,7 @@ class ContinuousLoop:
         )
         return result
 
-    def _ranker_cycle(self, cycle: int, trigger: str) -> dict[str, Any]:
+    def _ranker_cycle(self, cycle: int, trigger: str, tracker: Tracker | None = None) -> dict[str, Any]:
         """Retrain, gate and (per surface) promote the serving ranker; the decision is logged like a model's."""
         from liveshelf.experiment.ranker_train import train_ranker
 
@@ -384,6 +426,7 @@ class ContinuousLoop:
                 name=cfg.ranker_name,
                 seed=cfg.seed,
                 log=self.say,
+                tracker=tracker,
             ).to_dict()
         except LiveshelfError as exc:
             report = {"version": None, "promoted": False, "reason": f"skipped: {exc}"}

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from liveshelf.core.timeutil import to_seconds_array
+from liveshelf.core.tracking import Tracker
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.models.ranker.live import LiveRanker, RankTable, query_bounds
 from liveshelf.serving.exposures import FEATURE_SETS, label_exposures, read_exposures
@@ -405,8 +406,12 @@ def train_ranker(
     since: float | None = None,
     until: float | None = None,
     log: Any = None,
+    tracker: Tracker | None = None,
 ) -> RankerReport:
-    """Build rows, fit a :class:`LiveRanker`, evaluate on the newest queries, register, promote when it passes."""
+    """Build rows, fit a :class:`LiveRanker`, evaluate on the newest queries, register, promote when it passes.
+
+    ``tracker`` (an open MLflow run, :func:`liveshelf.core.tracking.track_run`) receives the held-out
+    figures per surface, and its run id goes into the registered version's lineage."""
     from liveshelf.registry import ModelRegistry
 
     check_param("source", source, source in SOURCES, f"one of {SOURCES}", "train_ranker")
@@ -457,6 +462,9 @@ def train_ranker(
             **figures.get(surface, {}),
             "importance": _top(model.feature_importance(surface), 8),
         }
+    if tracker is not None:
+        tracker.log_metrics(metrics_of(figures))
+        tracker.log_metrics({f"{s}.train_queries": t.queries for s, t in train.items()})
     kept, why = _gate(model, test, figures, margin)
     for surface in set(model.names_) - set(kept):  # a surface that failed its gate stays with the hand blend
         model.drop(surface)
@@ -470,6 +478,7 @@ def train_ranker(
         "until": until,
         "queries": {s: t.queries for s, t in tables.items()},
         "gate": why,
+        **(tracker.lineage() if tracker is not None else {}),
     }
     if not kept:
         report.reason = "refused: " + why
@@ -482,6 +491,16 @@ def train_ranker(
     report.reason = ("promoted: " if promote else "passed (not promoted): ") + why
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def metrics_of(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``<surface>.ndcg@5.<scorer>`` for every held-out figure of every surface (for tracking)."""
+    return {
+        f"{s}.ndcg@5.{k}": float(v)
+        for s, f in figures.items()
+        for k, v in f.get("ndcg@5", {}).items()
+        if isinstance(v, (int, float))
+    }
 
 
 def _labelled_queries(t: RankTable) -> int:

@@ -247,6 +247,63 @@ class SASRec(BaseRecommender, EmbedsItems, WarmStartable, Generic[NetT, CfgT]):
             self._private = False
         return self
 
+    # ---- training outside fit (federated rounds, custom loops) -----------------------------
+    def init_weights(self, data: TrainData) -> Self:
+        """Set the vocabulary of ``data`` and a freshly initialised (seeded) network, without training.
+
+        The starting point of training that happens elsewhere (a federated server builds the global
+        model from the item catalogue: ``data`` may then hold no sequences)."""
+        cfg = self._config()
+        torch.manual_seed(cfg.seed)
+        self._set_vocab(data)
+        self._smoothing = float(cfg.label_smoothing)
+        self._prepare(data)
+        self.net_ = self._make_net(data.n_items, cfg).to(cfg.device).eval()
+        self.history_, self.best_epoch_, self.fit_seconds_, self.privacy_ = [], 0, 0.0, None
+        return self
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """The network's state (parameters and buffers) by name, as float arrays (copies)."""
+        self._check_fitted()
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.net_.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray], *, partial: bool = False) -> Self:
+        """Load a state from :meth:`get_weights` (same class and vocabulary); names and shapes are checked.
+
+        ``partial=True`` loads a subset of the names (e.g. only the trained parameters) and keeps the rest."""
+        self._check_fitted()
+        state = self.net_.state_dict()
+        extra, missing = set(weights) - set(state), set(state) - set(weights)
+        if extra or (missing and not partial):
+            raise ConfigError(
+                f"{type(self).__name__}.set_weights got arrays {sorted(extra or missing)[:5]} that do "
+                "not match the network's state; the weights come from another model or configuration."
+            )
+        for k, v in weights.items():
+            if tuple(np.shape(v)) != tuple(state[k].shape):
+                raise ConfigError(
+                    f"{type(self).__name__}.set_weights: {k!r} has shape {tuple(np.shape(v))}, the network "
+                    f"{tuple(state[k].shape)}; the weights come from a model with another vocabulary or size."
+                )
+        state.update({k: torch.as_tensor(np.asarray(v), dtype=state[k].dtype) for k, v in weights.items()})
+        self.net_.load_state_dict(state)
+        return self
+
+    def validate(self, data: TrainData) -> dict[str, float]:
+        """Validation NDCG@10 / recall@10 of the current network on ``data.valid_targets`` ({} if none)."""
+        self._check_fitted()
+        cfg = self._config()
+        evaluate = self._validator(data, cfg)
+        if evaluate is None:
+            return {}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.n_threads)
+        try:
+            with torch.no_grad():
+                return evaluate(self.net_.eval())
+        finally:
+            torch.set_num_threads(threads)
+
     # ---- abilities ----------------------------------------------------------------------
     def item_embeddings(self) -> np.ndarray:
         """``(n_items, hidden)`` float32: the learned item embedding rows in ``item_ids_`` order (no padding row)."""

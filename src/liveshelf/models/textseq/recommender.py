@@ -158,6 +158,36 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
                 "is not computed per example. Use SASRec or LiveSASRec (dp_epsilon=...) for "
                 "differentially private training."
             )
+        self._side_inputs(data, item_vectors, cfg)
+        try:
+            return super().fit(data, callbacks=callbacks, strategy=strategy)
+        finally:
+            del self._vectors, self._modal
+
+    def init_weights(self, data: TrainData, item_vectors: np.ndarray | None = None) -> TextSeq:
+        """SASRec's :meth:`~SASRec.init_weights` with the item texts encoded (or ``item_vectors``)."""
+        self._side_inputs(data, item_vectors, self._config())
+        try:
+            return super().init_weights(data)
+        finally:
+            del self._vectors, self._modal
+
+    def set_weights(self, weights: dict[str, np.ndarray], *, partial: bool = False) -> TextSeq:
+        """SASRec's :meth:`~SASRec.set_weights`; an averaged ``seen`` flag (FedAvg) counts as seen when > 0."""
+        weights = dict(weights)
+        if "seen" in weights:
+            weights["seen"] = (np.asarray(weights["seen"]) > 0).astype(np.float32)
+        return super().set_weights(weights, partial=partial)
+
+    def _warm_started(self, fresh: TextSeqNet) -> TextSeqNet:
+        """An item seen by the parent (or in this fit's data) counts as seen."""
+        own = fresh.seen.clone()
+        net = super()._warm_started(fresh)
+        net.seen = torch.maximum(own, (net.seen > 0).to(own.dtype))
+        return net
+
+    def _side_inputs(self, data: TrainData, item_vectors: np.ndarray | None, cfg: TextSeqConfig) -> None:
+        """The frozen inputs of the network: item text vectors and the modality vectors to fuse."""
         if item_vectors is None:
             if data.item_text is None:
                 raise ConfigError(
@@ -172,10 +202,6 @@ class TextSeq(SASRec[TextSeqNet, TextSeqConfig]):
             item_vectors = encode_texts(data.item_text, cfg.encoder, cfg.cache_dir, cfg.n_threads)
         self._vectors = self._check_vectors(item_vectors, data.n_items, "item_vectors")
         self._modal = self._modal_vectors(data, cfg)
-        try:
-            return super().fit(data, callbacks=callbacks, strategy=strategy)
-        finally:
-            del self._vectors, self._modal
 
     @staticmethod
     def _modal_vectors(data: TrainData, cfg: TextSeqConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
