@@ -70,6 +70,7 @@ def test_a_loop_cycle_is_one_run_and_the_registered_version_points_to_it(tmp_pat
     client = mlflow_tracking.MlflowClient(f"sqlite:///{db}")
     run = client.get_run(result.mlflow_run_id)
     assert run.data.tags["decision"] == result.decision and run.data.params["model"] == "pop"
+    assert run.data.tags["data.train_events"] == str(result.window["train_events"])  # data lineage
     assert run.data.metrics["candidate.ndcg_at_10"] == pytest.approx(result.metrics["ndcg@10"])
     assert "cycle.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
     # nothing new and not forced: no cycle, and no empty run left behind

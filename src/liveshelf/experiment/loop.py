@@ -212,6 +212,8 @@ class ContinuousLoop:
                     "version": result.version,
                     "cycle": result.cycle,
                     "mode": result.mode,
+                    # data lineage: the training and evaluation windows of the cycle
+                    **{f"data.{k}": v for k, v in result.window.items()},
                 }
             )
             tracker.log_dict(result.as_dict(), "cycle.json")
