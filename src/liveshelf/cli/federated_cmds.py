@@ -4,7 +4,7 @@
 
     liveshelf federated train --data unisrec:/data/amazon-scientific --model sasrec --clients 10 \\
         --rounds 30 --partition iid --out results/fed-scientific
-    liveshelf federated train ... --partition category --strategy fedprox --proximal-mu 0.01
+    liveshelf federated train ... --partition category --strategy fedprox --proximal-mu 0.1
     liveshelf federated train ... --dp-epsilon 8 --secagg
 
 Writes ``OUT/results.json`` (``federated.metrics`` and ``centralised.metrics`` under the same
@@ -56,7 +56,7 @@ def train(
         ),
     ] = "iid",
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg | fedprox.")] = "fedavg",
-    proximal_mu: Annotated[float, typer.Option("--proximal-mu", help="FedProx's proximal weight mu.")] = 0.01,
+    proximal_mu: Annotated[float, typer.Option("--proximal-mu", help="FedProx's proximal weight mu.")] = 0.1,
     local_epochs: Annotated[int, typer.Option("--local-epochs", help="Local epochs per round.")] = 1,
     dp_epsilon: Annotated[
         float | None,

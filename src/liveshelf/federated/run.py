@@ -54,7 +54,7 @@ class FederatedConfig:
     partition: str = "iid"
     strategy: str = "fedavg"
     local_epochs: int = 1
-    proximal_mu: float = 0.01
+    proximal_mu: float = 0.1
     dp_epsilon: float | None = None
     dp_delta: float = 1e-5
     clip_norm: float = 1.0
