@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
+import mlflow.tracking as mlflow_tracking  # a dev dependency: the tests fail, not skip, without it
 import pytest
 from typer.testing import CliRunner
 
 from liveshelf.cli import app
 from liveshelf.core.tracking import ENV, metric_key, resolve_uri, track_run
 from liveshelf.errors import ConfigError
-
-mlflow_tracking = pytest.importorskip("mlflow.tracking")
 
 
 def test_evaluate_logs_params_metrics_per_epoch_and_artifacts(shared_data, tmp_path):

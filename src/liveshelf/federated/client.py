@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from liveshelf.core.trainer import TrainStrategy
+from liveshelf.federated.clientdata import training_targets
 from liveshelf.models.base import TrainData
 
 #: Config keys the server sends each round.
@@ -144,13 +145,8 @@ def local_fit(
         "cpu_seconds": time.process_time() - c0,
         "users": len(train.user_ids),
     }
-    weight = 1 if config.get(EQUAL_WEIGHTS) else _targets(train)
+    weight = 1 if config.get(EQUAL_WEIGHTS) else training_targets(train)
     return result, weight, metrics
-
-
-def _targets(train: TrainData) -> int:
-    """FedAvg's weight: the number of next-item targets the client trained on."""
-    return int(sum(max(len(s) - 1, 0) for s in train.sequences)) or 1
 
 
 def local_evaluate(

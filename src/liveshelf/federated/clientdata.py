@@ -59,6 +59,11 @@ def subset_users(data: TrainData, users: np.ndarray) -> TrainData:
     )
 
 
+def training_targets(data: TrainData) -> int:
+    """The next-item targets ``data``'s sequences give (FedAvg's weight of a client; at least 1)."""
+    return int(sum(max(len(s) - 1, 0) for s in data.sequences)) or 1
+
+
 def _ragged(name: str, seqs: list[np.ndarray]) -> dict[str, np.ndarray]:
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     flat = np.concatenate([np.asarray(s) for s in seqs]) if len(seqs) else np.zeros(0)

@@ -104,15 +104,10 @@ def train_federated(
             base = cev.metrics.get("ndcg@10") or 0.0
             results["ratio_ndcg@10"] = (float(ev.metrics["ndcg@10"] or 0.0) / base) if base else None
             log("centralised: " + _line(cev.metrics))
-        results["total_seconds"] = round(time.perf_counter() - t0, 2)
         fed.model.save(out / "model")
         results["model_dir"] = str(out / "model")
-        _plot_rounds(results, out / "rounds.png")
-        (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
-        tracker.log_metrics({f"federated.{k}": v for k, v in ev.metrics.items()})
-        if "centralised" in results:
-            tracker.log_metrics({f"centralised.{k}": v for k, v in results["centralised"]["metrics"].items()})
-        tracker.log_artifacts(out, exclude=("model",))
+        if tracker.run_id:
+            results["mlflow_run_id"] = tracker.run_id
         if register is not None:
             from liveshelf.config import Settings
             from liveshelf.registry import ModelRegistry
@@ -132,10 +127,13 @@ def train_federated(
             shown = {k: ev.metrics[k] for k in HEADLINE if ev.metrics.get(k) is not None}
             version = reg.register(fed.model, name=register, metrics=shown, lineage=lineage)
             results["registered"] = {"name": register, "version": version}
-            (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
-        if tracker.run_id:
-            results["mlflow_run_id"] = tracker.run_id
-            (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
+        results["total_seconds"] = round(time.perf_counter() - t0, 2)
+        _plot_rounds(results, out / "rounds.png")
+        (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False))
+        tracker.log_metrics({f"federated.{k}": v for k, v in ev.metrics.items()})
+        if "centralised" in results:
+            tracker.log_metrics({f"centralised.{k}": v for k, v in results["centralised"]["metrics"].items()})
+        tracker.log_artifacts(out, exclude=("model",))
     return results
 
 

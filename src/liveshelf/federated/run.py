@@ -36,7 +36,13 @@ import numpy as np
 from liveshelf.core.seeding import seed_everything
 from liveshelf.errors import ConfigError, check_param
 from liveshelf.federated.client import LOCAL_EPOCHS, ROUND, ClientSpec, make_client_app
-from liveshelf.federated.clientdata import catalogue_of, subset_users, write_catalogue, write_client
+from liveshelf.federated.clientdata import (
+    catalogue_of,
+    subset_users,
+    training_targets,
+    write_catalogue,
+    write_client,
+)
 from liveshelf.federated.models import check_model, exchanged_keys, skeleton
 from liveshelf.federated.partition import check_partition_request, partition_users
 from liveshelf.federated.privacy import check_epsilon, epsilon_spent, noise_for_epsilon
@@ -129,8 +135,11 @@ def run_federated(
     fed_dir = Path(tempfile.mkdtemp(prefix="federation-", dir=workdir))
     try:
         write_catalogue(fed_dir, train)
+        targets = []  # each client's FedAvg weight: its next-item targets
         for k, users in enumerate(partition.clients):
-            write_client(fed_dir / "clients" / str(k), subset_users(train, users))
+            own = subset_users(train, users)
+            write_client(fed_dir / "clients" / str(k), own)
+            targets.append(training_targets(own))
 
         private = cfg.dp_epsilon is not None
         seed_everything(cfg.seed)
@@ -140,9 +149,6 @@ def run_federated(
         spec = ClientSpec(
             cfg.model, dict(cfg.params), keys, str(fed_dir.resolve()), cfg.seed, cfg.threads_per_client
         )
-        targets = [
-            int(sum(max(len(train.sequences[u]) - 1, 0) for u in users)) for users in partition.clients
-        ]
         noise = (
             noise_for_epsilon(cfg.dp_epsilon, cfg.dp_delta, cfg.rounds)
             if cfg.dp_epsilon is not None
